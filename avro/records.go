@@ -1,0 +1,197 @@
+// Package avro holds careflow's record schemas (the *.avsc files, embedded in
+// the binary), their Go types, and the serde that writes them in the
+// Confluent wire format (magic byte, 4-byte schema id, Avro binary).
+//
+// The Go types below are the contract between stages: a stage reads and
+// writes these, never goavro's generic maps.
+package avro
+
+import "time"
+
+// RawMessage is one inbound message exactly as a sender gave it, plus what
+// ingest learned from its header. Topic: careflow.raw and careflow.valid.
+type RawMessage struct {
+	MessageID      string    `json:"message_id"`      // careflow's id, unique per receipt
+	CorrelationID  string    `json:"correlation_id"`  // ties every record of one message's journey
+	IdempotencyKey string    `json:"idempotency_key"` // sending app | facility | MSH-10; same for a resend
+	Interface      string    `json:"source_interface"`
+	Transport      string    `json:"transport"` // "mllp", "http", "file"
+	ReceivedAt     time.Time `json:"received_at"`
+	Payload        []byte    `json:"payload"` // the message bytes, unmodified
+	// Header fields, copied so that analytics and routing need not reparse.
+	MessageType        string `json:"message_type"`  // MSH-9.1
+	TriggerEvent       string `json:"trigger_event"` // MSH-9.2
+	ControlID          string `json:"control_id"`    // MSH-10
+	Version            string `json:"version"`       // MSH-12
+	SendingApplication string `json:"sending_application"`
+	SendingFacility    string `json:"sending_facility"`
+	PatientKey         string `json:"patient_key"` // the Kafka key: PID-3.1 ^ PID-3.4 of the first identifier; "" when none
+}
+
+// Identifier is one patient identifier (HL7 CX).
+type Identifier struct {
+	Value              string `json:"value"`               // CX.1
+	AssigningAuthority string `json:"assigning_authority"` // CX.4.1
+	TypeCode           string `json:"type_code"`           // CX.5 (MR, NH, PI, ...)
+	AssigningFacility  string `json:"assigning_facility"`  // CX.6.1
+}
+
+// Address is a patient address (HL7 XAD).
+type Address struct {
+	Street     string `json:"street"`
+	Other      string `json:"other"`
+	City       string `json:"city"`
+	State      string `json:"state"`
+	PostalCode string `json:"postal_code"`
+	Country    string `json:"country"`
+	Type       string `json:"type"`
+}
+
+// Patient is who the event is about, as the source identifies them.
+type Patient struct {
+	Identifiers []Identifier `json:"identifiers"`
+	FamilyName  string       `json:"family_name"`
+	GivenNames  []string     `json:"given_names"`
+	BirthDate   string       `json:"birth_date"` // HL7 DTM as sent (YYYY[MM[DD...]]); "" when absent
+	Sex         string       `json:"sex"`        // PID-8 as sent
+	Addresses   []Address    `json:"addresses"`
+	// PriorIdentifiers are the identifiers being merged away (MRG-1, A40).
+	PriorIdentifiers []Identifier `json:"prior_identifiers"`
+}
+
+// Encounter is the visit an event belongs to (PV1); nil when none.
+type Encounter struct {
+	VisitNumber      string `json:"visit_number"`        // PV1-19.1
+	PatientClass     string `json:"patient_class"`       // PV1-2
+	PointOfCare      string `json:"point_of_care"`       // PV1-3.1
+	Room             string `json:"room"`                // PV1-3.2
+	Bed              string `json:"bed"`                 // PV1-3.3
+	Facility         string `json:"facility"`            // PV1-3.4
+	AttendingDoctor  string `json:"attending_doctor"`    // PV1-7.1 (id)
+	AdmitTime        string `json:"admit_time"`          // PV1-44, HL7 DTM as sent
+	DischargeTime    string `json:"discharge_time"`      // PV1-45
+	PriorPointOfCare string `json:"prior_point_of_care"` // PV1-6.1 (A02)
+}
+
+// Order is one ORC/OBR pair.
+type Order struct {
+	Control           string `json:"control"` // ORC-1 (NW, CA, SC, RE, ...)
+	PlacerOrderNumber string `json:"placer_order_number"`
+	FillerOrderNumber string `json:"filler_order_number"`
+	Status            string `json:"status"`       // ORC-5
+	ServiceCode       string `json:"service_code"` // OBR-4.1
+	ServiceText       string `json:"service_text"` // OBR-4.2
+	ServiceSystem     string `json:"service_system"`
+	Priority          string `json:"priority"`          // OBR-27.6 / TQ1-9, as sent
+	OrderedAt         string `json:"ordered_at"`        // ORC-9, HL7 DTM
+	OrderingProvider  string `json:"ordering_provider"` // ORC-12.1 / OBR-16.1
+	ResultStatus      string `json:"result_status"`     // OBR-25 (F, P, C, ...)
+	ObservedAt        string `json:"observed_at"`       // OBR-7
+}
+
+// Observation is one OBX.
+type Observation struct {
+	SetID          string `json:"set_id"`
+	OrderIndex     int    `json:"order_index"` // index into Orders of the OBR it follows; -1 when none
+	ValueType      string `json:"value_type"`  // OBX-2
+	Code           string `json:"code"`        // OBX-3.1
+	Text           string `json:"text"`        // OBX-3.2
+	CodingSystem   string `json:"coding_system"`
+	Value          string `json:"value"` // OBX-5, repetitions joined by "~" after unescaping
+	Units          string `json:"units"` // OBX-6.1
+	ReferenceRange string `json:"reference_range"`
+	AbnormalFlags  string `json:"abnormal_flags"`
+	Status         string `json:"status"`      // OBX-11
+	ObservedAt     string `json:"observed_at"` // OBX-14
+}
+
+// Provenance says where and when an event came from.
+type Provenance struct {
+	Interface            string    `json:"source_interface"`
+	MessageID            string    `json:"message_id"`
+	ControlID            string    `json:"control_id"`
+	SendingApplication   string    `json:"sending_application"`
+	SendingFacility      string    `json:"sending_facility"`
+	ReceivingApplication string    `json:"receiving_application"`
+	ReceivingFacility    string    `json:"receiving_facility"`
+	Version              string    `json:"version"`
+	EventTime            string    `json:"event_time"`   // EVN-2, else MSH-7, HL7 DTM as sent
+	MessageTime          string    `json:"message_time"` // MSH-7
+	IngestTime           time.Time `json:"ingest_time"`
+}
+
+// ClinicalEvent is the canonical model every destination is rendered from.
+// Topic: careflow.events and careflow.out.<destination>.
+type ClinicalEvent struct {
+	EventID        string        `json:"event_id"` // = the RawMessage's MessageID
+	CorrelationID  string        `json:"correlation_id"`
+	IdempotencyKey string        `json:"idempotency_key"`
+	EventType      string        `json:"event_type"` // admit, transfer, discharge, register, update, cancel_admit, cancel_discharge, person_add, person_update, merge, order, result
+	MessageType    string        `json:"message_type"`
+	TriggerEvent   string        `json:"trigger_event"`
+	Patient        Patient       `json:"patient"`
+	Encounter      *Encounter    `json:"encounter"`
+	Orders         []Order       `json:"orders"`
+	Observations   []Observation `json:"observations"`
+	Provenance     Provenance    `json:"provenance"`
+}
+
+// Outcome statuses.
+const (
+	StatusDelivered = "delivered" // destination accepted (AA/CA, HTTP 2xx)
+	StatusRejected  = "rejected"  // business rejection (AE/CE, HTTP 4xx): not retried, dead-lettered
+	StatusRetrying  = "retrying"  // transient failure of one attempt; another follows
+	StatusInvalid   = "invalid"   // failed validation or normalisation
+	StatusDuplicate = "duplicate" // a resend suppressed by idempotency key
+	StatusUnrouted  = "unrouted"  // no route took the event
+	StatusRouted    = "routed"    // route chose this destination
+)
+
+// DeliveryOutcome records one attempt or result. Topic: careflow.outcomes.
+type DeliveryOutcome struct {
+	OutcomeID      string    `json:"outcome_id"` // deterministic: replays produce the same id
+	MessageID      string    `json:"message_id"`
+	CorrelationID  string    `json:"correlation_id"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	Interface      string    `json:"source_interface"`
+	Destination    string    `json:"destination"` // "" for outcomes before routing
+	Stage          string    `json:"stage"`
+	Status         string    `json:"status"`
+	Attempt        int       `json:"attempt"`
+	ControlID      string    `json:"control_id"`  // outbound MSH-10, stable across retries
+	AckCode        string    `json:"ack_code"`    // AA AE AR CA CE CR, "" for HTTP
+	HTTPStatus     int       `json:"http_status"` // 0 for MLLP
+	ErrorCode      string    `json:"error_code"`
+	ErrorLocation  string    `json:"error_location"`
+	ErrorText      string    `json:"error_text"`
+	MessageType    string    `json:"message_type"`
+	TriggerEvent   string    `json:"trigger_event"`
+	IngestTime     time.Time `json:"ingest_time"`
+	At             time.Time `json:"at"`
+	LatencyMillis  int64     `json:"latency_ms"` // this attempt's round trip; 0 when none
+}
+
+// Header is one Kafka record header kept in a dead letter.
+type Header struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value"`
+}
+
+// DeadLetter wraps a record a stage could not process. Topic:
+// careflow.dlq.<stage>.
+type DeadLetter struct {
+	Stage             string    `json:"stage"`
+	ErrorCode         string    `json:"error_code"`
+	ErrorLocation     string    `json:"error_location"` // HL7 location such as PID-7, "" when none
+	ErrorText         string    `json:"error_text"`
+	MessageID         string    `json:"message_id"`
+	CorrelationID     string    `json:"correlation_id"`
+	Interface         string    `json:"source_interface"`
+	OriginalTopic     string    `json:"original_topic"` // "" when the message never reached a topic (ingest)
+	OriginalPartition int32     `json:"original_partition"`
+	OriginalOffset    int64     `json:"original_offset"`
+	OriginalKey       []byte    `json:"original_key"`
+	OriginalValue     []byte    `json:"original_value"`
+	OriginalHeaders   []Header  `json:"original_headers"`
+	At                time.Time `json:"at"`
+}

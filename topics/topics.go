@@ -1,0 +1,77 @@
+// Package topics names every Kafka topic and record header careflow uses, so
+// that stages, tools and docs agree on one spelling. Nothing else in the
+// project writes a topic or header name as a string literal.
+package topics
+
+import "strings"
+
+// Topic names. The prefix keeps careflow's topics together on a shared
+// cluster; operators who need another prefix set it in the config
+// (kafka.topic_prefix), which is applied by Names.
+const (
+	Raw      = "careflow.raw"      // RawMessage: every accepted inbound message, as received
+	Valid    = "careflow.valid"    // RawMessage: messages that passed conformance and dedup
+	Events   = "careflow.events"   // ClinicalEvent: the canonical model
+	Outcomes = "careflow.outcomes" // DeliveryOutcome: every attempt and final result
+
+	outboundPrefix = "careflow.out."
+	dlqPrefix      = "careflow.dlq."
+)
+
+// Stage names; each stage has a dead-letter topic named after it.
+const (
+	StageIngest    = "ingest"
+	StageValidate  = "validate"
+	StageNormalise = "normalise"
+	StageRoute     = "route"
+	StageDeliver   = "deliver"
+	StageSink      = "sink"
+)
+
+// Stages lists the pipeline stages in flow order.
+var Stages = []string{StageIngest, StageValidate, StageNormalise, StageRoute, StageDeliver}
+
+// Outbound is the topic holding events routed to destination dest.
+func Outbound(dest string) string { return outboundPrefix + dest }
+
+// DestinationOf returns the destination of an outbound topic, or "" when
+// topic is not one.
+func DestinationOf(topic string) string {
+	if d, ok := strings.CutPrefix(topic, outboundPrefix); ok {
+		return d
+	}
+	return ""
+}
+
+// DeadLetter is the dead-letter topic of stage.
+func DeadLetter(stage string) string { return dlqPrefix + stage }
+
+// Record headers. Every record on every careflow topic carries the first
+// group; dead letters also carry the DLQ group.
+const (
+	HeaderMessageID      = "careflow.message_id"
+	HeaderCorrelationID  = "careflow.correlation_id"
+	HeaderIdempotencyKey = "careflow.idempotency_key"
+	HeaderInterface      = "careflow.source_interface"
+	HeaderIngestTime     = "careflow.ingest_time" // RFC 3339 with milliseconds, UTC
+	HeaderDestination    = "careflow.destination"
+	HeaderControlID      = "careflow.outbound_control_id"
+
+	// HeaderStageTimePrefix + stage name holds the time that stage
+	// handled the record (RFC 3339, ms, UTC).
+	HeaderStageTimePrefix = "careflow.stage_time."
+
+	HeaderDLQStage     = "careflow.dlq.stage"
+	HeaderDLQCode      = "careflow.dlq.error_code"
+	HeaderDLQText      = "careflow.dlq.error_text"
+	HeaderDLQLocation  = "careflow.dlq.error_location"
+	HeaderDLQTopic     = "careflow.dlq.original_topic"
+	HeaderDLQPartition = "careflow.dlq.original_partition"
+	HeaderDLQOffset    = "careflow.dlq.original_offset"
+)
+
+// StageTime is the header holding the time stage handled a record.
+func StageTime(stage string) string { return HeaderStageTimePrefix + stage }
+
+// TimeFormat is the layout of every time-valued header.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
