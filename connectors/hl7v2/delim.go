@@ -1,0 +1,67 @@
+package hl7v2
+
+// Delimiters are the separator characters a message declares in MSH-1 and
+// MSH-2. A zero byte means the message declares no such character (MSH-2
+// shorter than four characters), in which case that level is never split
+// and, for Escape, nothing is unescaped.
+type Delimiters struct {
+	Field, Component, Repetition, Escape, Subcomponent byte
+	// Truncation is 0 unless MSH-2 has a fifth character (HL7 2.7+).
+	Truncation byte
+}
+
+// DefaultDelimiters are the delimiters HL7 recommends: |^~\&.
+var DefaultDelimiters = Delimiters{'|', '^', '~', '\\', '&', 0}
+
+// EncodingChars returns MSH-2 as these delimiters write it.
+func (d Delimiters) EncodingChars() string {
+	b := make([]byte, 0, 5)
+	for _, c := range [...]byte{d.Component, d.Repetition, d.Escape, d.Subcomponent, d.Truncation} {
+		if c == 0 {
+			break
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// Valid reports whether d can delimit a message: a field separator and a
+// component separator, no two alike, none alphanumeric or a line break.
+func (d Delimiters) Valid() bool {
+	_, ok := delimsFrom(d.Field, []byte(d.EncodingChars()))
+	return ok && d.Component != 0
+}
+
+// delimsFrom builds Delimiters from MSH-1 and MSH-2. It accepts an MSH-2 of
+// one to five characters: feeds with three (no subcomponent separator) are
+// common enough, and shorter ones still parse at the levels they declare.
+func delimsFrom(field byte, enc []byte) (Delimiters, bool) {
+	if len(enc) == 0 || len(enc) > 5 || !delimOK(field) {
+		return Delimiters{}, false
+	}
+	var seen [256]bool
+	seen[field] = true
+	var d Delimiters
+	d.Field = field
+	dst := [...]*byte{&d.Component, &d.Repetition, &d.Escape, &d.Subcomponent, &d.Truncation}
+	for i, c := range enc {
+		if !delimOK(c) || seen[c] {
+			return Delimiters{}, false
+		}
+		seen[c] = true
+		*dst[i] = c
+	}
+	return d, true
+}
+
+// delimOK rejects characters that cannot be delimiters because they occur in
+// ordinary values or end segments.
+func delimOK(c byte) bool {
+	switch {
+	case c >= '0' && c <= '9', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
+		return false
+	case c == '\r', c == '\n', c == 0, c == ' ':
+		return false
+	}
+	return true
+}
