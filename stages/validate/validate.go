@@ -1,0 +1,257 @@
+// Package validate is the stage between careflow.raw and careflow.valid. It
+// checks each inbound message against the conformance rules of the
+// interface it arrived on, suppresses resends by idempotency key, and
+// forwards the RawMessage record unchanged.
+//
+// A message that fails a check is both reported and dead-lettered: Process
+// returns a DeliveryOutcome (status invalid) for careflow.outcomes together
+// with a stages.Permanent error, and the runner writes the outcome and the
+// dead letter in one transaction. A resend is not an error: it yields only
+// an outcome with status duplicate.
+package validate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"careflow/avro"
+	"careflow/connectors/hl7v2"
+	"careflow/stages"
+	"careflow/topics"
+)
+
+// Error codes of the records this stage rejects. Those from the HL7 parser
+// (hl7.no_msh, hl7.bad_encoding, ...) pass through as the parser gives them.
+const (
+	CodeDecode           = "avro.decode"
+	CodeSchema           = "avro.schema_unavailable"
+	CodeEncode           = "avro.encode"
+	CodeParse            = "hl7.parse"
+	CodeUnknownInterface = "config.unknown_interface"
+	CodeMessageType      = "hl7.unsupported_message_type"
+	CodeVersion          = "hl7.unsupported_version"
+	CodeRequired         = "hl7.required_field"
+)
+
+// Config configures the stage.
+type Config struct {
+	// Interfaces holds the rules of each inbound interface, by name. A
+	// message from an interface not listed is rejected.
+	Interfaces map[string]Rules
+	// Serde decodes RawMessage and encodes DeliveryOutcome. Required.
+	Serde *avro.Serde
+	// Now stamps outcomes and stage-time headers. Default: time.Now.
+	Now func() time.Time
+	// Dedup remembers the idempotency keys that passed. Required: the
+	// runner supplies one rebuilt from careflow.valid; tests use
+	// NewMemoryDedup.
+	Dedup Deduper
+	// Registerer receives the stage's metrics. Default: none (metrics are
+	// counted but not exported).
+	Registerer prometheus.Registerer
+}
+
+// Stage is the validate processor. It is safe for concurrent use if its
+// Deduper is.
+type Stage struct {
+	serde *avro.Serde
+	now   func() time.Time
+	dedup Deduper
+	rules map[string]compiled
+	total *prometheus.CounterVec
+}
+
+var _ stages.Processor = (*Stage)(nil)
+
+// New checks cfg and returns the stage.
+func New(cfg Config) (*Stage, error) {
+	if cfg.Serde == nil {
+		return nil, errors.New("validate: config: Serde is required")
+	}
+	if cfg.Dedup == nil {
+		return nil, errors.New("validate: config: Dedup is required")
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, dedup: cfg.Dedup, rules: make(map[string]compiled, len(cfg.Interfaces))}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	names := make([]string, 0, len(cfg.Interfaces))
+	for name := range cfg.Interfaces {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c, err := compile(cfg.Interfaces[name])
+		if err != nil {
+			return nil, fmt.Errorf("validate: config: interface %s: %w", name, err)
+		}
+		s.rules[name] = c
+	}
+	total, err := registerTotal(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.total = total
+	return s, nil
+}
+
+// registerTotal creates careflow_validate_total, reusing the collector
+// already registered by an earlier Stage on the same registry.
+func registerTotal(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "careflow_validate_total",
+		Help: "Messages validated, by inbound interface and result (valid, invalid, duplicate).",
+	}, []string{"interface", "result"})
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("validate: register metrics: %w", err)
+	}
+	return c, nil
+}
+
+// Process validates one careflow.raw record. See the package doc for what
+// it returns.
+func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	now := s.now()
+	var raw avro.RawMessage
+	if err := s.serde.DecodeContext(ctx, in.Value, &raw); err != nil {
+		var unknown *avro.UnknownSchemaError
+		if errors.As(err, &unknown) {
+			// The registry may only be unreachable; dead-lettering every
+			// record while it is down would be worse than waiting.
+			return nil, stages.Transient(CodeSchema, fmt.Errorf("validate: decode raw record: %w", err))
+		}
+		return s.reject(in, nil, now, stages.Permanent(CodeDecode, "", fmt.Errorf("validate: decode raw record: %w", err)))
+	}
+
+	label := raw.Interface
+	rules, known := s.rules[raw.Interface]
+	if !known {
+		label = "unknown"
+	}
+
+	key := in.Headers.Get(topics.HeaderIdempotencyKey)
+	if key == "" {
+		key = raw.IdempotencyKey
+	}
+	// A key only enters the set once its message passed, so checking it
+	// before parsing costs a resend nothing and cannot hide an invalid
+	// message.
+	if key != "" && s.dedup.Seen(in.Partition, key) {
+		out, err := s.outcome(in, &raw, now, avro.StatusDuplicate, nil)
+		if err != nil {
+			return nil, err
+		}
+		s.total.WithLabelValues(label, "duplicate").Inc()
+		return []stages.Envelope{out}, nil
+	}
+
+	if err := s.check(&raw, rules, known); err != nil {
+		s.total.WithLabelValues(label, "invalid").Inc()
+		return s.reject(in, &raw, now, err)
+	}
+	if key != "" {
+		s.dedup.Add(in.Partition, key)
+	}
+	s.total.WithLabelValues(label, "valid").Inc()
+	return []stages.Envelope{{
+		Topic:   topics.Valid,
+		Key:     in.Key,
+		Value:   in.Value,
+		Headers: in.Headers.Derive(topics.StageValidate, now),
+	}}, nil
+}
+
+// check applies the conformance checks in order and returns the first
+// failure as a Permanent error.
+func (s *Stage) check(raw *avro.RawMessage, rules compiled, known bool) error {
+	m, err := hl7v2.Parse(raw.Payload)
+	if err != nil {
+		var pe *hl7v2.ParseError
+		if errors.As(err, &pe) {
+			return stages.Permanent(pe.Code, pe.Location, fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+		}
+		return stages.Permanent(CodeParse, "", fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+	}
+	if !known {
+		return stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
+	}
+	h := m.Header()
+	if ok, loc := rules.typeAllowed(h.MessageType, h.TriggerEvent); !ok {
+		return stages.Permanent(CodeMessageType, loc, fmt.Errorf("validate: interface %s does not accept %s^%s", raw.Interface, h.MessageType, h.TriggerEvent))
+	}
+	if !rules.versionAllowed(h.Version) {
+		return stages.Permanent(CodeVersion, "MSH-12", fmt.Errorf("validate: interface %s does not accept HL7 version %q", raw.Interface, h.Version))
+	}
+	if missing := rules.missing(m, h.MessageType, h.TriggerEvent); len(missing) > 0 {
+		return stages.Permanent(CodeRequired, missing[0], fmt.Errorf("validate: interface %s: %s^%s lacks required %s", raw.Interface, h.MessageType, h.TriggerEvent, strings.Join(missing, ", ")))
+	}
+	if patientTypes[h.MessageType] && !hasPatientID(m) {
+		return stages.Permanent(CodeRequired, "PID-3", fmt.Errorf("validate: interface %s: %s^%s has no patient identifier (PID-3.1)", raw.Interface, h.MessageType, h.TriggerEvent))
+	}
+	return nil
+}
+
+// reject returns the invalid outcome for in together with perm, so that
+// the runner writes both. raw is nil when the record did not decode.
+func (s *Stage) reject(in stages.Envelope, raw *avro.RawMessage, now time.Time, perm error) ([]stages.Envelope, error) {
+	out, err := s.outcome(in, raw, now, avro.StatusInvalid, perm)
+	if err != nil {
+		return nil, err
+	}
+	return []stages.Envelope{out}, perm
+}
+
+// outcome builds the DeliveryOutcome record for in. Identity comes from
+// raw when it decoded and from the headers otherwise, so that even an
+// undecodable record can be traced.
+func (s *Stage) outcome(in stages.Envelope, raw *avro.RawMessage, now time.Time, status string, cause error) (stages.Envelope, error) {
+	o := avro.DeliveryOutcome{
+		MessageID:      in.Headers.Get(topics.HeaderMessageID),
+		CorrelationID:  in.Headers.Get(topics.HeaderCorrelationID),
+		IdempotencyKey: in.Headers.Get(topics.HeaderIdempotencyKey),
+		Interface:      in.Headers.Get(topics.HeaderInterface),
+		IngestTime:     in.Headers.IngestTime(),
+		Stage:          topics.StageValidate,
+		Status:         status,
+		At:             now.UTC(),
+	}
+	if raw != nil {
+		o.MessageID, o.CorrelationID, o.Interface = raw.MessageID, raw.CorrelationID, raw.Interface
+		if raw.IdempotencyKey != "" {
+			o.IdempotencyKey = raw.IdempotencyKey
+		}
+		o.MessageType, o.TriggerEvent = raw.MessageType, raw.TriggerEvent
+		if !raw.ReceivedAt.IsZero() {
+			o.IngestTime = raw.ReceivedAt
+		}
+	}
+	o.OutcomeID = o.MessageID + "/" + topics.StageValidate + "/" + status
+	if cause != nil {
+		o.ErrorCode, o.ErrorLocation, o.ErrorText = stages.Describe(cause)
+	}
+	b, err := s.serde.Encode(&o)
+	if err != nil {
+		return stages.Envelope{}, stages.Transient(CodeEncode, fmt.Errorf("validate: encode %s outcome: %w", status, err))
+	}
+	return stages.Envelope{
+		Topic:   topics.Outcomes,
+		Key:     in.Key,
+		Value:   b,
+		Headers: in.Headers.Derive(topics.StageValidate, now),
+	}, nil
+}
