@@ -1,9 +1,9 @@
 package hl7v2
 
 // Delimiters are the separator characters a message declares in MSH-1 and
-// MSH-2. A zero byte means the message declares no such character (MSH-2
-// shorter than four characters), in which case that level is never split
-// and, for Escape, nothing is unescaped.
+// MSH-2. A zero byte means the message declares no such character (a
+// three-character MSH-2 has no subcomponent separator), in which case that
+// level is never split.
 type Delimiters struct {
 	Field, Component, Repetition, Escape, Subcomponent byte
 	// Truncation is 0 unless MSH-2 has a fifth character (HL7 2.7+).
@@ -33,10 +33,10 @@ func (d Delimiters) Valid() bool {
 }
 
 // delimsFrom builds Delimiters from MSH-1 and MSH-2. It accepts an MSH-2 of
-// one to five characters: feeds with three (no subcomponent separator) are
-// common enough, and shorter ones still parse at the levels they declare.
+// three to five characters: feeds with three (no subcomponent separator)
+// exist; fewer is more likely a corrupt header than a deliberate choice.
 func delimsFrom(field byte, enc []byte) (Delimiters, bool) {
-	if len(enc) == 0 || len(enc) > 5 || !delimOK(field) {
+	if len(enc) < 3 || len(enc) > 5 || !delimOK(field) {
 		return Delimiters{}, false
 	}
 	var seen [256]bool

@@ -60,7 +60,13 @@ func Parse(data []byte) (*Message, error) {
 		if isBlank(line) {
 			continue
 		}
-		switch segmentID(line, d.Field) {
+		kind := segmentID(line, d.Field)
+		if kind == idBad && sc.hasCR && sc.prevBareLF {
+			// In a CR-terminated message a bare LF is a line break the
+			// sender did not escape, whatever follows it.
+			kind = idContinuation
+		}
+		switch kind {
 		case idOK:
 			if len(m.segs) > 0 && isEnvelope(line, d.Field) {
 				return nil, perr(CodeBatch, "segment "+strconv.Itoa(len(m.segs)+1), "input holds more than one message; split it with SplitBatch")
@@ -103,7 +109,7 @@ func mshDelims(data []byte) (Delimiters, error) {
 	}
 	d, ok := delimsFrom(sep, enc)
 	if !ok {
-		return Delimiters{}, perr(CodeBadEncoding, "MSH-2", "encoding characters must be 1 to 5 distinct non-alphanumeric characters, none equal to MSH-1")
+		return Delimiters{}, perr(CodeBadEncoding, "MSH-2", "encoding characters must be 3 to 5 distinct non-alphanumeric characters, none equal to MSH-1")
 	}
 	return d, nil
 }
@@ -184,6 +190,9 @@ type lineScanner struct {
 	nextCR   int
 	nextLF   int
 	finished bool
+	// hasCR says the data uses CR at all; prevBareLF that the line just
+	// returned was ended by an LF not preceded by CR.
+	hasCR, prevBareLF, bareLF bool
 }
 
 func (sc *lineScanner) init(data []byte) {
@@ -191,6 +200,7 @@ func (sc *lineScanner) init(data []byte) {
 	sc.pos = 0
 	sc.nextCR = indexFrom(data, 0, '\r')
 	sc.nextLF = indexFrom(data, 0, '\n')
+	sc.hasCR = sc.nextCR < len(data)
 }
 
 func indexFrom(data []byte, from int, c byte) int {
@@ -207,6 +217,7 @@ func (sc *lineScanner) next() (start, end int, ok bool) {
 		return 0, 0, false
 	}
 	start = sc.pos
+	sc.prevBareLF, sc.bareLF = sc.bareLF, false
 	if sc.nextCR < start {
 		sc.nextCR = indexFrom(sc.data, start, '\r')
 	}
@@ -219,6 +230,7 @@ func (sc *lineScanner) next() (start, end int, ok bool) {
 		return start, len(sc.data), true
 	}
 	sc.pos = end + 1
+	sc.bareLF = sc.data[end] == '\n'
 	if sc.data[end] == '\r' && sc.pos < len(sc.data) && sc.data[sc.pos] == '\n' {
 		sc.pos++
 	}
