@@ -56,6 +56,7 @@ const (
 	HeaderIngestTime     = "careflow.ingest_time" // RFC 3339 with milliseconds, UTC
 	HeaderDestination    = "careflow.destination"
 	HeaderControlID      = "careflow.outbound_control_id"
+	HeaderOutcomeStatus  = "careflow.outcome_status" // on outcome records: delivered, rejected, ...
 
 	// HeaderStageTimePrefix + stage name holds the time that stage
 	// handled the record (RFC 3339, ms, UTC).

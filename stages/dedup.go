@@ -1,0 +1,180 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Dedup remembers idempotency keys per input partition. Its state is not
+// stored anywhere of its own: on assignment it is rebuilt from the stage's
+// own committed output (Load), so it can never disagree with what readers
+// see. Keys added during a transaction become permanent only when the
+// transaction commits (TxnState), so an aborted batch is not mistaken for a
+// duplicate when it is replayed.
+type Dedup struct {
+	mu      sync.Mutex
+	seen    map[int32]map[string]struct{}
+	pending map[int32]map[string]struct{}
+}
+
+// NewDedup returns an empty set.
+func NewDedup() *Dedup {
+	return &Dedup{seen: map[int32]map[string]struct{}{}, pending: map[int32]map[string]struct{}{}}
+}
+
+// Seen reports whether key was committed, or added in the open transaction,
+// on partition p.
+func (d *Dedup) Seen(p int32, key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.seen[p][key]; ok {
+		return true
+	}
+	_, ok := d.pending[p][key]
+	return ok
+}
+
+// Add records key for partition p in the open transaction.
+func (d *Dedup) Add(p int32, key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pending[p] == nil {
+		d.pending[p] = map[string]struct{}{}
+	}
+	d.pending[p][key] = struct{}{}
+}
+
+// Commit makes the open transaction's keys permanent.
+func (d *Dedup) Commit() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p, keys := range d.pending {
+		if d.seen[p] == nil {
+			d.seen[p] = map[string]struct{}{}
+		}
+		for k := range keys {
+			d.seen[p][k] = struct{}{}
+		}
+	}
+	clear(d.pending)
+}
+
+// Abort forgets the open transaction's keys.
+func (d *Dedup) Abort() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	clear(d.pending)
+}
+
+// Forget drops the state of partitions this copy no longer owns.
+func (d *Dedup) Forget(partitions []int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range partitions {
+		delete(d.seen, p)
+		delete(d.pending, p)
+	}
+}
+
+// Size is the number of committed keys held.
+func (d *Dedup) Size() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, m := range d.seen {
+		n += len(m)
+	}
+	return n
+}
+
+// KeyFunc extracts the dedup key from a committed output record; ok false
+// skips the record.
+type KeyFunc func(r *kgo.Record) (key string, ok bool)
+
+// Load replaces the state of partitions with the keys found in topic's same
+// partitions, reading committed records written since now-window (0: all)
+// up to the current end. It relies on the input and the output topic having
+// the same partition count and the same key, so a record and its output
+// share a partition number.
+func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitions []int32, window time.Duration, keyOf KeyFunc) error {
+	if len(partitions) == 0 {
+		return nil
+	}
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("dedup load from %s: %w", topic, err)
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	adm.Close()
+	if err != nil {
+		return fmt.Errorf("dedup load from %s: list end offsets: %w", topic, err)
+	}
+	start := kgo.NewOffset().AtStart()
+	if window > 0 {
+		start = kgo.NewOffset().AfterMilli(time.Now().Add(-window).UnixMilli())
+	}
+	want := map[int32]kgo.Offset{}
+	remaining := map[int32]int64{}
+	for _, p := range partitions {
+		end, ok := ends.Lookup(topic, p)
+		if !ok || end.Err != nil {
+			continue
+		}
+		if end.Offset > 0 {
+			want[p] = start
+			remaining[p] = end.Offset
+		}
+	}
+	loaded := map[int32]map[string]struct{}{}
+	for _, p := range partitions {
+		loaded[p] = map[string]struct{}{}
+	}
+	if len(want) > 0 {
+		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
+			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		)...)
+		if err != nil {
+			return fmt.Errorf("dedup load from %s: %w", topic, err)
+		}
+		defer cl.Close()
+		// Read until every partition reaches the end offset seen at the
+		// start, or until the broker has nothing more to give: under
+		// read_committed the last offsets may be transaction markers or
+		// aborted records that are never returned.
+		idle := 0
+		for len(remaining) > 0 && idle < 2 {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if fs.NumRecords() == 0 {
+				idle++
+				continue
+			}
+			idle = 0
+			fs.EachRecord(func(r *kgo.Record) {
+				if k, ok := keyOf(r); ok {
+					loaded[r.Partition][k] = struct{}{}
+				}
+				if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
+					delete(remaining, r.Partition)
+				}
+			})
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for p, keys := range loaded {
+		d.seen[p] = keys
+		delete(d.pending, p)
+	}
+	return nil
+}

@@ -1,0 +1,423 @@
+package stages
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"careflow/avro"
+	"careflow/topics"
+)
+
+// RunnerConfig says what a Runner consumes, what it runs and how it talks to
+// Kafka. Zero values take the defaults noted on each field.
+type RunnerConfig struct {
+	Stage     string   // stage name, e.g. topics.StageValidate
+	Inputs    []string // topics consumed
+	Processor Processor
+	Serde     *avro.Serde // encodes dead letters
+
+	// Group is the consumer group. Default: "careflow-" + Stage.
+	Group string
+	// Kafka holds the connection options (seed brokers, TLS, SASL).
+	Kafka []kgo.Opt
+	// InstanceID names this copy of the stage; it becomes the static group
+	// member id and the stable part of the transactional id, so it must be
+	// unique per running copy. Default: Group + "-0".
+	InstanceID string
+	// FreshTransactionalID appends a random suffix to the transactional id
+	// on every session. Use it with the embedded broker, which dies with
+	// the process: see docs/exactly-once.md for why a stable id loses
+	// committed records there.
+	FreshTransactionalID bool
+	// MaxRecords bounds the records per transaction. Default: 500.
+	MaxRecords int
+	// TransactionTimeout is the broker's limit on an open transaction.
+	// Default: 60s.
+	TransactionTimeout time.Duration
+	// RetryInitial and RetryMax bound the backoff between tries of a
+	// record whose processing failed transiently. Defaults: 200ms, 10s.
+	RetryInitial, RetryMax time.Duration
+	// HoldLimit is how long one record may be retried inside a transaction
+	// before the runner rewinds to it and pauses instead. Default: 15s.
+	HoldLimit time.Duration
+	// PauseFor is how long input is paused after an Unavailable error that
+	// gives no time of its own. Default: 5s.
+	PauseFor time.Duration
+	// State, when the processor keeps state that must follow the fate of
+	// each transaction (dedup sets), is told of commits and aborts.
+	State TxnState
+	// OnAssigned runs when partitions are assigned, before any of their
+	// records are processed (dedup state is rebuilt here).
+	OnAssigned func(ctx context.Context, assigned map[string][]int32)
+	// OnRevoked runs when partitions are revoked or lost.
+	OnRevoked func(ctx context.Context, revoked map[string][]int32)
+
+	Logger  *slog.Logger
+	Metrics *Metrics
+	Now     func() time.Time
+}
+
+// TxnState is processor state that must commit or roll back with the
+// transaction that changed it.
+type TxnState interface {
+	Commit()
+	Abort()
+}
+
+// RetryAfter lets an Unavailable error say when the destination may be tried
+// again (a breaker's open interval).
+type RetryAfter interface{ RetryAfter() time.Duration }
+
+// Runner drives one stage: a consume → process → produce loop in Kafka
+// transactions, with offsets committed inside the transaction, so that a
+// crash at any instant neither loses nor duplicates a record on the output
+// topics.
+type Runner struct {
+	cfg RunnerConfig
+	log *slog.Logger
+}
+
+// NewRunner checks cfg and applies defaults.
+func NewRunner(cfg RunnerConfig) (*Runner, error) {
+	if cfg.Stage == "" || len(cfg.Inputs) == 0 || cfg.Processor == nil || cfg.Serde == nil {
+		return nil, errors.New("stage runner: stage, inputs, processor and serde are required")
+	}
+	if cfg.Group == "" {
+		cfg.Group = "careflow-" + cfg.Stage
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = cfg.Group + "-0"
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 500
+	}
+	if cfg.TransactionTimeout <= 0 {
+		cfg.TransactionTimeout = 60 * time.Second
+	}
+	if cfg.RetryInitial <= 0 {
+		cfg.RetryInitial = 200 * time.Millisecond
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.HoldLimit <= 0 {
+		cfg.HoldLimit = 15 * time.Second
+	}
+	if cfg.PauseFor <= 0 {
+		cfg.PauseFor = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runner{cfg: cfg, log: log.With("stage", cfg.Stage, "group", cfg.Group)}, nil
+}
+
+// Run consumes until ctx ends, then finishes the transaction in flight and
+// leaves the group. A session that breaks (fenced after a broker restart,
+// lost coordinator) is rebuilt; Run returns only when ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	backoff := r.cfg.RetryInitial
+	for {
+		err := r.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("stage session ended; rebuilding", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, r.cfg.RetryMax)
+	}
+}
+
+func (r *Runner) transactionalID() string {
+	id := "careflow-" + r.cfg.Stage + "-" + r.cfg.InstanceID
+	if r.cfg.FreshTransactionalID {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		id += "-" + hex.EncodeToString(b[:])
+	}
+	return id
+}
+
+// session runs one GroupTransactSession until ctx ends or it breaks.
+func (r *Runner) session(ctx context.Context) error {
+	opts := append([]kgo.Opt{}, r.cfg.Kafka...)
+	opts = append(opts,
+		kgo.TransactionalID(r.transactionalID()),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(r.cfg.Inputs...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(0),
+		kgo.InstanceID(r.cfg.InstanceID),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.log.Info("partitions assigned", "partitions", m)
+			if r.cfg.OnAssigned != nil {
+				r.cfg.OnAssigned(ctx, m)
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			if r.cfg.OnRevoked != nil {
+				r.cfg.OnRevoked(ctx, m)
+			}
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			if r.cfg.OnRevoked != nil {
+				r.cfg.OnRevoked(ctx, m)
+			}
+		}),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("stage %s: create transactional session: %w", r.cfg.Stage, err)
+	}
+	defer sess.Close()
+
+	for {
+		fetches := sess.PollRecords(ctx, r.cfg.MaxRecords)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var fatal error
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			if errors.Is(err, kgo.ErrClientClosed) {
+				fatal = err
+			}
+		})
+		if fatal != nil {
+			return fatal
+		}
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		pause, err := r.transaction(ctx, sess, fetches)
+		if err != nil {
+			return err
+		}
+		if pause > 0 {
+			r.pause(ctx, sess, pause)
+		}
+	}
+}
+
+// pause stops fetching the inputs for d, then resumes. Records stay in
+// Kafka: nothing is skipped, and per-partition order holds.
+func (r *Runner) pause(ctx context.Context, sess *kgo.GroupTransactSession, d time.Duration) {
+	cl := sess.Client()
+	cl.PauseFetchTopics(r.cfg.Inputs...)
+	r.cfg.Metrics.Paused.WithLabelValues(r.cfg.Stage, r.cfg.Group).Set(1)
+	r.log.Info("input paused", "for", d)
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	cl.ResumeFetchTopics(r.cfg.Inputs...)
+	r.cfg.Metrics.Paused.WithLabelValues(r.cfg.Stage, r.cfg.Group).Set(0)
+}
+
+// transaction processes one poll's records in one transaction. It returns
+// how long to pause the input afterwards (0 for no pause), and an error only
+// when the session is broken.
+func (r *Runner) transaction(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) (time.Duration, error) {
+	if err := sess.Begin(); err != nil {
+		return 0, fmt.Errorf("stage %s: begin transaction: %w", r.cfg.Stage, err)
+	}
+	t := &txn{r: r, sess: sess, ctx: ctx}
+	var pause time.Duration
+	rewind := map[string]map[int32]kgo.EpochOffset{}
+
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		for _, rec := range p.Records {
+			if pause > 0 {
+				// Once a destination is unavailable, every later record
+				// waits too: rewind each partition to its first unprocessed
+				// record.
+				setRewind(rewind, rec)
+				return
+			}
+			d := r.handle(ctx, t, rec)
+			if d > 0 {
+				pause = d
+				setRewind(rewind, rec)
+				return
+			}
+		}
+	})
+	if len(rewind) > 0 {
+		// SetOffsets moves both the fetch position and the offset the
+		// transaction commits for these partitions, so the commit below
+		// covers exactly the records processed.
+		sess.Client().SetOffsets(rewind)
+	}
+	commit := kgo.TryCommit
+	if t.produceErr() != nil {
+		r.log.Warn("produce failed; aborting transaction", "err", t.produceErr())
+		commit = kgo.TryAbort
+	}
+	committed, err := sess.End(ctx, commit)
+	if committed {
+		t.commitMetrics()
+		if r.cfg.State != nil {
+			r.cfg.State.Commit()
+		}
+	} else {
+		r.cfg.Metrics.Aborts.WithLabelValues(r.cfg.Stage).Inc()
+		if r.cfg.State != nil {
+			r.cfg.State.Abort()
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, nil
+		}
+		if errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.InvalidProducerIDMapping) {
+			return 0, fmt.Errorf("stage %s: session fenced: %w", r.cfg.Stage, err)
+		}
+		r.log.Warn("end transaction", "err", err)
+		return 0, fmt.Errorf("stage %s: end transaction: %w", r.cfg.Stage, err)
+	}
+	if commit == kgo.TryAbort && pause == 0 {
+		pause = r.cfg.RetryInitial
+	}
+	return pause, nil
+}
+
+func setRewind(m map[string]map[int32]kgo.EpochOffset, rec *kgo.Record) {
+	if m[rec.Topic] == nil {
+		m[rec.Topic] = map[int32]kgo.EpochOffset{}
+	}
+	if _, ok := m[rec.Topic][rec.Partition]; !ok {
+		m[rec.Topic][rec.Partition] = kgo.EpochOffset{Epoch: rec.LeaderEpoch, Offset: rec.Offset}
+	}
+}
+
+// handle processes one record, retrying transient failures within the hold
+// limit. It returns a pause duration when the record must be retried later.
+func (r *Runner) handle(ctx context.Context, t *txn, rec *kgo.Record) time.Duration {
+	in := toEnvelope(rec)
+	m := r.cfg.Metrics
+	iface := in.Headers.Get(topics.HeaderInterface)
+	m.In.WithLabelValues(r.cfg.Stage, iface).Inc()
+	start := time.Now()
+	backoff := r.cfg.RetryInitial
+	deadline := start.Add(r.cfg.HoldLimit)
+	for attempt := 1; ; attempt++ {
+		outs, err := r.cfg.Processor.Process(ctx, in)
+		t.produce(outs)
+		if err == nil {
+			m.Latency.WithLabelValues(r.cfg.Stage).Observe(time.Since(start).Seconds())
+			return 0
+		}
+		switch KindOf(err) {
+		case KindPermanent:
+			code, _, _ := Describe(err)
+			r.log.Info("record dead-lettered", "interface", iface, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "code", code)
+			t.produce([]Envelope{r.deadLetter(in, err)})
+			m.Failed.WithLabelValues(r.cfg.Stage, iface, code).Inc()
+			m.DeadLettered.WithLabelValues(r.cfg.Stage, iface).Inc()
+			return 0
+		case KindUnavailable:
+			d := r.cfg.PauseFor
+			var ra RetryAfter
+			if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+				d = ra.RetryAfter()
+			}
+			return d
+		}
+		m.Retries.WithLabelValues(r.cfg.Stage, iface).Inc()
+		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
+			r.log.Warn("record still failing; rewinding and pausing", "interface", iface, "err", err)
+			return backoff
+		}
+		select {
+		case <-ctx.Done():
+			return backoff
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, r.cfg.RetryMax)
+	}
+}
+
+// deadLetter wraps in as a DeadLetter record for this stage's DLQ topic.
+func (r *Runner) deadLetter(in Envelope, err error) Envelope {
+	code, loc, text := Describe(err)
+	dl := &avro.DeadLetter{
+		Stage:             r.cfg.Stage,
+		ErrorCode:         code,
+		ErrorLocation:     loc,
+		ErrorText:         text,
+		MessageID:         in.Headers.Get(topics.HeaderMessageID),
+		CorrelationID:     in.Headers.Get(topics.HeaderCorrelationID),
+		Interface:         in.Headers.Get(topics.HeaderInterface),
+		OriginalTopic:     in.Topic,
+		OriginalPartition: in.Partition,
+		OriginalOffset:    in.Offset,
+		OriginalKey:       in.Key,
+		OriginalValue:     in.Value,
+		At:                r.cfg.Now().UTC(),
+	}
+	for _, h := range in.Headers {
+		dl.OriginalHeaders = append(dl.OriginalHeaders, avro.Header{Key: h.Key, Value: h.Value})
+	}
+	h := in.Headers.Derive(r.cfg.Stage, r.cfg.Now())
+	h.Set(topics.HeaderDLQStage, r.cfg.Stage)
+	h.Set(topics.HeaderDLQCode, code)
+	h.Set(topics.HeaderDLQLocation, loc)
+	h.Set(topics.HeaderDLQText, text)
+	h.Set(topics.HeaderDLQTopic, in.Topic)
+	h.Set(topics.HeaderDLQPartition, strconv.Itoa(int(in.Partition)))
+	h.Set(topics.HeaderDLQOffset, strconv.FormatInt(in.Offset, 10))
+	value, encErr := r.cfg.Serde.Encode(dl)
+	if encErr != nil {
+		// The DeadLetter schema is ours; failing to encode it is a bug,
+		// but the original bytes must still land somewhere.
+		value = in.Value
+		h.Set(topics.HeaderDLQText, text+" (dead letter not encodable: "+encErr.Error()+")")
+	}
+	return Envelope{Topic: topics.DeadLetter(r.cfg.Stage), Key: in.Key, Value: value, Headers: h}
+}
+
+func toEnvelope(rec *kgo.Record) Envelope {
+	h := make(Headers, len(rec.Headers))
+	for i, x := range rec.Headers {
+		h[i] = Header{Key: x.Key, Value: x.Value}
+	}
+	return Envelope{Topic: rec.Topic, Key: rec.Key, Value: rec.Value, Headers: h, Partition: rec.Partition, Offset: rec.Offset}
+}
+
+// ToRecord converts an output envelope to a Kafka record.
+func ToRecord(e Envelope) *kgo.Record {
+	rec := &kgo.Record{Topic: e.Topic, Key: e.Key, Value: e.Value}
+	if len(e.Headers) > 0 {
+		rec.Headers = make([]kgo.RecordHeader, len(e.Headers))
+		for i, h := range e.Headers {
+			rec.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+		}
+	}
+	return rec
+}
