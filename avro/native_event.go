@@ -1,0 +1,281 @@
+// This file converts a ClinicalEvent and its nested records to and from
+// goavro's native form; see native.go for the rules.
+
+package avro
+
+const nameEncounter = "careflow.Encounter"
+
+func eventToNative(e *ClinicalEvent) map[string]any {
+	var encounter any // nil encodes the "null" branch
+	if e.Encounter != nil {
+		encounter = union(nameEncounter, encounterToNative(e.Encounter))
+	}
+	orders := make([]any, len(e.Orders))
+	for i := range e.Orders {
+		orders[i] = orderToNative(&e.Orders[i])
+	}
+	observations := make([]any, len(e.Observations))
+	for i := range e.Observations {
+		observations[i] = observationToNative(&e.Observations[i])
+	}
+	return map[string]any{
+		"event_id":        e.EventID,
+		"correlation_id":  e.CorrelationID,
+		"idempotency_key": e.IdempotencyKey,
+		"event_type":      e.EventType,
+		"message_type":    e.MessageType,
+		"trigger_event":   e.TriggerEvent,
+		"patient":         patientToNative(&e.Patient),
+		"encounter":       encounter,
+		"orders":          orders,
+		"observations":    observations,
+		"provenance":      provenanceToNative(&e.Provenance),
+	}
+}
+
+func eventFromNative(m map[string]any) ClinicalEvent {
+	e := ClinicalEvent{
+		EventID:        str(m, "event_id"),
+		CorrelationID:  str(m, "correlation_id"),
+		IdempotencyKey: str(m, "idempotency_key"),
+		EventType:      str(m, "event_type"),
+		MessageType:    str(m, "message_type"),
+		TriggerEvent:   str(m, "trigger_event"),
+		Patient:        patientFromNative(recordOf(m, "patient")),
+		Provenance:     provenanceFromNative(recordOf(m, "provenance")),
+	}
+	if r := unionRecordOf(m, "encounter"); r != nil {
+		enc := encounterFromNative(r)
+		e.Encounter = &enc
+	}
+	if a := arrayOf(m, "orders"); len(a) > 0 {
+		e.Orders = make([]Order, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			e.Orders[i] = orderFromNative(r)
+		}
+	}
+	if a := arrayOf(m, "observations"); len(a) > 0 {
+		e.Observations = make([]Observation, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			e.Observations[i] = observationFromNative(r)
+		}
+	}
+	return e
+}
+
+func patientToNative(p *Patient) map[string]any {
+	addresses := make([]any, len(p.Addresses))
+	for i := range p.Addresses {
+		addresses[i] = addressToNative(&p.Addresses[i])
+	}
+	return map[string]any{
+		"identifiers":       identifiersToNative(p.Identifiers),
+		"family_name":       p.FamilyName,
+		"given_names":       stringsToNative(p.GivenNames),
+		"birth_date":        p.BirthDate,
+		"sex":               p.Sex,
+		"addresses":         addresses,
+		"prior_identifiers": identifiersToNative(p.PriorIdentifiers),
+	}
+}
+
+func patientFromNative(m map[string]any) Patient {
+	p := Patient{
+		Identifiers:      identifiersFromNative(arrayOf(m, "identifiers")),
+		FamilyName:       str(m, "family_name"),
+		GivenNames:       stringsOf(m, "given_names"),
+		BirthDate:        str(m, "birth_date"),
+		Sex:              str(m, "sex"),
+		PriorIdentifiers: identifiersFromNative(arrayOf(m, "prior_identifiers")),
+	}
+	if a := arrayOf(m, "addresses"); len(a) > 0 {
+		p.Addresses = make([]Address, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			p.Addresses[i] = Address{
+				Street:     str(r, "street"),
+				Other:      str(r, "other"),
+				City:       str(r, "city"),
+				State:      str(r, "state"),
+				PostalCode: str(r, "postal_code"),
+				Country:    str(r, "country"),
+				Type:       str(r, "type"),
+			}
+		}
+	}
+	return p
+}
+
+func addressToNative(a *Address) map[string]any {
+	return map[string]any{
+		"street":      a.Street,
+		"other":       a.Other,
+		"city":        a.City,
+		"state":       a.State,
+		"postal_code": a.PostalCode,
+		"country":     a.Country,
+		"type":        a.Type,
+	}
+}
+
+func identifiersToNative(ids []Identifier) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = map[string]any{
+			"value":               id.Value,
+			"assigning_authority": id.AssigningAuthority,
+			"type_code":           id.TypeCode,
+			"assigning_facility":  id.AssigningFacility,
+		}
+	}
+	return out
+}
+
+func identifiersFromNative(a []any) []Identifier {
+	if len(a) == 0 {
+		return nil
+	}
+	out := make([]Identifier, len(a))
+	for i, v := range a {
+		r, _ := v.(map[string]any)
+		out[i] = Identifier{
+			Value:              str(r, "value"),
+			AssigningAuthority: str(r, "assigning_authority"),
+			TypeCode:           str(r, "type_code"),
+			AssigningFacility:  str(r, "assigning_facility"),
+		}
+	}
+	return out
+}
+
+func encounterToNative(e *Encounter) map[string]any {
+	return map[string]any{
+		"visit_number":        e.VisitNumber,
+		"patient_class":       e.PatientClass,
+		"point_of_care":       e.PointOfCare,
+		"room":                e.Room,
+		"bed":                 e.Bed,
+		"facility":            e.Facility,
+		"attending_doctor":    e.AttendingDoctor,
+		"admit_time":          e.AdmitTime,
+		"discharge_time":      e.DischargeTime,
+		"prior_point_of_care": e.PriorPointOfCare,
+	}
+}
+
+func encounterFromNative(m map[string]any) Encounter {
+	return Encounter{
+		VisitNumber:      str(m, "visit_number"),
+		PatientClass:     str(m, "patient_class"),
+		PointOfCare:      str(m, "point_of_care"),
+		Room:             str(m, "room"),
+		Bed:              str(m, "bed"),
+		Facility:         str(m, "facility"),
+		AttendingDoctor:  str(m, "attending_doctor"),
+		AdmitTime:        str(m, "admit_time"),
+		DischargeTime:    str(m, "discharge_time"),
+		PriorPointOfCare: str(m, "prior_point_of_care"),
+	}
+}
+
+func orderToNative(o *Order) map[string]any {
+	return map[string]any{
+		"control":             o.Control,
+		"placer_order_number": o.PlacerOrderNumber,
+		"filler_order_number": o.FillerOrderNumber,
+		"status":              o.Status,
+		"service_code":        o.ServiceCode,
+		"service_text":        o.ServiceText,
+		"service_system":      o.ServiceSystem,
+		"priority":            o.Priority,
+		"ordered_at":          o.OrderedAt,
+		"ordering_provider":   o.OrderingProvider,
+		"result_status":       o.ResultStatus,
+		"observed_at":         o.ObservedAt,
+	}
+}
+
+func orderFromNative(m map[string]any) Order {
+	return Order{
+		Control:           str(m, "control"),
+		PlacerOrderNumber: str(m, "placer_order_number"),
+		FillerOrderNumber: str(m, "filler_order_number"),
+		Status:            str(m, "status"),
+		ServiceCode:       str(m, "service_code"),
+		ServiceText:       str(m, "service_text"),
+		ServiceSystem:     str(m, "service_system"),
+		Priority:          str(m, "priority"),
+		OrderedAt:         str(m, "ordered_at"),
+		OrderingProvider:  str(m, "ordering_provider"),
+		ResultStatus:      str(m, "result_status"),
+		ObservedAt:        str(m, "observed_at"),
+	}
+}
+
+func observationToNative(o *Observation) map[string]any {
+	return map[string]any{
+		"set_id":          o.SetID,
+		"order_index":     int32(o.OrderIndex),
+		"value_type":      o.ValueType,
+		"code":            o.Code,
+		"text":            o.Text,
+		"coding_system":   o.CodingSystem,
+		"value":           o.Value,
+		"units":           o.Units,
+		"reference_range": o.ReferenceRange,
+		"abnormal_flags":  o.AbnormalFlags,
+		"status":          o.Status,
+		"observed_at":     o.ObservedAt,
+	}
+}
+
+func observationFromNative(m map[string]any) Observation {
+	return Observation{
+		SetID:          str(m, "set_id"),
+		OrderIndex:     int(int32Of(m, "order_index", -1)), // -1 is the schema default: no OBR
+		ValueType:      str(m, "value_type"),
+		Code:           str(m, "code"),
+		Text:           str(m, "text"),
+		CodingSystem:   str(m, "coding_system"),
+		Value:          str(m, "value"),
+		Units:          str(m, "units"),
+		ReferenceRange: str(m, "reference_range"),
+		AbnormalFlags:  str(m, "abnormal_flags"),
+		Status:         str(m, "status"),
+		ObservedAt:     str(m, "observed_at"),
+	}
+}
+
+func provenanceToNative(p *Provenance) map[string]any {
+	return map[string]any{
+		"source_interface":      p.Interface,
+		"message_id":            p.MessageID,
+		"control_id":            p.ControlID,
+		"sending_application":   p.SendingApplication,
+		"sending_facility":      p.SendingFacility,
+		"receiving_application": p.ReceivingApplication,
+		"receiving_facility":    p.ReceivingFacility,
+		"version":               p.Version,
+		"event_time":            p.EventTime,
+		"message_time":          p.MessageTime,
+		"ingest_time":           millis(p.IngestTime),
+	}
+}
+
+func provenanceFromNative(m map[string]any) Provenance {
+	return Provenance{
+		Interface:            str(m, "source_interface"),
+		MessageID:            str(m, "message_id"),
+		ControlID:            str(m, "control_id"),
+		SendingApplication:   str(m, "sending_application"),
+		SendingFacility:      str(m, "sending_facility"),
+		ReceivingApplication: str(m, "receiving_application"),
+		ReceivingFacility:    str(m, "receiving_facility"),
+		Version:              str(m, "version"),
+		EventTime:            str(m, "event_time"),
+		MessageTime:          str(m, "message_time"),
+		IngestTime:           timeOf(m, "ingest_time"),
+	}
+}
