@@ -1,0 +1,67 @@
+// This file holds the routing stage's Prometheus series. Labels are route
+// and destination names from the configuration, never event content.
+package route
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	routed     *prometheus.CounterVec // destination, route (the route that won)
+	unrouted   prometheus.Counter
+	evalErrors *prometheus.CounterVec // route
+}
+
+// newMetrics creates the series and registers them on reg. A series that a
+// previous Stage already registered on reg is reused, so a stage rebuilt
+// after a configuration reload keeps counting on the same series.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		routed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_route_total",
+			Help: "Events routed to a destination, by destination and the route that chose it.",
+		}, []string{"destination", "route"}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_route_unrouted_total",
+			Help: "Events no route took.",
+		}),
+		evalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_route_eval_errors_total",
+			Help: "Route conditions that failed at run time (treated as no match).",
+		}, []string{"route"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.routed, err = register(reg, m.routed)
+	if err != nil {
+		return nil, err
+	}
+	m.unrouted, err = register(reg, m.unrouted)
+	if err != nil {
+		return nil, err
+	}
+	m.evalErrors, err = register(reg, m.evalErrors)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.As(err, &are):
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, fmt.Errorf("route: register metrics: %w", err)
+}

@@ -1,0 +1,266 @@
+// Package route is the routing stage: declarative publish-subscribe from
+// careflow.events to one careflow.out.<destination> topic per destination.
+// Each route names a destination and a CEL condition over the event; an
+// event goes to every destination whose condition holds, once per
+// destination, and an event no route takes is recorded as an unrouted
+// outcome rather than dropped. docs/routing.md is the operator's guide.
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"careflow/avro"
+	"careflow/stages"
+	"careflow/stages/deliver/render"
+	"careflow/topics"
+)
+
+// Error codes this stage records.
+const (
+	CodeDecode    = "avro.decode"      // the input is not a ClinicalEvent
+	CodeEncode    = "avro.encode"      // an outcome could not be encoded
+	CodeSchema    = "avro.schema"      // the input's schema id could not be resolved
+	CodeCancelled = "route.cancelled"  // the stage stopped mid-record; retried
+	CodeEvalError = "route.eval_error" // a condition failed at run time
+)
+
+// Route sends events matching When to Destination.
+type Route struct {
+	Name        string        // unique; recorded on metrics and error outcomes
+	Destination string        // the outbound topic is topics.Outbound(Destination)
+	When        string        // CEL condition returning bool; see Compile
+	SLA         time.Duration // delivery target for analytics; routing ignores it
+}
+
+// Config is what New needs.
+type Config struct {
+	Routes  []Route
+	Serde   *avro.Serde
+	Now     func() time.Time      // Default: time.Now.
+	Metrics prometheus.Registerer // nil: metrics are kept but not registered
+	Logger  *slog.Logger          // Default: slog.Default().
+}
+
+// Stage is the routing Processor. It is safe for concurrent use.
+type Stage struct {
+	routes  []compiled
+	serde   *avro.Serde
+	now     func() time.Time
+	log     *slog.Logger
+	metrics *metrics
+}
+
+type compiled struct {
+	Route
+	prg cel.Program
+}
+
+var _ stages.Processor = (*Stage)(nil)
+
+// New compiles every route's condition. The error names each route that
+// does not compile, so `careflow check` can report them all at once.
+func New(cfg Config) (*Stage, error) {
+	if cfg.Serde == nil {
+		return nil, errors.New("route: Config.Serde is required")
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, log: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	var errs []error
+	seen := make(map[string]bool, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		switch {
+		case r.Name == "":
+			errs = append(errs, fmt.Errorf("route %d: name is empty", i+1))
+			continue
+		case seen[r.Name]:
+			errs = append(errs, fmt.Errorf("route %q: name used twice", r.Name))
+			continue
+		case r.Destination == "":
+			errs = append(errs, fmt.Errorf("route %q: destination is empty", r.Name))
+			continue
+		}
+		seen[r.Name] = true
+		prg, err := Compile(r.When)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("route %q: %w", r.Name, err))
+			continue
+		}
+		s.routes = append(s.routes, compiled{Route: r, prg: prg})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// match is one destination an event goes to, and the first route that
+// chose it.
+type match struct{ route, destination string }
+
+// evalError is one route whose condition failed on an event.
+type evalError struct {
+	route compiled
+	class string
+}
+
+// Process routes one ClinicalEvent. Outputs, in order: for each matched
+// destination (in route order, first route wins), the event unchanged on
+// its outbound topic and a routed outcome; for each condition that failed
+// at run time, an outcome with code route.eval_error; and, when no route
+// matched, one unrouted outcome.
+func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	var ev avro.ClinicalEvent
+	if err := s.serde.DecodeContext(ctx, in.Value, &ev); err != nil {
+		err = fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err)
+		var unknown *avro.UnknownSchemaError
+		if errors.As(err, &unknown) {
+			// The registry could not be asked or did not answer: the
+			// record is not proven bad, so retry rather than dead-letter.
+			return nil, stages.Transient(CodeSchema, err)
+		}
+		return nil, stages.Permanent(CodeDecode, "", err)
+	}
+	matches, failures, err := s.evaluate(ctx, &ev)
+	if err != nil {
+		return nil, err
+	}
+
+	now := s.now()
+	base := in.Headers.Derive(topics.StageRoute, now)
+	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+1)
+	for _, m := range matches {
+		h := base.Clone()
+		h.Set(topics.HeaderDestination, m.destination)
+		out = append(out, stages.Envelope{Topic: topics.Outbound(m.destination), Key: in.Key, Value: in.Value, Headers: h})
+		o := s.outcome(&ev, now)
+		o.OutcomeID = ev.EventID + "/route/" + m.destination
+		o.Status = avro.StatusRouted
+		o.Destination = m.destination
+		o.ControlID = render.ControlID(&ev, m.destination)
+		env, err := s.outcomeEnvelope(in, h, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env)
+		s.metrics.routed.WithLabelValues(m.destination, m.route).Inc()
+	}
+	for _, f := range failures {
+		h := base.Clone()
+		h.Set(topics.HeaderDestination, f.route.Destination)
+		o := s.outcome(&ev, now)
+		o.OutcomeID = ev.EventID + "/route/error/" + f.route.Name
+		// No status says "errored" yet; unrouted with an error code is
+		// the closest truth: this route did not take the event.
+		o.Status = avro.StatusUnrouted
+		o.Destination = f.route.Destination
+		o.ErrorCode = CodeEvalError
+		o.ErrorText = fmt.Sprintf("route %q condition: %s", f.route.Name, f.class)
+		env, err := s.outcomeEnvelope(in, h, o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env)
+	}
+	if len(matches) == 0 {
+		o := s.outcome(&ev, now)
+		o.OutcomeID = ev.EventID + "/route/unrouted"
+		o.Status = avro.StatusUnrouted
+		env, err := s.outcomeEnvelope(in, base.Clone(), o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, env)
+		s.metrics.unrouted.Inc()
+	}
+	return out, nil
+}
+
+// evaluate runs every condition against ev and returns the destinations
+// matched, deduplicated, and the conditions that failed. A failed
+// condition does not match; only a cancelled context fails the record
+// (transiently), because retrying then gives the same answer as now
+// would have.
+func (s *Stage) evaluate(ctx context.Context, ev *avro.ClinicalEvent) ([]match, []evalError, error) {
+	act, err := cel.NewActivation(Activation(ev))
+	if err != nil {
+		return nil, nil, fmt.Errorf("route: build activation: %w", err)
+	}
+	var matches []match
+	var failures []evalError
+	for _, r := range s.routes {
+		// CEL looks at ctx only inside comprehensions; check it here too
+		// so a cancelled stage never reads as "no route matched".
+		if err := ctx.Err(); err != nil {
+			return nil, nil, stages.Transient(CodeCancelled, fmt.Errorf("route %q: %w", r.Name, err))
+		}
+		val, _, err := r.prg.ContextEval(ctx, act)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, stages.Transient(CodeCancelled, fmt.Errorf("route %q: %w", r.Name, ctx.Err()))
+			}
+			class := errorClass(err)
+			s.metrics.evalErrors.WithLabelValues(r.Name).Inc()
+			s.log.WarnContext(ctx, "route condition failed; treated as no match",
+				"stage", topics.StageRoute, "route", r.Name, "destination", r.Destination,
+				"message_id", ev.EventID, "error", class)
+			failures = append(failures, evalError{route: r, class: class})
+			continue
+		}
+		if val != types.True || contains(matches, r.Destination) {
+			continue
+		}
+		matches = append(matches, match{route: r.Name, destination: r.Destination})
+	}
+	return matches, failures, nil
+}
+
+func contains(ms []match, dest string) bool {
+	for _, m := range ms {
+		if m.destination == dest {
+			return true
+		}
+	}
+	return false
+}
+
+// outcome fills the fields every outcome of ev shares.
+func (s *Stage) outcome(ev *avro.ClinicalEvent, now time.Time) *avro.DeliveryOutcome {
+	return &avro.DeliveryOutcome{
+		MessageID:      ev.EventID,
+		CorrelationID:  ev.CorrelationID,
+		IdempotencyKey: ev.IdempotencyKey,
+		Interface:      ev.Provenance.Interface,
+		Stage:          topics.StageRoute,
+		MessageType:    ev.MessageType,
+		TriggerEvent:   ev.TriggerEvent,
+		IngestTime:     ev.Provenance.IngestTime,
+		At:             now.UTC(),
+	}
+}
+
+func (s *Stage) outcomeEnvelope(in stages.Envelope, h stages.Headers, o *avro.DeliveryOutcome) (stages.Envelope, error) {
+	b, err := s.serde.Encode(o)
+	if err != nil {
+		// The serde or registry failed, not the record: retry.
+		return stages.Envelope{}, stages.Transient(CodeEncode, fmt.Errorf("encode %s outcome for destination %q: %w", o.Status, o.Destination, err))
+	}
+	return stages.Envelope{Topic: topics.Outcomes, Key: in.Key, Value: b, Headers: h}, nil
+}
