@@ -1,0 +1,135 @@
+// Package normalise is the stage between careflow.valid and careflow.events:
+// it parses each validated HL7 v2 message and maps it to the canonical
+// avro.ClinicalEvent (see Map and docs/canonical-model.md).
+//
+// A message that cannot be mapped is both reported and dead-lettered:
+// Process returns a DeliveryOutcome (status invalid) for careflow.outcomes
+// together with a stages.Permanent error, and the runner writes the outcome
+// and the dead letter in one transaction.
+package normalise
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"careflow/avro"
+	"careflow/connectors/hl7v2"
+	"careflow/stages"
+	"careflow/topics"
+)
+
+// Error codes besides those Map returns. Parser codes (hl7.no_msh, ...)
+// pass through as the parser gives them.
+const (
+	CodeDecode = "avro.decode"
+	CodeSchema = "avro.schema_unavailable"
+	CodeEncode = "avro.encode"
+	CodeParse  = "hl7.parse"
+)
+
+// Config configures the stage.
+type Config struct {
+	// Serde decodes RawMessage and encodes ClinicalEvent and
+	// DeliveryOutcome. Required.
+	Serde *avro.Serde
+	// Now stamps outcomes and stage-time headers. Default: time.Now.
+	Now func() time.Time
+}
+
+// Stage is the normalise processor. It is safe for concurrent use.
+type Stage struct {
+	serde *avro.Serde
+	now   func() time.Time
+}
+
+var _ stages.Processor = (*Stage)(nil)
+
+// New checks cfg and returns the stage.
+func New(cfg Config) (*Stage, error) {
+	if cfg.Serde == nil {
+		return nil, errors.New("normalise: config: Serde is required")
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Process maps one careflow.valid record to one careflow.events record with
+// the same key. See the package doc for failures.
+func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	now := s.now()
+	var raw avro.RawMessage
+	if err := s.serde.DecodeContext(ctx, in.Value, &raw); err != nil {
+		var unknown *avro.UnknownSchemaError
+		if errors.As(err, &unknown) {
+			// The registry may only be unreachable; dead-lettering every
+			// record while it is down would be worse than waiting.
+			return nil, stages.Transient(CodeSchema, fmt.Errorf("normalise: decode raw record: %w", err))
+		}
+		return s.reject(in, nil, now, stages.Permanent(CodeDecode, "", fmt.Errorf("normalise: decode raw record: %w", err)))
+	}
+	m, err := hl7v2.Parse(raw.Payload)
+	if err != nil {
+		code, loc := CodeParse, ""
+		var pe *hl7v2.ParseError
+		if errors.As(err, &pe) {
+			code, loc = pe.Code, pe.Location
+		}
+		return s.reject(in, &raw, now, stages.Permanent(code, loc, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err)))
+	}
+	ev, err := Map(m, &raw)
+	if err != nil {
+		return s.reject(in, &raw, now, err)
+	}
+	b, err := s.serde.Encode(ev)
+	if err != nil {
+		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
+	}
+	return []stages.Envelope{{
+		Topic:   topics.Events,
+		Key:     in.Key,
+		Value:   b,
+		Headers: in.Headers.Derive(topics.StageNormalise, now),
+	}}, nil
+}
+
+// reject returns the invalid outcome for in together with perm, so that
+// the runner writes both. raw is nil when the record did not decode.
+func (s *Stage) reject(in stages.Envelope, raw *avro.RawMessage, now time.Time, perm error) ([]stages.Envelope, error) {
+	o := avro.DeliveryOutcome{
+		MessageID:      in.Headers.Get(topics.HeaderMessageID),
+		CorrelationID:  in.Headers.Get(topics.HeaderCorrelationID),
+		IdempotencyKey: in.Headers.Get(topics.HeaderIdempotencyKey),
+		Interface:      in.Headers.Get(topics.HeaderInterface),
+		IngestTime:     in.Headers.IngestTime(),
+		Stage:          topics.StageNormalise,
+		Status:         avro.StatusInvalid,
+		At:             now.UTC(),
+	}
+	if raw != nil {
+		o.MessageID, o.CorrelationID, o.Interface = raw.MessageID, raw.CorrelationID, raw.Interface
+		if raw.IdempotencyKey != "" {
+			o.IdempotencyKey = raw.IdempotencyKey
+		}
+		o.MessageType, o.TriggerEvent = raw.MessageType, raw.TriggerEvent
+		if !raw.ReceivedAt.IsZero() {
+			o.IngestTime = raw.ReceivedAt
+		}
+	}
+	o.OutcomeID = o.MessageID + "/" + topics.StageNormalise + "/" + avro.StatusInvalid
+	o.ErrorCode, o.ErrorLocation, o.ErrorText = stages.Describe(perm)
+	b, err := s.serde.Encode(&o)
+	if err != nil {
+		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: encode invalid outcome: %w", err))
+	}
+	return []stages.Envelope{{
+		Topic:   topics.Outcomes,
+		Key:     in.Key,
+		Value:   b,
+		Headers: in.Headers.Derive(topics.StageNormalise, now),
+	}}, perm
+}
