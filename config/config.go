@@ -1,0 +1,293 @@
+// Package config reads careflow's one YAML file into one validated Config.
+//
+// Configuration is data: interface analysts edit these files, so every
+// mistake is reported with its file, line and key, all at once (see
+// Problems). Unknown keys are mistakes, not silently ignored. Defaults live
+// in defaults.go and nowhere else. Secrets (destination header values, TLS
+// key passwords) are never written in the file: the file says where to find
+// them ({env: NAME} or {file: PATH}) and Load resolves them.
+//
+// Relative paths in the file (TLS files, secret files, kafka.data_dir) are
+// relative to the directory holding the file, so a configuration works the
+// same whatever directory careflow is started from.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is a whole careflow configuration. Load and Parse return it
+// validated and with defaults applied.
+type Config struct {
+	Kafka        Kafka         `yaml:"kafka"`
+	Admin        Admin         `yaml:"admin"`
+	HTTP         HTTPListener  `yaml:"http"`
+	Inbound      []Inbound     `yaml:"inbound"`
+	Destinations []Destination `yaml:"destinations"`
+	Routes       []Route       `yaml:"routes"`
+
+	// Path is the file the configuration came from, as given to Load (or
+	// the name given to Parse).
+	Path string `yaml:"-"`
+}
+
+// Kafka says which Kafka cluster careflow uses and how it lays out its
+// topics.
+type Kafka struct {
+	// Brokers are host:port seeds of an external cluster. Empty means
+	// careflow runs its own embedded single-node broker.
+	Brokers []string `yaml:"brokers"`
+	// Listen is the embedded broker's address (embedded broker only).
+	Listen string `yaml:"listen"`
+	// DataDir is where the embedded broker keeps its log (embedded broker
+	// only). Relative to the configuration file's directory.
+	DataDir string `yaml:"data_dir"`
+	// Partitions is the partition count of every topic careflow creates.
+	Partitions int `yaml:"partitions"`
+	// Replication is the replication factor of every topic careflow
+	// creates (external cluster only; the embedded broker has one node).
+	Replication int `yaml:"replication"`
+	// SyncWrites makes the embedded broker fsync each write: safe against
+	// power loss, about ten times slower.
+	SyncWrites bool `yaml:"sync_writes"`
+	// TransactionRecords caps the records one stage transaction holds.
+	TransactionRecords int `yaml:"transaction_records"`
+}
+
+// Embedded reports whether careflow runs its own broker.
+func (k Kafka) Embedded() bool { return len(k.Brokers) == 0 }
+
+// Admin is the operations endpoint: /metrics, /healthz, /readyz and the
+// schema registry.
+type Admin struct {
+	Listen string `yaml:"listen"`
+}
+
+// HTTPListener is the HTTP ingest endpoint: POST /hl7/{interface}.
+type HTTPListener struct {
+	Listen string `yaml:"listen"`
+}
+
+// Inbound is one interface that sends messages to careflow.
+type Inbound struct {
+	Name string `yaml:"name"`
+	// Transport is "mllp" (a listener on Listen) or "http" (only POST
+	// /hl7/{name} on the HTTP listener, which every interface also has).
+	Transport      string        `yaml:"transport"`
+	Listen         string        `yaml:"listen"`
+	MaxMessageSize int           `yaml:"max_message_size,size"` // bytes
+	ReadTimeout    time.Duration `yaml:"read_timeout"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	MaxConnections int           `yaml:"max_connections"`
+	TLS            *TLS          `yaml:"tls"` // nil: plain TCP
+	Accept         Accept        `yaml:"accept"`
+	// DedupWindow is how long a message's idempotency key is remembered,
+	// so that a resend within it is recognised as a duplicate.
+	DedupWindow time.Duration `yaml:"dedup_window"`
+}
+
+// Accept holds an interface's conformance rules, applied by the validate
+// stage.
+type Accept struct {
+	// MessageTypes are patterns "ADT^A01" or "ADT^*"; empty accepts any.
+	MessageTypes []string `yaml:"message_types"`
+	// Versions are MSH-12 values; empty accepts any 2.x.
+	Versions []string `yaml:"versions"`
+	// Required maps a message type pattern to the segments ("PID") and
+	// fields ("PID-3", "PID-3[1].1") a message of that type must carry.
+	// The rules of every pattern a message matches apply.
+	Required map[string][]string `yaml:"required"`
+}
+
+// Destination is one system careflow delivers to.
+type Destination struct {
+	Name      string `yaml:"name"`
+	Transport string `yaml:"transport"` // "mllp" or "http"
+	Address   string `yaml:"address"`   // host:port, mllp only
+	URL       string `yaml:"url"`       // http or https URL, http only
+	Format    string `yaml:"format"`    // "hl7v2" or "json" (json over http only)
+	// HL7Version is written to MSH-12 of messages sent in hl7v2 format.
+	HL7Version           string `yaml:"hl7_version"`
+	SendingApplication   string `yaml:"sending_application"`
+	SendingFacility      string `yaml:"sending_facility"`
+	ReceivingApplication string `yaml:"receiving_application"`
+	ReceivingFacility    string `yaml:"receiving_facility"`
+
+	AckTimeout     time.Duration     `yaml:"ack_timeout"`
+	ConnectTimeout time.Duration     `yaml:"connect_timeout"`
+	Headers        map[string]Secret `yaml:"headers"` // http only
+	TLS            *TLS              `yaml:"tls"`     // nil: plain TCP, or the system roots for an https URL
+	Retry          Retry             `yaml:"retry"`
+	Breaker        Breaker           `yaml:"breaker"`
+	// SLA is the target time from ingest to delivery at this destination.
+	SLA time.Duration `yaml:"sla"`
+}
+
+// Retry is the backoff between attempts after a transient failure: the
+// first wait is Initial, each next one Multiplier times longer, capped at
+// Max.
+type Retry struct {
+	Initial    time.Duration `yaml:"initial"`
+	Max        time.Duration `yaml:"max"`
+	Multiplier float64       `yaml:"multiplier"`
+}
+
+// Breaker is a destination's circuit breaker: after Failures consecutive
+// transient failures it opens, and after OpenFor it lets one trial through.
+type Breaker struct {
+	Failures int           `yaml:"failures"`
+	OpenFor  time.Duration `yaml:"open_for"`
+}
+
+// TLS is a listener's or a client's TLS settings. On an inbound interface
+// CertFile and KeyFile are required and ClientCAFile turns on mutual TLS. On
+// a destination CAFile replaces the system roots, ServerName overrides the
+// name checked, and CertFile with KeyFile present a client certificate.
+type TLS struct {
+	CertFile     string  `yaml:"cert_file"`
+	KeyFile      string  `yaml:"key_file"`
+	KeyPassword  *Secret `yaml:"key_password"` // for an encrypted PEM key; nil when none
+	ClientCAFile string  `yaml:"client_ca_file"`
+	CAFile       string  `yaml:"ca_file"`
+	ServerName   string  `yaml:"server_name"`
+}
+
+// Route sends the events a CEL expression selects to one destination.
+type Route struct {
+	Name        string `yaml:"name"`
+	Destination string `yaml:"destination"`
+	// When is a CEL expression over the variable event (the
+	// ClinicalEvent, as a map keyed by its JSON field names).
+	When string `yaml:"when"`
+	// SLA overrides the destination's SLA for events taken by this route;
+	// Load sets it to the destination's when the file leaves it out.
+	SLA time.Duration `yaml:"sla"`
+}
+
+// Option changes how Load and Parse work.
+type Option func(*options)
+
+type options struct {
+	exprCheck func(string) error
+	lookupEnv func(string) (string, bool)
+}
+
+// WithExprCheck lets the caller compile each route's when expression; an
+// error it returns is reported at the when key's line. Default: expressions
+// are only checked to be non-empty.
+func WithExprCheck(check func(expr string) error) Option {
+	return func(o *options) { o.exprCheck = check }
+}
+
+// WithLookupEnv replaces the environment that {env: NAME} secrets are read
+// from. Default: os.LookupEnv.
+func WithLookupEnv(lookup func(name string) (string, bool)) Option {
+	return func(o *options) { o.lookupEnv = lookup }
+}
+
+// Load reads and validates the configuration file at path. When the file is
+// wrong the error is Problems; when it cannot be read it is a wrapped
+// *fs.PathError.
+func Load(path string, opts ...Option) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return Parse(path, data, opts...)
+}
+
+// Parse validates the configuration in data. name is the file it came from:
+// it is used in Problems and relative paths are resolved against its
+// directory.
+func Parse(name string, data []byte, opts ...Option) (*Config, error) {
+	o := options{lookupEnv: os.LookupEnv}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	d := newDecoder(name, filepath.Dir(name), o)
+	c := Defaults()
+	if d.decodeFile(data, &c) {
+		d.validate(&c)
+	}
+	if len(d.problems) > 0 {
+		d.problems.sort()
+		return nil, d.problems
+	}
+	c.Path = name
+	c.resolve(filepath.Dir(name))
+	return &c, nil
+}
+
+// Destination returns the destination called name.
+func (c *Config) Destination(name string) (Destination, bool) {
+	for _, d := range c.Destinations {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Destination{}, false
+}
+
+// InboundByName returns the inbound interface called name.
+func (c *Config) InboundByName(name string) (Inbound, bool) {
+	for _, in := range c.Inbound {
+		if in.Name == name {
+			return in, true
+		}
+	}
+	return Inbound{}, false
+}
+
+// RoutesTo returns the routes whose destination is dest, in file order.
+func (c *Config) RoutesTo(dest string) []Route {
+	var out []Route
+	for _, r := range c.Routes {
+		if r.Destination == dest {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// resolve fills what follows from other keys once the file is known to be
+// valid: route SLAs inherited from their destination, and relative paths
+// made relative to the configuration file's directory.
+func (c *Config) resolve(dir string) {
+	for i, r := range c.Routes {
+		if r.SLA == 0 {
+			if d, ok := c.Destination(r.Destination); ok {
+				c.Routes[i].SLA = d.SLA
+			}
+		}
+	}
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Kafka.DataDir)
+	for _, t := range c.tlsBlocks() {
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+		abs(&t.ClientCAFile)
+		abs(&t.CAFile)
+	}
+}
+
+func (c *Config) tlsBlocks() []*TLS {
+	var out []*TLS
+	for _, in := range c.Inbound {
+		if in.TLS != nil {
+			out = append(out, in.TLS)
+		}
+	}
+	for _, d := range c.Destinations {
+		if d.TLS != nil {
+			out = append(out, d.TLS)
+		}
+	}
+	return out
+}

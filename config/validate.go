@@ -1,0 +1,354 @@
+// This file checks what a decoded configuration means: names, addresses,
+// references between routes and destinations, HL7 rules, and that no two
+// listeners claim one port. Each check reports at the line of the key it
+// concerns.
+
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	// MSH-9 patterns: ADT^A01 or ADT^* (trigger wildcard).
+	messageTypePattern = regexp.MustCompile(`^[A-Z][A-Z0-9]{2}\^([A-Z0-9]{3}|\*)$`)
+	// HL7 v2 versions careflow knows: 2.1 to 2.8 with optional point
+	// releases (2.3.1, 2.5.1, 2.8.2).
+	versionPattern = regexp.MustCompile(`^2\.[1-8](\.[1-9])?$`)
+	// Segment (with optional occurrence), or field with optional
+	// repetition, component and subcomponent: PID, OBR[2], PID-3, PID-3[2],
+	// PID-3.1, PID-3[2].4.1. The same grammar as the validate stage's.
+	hl7PathPattern = regexp.MustCompile(`^[A-Z][A-Z0-9]{2}(\[[1-9][0-9]*\])?(-[1-9][0-9]*(\[[1-9][0-9]*\])?(\.[1-9][0-9]*){0,2})?$`)
+)
+
+// listener is one address careflow listens on, for the port check.
+type listener struct{ key, addr string }
+
+func (d *decoder) validate(c *Config) {
+	var listeners []listener
+	listeners = append(listeners, d.validateKafka(c.Kafka)...)
+	if d.listenAddr("admin.listen", c.Admin.Listen) {
+		listeners = append(listeners, listener{"admin.listen", c.Admin.Listen})
+	}
+	if d.listenAddr("http.listen", c.HTTP.Listen) {
+		listeners = append(listeners, listener{"http.listen", c.HTTP.Listen})
+	}
+	if len(c.Inbound) == 0 {
+		d.problemAt("inbound", "at least one inbound interface is required")
+	}
+	names := map[string]string{}
+	for i, in := range c.Inbound {
+		p := fmt.Sprintf("inbound[%d]", i)
+		d.checkName(p, in.Name, names)
+		if l, ok := d.validateInbound(p, in); ok {
+			listeners = append(listeners, l)
+		}
+	}
+	d.checkPorts(listeners)
+
+	dests := map[string]string{}
+	var destNames []string
+	for i, dst := range c.Destinations {
+		p := fmt.Sprintf("destinations[%d]", i)
+		d.checkName(p, dst.Name, dests)
+		destNames = append(destNames, dst.Name)
+		d.validateDestination(p, dst)
+	}
+	routes := map[string]string{}
+	routed := map[string]bool{}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		d.checkName(p, r.Name, routes)
+		d.validateRoute(p, r, dests, destNames)
+		routed[r.Destination] = true
+	}
+	for i, dst := range c.Destinations {
+		if dst.Name != "" && !routed[dst.Name] {
+			d.problemAt(fmt.Sprintf("destinations[%d].name", i),
+				fmt.Sprintf("no route sends to destination %q; add a route or remove the destination", dst.Name))
+		}
+	}
+}
+
+// checkName checks that the name at path+".name" is well formed and not
+// already in seen (name → key path of its first use).
+func (d *decoder) checkName(path, name string, seen map[string]string) {
+	key := path + ".name"
+	switch {
+	case name == "":
+		d.problemAt(key, "name is required")
+	case !namePattern.MatchString(name):
+		d.problemAt(key, fmt.Sprintf("name %q must be lower-case letters, digits and dashes", name))
+	default:
+		if first, dup := seen[name]; dup {
+			d.problemAt(key, fmt.Sprintf("name %q is already used by %s (line %d)", name, first, d.lookup(first).Line))
+			return
+		}
+		seen[name] = key
+	}
+}
+
+func (d *decoder) validateKafka(k Kafka) []listener {
+	for i, b := range k.Brokers {
+		if err := checkHostPort(b, true); err != nil {
+			d.problemAt(fmt.Sprintf("kafka.brokers[%d]", i), err.Error())
+		}
+	}
+	if k.Partitions < 1 {
+		d.problemAt("kafka.partitions", "must be at least 1")
+	}
+	if k.Replication < 1 {
+		d.problemAt("kafka.replication", "must be at least 1")
+	}
+	if k.TransactionRecords < 1 {
+		d.problemAt("kafka.transaction_records", "must be at least 1")
+	}
+	if !k.Embedded() {
+		if k.SyncWrites {
+			d.problemAt("kafka.sync_writes", "applies only to the embedded broker (kafka.brokers is set); an external cluster's durability is its own setting")
+		}
+		return nil
+	}
+	if k.Replication > 1 {
+		d.problemAt("kafka.replication", "the embedded broker has one node: replication must be 1 (or set kafka.brokers)")
+	}
+	if d.listenAddr("kafka.listen", k.Listen) {
+		return []listener{{"kafka.listen", k.Listen}}
+	}
+	return nil
+}
+
+// listenAddr checks a host:port to listen on; an empty host means every
+// interface and port 0 means any free port.
+func (d *decoder) listenAddr(key, addr string) bool {
+	if addr == "" {
+		d.problemAt(key, "listen address is required (host:port)")
+		return false
+	}
+	if err := checkHostPort(addr, false); err != nil {
+		d.problemAt(key, err.Error())
+		return false
+	}
+	return true
+}
+
+func checkHostPort(addr string, needHost bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	if needHost && host == "" {
+		return fmt.Errorf("want host:port with a host, got %q", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (needHost && n == 0) {
+		return fmt.Errorf("port %q is not a port number", port)
+	}
+	return nil
+}
+
+// checkPorts reports a listener whose port an earlier listener already
+// has. Port 0 (any free port) never clashes.
+func (d *decoder) checkPorts(ls []listener) {
+	first := map[string]string{}
+	for _, l := range ls {
+		_, port, _ := net.SplitHostPort(l.addr)
+		if port == "0" {
+			continue
+		}
+		if prev, dup := first[port]; dup {
+			d.problemAt(l.key, fmt.Sprintf("port %s is already used by %s (line %d)", port, prev, d.lookup(prev).Line))
+			continue
+		}
+		first[port] = l.key
+	}
+}
+
+func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
+	var l listener
+	ok := false
+	switch in.Transport {
+	case "mllp":
+		if d.listenAddr(p+".listen", in.Listen) {
+			l, ok = listener{p + ".listen", in.Listen}, true
+		}
+	case "http":
+		if in.Listen != "" {
+			d.problemAt(p+".listen", "an http interface is served on http.listen at POST /hl7/"+in.Name+"; remove listen or use transport: mllp")
+		}
+		if in.TLS != nil {
+			d.problemAt(p+".tls", "applies to mllp interfaces only")
+		}
+	default:
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", in.Transport, suggest(in.Transport, []string{"mllp", "http"})))
+	}
+	if in.MaxConnections < 1 {
+		d.problemAt(p+".max_connections", "must be at least 1")
+	}
+	if in.TLS != nil && in.Transport == "mllp" {
+		t, tp := in.TLS, p+".tls"
+		if t.CertFile == "" || t.KeyFile == "" {
+			d.problemAt(tp, "a listener needs cert_file and key_file")
+		}
+		d.notFor(tp+".ca_file", t.CAFile, "inbound interfaces; use client_ca_file for mutual TLS")
+		d.notFor(tp+".server_name", t.ServerName, "inbound interfaces")
+		d.checkFiles(tp, t)
+	}
+	a, ap := in.Accept, p+".accept"
+	for i, mt := range a.MessageTypes {
+		d.checkMessageType(fmt.Sprintf("%s.message_types[%d]", ap, i), mt)
+	}
+	for i, v := range a.Versions {
+		if !versionPattern.MatchString(v) {
+			d.problemAt(fmt.Sprintf("%s.versions[%d]", ap, i), fmt.Sprintf("want an HL7 v2 version from 2.1 to 2.8 such as \"2.5.1\", got %q", v))
+		}
+	}
+	for pattern, paths := range a.Required {
+		rp := fmt.Sprintf("%s.required[%q]", ap, pattern)
+		d.checkMessageType(rp, pattern)
+		for i, hp := range paths {
+			if !hl7PathPattern.MatchString(hp) {
+				d.problemAt(fmt.Sprintf("%s[%d]", rp, i), fmt.Sprintf("want a segment (PID) or field (PID-3, PID-3[2].1), got %q", hp))
+			}
+		}
+	}
+	return l, ok
+}
+
+func (d *decoder) checkMessageType(key, mt string) {
+	if !messageTypePattern.MatchString(mt) {
+		d.problemAt(key, fmt.Sprintf("want a message type such as \"ADT^A01\" or \"ADT^*\", got %q", mt))
+	}
+}
+
+// notFor reports a TLS key set where it has no meaning.
+func (d *decoder) notFor(key, val, where string) {
+	if val != "" {
+		d.problemAt(key, "does not apply to "+where)
+	}
+}
+
+// checkFiles checks that each TLS file named exists, so that a typo is
+// found at load rather than at the first connection.
+func (d *decoder) checkFiles(path string, t *TLS) {
+	for _, f := range []struct{ key, file string }{
+		{"cert_file", t.CertFile}, {"key_file", t.KeyFile},
+		{"client_ca_file", t.ClientCAFile}, {"ca_file", t.CAFile},
+	} {
+		if f.file == "" {
+			continue
+		}
+		p := f.file
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(d.dir, p)
+		}
+		if _, err := os.Stat(p); err != nil {
+			d.problemAt(path+"."+f.key, err.Error())
+		}
+	}
+}
+
+func (d *decoder) validateDestination(p string, dst Destination) {
+	switch dst.Transport {
+	case "mllp":
+		if dst.Address == "" {
+			d.problemAt(p+".address", "an mllp destination needs address (host:port)")
+		} else if err := checkHostPort(dst.Address, true); err != nil {
+			d.problemAt(p+".address", err.Error())
+		}
+		d.notFor(p+".url", dst.URL, "mllp destinations; use address")
+		if len(dst.Headers) > 0 {
+			d.problemAt(p+".headers", "apply to http destinations only")
+		}
+		if dst.Format != "hl7v2" {
+			d.problemAt(p+".format", fmt.Sprintf("an mllp destination carries hl7v2, not %q", dst.Format))
+		}
+	case "http":
+		d.checkURL(p+".url", dst.URL)
+		d.notFor(p+".address", dst.Address, "http destinations; use url")
+		if dst.Format != "hl7v2" && dst.Format != "json" {
+			d.problemAt(p+".format", fmt.Sprintf("want hl7v2 or json, got %q%s", dst.Format, suggest(dst.Format, []string{"hl7v2", "json"})))
+		}
+		if dst.TLS != nil && strings.HasPrefix(dst.URL, "http://") {
+			d.problemAt(p+".tls", "needs an https url")
+		}
+	default:
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{"mllp", "http"})))
+	}
+	if !versionPattern.MatchString(dst.HL7Version) {
+		d.problemAt(p+".hl7_version", fmt.Sprintf("want an HL7 v2 version from 2.1 to 2.8 such as \"2.5.1\", got %q", dst.HL7Version))
+	}
+	for _, f := range []struct{ key, val string }{
+		{"sending_application", dst.SendingApplication}, {"sending_facility", dst.SendingFacility},
+		{"receiving_application", dst.ReceivingApplication}, {"receiving_facility", dst.ReceivingFacility},
+	} {
+		if strings.ContainsAny(f.val, "|^~\\&\r\n") {
+			d.problemAt(p+"."+f.key, "must not contain HL7 delimiters | ^ ~ \\ &")
+		}
+	}
+	if dst.Retry.Multiplier < 1 {
+		d.problemAt(p+".retry.multiplier", "must be at least 1")
+	}
+	if dst.Retry.Max < dst.Retry.Initial {
+		d.problemAt(p+".retry.max", fmt.Sprintf("must be at least retry.initial (%s)", dst.Retry.Initial))
+	}
+	if dst.Breaker.Failures < 1 {
+		d.problemAt(p+".breaker.failures", "must be at least 1")
+	}
+	if t := dst.TLS; t != nil {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			d.problemAt(p+".tls", "a client certificate needs both cert_file and key_file")
+		}
+		d.notFor(p+".tls.client_ca_file", t.ClientCAFile, "destinations; use ca_file to trust a private CA")
+		d.checkFiles(p+".tls", t)
+	}
+}
+
+func (d *decoder) checkURL(key, raw string) {
+	if raw == "" {
+		d.problemAt(key, "an http destination needs url (http:// or https://)")
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		d.problemAt(key, fmt.Sprintf("want an http:// or https:// URL with a host, got %q", raw))
+	}
+}
+
+func (d *decoder) validateRoute(p string, r Route, dests map[string]string, destNames []string) {
+	switch {
+	case r.Destination == "":
+		d.problemAt(p+".destination", "destination is required")
+	default:
+		if _, ok := dests[r.Destination]; !ok {
+			d.problemAt(p+".destination", fmt.Sprintf("unknown destination %q%s", r.Destination, suggest(r.Destination, destNames)))
+		}
+	}
+	if strings.TrimSpace(r.When) == "" {
+		d.problemAt(p+".when", "when is required (write 'true' to route every event)")
+	} else if d.opts.exprCheck != nil {
+		if err := d.opts.exprCheck(r.When); err != nil {
+			d.problemAt(p+".when", oneLine(err.Error()))
+		}
+	}
+}
+
+// oneLine keeps a multi-line expression error on one line of Problems,
+// dropping the source-and-caret lines CEL adds (the key's line is given).
+func oneLine(msg string) string {
+	var keep []string
+	for _, l := range strings.Split(msg, "\n") {
+		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "|") {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(keep, "; ")
+}
