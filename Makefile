@@ -1,0 +1,42 @@
+# careflow — the two commands a newcomer needs are `make run` and `make test`.
+GO       ?= go
+BIN      := bin/careflow
+DATA     ?= data
+CONFIG   ?= examples/demo/careflow.yaml
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-short fuzz bench vet tools clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/careflow
+
+# The engine on its embedded broker with the demo's simulated hospital
+# systems; Ctrl-C stops both. Topics are readable with kcat on 127.0.0.1:9092.
+run: build
+	$(BIN) run --config $(CONFIG) --data $(DATA) --demo
+
+# Every test, including the end-to-end and crash tests, then a brief fuzz
+# of the HL7 parser and the MLLP reader.
+test: vet
+	$(GO) test -count=1 -timeout 12m ./...
+	$(MAKE) fuzz
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
+
+test-short:
+	$(GO) test -short -count=1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./connectors/hl7v2
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./connectors/mllp
+
+# Micro-benchmarks of the hot paths (parse, frame, encode, stage loop).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./connectors/... ./avro/... ./stages/... | tee bench.out
+
+clean:
+	rm -rf bin $(DATA)

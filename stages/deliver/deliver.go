@@ -1,0 +1,271 @@
+// Package deliver is the last stage: for one destination it renders each
+// routed event in the destination's format, sends it through a
+// circuit-broken connector and records every attempt and result as a
+// DeliveryOutcome. Delivery to a third party is at-least-once: a crash
+// between the send and the commit resends, with the same control id, so
+// the receiver can drop the duplicate.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+
+	"careflow/avro"
+	"careflow/stages"
+	"careflow/stages/deliver/render"
+	"careflow/topics"
+)
+
+// Destination is one subscriber and how to reach it.
+type Destination struct {
+	Name      string
+	Target    render.Target // format and HL7 envelope
+	Connector Connector
+	// BreakerFailures consecutive transient failures open the breaker.
+	// Default: 5.
+	BreakerFailures uint32
+	// BreakerOpenFor is how long the breaker stays open before one trial
+	// send. Default: 30s.
+	BreakerOpenFor time.Duration
+}
+
+// Config wires a deliver stage for one destination.
+type Config struct {
+	Destination Destination
+	Serde       *avro.Serde
+	Dedup       *stages.Dedup // event ids delivered, rebuilt from outcomes; nil disables
+	Now         func() time.Time
+	Logger      *slog.Logger
+	Metrics     *Metrics
+}
+
+// Stage delivers to one destination.
+type Stage struct {
+	cfg     Config
+	breaker *gobreaker.CircuitBreaker[Result]
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	attempts map[string]int // event id → attempts so far, while retrying
+}
+
+// Metrics are the destination-level series.
+type Metrics struct {
+	Results  *prometheus.CounterVec   // destination, result
+	Breaker  *prometheus.GaugeVec     // destination: 0 closed, 1 half-open, 2 open
+	EndToEnd *prometheus.HistogramVec // destination: ingest → delivered
+	Attempt  *prometheus.HistogramVec // destination: one send's round trip
+}
+
+// NewMetrics creates and registers (when reg is not nil) the series.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_deliver_results_total", Help: "Delivery attempts by result (delivered, rejected, retrying, duplicate).",
+		}, []string{"destination", "result"}),
+		Breaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "careflow_deliver_breaker_state", Help: "Circuit breaker state per destination: 0 closed, 1 half-open, 2 open.",
+		}, []string{"destination"}),
+		EndToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "careflow_delivery_latency_seconds", Help: "Time from ingest to acknowledged delivery.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14),
+		}, []string{"destination"}),
+		Attempt: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "careflow_deliver_attempt_seconds", Help: "Round trip of one send, until the ACK or HTTP response.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
+		}, []string{"destination"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Results, m.Breaker, m.EndToEnd, m.Attempt)
+	}
+	return m
+}
+
+// New builds the stage and its breaker.
+func New(cfg Config) (*Stage, error) {
+	d := cfg.Destination
+	if d.Name == "" || d.Connector == nil || cfg.Serde == nil {
+		return nil, errors.New("deliver: destination name, connector and serde are required")
+	}
+	if d.BreakerFailures == 0 {
+		d.BreakerFailures = 5
+	}
+	if d.BreakerOpenFor <= 0 {
+		d.BreakerOpenFor = 30 * time.Second
+	}
+	cfg.Destination = d
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(nil)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Stage{cfg: cfg, attempts: map[string]int{}, log: cfg.Logger.With("stage", topics.StageDeliver, "destination", d.Name)}
+	s.breaker = gobreaker.NewCircuitBreaker[Result](gobreaker.Settings{
+		Name:        d.Name,
+		MaxRequests: 1,
+		Timeout:     d.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= d.BreakerFailures },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			s.log.Warn("destination breaker changed state", "from", from.String(), "to", to.String())
+			cfg.Metrics.Breaker.WithLabelValues(d.Name).Set(float64(to))
+		},
+		// A cancelled context is our shutdown, not the destination's fault.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+	})
+	cfg.Metrics.Breaker.WithLabelValues(d.Name).Set(0)
+	return s, nil
+}
+
+// BreakerState reports the breaker's state (for tests and the admin page).
+func (s *Stage) BreakerState() gobreaker.State { return s.breaker.State() }
+
+// unavailable carries the breaker's open interval to the runner.
+type unavailable struct{ after time.Duration }
+
+func (u unavailable) Error() string             { return "destination unavailable: circuit breaker open" }
+func (u unavailable) RetryAfter() time.Duration { return u.after }
+
+// Process sends one routed event.
+func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	dest := s.cfg.Destination
+	var ev avro.ClinicalEvent
+	if err := s.cfg.Serde.Decode(in.Value, &ev); err != nil {
+		return nil, stages.Permanent("avro.decode", "", fmt.Errorf("destination %s: decode event: %w", dest.Name, err))
+	}
+	if s.cfg.Dedup != nil && s.cfg.Dedup.Seen(in.Partition, ev.EventID) {
+		// A replay of something already delivered (a torn commit
+		// upstream): count it, do not send it again.
+		s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusDuplicate).Inc()
+		return nil, nil
+	}
+	controlID := render.ControlID(&ev, dest.Name)
+	payload, err := s.render(&ev, controlID)
+	if err != nil {
+		return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusRejected, 0, Result{Code: "render"}, err.Error())},
+			stages.Permanent("deliver.render", "", fmt.Errorf("destination %s: render: %w", dest.Name, err))
+	}
+
+	attempt := s.nextAttempt(ev.EventID)
+	res, err := s.breaker.Execute(func() (Result, error) { return dest.Connector.Send(ctx, payload) })
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		s.undoAttempt(ev.EventID)
+		return nil, stages.Unavailable("deliver.breaker_open", unavailable{after: dest.BreakerOpenFor})
+	}
+	if res.Latency > 0 {
+		s.cfg.Metrics.Attempt.WithLabelValues(dest.Name).Observe(res.Latency.Seconds())
+	}
+	if err != nil {
+		code := "deliver.transient"
+		var te *TransientError
+		if errors.As(err, &te) {
+			code = te.Code
+		}
+		res.Code = code
+		s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusRetrying).Inc()
+		out := s.outcome(in, &ev, controlID, avro.StatusRetrying, attempt, res, err.Error())
+		if s.breaker.State() == gobreaker.StateOpen {
+			return []stages.Envelope{out}, stages.Unavailable(code, unavailable{after: dest.BreakerOpenFor})
+		}
+		return []stages.Envelope{out}, stages.Transient(code, fmt.Errorf("destination %s attempt %d: %w", dest.Name, attempt, err))
+	}
+	s.doneAttempts(ev.EventID)
+	if res.Rejected {
+		s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusRejected).Inc()
+		out := s.outcome(in, &ev, controlID, avro.StatusRejected, attempt, res, res.Text)
+		return []stages.Envelope{out}, stages.Permanent(res.Code, res.Location,
+			fmt.Errorf("destination %s rejected control id %s: %s", dest.Name, controlID, res.Text))
+	}
+	s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusDelivered).Inc()
+	if t := in.Headers.IngestTime(); !t.IsZero() {
+		s.cfg.Metrics.EndToEnd.WithLabelValues(dest.Name).Observe(s.cfg.Now().Sub(t).Seconds())
+	}
+	if s.cfg.Dedup != nil {
+		s.cfg.Dedup.Add(in.Partition, ev.EventID)
+	}
+	return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusDelivered, attempt, res, "")}, nil
+}
+
+func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
+	t := s.cfg.Destination.Target
+	if t.Format == "json" {
+		return render.JSON(ev, controlID)
+	}
+	return render.HL7(ev, t, controlID, s.cfg.Now())
+}
+
+func (s *Stage) nextAttempt(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.attempts[id]++
+	return s.attempts[id]
+}
+
+func (s *Stage) undoAttempt(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.attempts[id]--; s.attempts[id] <= 0 {
+		delete(s.attempts, id)
+	}
+}
+
+func (s *Stage) doneAttempts(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.attempts, id)
+}
+
+// outcome builds the DeliveryOutcome record for one attempt or result.
+func (s *Stage) outcome(in stages.Envelope, ev *avro.ClinicalEvent, controlID, status string, attempt int, r Result, text string) stages.Envelope {
+	dest := s.cfg.Destination.Name
+	now := s.cfg.Now().UTC()
+	id := ev.EventID + "/deliver/" + dest + "/"
+	if status == avro.StatusRetrying {
+		id += "attempt-" + strconv.Itoa(attempt)
+	} else {
+		id += status
+	}
+	o := &avro.DeliveryOutcome{
+		OutcomeID:      id,
+		MessageID:      ev.EventID,
+		CorrelationID:  ev.CorrelationID,
+		IdempotencyKey: ev.IdempotencyKey,
+		Interface:      ev.Provenance.Interface,
+		Destination:    dest,
+		Stage:          topics.StageDeliver,
+		Status:         status,
+		Attempt:        attempt,
+		ControlID:      controlID,
+		AckCode:        r.AckCode,
+		HTTPStatus:     r.HTTPStatus,
+		ErrorCode:      r.Code,
+		ErrorLocation:  r.Location,
+		ErrorText:      text,
+		MessageType:    ev.MessageType,
+		TriggerEvent:   ev.TriggerEvent,
+		IngestTime:     ev.Provenance.IngestTime,
+		At:             now,
+		LatencyMillis:  r.Latency.Milliseconds(),
+	}
+	value, err := s.cfg.Serde.Encode(o)
+	if err != nil {
+		// Our own schema: a failure is a bug; keep the headers at least.
+		s.log.Error("encode outcome", "err", err)
+	}
+	h := in.Headers.Derive(topics.StageDeliver, now)
+	h.Set(topics.HeaderDestination, dest)
+	h.Set(topics.HeaderControlID, controlID)
+	h.Set(topics.HeaderOutcomeStatus, status)
+	return stages.Envelope{Topic: topics.Outcomes, Key: in.Key, Value: value, Headers: h}
+}
