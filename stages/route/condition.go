@@ -47,7 +47,9 @@ func Compile(expr string) (cel.Program, error) {
 	}
 	ast, iss := e.Compile(expr)
 	if err := iss.Err(); err != nil {
-		return nil, fmt.Errorf("route condition: %w", err)
+		// CEL's own text ("ERROR: <input>:1:7: undeclared reference to
+		// 'evnt'" and a caret under the column) is what the reader needs.
+		return nil, err
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("route condition must return bool, but returns %s (compare it, e.g. `== \"value\"`)", t)

@@ -378,7 +378,7 @@ func TestNewErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("New succeeded")
 	}
-	for _, want := range []string{`route "a": route condition`, `route "a": name used twice`, `route "b": destination is empty`, `route "c": route condition must return bool`, "route 5: name is empty"} {
+	for _, want := range []string{`route "a": ERROR: <input>:1:`, `route "a": name used twice`, `route "b": destination is empty`, `route "c": route condition must return bool`, "route 5: name is empty"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not report %q:\n%v", want, err)
 		}
