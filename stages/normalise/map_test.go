@@ -299,6 +299,21 @@ func TestMapTolerance(t *testing.T) {
 		same(t, "patient", ev.Patient, avro.Patient{Identifiers: []avro.Identifier{id("7", "H", "MR", "")}, GivenNames: []string{"Bo"}})
 		same(t, "encounter", ev.Encounter, &avro.Encounter{})
 	})
+	t.Run("ORC without OBR starts an order of its own", func(t *testing.T) {
+		p := "MSH|^~\\&|A|B|C|D|20240101||ORM^O01|1|P|2.3\rPID|||7^^^H^MR\rORC|NW|P1\rOBR|1|P1||A\rOBX|1|ST|X||a\rORC|CA|P0\rOBX|2|ST|Y||b"
+		m, err := hl7v2.Parse([]byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := Map(m, rawFor([]byte(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "orders", ev.Orders, []avro.Order{{Control: "NW", PlacerOrderNumber: "P1", ServiceCode: "A"}, {Control: "CA", PlacerOrderNumber: "P0"}})
+		if len(ev.Observations) != 2 || ev.Observations[0].OrderIndex != 0 || ev.Observations[1].OrderIndex != -1 {
+			t.Errorf("observations = %+v, want order indexes 0 and -1", ev.Observations)
+		}
+	})
 	t.Run("1 MB OBX-5 and repeated NTE", func(t *testing.T) {
 		big := strings.Repeat("QUJD", 1<<18) // 1 MiB of base64
 		p := string(load(t, "oru_r01_ed_v25.hl7")) + "\rNTE|1||a\rNTE|2||b\rOBX|2|ED|PDF^Report^L||^AP^PDF^Base64^" + big + "||||||F\rNTE|3||c"

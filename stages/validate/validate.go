@@ -135,6 +135,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 			// record while it is down would be worse than waiting.
 			return nil, stages.Transient(CodeSchema, fmt.Errorf("validate: decode raw record: %w", err))
 		}
+		s.total.WithLabelValues("unknown", "invalid").Inc()
 		return s.reject(in, nil, now, stages.Permanent(CodeDecode, "", fmt.Errorf("validate: decode raw record: %w", err)))
 	}
 

@@ -276,6 +276,12 @@ func TestDuplicate(t *testing.T) {
 		t.Fatalf("corrected resend: %v %v", topicsOf(out), err)
 	}
 
+	if _, err := f.stage.Process(context.Background(), stages.Envelope{Value: []byte("junk")}); err == nil {
+		t.Fatal("junk passed")
+	}
+	if got := testutil.ToFloat64(f.stage.total.WithLabelValues("unknown", "invalid")); got != 1 {
+		t.Errorf("undecodable records counted %v times, want 1", got)
+	}
 	for _, c := range []struct {
 		result string
 		want   float64
@@ -284,8 +290,8 @@ func TestDuplicate(t *testing.T) {
 			t.Errorf("careflow_validate_total{interface=ehr,result=%s} = %v, want %v", c.result, got, c.want)
 		}
 	}
-	if n, err := testutil.GatherAndCount(f.reg, "careflow_validate_total"); err != nil || n != 3 {
-		t.Errorf("registry has %d series (%v), want 3", n, err)
+	if n, err := testutil.GatherAndCount(f.reg, "careflow_validate_total"); err != nil || n != 4 {
+		t.Errorf("registry has %d series (%v), want 4", n, err)
 	}
 }
 
