@@ -169,12 +169,13 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		s.dedup.Add(in.Partition, key)
 	}
 	s.total.WithLabelValues(label, "valid").Inc()
-	return []stages.Envelope{{
-		Topic:   topics.Valid,
-		Key:     in.Key,
-		Value:   in.Value,
-		Headers: in.Headers.Derive(topics.StageValidate, now),
-	}}, nil
+	h := in.Headers.Derive(topics.StageValidate, now)
+	if key != "" && h.Get(topics.HeaderIdempotencyKey) == "" {
+		// The dedup state is rebuilt from this header on careflow.valid,
+		// so it must hold the key that was added.
+		h.Set(topics.HeaderIdempotencyKey, key)
+	}
+	return []stages.Envelope{{Topic: topics.Valid, Key: in.Key, Value: in.Value, Headers: h}}, nil
 }
 
 // check applies the conformance checks in order and returns the first

@@ -295,6 +295,22 @@ func TestDuplicate(t *testing.T) {
 	}
 }
 
+func TestKeyFromRecordWhenHeaderMissing(t *testing.T) {
+	f := newFixture(t)
+	in := f.envelope(t, "ehr", "k-raw", load(t, "adt_a01.hl7"))
+	in.Headers = stages.Headers{{Key: topics.HeaderMessageID, Value: []byte("m-k-raw")}}
+	out, err := f.stage.Process(context.Background(), in)
+	if err != nil || len(out) != 1 {
+		t.Fatalf("Process: %v", err)
+	}
+	if got := out[0].Headers.Get(topics.HeaderIdempotencyKey); got != "k-raw" {
+		t.Errorf("idempotency header on %s = %q, want the record's key", topics.Valid, got)
+	}
+	if out, err := f.stage.Process(context.Background(), in); err != nil || out[0].Topic != topics.Outcomes {
+		t.Errorf("resend without header not caught: %v %v", topicsOf(out), err)
+	}
+}
+
 func TestUnknownSchemaIsTransient(t *testing.T) {
 	f := newFixture(t)
 	in := f.envelope(t, "ehr", "k", load(t, "adt_a01.hl7"))
