@@ -91,14 +91,14 @@ func TestDecodeNewerWriter(t *testing.T) {
 	for _, o := range native["observations"].([]any) {
 		o.(map[string]any)["method"] = goavro.Union("string", "manual")
 	}
-	b := writeWith(t, reg, "ClinicalEvent.v2.avsc", native)
+	b := writeWith(t, reg, "ClinicalEvent.future.avsc", native)
 
 	var got avro.ClinicalEvent
 	if err := s.Decode(b, &got); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, event) {
-		t.Fatalf("decoded v2 record differs\n got %+v\nwant %+v", got, event)
+		t.Fatalf("decoded future record differs\n got %+v\nwant %+v", got, event)
 	}
 }
 
@@ -262,7 +262,8 @@ func TestEmbeddedSchemasEvolveFromOlderVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	older, err := filepath.Glob(filepath.Join("testdata", "*.v0.avsc"))
+	// Registered in name order: <Record>.v0.avsc, <Record>.v1.avsc, ...
+	older, err := filepath.Glob(filepath.Join("testdata", "*.v[0-9]*.avsc"))
 	if err != nil || len(older) == 0 {
 		t.Fatalf("no older schema versions in testdata (%v)", err)
 	}
@@ -271,7 +272,8 @@ func TestEmbeddedSchemasEvolveFromOlderVersions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		subject := "careflow." + strings.TrimSuffix(filepath.Base(file), ".v0.avsc")
+		record, _, _ := strings.Cut(filepath.Base(file), ".v")
+		subject := "careflow." + record
 		if _, err := reg.Register(context.Background(), subject, string(text)); err != nil {
 			t.Fatalf("register %s: %v", file, err)
 		}

@@ -18,6 +18,14 @@ const contentType = "application/vnd.schemaregistry.v1+json"
 // maxBody bounds a request body; careflow's largest schema is a few KiB.
 const maxBody = 1 << 20
 
+// Paths are the path patterns the Store answers, for mounting it at the
+// root of a mux that also serves other things (metrics, health checks):
+//
+//	for _, p := range registry.Paths {
+//		mux.Handle(p, store)
+//	}
+var Paths = []string{"/subjects", "/subjects/", "/schemas/", "/config", "/config/"}
+
 // ServeHTTP serves the registry API. Mount it at the root of a listener
 // (clients expect /subjects, /schemas, /config there) or under a prefix
 // with http.StripPrefix.

@@ -24,12 +24,22 @@ func schemaFile(t *testing.T, name string) sr.Schema {
 	return sr.Schema{Schema: string(b), Type: sr.TypeAvro}
 }
 
-// serve starts the store's handler, at root or under prefix, and returns an
-// sr.Client for it.
+// serve starts the store's handler at root, under prefix, or ("shared") at
+// the root of a mux with other handlers, and returns an sr.Client for it.
 func serve(t *testing.T, store *registry.Store, prefix string) *sr.Client {
 	t.Helper()
 	var h http.Handler = store
-	if prefix != "" {
+	switch prefix {
+	case "shared":
+		// At root beside other handlers, as on careflow's admin port.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("metrics")) })
+		for _, p := range registry.Paths {
+			mux.Handle(p, store)
+		}
+		h, prefix = mux, ""
+	case "":
+	default:
 		mux := http.NewServeMux()
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, store))
 		h = mux
@@ -53,7 +63,7 @@ func errorCode(err error) (code, status int) {
 }
 
 func TestHandlerWithSRClient(t *testing.T) {
-	for _, prefix := range []string{"", "/registry"} {
+	for _, prefix := range []string{"", "/registry", "shared"} {
 		t.Run("prefix="+prefix, func(t *testing.T) {
 			store, err := registry.Open(t.TempDir())
 			if err != nil {
