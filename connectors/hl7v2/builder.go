@@ -39,7 +39,9 @@ type entry struct {
 }
 
 // NewBuilder returns a Builder writing with d. Invalid delimiters (zero,
-// duplicated or alphanumeric) are replaced by DefaultDelimiters.
+// duplicated or alphanumeric, or fewer than three encoding characters) are
+// replaced by DefaultDelimiters. A d without subcomponent separator, as
+// parsed from a three-character MSH-2, is kept: an ACK mirrors the sender.
 func NewBuilder(d Delimiters) *Builder {
 	if !validDelims(d) {
 		d = DefaultDelimiters
@@ -58,7 +60,7 @@ func validDelims(d Delimiters) bool {
 		n++
 	}
 	_, ok := delimsFrom(d.Field, enc[:n])
-	return ok && n >= 4
+	return ok && n >= 3
 }
 
 // Delimiters returns the delimiters the Builder writes with.
@@ -124,6 +126,10 @@ func (sb *SegmentBuilder) set(path, value string, escape bool) *SegmentBuilder {
 		sb.b.fail(fmt.Errorf("hl7v2 builder: path %s-%s is malformed or names MSH-1/MSH-2", sb.name, path))
 		return sb
 	}
+	if p.sub > 1 && sb.b.d.Subcomponent == 0 {
+		sb.b.fail(fmt.Errorf("hl7v2 builder: path %s-%s names a subcomponent but the delimiters have no subcomponent separator", sb.name, path))
+		return sb
+	}
 	if value == "" {
 		return sb
 	}
@@ -183,9 +189,11 @@ func (sb *SegmentBuilder) appendTo(out []byte) []byte {
 	curF := 0
 	if sb.msh {
 		out = append(out, d.Field)
-		out = append(out, d.Component, d.Repetition, d.Escape, d.Subcomponent)
-		if d.Truncation != 0 {
-			out = append(out, d.Truncation)
+		for _, c := range [...]byte{d.Component, d.Repetition, d.Escape, d.Subcomponent, d.Truncation} {
+			if c == 0 {
+				break
+			}
+			out = append(out, c)
 		}
 		curF = 2
 	}
