@@ -30,8 +30,8 @@ type Registry interface {
 	SchemaByID(ctx context.Context, id int) (string, error)
 }
 
-// fetchTimeout bounds a registry lookup made by Decode, which has no
-// context of its own.
+// fetchTimeout bounds a registry lookup made under a context without a
+// deadline, such as Decode's.
 const fetchTimeout = 10 * time.Second
 
 type kind int
@@ -141,12 +141,11 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 // Errors: ErrNotAvro, *UnknownSchemaError, *WrongTypeError, ErrMalformed,
 // ErrUnsupportedType.
 func (s *Serde) Decode(b []byte, v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
-	defer cancel()
-	return s.DecodeContext(ctx, b, v)
+	return s.DecodeContext(context.Background(), b, v)
 }
 
-// DecodeContext is Decode with ctx bounding a registry lookup.
+// DecodeContext is Decode with ctx bounding a registry lookup; without a
+// deadline in ctx, a lookup waits at most 10s.
 func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 	k, err := kindOf(v)
 	if err != nil {
@@ -196,6 +195,11 @@ func (s *Serde) writer(ctx context.Context, id int) (writer, error) {
 	s.mu.RUnlock()
 	if ok {
 		return w, nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, fetchTimeout)
+		defer cancel()
 	}
 	text, err := s.reg.SchemaByID(ctx, id)
 	if err != nil {
