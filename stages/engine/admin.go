@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// startAdmin serves /metrics, /healthz, /readyz and, in embedded mode, the
+// schema registry at the root (registry clients expect it there).
+func (e *Engine) startAdmin(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics, promhttp.HandlerOpts{Registry: e.metrics}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-e.ready:
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := e.client.Ping(pctx); err != nil {
+			http.Error(w, "kafka unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	if e.store != nil {
+		mux.Handle("/", e.store)
+	}
+	addr := e.cfg.Admin.Listen
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("engine: admin listener %s: %w", addr, err)
+	}
+	e.adminLn = ln
+	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	e.serveHTTP(ctx, e.admin, ln)
+	return nil
+}
+
+// serveHTTP runs srv on ln until ctx ends, then shuts it down gracefully.
+func (e *Engine) serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener) {
+	e.group.Go(func() error {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	e.group.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+}
