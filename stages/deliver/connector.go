@@ -67,6 +67,14 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 	if err != nil {
 		return Result{Latency: lat}, &TransientError{Code: "ack.unreadable", Err: fmt.Errorf("reply is not an HL7 ACK: %w", err)}
 	}
+	if h, _ := hl7v2.PeekHeader(payload); ack.ControlID != h.ControlID {
+		// A reply to some other message (a receiver that answered twice,
+		// or a stale reply on a reused connection): never take it as this
+		// message's ACK. Drop the connection and try again.
+		_ = c.Client.Close()
+		return Result{Latency: lat}, &TransientError{Code: "ack.control_id_mismatch",
+			Err: fmt.Errorf("ACK is for control id %q, sent %q", ack.ControlID, h.ControlID)}
+	}
 	r := Result{AckCode: string(ack.Code), Text: ack.Text, Latency: lat}
 	if len(ack.Errors) > 0 {
 		r.Location = ack.Errors[0].Location

@@ -53,6 +53,11 @@ func startStandIn(t *testing.T, answers ...string) *standIn {
 			return nil
 		}
 		opts := hl7v2.ACKOptions{ControlID: "ACK1", Now: time.Now()}
+		if ans == "wrongid" {
+			h := m.Header()
+			h.ControlID = "SOMEOTHER"
+			return hl7v2.BuildACK(h, m.Delimiters(), hl7v2.AckAA, opts)
+		}
 		if ans == "AE" {
 			opts.Errors = []hl7v2.AckError{{Code: "103", Location: "PID-8", Severity: "E", Text: "unknown sex code"}}
 		}
@@ -155,6 +160,8 @@ func TestDeliverMLLPAnswers(t *testing.T) {
 		{"AE", avro.StatusRejected, stages.KindPermanent, "ack.AE", "PID-8"},
 		{"AR", avro.StatusRetrying, stages.KindTransient, "ack.AR", ""},
 		{"garbage", avro.StatusRetrying, stages.KindTransient, "ack.unreadable", ""},
+		// An AA for another message must not count as this one's.
+		{"wrongid", avro.StatusRetrying, stages.KindTransient, "ack.control_id_mismatch", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.answer, func(t *testing.T) {
