@@ -285,3 +285,31 @@ func TestSizes(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSPathsRelativeToFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"server.pem", "server.key", "clients.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("not checked here"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := `inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    tls: {cert_file: server.pem, key_file: server.key, client_ca_file: clients.pem}
+`
+	c, err := config.Parse(filepath.Join(dir, "careflow.yaml"), []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls := c.Inbound[0].TLS
+	if tls.CertFile != filepath.Join(dir, "server.pem") || tls.ClientCAFile != filepath.Join(dir, "clients.pem") {
+		t.Errorf("TLS paths not resolved against the file's directory: %+v", tls)
+	}
+
+	src = strings.Replace(src, "client_ca_file", "ca_file", 1)
+	_, err = config.Parse(filepath.Join(dir, "careflow.yaml"), []byte(src))
+	if err == nil || !strings.Contains(err.Error(), ":4: inbound[0].tls.ca_file: does not apply to inbound interfaces") {
+		t.Errorf("ca_file on a listener: error = %v", err)
+	}
+}
