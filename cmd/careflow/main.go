@@ -1,0 +1,98 @@
+// Command careflow is the integration engine: one binary, a subcommand per
+// job. It only parses flags and wires packages together; the engine lives
+// in careflow/stages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `careflow — a Kafka-native HL7 integration engine
+
+Usage:
+  careflow run   --config FILE --data DIR [--brokers a:9092,b:9092] [--schema-registry URL] [--demo]
+  careflow stage NAME --config FILE --brokers a:9092 --schema-registry URL [--destination D] [--instance-id ID]
+  careflow check FILE
+  careflow send  --to host:port FILE...
+  careflow demo  [--rate N]
+
+Stages: ingest, validate, normalise, route, deliver.
+Run 'careflow COMMAND -h' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stdout, stderr)
+	case "stage":
+		err = cmdStage(ctx, args[1:], stderr)
+	case "check":
+		err = cmdCheck(args[1:], stdout)
+	case "send":
+		err = cmdSend(ctx, args[1:], stdout)
+	case "demo":
+		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "careflow: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "careflow %s: %v\n", args[0], err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "careflow %s: %v\n", args[0], err)
+	return 1
+}
+
+// usageError is a mistake on the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
