@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,19 +150,25 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	start()
 	defer func() { kill() }()
 
-	// Kills come on a clock of their own, not between messages, so they
-	// land mid-send, mid-produce and mid-transaction.
+	// Kills are spread over the stream but land at arbitrary instants
+	// relative to it (a random delay after a progress mark), so they hit
+	// mid-send, mid-produce and mid-transaction.
+	var sent atomic.Int64
 	var didKill int
 	killed := make(chan struct{})
 	stopKilling := make(chan struct{})
 	go func() {
 		defer close(killed)
-		for k := range kills {
-			select {
-			case <-stopKilling:
-				return
-			case <-time.After(time.Duration(400+137*k%500) * time.Millisecond):
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+		for k := 1; k <= kills; k++ {
+			for sent.Load() < int64(k*total/(kills+1)) {
+				select {
+				case <-stopKilling:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
 			}
+			time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 			kill()
 			start()
 			didKill++
@@ -187,10 +195,11 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		sent.Add(1)
 	}
 	close(stopKilling)
 	<-killed
-	if didKill < kills/2 {
+	if didKill < kills {
 		t.Fatalf("only %d kills landed while sending; the test proves little", didKill)
 	}
 
