@@ -29,7 +29,25 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+var usedAddrs sync.Map
+
+// freeAddr returns a loopback address no other call of this test binary has
+// returned.
 func freeAddr(t *testing.T) string {
+	t.Helper()
+	for {
+		if a := probeAddr(t); !isUsed(a) {
+			return a
+		}
+	}
+}
+
+func isUsed(a string) bool {
+	_, loaded := usedAddrs.LoadOrStore(a, true)
+	return loaded
+}
+
+func probeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

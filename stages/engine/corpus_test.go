@@ -3,9 +3,9 @@ package engine_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"

@@ -340,3 +340,44 @@ func ioReadFull(resp *http.Response, b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// Debian's python3-hl7 mllp_send, an independent MLLP client, gets a
+// correct ACK for every message it sends: AA with MSA-2 = its MSH-10.
+func TestMLLPSendInterop(t *testing.T) {
+	bin, err := exec.LookPath("mllp_send")
+	if err != nil {
+		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
+			t.Fatal("mllp_send is not installed")
+		}
+		t.Skip("mllp_send is not installed (apt-get install python3-hl7)")
+	}
+	est := newEstate(t)
+	startReceiver(t, est.Lab)
+	startReceiver(t, est.EHRResults)
+	startPortal(t, est.Portal)
+	startEngine(t, est.config(t), t.TempDir())
+	// Several messages in one file, LF-separated as people write them.
+	var file strings.Builder
+	var ids []string
+	for i := range 5 {
+		id := fmt.Sprintf("PYSEND%d", i)
+		ids = append(ids, id)
+		file.WriteString(strings.ReplaceAll(string(adt("A08", "PY1", id)), "\r", "\n"))
+	}
+	path := t.TempDir() + "/msgs.hl7"
+	if err := os.WriteFile(path, []byte(file.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(est.EHR, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--loose", "-f", path, "-p", port, host).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mllp_send: %v\n%s", err, out)
+	}
+	for _, id := range ids {
+		if !strings.Contains(string(out), "MSA|AA|"+id) {
+			t.Fatalf("mllp_send did not get AA for %s; output:\n%s", id, out)
+		}
+	}
+}

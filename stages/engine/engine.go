@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -136,19 +137,26 @@ func (e *Engine) Embedded() bool { return e.broker != nil }
 
 func (e *Engine) startBackbone(ctx context.Context) error {
 	k := e.cfg.Kafka
+	kafkaDir, regDir := e.dataDirs()
 	if len(e.opts.Brokers) == 0 && k.Embedded() {
-		if e.opts.DataDir == "" {
+		if kafkaDir == "" {
 			return errors.New("engine: --data is required with the embedded broker (no kafka.brokers and no --brokers)")
 		}
-		port := e.opts.EmbeddedPort
-		if port == 0 && k.Listen != "" {
-			_, p, err := net.SplitHostPort(k.Listen)
-			if err == nil {
-				fmt.Sscan(p, &port)
+		host, port := "127.0.0.1", e.opts.EmbeddedPort
+		if k.Listen != "" {
+			h, p, err := net.SplitHostPort(k.Listen)
+			if err != nil {
+				return fmt.Errorf("engine: kafka.listen %q: %w", k.Listen, err)
+			}
+			if h != "" {
+				host = h
+			}
+			if port == 0 {
+				port, _ = strconv.Atoi(p)
 			}
 		}
 		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{
-			DataDir: filepath.Join(e.opts.DataDir, "kafka"), Port: port,
+			DataDir: kafkaDir, Host: host, Port: port,
 			SyncWrites: k.SyncWrites, Partitions: k.Partitions,
 		})
 		if err != nil {
@@ -186,11 +194,10 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		}
 		reg = r
 	} else {
-		dir := e.opts.DataDir
-		if dir == "" {
+		if regDir == "" {
 			return errors.New("engine: --data is required for the embedded schema registry (or give --schema-registry URL)")
 		}
-		s, err := registry.Open(filepath.Join(dir, "registry"))
+		s, err := registry.Open(regDir)
 		if err != nil {
 			return fmt.Errorf("engine: embedded schema registry: %w", err)
 		}
@@ -203,6 +210,19 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 	}
 	e.serde = serde
 	return nil
+}
+
+// dataDirs are where the embedded broker and registry keep their state:
+// under --data when given, else kafka.data_dir and a "registry" folder
+// beside it.
+func (e *Engine) dataDirs() (kafkaDir, registryDir string) {
+	if e.opts.DataDir != "" {
+		return filepath.Join(e.opts.DataDir, "kafka"), filepath.Join(e.opts.DataDir, "registry")
+	}
+	if d := e.cfg.Kafka.DataDir; d != "" {
+		return d, filepath.Join(filepath.Dir(d), "registry")
+	}
+	return "", ""
 }
 
 func (e *Engine) closeBackbone() {

@@ -148,9 +148,18 @@ type estate struct {
 }
 
 func newEstate(t *testing.T) estate {
+	used := map[string]bool{}
+	port := func() string {
+		for {
+			if p := freePort(t); !used[p] {
+				used[p] = true
+				return p
+			}
+		}
+	}
 	return estate{
-		EHR: freePort(t), LabResults: freePort(t), Lab: freePort(t), EHRResults: freePort(t),
-		Portal: freePort(t), Admin: freePort(t), HTTP: freePort(t), BreakerOpenFor: "1s",
+		EHR: port(), LabResults: port(), Lab: port(), EHRResults: port(),
+		Portal: port(), Admin: port(), HTTP: port(), BreakerOpenFor: "1s",
 	}
 }
 

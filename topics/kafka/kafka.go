@@ -31,7 +31,10 @@ type Embedded struct {
 // EmbeddedConfig configures the embedded broker.
 type EmbeddedConfig struct {
 	DataDir string // required: topics and offsets survive restarts here
-	// Port on 127.0.0.1. Default: 9092. Use -1 for a random free port.
+	// Host to bind. Default: 127.0.0.1 (the embedded broker has no
+	// authentication, so it stays on loopback unless told otherwise).
+	Host string
+	// Port to bind. Default: 9092. Use -1 for a random free port.
 	Port int
 	// SyncWrites fsyncs every write: safe against power loss, about ten
 	// times slower. Without it a process crash (even SIGKILL) loses
@@ -53,21 +56,24 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 6
 	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
 	opts := []kfake.Opt{
 		kfake.DataDir(cfg.DataDir),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.ClusterID("careflow-embedded"),
 	}
 	if cfg.Port > 0 {
-		// kfake listens on all interfaces for a bare port; bind loopback
-		// only: the embedded broker has no authentication.
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))
+		// kfake listens on all interfaces for a bare port; bind the
+		// configured host only.
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 		opts = append(opts, kfake.Ports(cfg.Port), kfake.ListenFn(func(network, _ string) (net.Listener, error) {
 			return net.Listen(network, addr)
 		}))
 	} else {
 		opts = append(opts, kfake.NumBrokers(1), kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, "127.0.0.1:0")
+			return net.Listen(network, net.JoinHostPort(cfg.Host, "0"))
 		}))
 	}
 	if cfg.SyncWrites {
