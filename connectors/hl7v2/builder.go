@@ -232,6 +232,13 @@ func (sb *SegmentBuilder) appendTo(out []byte) []byte {
 		}
 		out = append(out, sb.b.vals[e.off:e.off+e.n]...)
 	}
+	if sb.msh {
+		// MSH-9 is required in every version and Parse rejects an MSH
+		// that ends before it: write the separators even when empty.
+		for ; curF < 9; curF++ {
+			out = append(out, d.Field)
+		}
+	}
 	return out
 }
 

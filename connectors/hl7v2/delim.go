@@ -39,19 +39,20 @@ func delimsFrom(field byte, enc []byte) (Delimiters, bool) {
 	if len(enc) < 3 || len(enc) > 5 || !delimOK(field) {
 		return Delimiters{}, false
 	}
-	var seen [256]bool
-	seen[field] = true
-	var d Delimiters
-	d.Field = field
-	dst := [...]*byte{&d.Component, &d.Repetition, &d.Escape, &d.Subcomponent, &d.Truncation}
+	var all [6]byte
+	all[0] = field
 	for i, c := range enc {
-		if !delimOK(c) || seen[c] {
+		if !delimOK(c) {
 			return Delimiters{}, false
 		}
-		seen[c] = true
-		*dst[i] = c
+		for _, prev := range all[:i+1] {
+			if c == prev {
+				return Delimiters{}, false
+			}
+		}
+		all[i+1] = c
 	}
-	return d, true
+	return Delimiters{all[0], all[1], all[2], all[3], all[4], all[5]}, true
 }
 
 // delimOK rejects characters that cannot be delimiters because they occur in
@@ -60,7 +61,9 @@ func delimOK(c byte) bool {
 	switch {
 	case c >= '0' && c <= '9', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
 		return false
-	case c == '\r', c == '\n', c == 0, c == ' ':
+	case c < 0x20, c == ' ', c == 0x7f:
+		// Line breaks end segments; other control bytes are MLLP framing
+		// or padding that transports add and strip.
 		return false
 	}
 	return true

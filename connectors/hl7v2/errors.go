@@ -9,6 +9,7 @@ const (
 	CodeBadSegment  = "hl7.bad_segment"  // a line that is neither a segment nor text continuing one
 	CodeTruncated   = "hl7.truncated"    // the MSH ends before MSH-9
 	CodeBatch       = "hl7.batch"        // a batch (FHS/BHS) or several messages: use SplitBatch
+	CodeTooLarge    = "hl7.too_large"    // 2 GiB or more
 	CodeNoMSA       = "hl7.no_msa"       // an acknowledgement without MSA
 	CodeBadAckCode  = "hl7.bad_ack_code" // MSA-1 is not AA, AE, AR, CA, CE or CR
 )

@@ -160,7 +160,9 @@ func unhex(c byte) (byte, bool) {
 // Escape appends s to dst with every character of d that would change the
 // message's structure replaced by its escape sequence (\F\ \S\ \T\ \R\ \E\,
 // and \P\ when d declares a truncation character). A line feed becomes
-// \.br\ and a carriage return \X0D\, so Unescape(Escape(s)) == s for any s.
+// \.br\, and a carriage return, NUL or MLLP framing byte (0x0b, 0x1c) a
+// hex escape, so Unescape(Escape(s)) == s for any s and no value can break
+// a segment or an MLLP frame.
 // With no escape character declared, s is appended unchanged: such a
 // message cannot carry delimiter characters in values.
 func Escape(dst []byte, s string, d Delimiters) []byte {
@@ -176,7 +178,13 @@ func Escape(dst []byte, s string, d Delimiters) []byte {
 		case c == '\r':
 			rep = "\\X0D\\"
 		case c == 0:
-			continue
+			// Parse strips NUL padding after a message; escaped, a NUL
+			// in a value survives.
+			rep = "\\X00\\"
+		case c == 0x0b:
+			rep = "\\X0B\\" // MLLP start block: would break framing
+		case c == 0x1c:
+			rep = "\\X1C\\" // MLLP end block
 		case c == d.Field:
 			rep = "F"
 		case c == d.Component:

@@ -65,19 +65,39 @@ func (s Segment) Field(n int) Field {
 func (s Segment) field(n int) Field {
 	b := s.b
 	sep := s.d.Field
-	i := bytes.IndexByte(b, sep)
+	i := indexSep(b, sep)
 	for ; i >= 0 && n > 1; n-- {
 		b = b[i+1:]
-		i = bytes.IndexByte(b, sep)
+		i = indexSep(b, sep)
 	}
 	if i < 0 {
 		return Field{d: s.d}
 	}
 	b = b[i+1:]
-	if j := bytes.IndexByte(b, sep); j >= 0 {
+	if j := indexSep(b, sep); j >= 0 {
 		b = b[:j]
 	}
 	return Field{b: b, d: s.d}
+}
+
+// indexSep is bytes.IndexByte tuned for HL7, where the next delimiter is
+// usually a few bytes away: a plain loop over the first bytes beats the
+// vectorised search's setup cost, which still handles long values.
+func indexSep(b []byte, c byte) int {
+	const short = 16
+	n := min(len(b), short)
+	for i := 0; i < n; i++ {
+		if b[i] == c {
+			return i
+		}
+	}
+	if len(b) <= short {
+		return -1
+	}
+	if j := bytes.IndexByte(b[short:], c); j >= 0 {
+		return short + j
+	}
+	return -1
 }
 
 // Get returns the unescaped value at a path relative to the segment: "3",
@@ -217,13 +237,13 @@ func nth(b []byte, sep byte, i int) []byte {
 		return nil
 	}
 	for ; i > 1; i-- {
-		j := bytes.IndexByte(b, sep)
+		j := indexSep(b, sep)
 		if j < 0 {
 			return nil
 		}
 		b = b[j+1:]
 	}
-	if j := bytes.IndexByte(b, sep); j >= 0 {
+	if j := indexSep(b, sep); j >= 0 {
 		return b[:j]
 	}
 	return b

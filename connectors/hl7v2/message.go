@@ -2,6 +2,7 @@ package hl7v2
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 )
 
@@ -16,10 +17,12 @@ type Message struct {
 }
 
 // span is one segment's bytes: data[start:end], without its terminator.
-type span struct{ start, end int }
+// int32 halves the index (Parse rejects inputs of 2 GiB or more), which
+// matters: the Message is allocated per message and its size is GC work.
+type span struct{ start, end int32 }
 
 // inlineSegs covers a typical ADT or ORU without a second allocation.
-const inlineSegs = 40
+const inlineSegs = 48
 
 // Parse indexes one HL7 v2 message. It does not copy data: the Message and
 // every Field, Segment and GetRaw result alias it, so the caller must not
@@ -37,6 +40,9 @@ func Parse(data []byte) (*Message, error) {
 	if len(data) == 0 {
 		return nil, perr(CodeEmpty, "", "no HL7 content")
 	}
+	if len(data) >= math.MaxInt32 {
+		return nil, perr(CodeTooLarge, "", "message is 2 GiB or larger")
+	}
 	if !bytes.HasPrefix(data, mshID) {
 		if bytes.HasPrefix(data, []byte("FHS")) || bytes.HasPrefix(data, []byte("BHS")) {
 			return nil, perr(CodeBatch, "segment 1", "input is a batch file (FHS/BHS); split it with SplitBatch")
@@ -47,7 +53,10 @@ func Parse(data []byte) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Message{data: data, d: d}
+	// Field by field: a composite literal of this size is built on the
+	// stack and copied, which costs as much as the whole scan.
+	m := new(Message)
+	m.data, m.d = data, d
 	m.segs = m.inline[:0]
 	var sc lineScanner
 	sc.init(data)
@@ -71,12 +80,12 @@ func Parse(data []byte) (*Message, error) {
 			if len(m.segs) > 0 && isEnvelope(line, d.Field) {
 				return nil, perr(CodeBatch, "segment "+strconv.Itoa(len(m.segs)+1), "input holds more than one message; split it with SplitBatch")
 			}
-			m.segs = append(m.segs, span{start, end})
+			m.segs = append(m.segs, span{int32(start), int32(end)})
 		case idContinuation:
 			if len(m.segs) == 0 {
 				return nil, perr(CodeNoMSH, "segment 1", "message does not start with an MSH segment")
 			}
-			m.segs[len(m.segs)-1].end = end
+			m.segs[len(m.segs)-1].end = int32(end)
 		default:
 			return nil, perr(CodeBadSegment, "segment "+strconv.Itoa(len(m.segs)+1), "line does not start with a three-character segment ID")
 		}
@@ -115,7 +124,7 @@ func mshDelims(data []byte) (Delimiters, error) {
 }
 
 // trimFraming removes what transports leave around a message: a UTF-8 BOM,
-// MLLP start/end bytes, NULs, and blank lines or spaces at either end.
+// MLLP start/end bytes, NULs, leading whitespace and trailing line breaks.
 func trimFraming(b []byte) []byte {
 	for len(b) > 0 {
 		switch {
@@ -129,8 +138,10 @@ func trimFraming(b []byte) []byte {
 	}
 end:
 	for len(b) > 0 {
+		// Trailing spaces stay: they may belong to the last field. A
+		// whitespace-only last line is skipped as blank by Parse.
 		c := b[len(b)-1]
-		if isSpaceByte(c) || c == 0x1c || c == 0x0b || c == 0 {
+		if c == '\r' || c == '\n' || c == 0x1c || c == 0x0b || c == 0 {
 			b = b[:len(b)-1]
 			continue
 		}
