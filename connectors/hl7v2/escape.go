@@ -169,12 +169,16 @@ func Escape(dst []byte, s string, d Delimiters) []byte {
 	if d.Escape == 0 {
 		return append(dst, s...)
 	}
+	dotIsDelim := d.Field == '.' || d.Component == '.' || d.Repetition == '.' ||
+		d.Escape == '.' || d.Subcomponent == '.' || d.Truncation == '.'
 	last := 0
 	for i := 0; i < len(s); i++ {
 		var rep string
 		switch c := s[i]; {
-		case c == '\n':
+		case c == '\n' && !dotIsDelim:
 			rep = "\\.br\\"
+		case c == '\n':
+			rep = "\\X0A\\" // with . as a delimiter, \.br\ would be split
 		case c == '\r':
 			rep = "\\X0D\\"
 		case c == 0:
