@@ -1,0 +1,260 @@
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"careflow/avro"
+	"careflow/connectors/hl7v2"
+	"careflow/connectors/mllp"
+	"careflow/topics"
+)
+
+// Transports, the RawMessage.Transport values ingest writes.
+const (
+	TransportMLLP = "mllp"
+	TransportHTTP = "http"
+)
+
+// Error codes ingest puts on dead letters beyond hl7v2's parse codes.
+const CodeTooLarge = "ingest.too_large"
+
+// Accept is the path every transport shares: parse payload, write it to
+// careflow.raw, and return the ACK to send. The ACK is AA (CA in enhanced
+// mode) only once Kafka has acknowledged the write. Unparseable input gets
+// AR/CR with an ERR segment and is dead-lettered; a failed Kafka write gets
+// AR/CR with ERR 207 so the sender keeps the message and resends.
+func (s *Stage) Accept(ctx context.Context, iface, transport string, payload []byte) (ack []byte) {
+	ack, _ = s.accept(ctx, iface, transport, payload, time.Now())
+	return ack
+}
+
+// accept does Accept's work and also returns the result label.
+func (s *Stage) accept(ctx context.Context, iface, transport string, payload []byte, start time.Time) ([]byte, string) {
+	defer func() { s.metrics.ackSeconds.WithLabelValues(iface).Observe(time.Since(start).Seconds()) }()
+	now := s.cfg.Now().UTC()
+	id := newID()
+	msg, err := hl7v2.Parse(payload)
+	if err != nil {
+		code, loc, text := hl7v2.CodeNoMSH, "", err.Error()
+		var pe *hl7v2.ParseError
+		if errors.As(err, &pe) {
+			code, loc, text = pe.Code, pe.Location, pe.Msg
+		}
+		return s.reject(ctx, iface, transport, payload, id, now, code, loc, text)
+	}
+	h := msg.Header()
+	raw := &avro.RawMessage{
+		MessageID:          id,
+		CorrelationID:      id,
+		IdempotencyKey:     idempotencyKey(msg),
+		Interface:          iface,
+		Transport:          transport,
+		ReceivedAt:         now,
+		Payload:            payload,
+		MessageType:        h.MessageType,
+		TriggerEvent:       h.TriggerEvent,
+		ControlID:          h.ControlID,
+		Version:            h.Version,
+		SendingApplication: h.SendingApplication,
+		SendingFacility:    h.SendingFacility,
+		PatientKey:         patientKey(msg),
+	}
+	enhanced := hl7v2.AckModeEnhanced(h)
+	ackOpts := hl7v2.ACKOptions{ControlID: ackControlID(id), Now: now}
+	if err := s.writeRaw(ctx, raw); err != nil {
+		s.log.Warn("ingest write to Kafka, answering AR", "interface", iface, "transport", transport,
+			"message_id", id, "bytes", len(payload), "err", err)
+		s.metrics.messages.WithLabelValues(iface, resultError).Inc()
+		ackOpts.Errors = []hl7v2.AckError{{Code: "207", Text: "message not stored; resend it"}}
+		return hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCR, hl7v2.AckAR), ackOpts), resultError
+	}
+	s.log.Debug("ingest accepted", "interface", iface, "transport", transport, "message_id", id,
+		"control_id", h.ControlID, "type", h.MessageType+"^"+h.TriggerEvent, "bytes", len(payload))
+	s.metrics.messages.WithLabelValues(iface, resultAccepted).Inc()
+	return hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCA, hl7v2.AckAA), ackOpts), resultAccepted
+}
+
+// reject answers input that cannot be taken (AR/CR with one ERR built from
+// whatever header PeekHeader recovers) and dead-letters it. The AR tells the
+// sender the message was not accepted whether or not the dead letter was
+// written; the dead letter is for the analyst who must fix the sender.
+func (s *Stage) reject(ctx context.Context, iface, transport string, payload []byte, id string, now time.Time, code, loc, text string) ([]byte, string) {
+	h, d := hl7v2.PeekHeader(payload)
+	dl := &avro.DeadLetter{
+		Stage:         topics.StageIngest,
+		ErrorCode:     code,
+		ErrorLocation: loc,
+		ErrorText:     text,
+		MessageID:     id,
+		CorrelationID: id,
+		Interface:     iface,
+		OriginalValue: payload,
+		At:            now,
+	}
+	result := resultRejected
+	if err := s.writeDeadLetter(ctx, dl, transport); err != nil {
+		result = resultError
+		s.log.Error("ingest dead-letter write, input rejected but not kept", "interface", iface, "transport", transport,
+			"message_id", id, "code", code, "bytes", len(payload), "err", err)
+	} else {
+		s.log.Warn("ingest rejected input", "interface", iface, "transport", transport, "message_id", id,
+			"code", code, "location", loc, "bytes", len(payload))
+	}
+	s.metrics.messages.WithLabelValues(iface, result).Inc()
+	opts := hl7v2.ACKOptions{
+		ControlID: ackControlID(id),
+		Now:       now,
+		Errors:    []hl7v2.AckError{{Code: errCode(code), Location: loc, Text: text}},
+	}
+	return hl7v2.BuildACK(h, d, pick(hl7v2.AckModeEnhanced(h), hl7v2.AckCR, hl7v2.AckAR), opts), result
+}
+
+// rejectTooLarge answers and dead-letters an oversize message, of which
+// prefix is the start.
+func (s *Stage) rejectTooLarge(ctx context.Context, iface, transport string, prefix []byte, limit int, start time.Time) ([]byte, string) {
+	defer func() { s.metrics.ackSeconds.WithLabelValues(iface).Observe(time.Since(start).Seconds()) }()
+	text := fmt.Sprintf("message exceeds the interface limit of %d bytes", limit)
+	return s.reject(ctx, iface, transport, prefix, newID(), s.cfg.Now().UTC(), CodeTooLarge, "", text)
+}
+
+// errCode maps a careflow error code to HL7 table 0357.
+func errCode(code string) string {
+	switch code {
+	case hl7v2.CodeBadEncoding:
+		return "102" // data type error: MSH-1/MSH-2 unusable
+	case hl7v2.CodeTruncated:
+		return "101" // required field missing: the MSH stops before MSH-9
+	case hl7v2.CodeEmpty, hl7v2.CodeNoMSH, hl7v2.CodeBadSegment, hl7v2.CodeBatch:
+		return "100" // segment sequence error
+	}
+	return "207" // application internal error (oversize and the rest)
+}
+
+func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
+	value, err := s.cfg.Serde.Encode(raw)
+	if err != nil {
+		return fmt.Errorf("encode raw record: %w", err)
+	}
+	key := raw.PatientKey
+	if key == "" {
+		// Still spread keyless messages over partitions, and keep a
+		// sender's resends together.
+		key = raw.IdempotencyKey
+	}
+	at := raw.ReceivedAt.Format(topics.TimeFormat)
+	rec := &kgo.Record{
+		Topic: topics.Raw,
+		Key:   []byte(key),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: topics.HeaderMessageID, Value: []byte(raw.MessageID)},
+			{Key: topics.HeaderCorrelationID, Value: []byte(raw.CorrelationID)},
+			{Key: topics.HeaderIdempotencyKey, Value: []byte(raw.IdempotencyKey)},
+			{Key: topics.HeaderInterface, Value: []byte(raw.Interface)},
+			{Key: topics.HeaderIngestTime, Value: []byte(at)},
+			{Key: topics.StageTime(topics.StageIngest), Value: []byte(at)},
+		},
+	}
+	return s.produce(ctx, rec)
+}
+
+func (s *Stage) writeDeadLetter(ctx context.Context, dl *avro.DeadLetter, transport string) error {
+	value, err := s.cfg.Serde.Encode(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead letter: %w", err)
+	}
+	at := dl.At.Format(topics.TimeFormat)
+	rec := &kgo.Record{
+		Topic: topics.DeadLetter(topics.StageIngest),
+		Key:   []byte(dl.MessageID),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: topics.HeaderMessageID, Value: []byte(dl.MessageID)},
+			{Key: topics.HeaderCorrelationID, Value: []byte(dl.CorrelationID)},
+			{Key: topics.HeaderInterface, Value: []byte(dl.Interface)},
+			{Key: topics.HeaderIngestTime, Value: []byte(at)},
+			{Key: topics.StageTime(topics.StageIngest), Value: []byte(at)},
+			{Key: topics.HeaderDLQStage, Value: []byte(dl.Stage)},
+			{Key: topics.HeaderDLQCode, Value: []byte(dl.ErrorCode)},
+			{Key: topics.HeaderDLQText, Value: []byte(dl.ErrorText)},
+			{Key: topics.HeaderDLQLocation, Value: []byte(dl.ErrorLocation)},
+		},
+	}
+	return s.produce(ctx, rec)
+}
+
+// produce writes rec and waits for the broker's acknowledgement, bounded by
+// ProduceTimeout and ctx. It does not use ProduceSync: an idempotent
+// producer cannot fail a record already sent, so with the broker gone
+// ProduceSync would hold the sender's ACK indefinitely. A record given up
+// on here may still be written later; the sender's resend then carries the
+// same idempotency key, which validate deduplicates.
+func (s *Stage) produce(ctx context.Context, rec *kgo.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	defer cancel()
+	done := make(chan error, 1) // buffered: the promise never blocks
+	s.cfg.Client.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("produce to %s: %w", rec.Topic, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("produce to %s: no broker acknowledgement: %w", rec.Topic, ctx.Err())
+	}
+}
+
+// mllpHandler adapts the MLLP server of interface iface to accept.
+func (s *Stage) mllpHandler(iface string) mllp.Handler {
+	limit := s.limits[iface]
+	return mllp.HandlerFunc(func(ctx context.Context, req mllp.Request) []byte {
+		if errors.Is(req.Err, mllp.ErrTooLarge) {
+			ack, _ := s.rejectTooLarge(ctx, iface, TransportMLLP, req.Payload, limit, req.Received)
+			return ack
+		}
+		ack, _ := s.accept(ctx, iface, TransportMLLP, req.Payload, req.Received)
+		return ack
+	})
+}
+
+// idempotencyKey is MSH-3.1|MSH-4.1|MSH-10: the same for a resend of one
+// message by one sender.
+func idempotencyKey(m *hl7v2.Message) string {
+	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + m.Get("MSH-10")
+}
+
+// patientKey is the first PID-3 repetition as "CX.1^CX.4.1", or "" when the
+// message has no patient identifier.
+func patientKey(m *hl7v2.Message) string {
+	value := m.Get("PID-3[1].1")
+	if value == "" {
+		return ""
+	}
+	return value + "^" + m.Get("PID-3[1].4.1")
+}
+
+// newID returns 16 random bytes in hex.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// ackControlID is the ACK's MSH-10: the message id cut to the 20 characters
+// HL7 2.5's ST allows there, unique enough among one sender's ACKs.
+func ackControlID(id string) string { return id[:20] }
+
+func pick[T any](cond bool, a, b T) T {
+	if cond {
+		return a
+	}
+	return b
+}

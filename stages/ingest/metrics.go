@@ -1,0 +1,70 @@
+package ingest
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results of one message, the result label of careflow_ingest_messages_total.
+const (
+	resultAccepted = "accepted" // on careflow.raw, AA/CA sent
+	resultRejected = "rejected" // unparseable or oversize: AR/CR sent, dead-lettered
+	resultError    = "error"    // Kafka write failed: AR/CR sent, sender resends
+)
+
+type metrics struct {
+	messages    *prometheus.CounterVec
+	ackSeconds  *prometheus.HistogramVec
+	connections *prometheus.GaugeVec
+	refused     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_ingest_messages_total",
+			Help: "Inbound messages by interface and result (accepted, rejected, error).",
+		}, []string{"interface", "result"}),
+		ackSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "careflow_ingest_ack_seconds",
+			Help: "Time from receiving a message to its ACK being ready, Kafka write included.",
+			// From a fast local write to a sender's ACK timeout.
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"interface"}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "careflow_ingest_connections",
+			Help: "Open MLLP connections by interface.",
+		}, []string{"interface"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_ingest_connections_refused_total",
+			Help: "MLLP connections closed at once because the interface had MaxConnections.",
+		}, []string{"interface"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.messages = register(reg, m.messages, &err)
+	m.ackSeconds = register(reg, m.ackSeconds, &err)
+	m.connections = register(reg, m.connections, &err)
+	m.refused = register(reg, m.refused, &err)
+	return m, err
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a second Stage on one registry shares the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		if *errp == nil {
+			*errp = err
+		}
+	}
+	return c
+}
