@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -149,7 +151,9 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 func (r *Runner) transactionalID() string {
-	id := "careflow-" + r.cfg.Stage + "-" + r.cfg.InstanceID
+	// One id per (group, copy): deliver runs a group per destination in
+	// one process, and two runners sharing an id would fence each other.
+	id := r.cfg.Group + "-" + r.cfg.InstanceID
 	if r.cfg.FreshTransactionalID {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
@@ -160,6 +164,11 @@ func (r *Runner) transactionalID() string {
 
 // session runs one GroupTransactSession until ctx ends or it breaks.
 func (r *Runner) session(ctx context.Context) error {
+	// franz-go's session aborts the next transaction after any revoke,
+	// even one that happened between transactions (we block rebalances
+	// while one is open). revoked tracks that, so the runner can clear the
+	// session's state before doing work that would be thrown away.
+	var revoked atomic.Bool
 	opts := append([]kgo.Opt{}, r.cfg.Kafka...)
 	opts = append(opts,
 		kgo.TransactionalID(r.transactionalID()),
@@ -171,6 +180,11 @@ func (r *Runner) session(ctx context.Context) error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
 		kgo.InstanceID(r.cfg.InstanceID),
+		// A rebalance waits for the transaction in flight to end, instead
+		// of aborting it: deliver's sends cannot be taken back, so an
+		// abort would resend the whole batch. Transactions are bounded
+		// (MaxRecords, HoldLimit) well inside the rebalance timeout.
+		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.log.Info("partitions assigned", "partitions", m)
 			if r.cfg.OnAssigned != nil {
@@ -178,21 +192,28 @@ func (r *Runner) session(ctx context.Context) error {
 			}
 		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			if len(m) > 0 {
+				revoked.Store(true)
+			}
 			if r.cfg.OnRevoked != nil {
 				r.cfg.OnRevoked(ctx, m)
 			}
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			revoked.Store(true)
 			if r.cfg.OnRevoked != nil {
 				r.cfg.OnRevoked(ctx, m)
 			}
 		}),
 	)
+	if os.Getenv("CAREFLOW_KGO_DEBUG") != "" {
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string { return r.cfg.Group + "/" + r.cfg.InstanceID + " " })))
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("stage %s: create transactional session: %w", r.cfg.Stage, err)
 	}
-	defer sess.Close()
+	defer sess.CloseAllowingRebalance()
 
 	for {
 		fetches := sess.PollRecords(ctx, r.cfg.MaxRecords)
@@ -212,10 +233,23 @@ func (r *Runner) session(ctx context.Context) error {
 		if fatal != nil {
 			return fatal
 		}
+		if revoked.Swap(false) {
+			// Ending an empty transaction resets the session (and rewinds
+			// fetching to the committed offsets), so the records just
+			// polled are fetched again and processed in a transaction that
+			// can commit, instead of being sent and then rolled back.
+			if _, err := sess.End(ctx, kgo.TryAbort); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("stage %s: reset session after rebalance: %w", r.cfg.Stage, err)
+			}
+			sess.AllowRebalance()
+			continue
+		}
 		if fetches.NumRecords() == 0 {
+			sess.AllowRebalance()
 			continue
 		}
 		pause, err := r.transaction(ctx, sess, fetches)
+		sess.AllowRebalance()
 		if err != nil {
 			return err
 		}

@@ -381,3 +381,32 @@ func TestMLLPSendInterop(t *testing.T) {
 		}
 	}
 }
+
+// A 1 MB OBX-5 (a scanned report) goes through every stage to the
+// destination intact.
+func TestLargeObservationEndToEnd(t *testing.T) {
+	est := newEstate(t)
+	startReceiver(t, est.Lab)
+	results := startReceiver(t, est.EHRResults)
+	startPortal(t, est.Portal)
+	startEngine(t, est.config(t), t.TempDir())
+	big := strings.Repeat("QUJD", 1<<18) // 1 MiB of base64
+	msg := []byte("MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101||ORU^R01|BIG1|P|2.5\r" +
+		"PID|1||BIG^^^HOSP^MR||DOE^JANE\r" +
+		"OBR|1|PL1|FL1|PDF^Report^L|||20240101|||||||||||||||||F\r" +
+		"OBX|1|ED|PDF^Report^L||^application^pdf^Base64^" + big + "||||||F\r")
+	c := &mllp.Client{Addr: est.LabResults, ACKTimeout: 20 * time.Second}
+	defer c.Close()
+	if ack := send(t, c, msg); ack.Code != "AA" {
+		t.Fatalf("1 MB result answered %s: %s", ack.Code, ack.Text)
+	}
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if len(results.messages()) == 0 {
+			return fmt.Errorf("not delivered yet")
+		}
+		return nil
+	})
+	if got := results.messages()[0].Get("OBX-5.5"); got != big {
+		t.Fatalf("OBX-5.5 arrived with %d bytes, want %d", len(got), len(big))
+	}
+}

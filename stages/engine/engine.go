@@ -138,6 +138,12 @@ func (e *Engine) Embedded() bool { return e.broker != nil }
 func (e *Engine) startBackbone(ctx context.Context) error {
 	k := e.cfg.Kafka
 	kafkaDir, regDir := e.dataDirs()
+	maxBytes := kafka.MaxMessageBytes
+	for _, in := range e.cfg.Inbound {
+		// The raw record and its dead letter carry the message plus an
+		// envelope; leave room for both.
+		maxBytes = max(maxBytes, 2*in.MaxMessageSize+(1<<20))
+	}
 	if len(e.opts.Brokers) == 0 && k.Embedded() {
 		if kafkaDir == "" {
 			return errors.New("engine: --data is required with the embedded broker (no kafka.brokers and no --brokers)")
@@ -157,14 +163,14 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		}
 		b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{
 			DataDir: kafkaDir, Host: host, Port: port,
-			SyncWrites: k.SyncWrites, Partitions: k.Partitions,
+			SyncWrites: k.SyncWrites, Partitions: k.Partitions, MaxMessageBytes: maxBytes,
 		})
 		if err != nil {
 			return err
 		}
 		e.broker = b
 	}
-	e.kopts = []kgo.Opt{kgo.SeedBrokers(e.brokers()...)}
+	e.kopts = []kgo.Opt{kgo.SeedBrokers(e.brokers()...), kgo.ProducerBatchMaxBytes(int32(maxBytes))}
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, e.kopts...),
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
@@ -183,7 +189,7 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 	}
 	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(tctx, cl, int32(max(k.Partitions, 1)), replication, kafka.Pipeline(dests)...); err != nil {
+	if err := kafka.EnsureTopics(tctx, cl, int32(max(k.Partitions, 1)), replication, maxBytes, kafka.Pipeline(dests)...); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
 	var reg avro.Registry

@@ -42,7 +42,16 @@ type EmbeddedConfig struct {
 	SyncWrites bool
 	// Partitions for topics created on demand. Default: 6.
 	Partitions int
+	// MaxMessageBytes is the largest record batch the broker accepts.
+	// Default: MaxMessageBytes (the package constant).
+	MaxMessageBytes int
 }
+
+// MaxMessageBytes is the record size careflow allows on its topics by
+// default: a 4 MiB HL7 message (a scanned report in OBX-5) grows by the Avro
+// envelope and, in a dead letter, by its headers; Kafka's own default
+// (1 MB) would refuse it, and ingest would answer AR for ever.
+const MaxMessageBytes = 10 << 20
 
 // StartEmbedded starts the broker. It fails fast, naming the port, when the
 // port is taken (another careflow may be running).
@@ -59,8 +68,12 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = MaxMessageBytes
+	}
 	opts := []kfake.Opt{
 		kfake.DataDir(cfg.DataDir),
+		kfake.BrokerConfigs(map[string]string{"message.max.bytes": strconv.Itoa(cfg.MaxMessageBytes)}),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.ClusterID("careflow-embedded"),
 	}
@@ -108,13 +121,16 @@ func Pipeline(destinations []string) []string {
 }
 
 // EnsureTopics creates each missing topic with the given partitions and
-// replication factor; existing topics are left as they are.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, names ...string) error {
+// replication factor, allowing records of maxBytes; existing topics are left
+// as they are (an operator who created them owns their settings).
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, maxBytes int, names ...string) error {
 	adm := kadm.NewClient(cl)
+	mb := strconv.Itoa(maxBytes)
+	configs := map[string]*string{"max.message.bytes": &mb}
 	// A broker that has just started may not answer metadata at once.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := adm.CreateTopics(ctx, partitions, replication, nil, names...)
+		resp, err := adm.CreateTopics(ctx, partitions, replication, configs, names...)
 		if err == nil {
 			for _, r := range resp.Sorted() {
 				if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
