@@ -5,9 +5,8 @@ package topics
 
 import "strings"
 
-// Topic names. The prefix keeps careflow's topics together on a shared
-// cluster; operators who need another prefix set it in the config
-// (kafka.topic_prefix), which is applied by Names.
+// Topic names. The "careflow." prefix keeps careflow's topics together on a
+// shared cluster.
 const (
 	Raw      = "careflow.raw"      // RawMessage: every accepted inbound message, as received
 	Valid    = "careflow.valid"    // RawMessage: messages that passed conformance and dedup
