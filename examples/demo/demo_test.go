@@ -52,7 +52,7 @@ func conforms(m *hl7v2.Message, a config.Accept) error {
 	if !slices.ContainsFunc(a.MessageTypes, match) {
 		return fmt.Errorf("type %s^%s not accepted", h.MessageType, h.TriggerEvent)
 	}
-	if !slices.Contains(a.Versions, h.Version) {
+	if len(a.Versions) > 0 && !slices.Contains(a.Versions, h.Version) { // empty: any version
 		return fmt.Errorf("version %s not accepted", h.Version)
 	}
 	for pattern, paths := range a.Required {
