@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -224,7 +225,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return runDemo(ctx, cfg, *rate, stdout, log)
 }
 
-func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Writer, log interface{}) error {
+func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Writer, log *slog.Logger) error {
 	addr := func(name string, inbound bool) string {
 		if inbound {
 			if in, ok := cfg.InboundByName(name); ok {
@@ -243,7 +244,7 @@ func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Wr
 	err := demo.Run(ctx, demo.Config{
 		EHR: addr("ehr", true), LabResults: addr("lab-results", true),
 		Lab: addr("lab", false), EHRResults: addr("ehr-results", false), Portal: addr("portal", false),
-		Rate: rate, Out: stdout,
+		Rate: rate, Out: stdout, Logger: log,
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil
