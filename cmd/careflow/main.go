@@ -52,6 +52,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSend(ctx, args[1:], stdout)
 	case "demo":
 		err = cmdDemo(ctx, args[1:], stdout, stderr)
+	case "sla":
+		err = cmdSLA(ctx, args[1:], stdout)
+	case "trace":
+		err = cmdTrace(ctx, args[1:], stdout)
+	case "load":
+		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
