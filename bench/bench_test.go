@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"careflow/connectors/hl7v2"
+)
+
+const (
+	demoConfig = "../examples/demo/careflow.yaml"
+	examples   = "../examples/messages"
+)
+
+func TestEchoLimitCountsEveryMessage(t *testing.T) {
+	mix, err := LoadMix(examples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, conns := range []int{1, 8} {
+		res, err := EchoLimit(context.Background(), [][]byte{mix.Message("C", 1)}, conns, 777)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Sent != 777 || res.AA != 777 || res.Rate <= 0 {
+			t.Fatalf("conns=%d: %+v, want 777 sent and AA", conns, res)
+		}
+	}
+}
+
+func TestMix(t *testing.T) {
+	mix, err := LoadMix(examples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTypes := []string{"ADT^A01", "ORM^O01", "ADT^A08", "ADT^A01", "ADT^A01"}
+	for seq, want := range wantTypes {
+		m, err := hl7v2.Parse(mix.Message("P", seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2")
+		if typ != want || m.Get("MSH-10") != "P"+string(rune('0'+seq)) || m.Get("PID-3.1") != PatientPrefix+string(rune('0'+seq)) {
+			t.Errorf("message %d: %s control %s patient %s", seq, typ, m.Get("MSH-10"), m.Get("PID-3.1"))
+		}
+	}
+	// Four messages: A01 (2), ORM (1), A08 (2), A01 (2).
+	if got := mix.Deliveries(0, 4); got != 7 {
+		t.Errorf("Deliveries(0, 4) = %d, want 7", got)
+	}
+	if got := mix.Deliveries(1, 2); got != 1 {
+		t.Errorf("Deliveries(1, 2) = %d, want 1", got)
+	}
+}
+
+// A short end-to-end run through the real engine: every message reaches
+// its destinations and every latency phase accounts for every message.
+func TestEndToEndCounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the engine")
+	}
+	res, err := EndToEnd(context.Background(), demoConfig, examples, t.TempDir(), 400, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages != 400 || res.Deliveries != 700 || res.Peak <= 0 {
+		t.Fatalf("%+v", res)
+	}
+	for _, l := range []Latency{res.At50, res.At90} {
+		if l.Sent == 0 || l.Missing != 0 || l.P50 <= 0 || l.P50 > l.P99 || l.P99 > l.Max {
+			t.Fatalf("latency phase %+v", l)
+		}
+	}
+	ing, err := Ingest(context.Background(), demoConfig, examples, t.TempDir(), 2, 300, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ing.Peak.AA != 300 || ing.At50.AA == 0 || !strings.Contains(ing.Peak.String(), "AA 300 ") {
+		t.Fatalf("ingest %+v", ing)
+	}
+}
