@@ -81,3 +81,26 @@ func TestEndToEndCounts(t *testing.T) {
 		t.Fatalf("ingest %+v", ing)
 	}
 }
+
+func TestStageLoopsAndKafkaLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the engine")
+	}
+	rates, err := StageLoops(context.Background(), demoConfig, examples, t.TempDir(), 200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"validate": 200, "normalise": 200, "route": 350, "deliver": 350}
+	if len(rates) != 4 {
+		t.Fatalf("%d stage rates, want 4", len(rates))
+	}
+	for _, r := range rates {
+		if r.Records != want[r.Stage] || r.Rate <= 0 {
+			t.Errorf("%+v, want %d records", r, want[r.Stage])
+		}
+	}
+	rate, err := KafkaLimit(context.Background(), examples, t.TempDir(), 4, 500)
+	if err != nil || rate <= 0 {
+		t.Fatalf("kafka limit %v, %v", rate, err)
+	}
+}

@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"careflow/bench/load"
+	"careflow/topics"
+	"careflow/topics/kafka"
+)
+
+// StageRate is one stage's loop draining a backlog alone.
+type StageRate struct {
+	Stage   string
+	Records int     // output records the stage committed (deliver: deliveries)
+	Rate    float64 // records per second, first record in to last out
+}
+
+// StageLoops measures each stage's transactional loop on its own: ingest
+// fills careflow.raw with n messages of the mix, then validate, normalise,
+// route and deliver each run alone in a fresh engine on the same data
+// directory and drain their input. Each rate runs from the stage's first
+// consumed record to its last committed output, so the group join and the
+// broker's start are not counted.
+func StageLoops(ctx context.Context, cfgPath, examples, dataDir string, n int) ([]StageRate, error) {
+	mix, err := LoadMix(examples)
+	if err != nil {
+		return nil, err
+	}
+	est, err := StartEstate(ctx, EstateOptions{Config: cfgPath, DataDir: dataDir, Stages: []string{topics.StageIngest}})
+	if err != nil {
+		return nil, err
+	}
+	res, err := load.Run(ctx, load.Config{Addr: est.EHR, Count: n, Connections: 8,
+		Message: func(seq int) []byte { return mix.Message("S", seq) }})
+	if cerr := est.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && res.AA != n {
+		err = fmt.Errorf("stage loops: ingest accepted %d of %d", res.AA, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	deliveries := mix.Deliveries(0, n)
+	var out []StageRate
+	for _, st := range []struct {
+		stage string
+		want  int
+	}{
+		{topics.StageValidate, n}, {topics.StageNormalise, n}, {topics.StageRoute, deliveries}, {topics.StageDeliver, deliveries},
+	} {
+		r, err := drainStage(ctx, cfgPath, dataDir, st.stage, st.want)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func drainStage(ctx context.Context, cfgPath, dataDir, stage string, want int) (StageRate, error) {
+	est, err := StartEstate(ctx, EstateOptions{Config: cfgPath, DataDir: dataDir, Stages: []string{stage}})
+	if err != nil {
+		return StageRate{}, err
+	}
+	defer est.Close()
+	url := "http://" + est.eng.AdminAddr() + "/metrics"
+	var first time.Time
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		in, outRecs, err := scrapeStage(ctx, url, stage)
+		if err != nil {
+			return StageRate{}, err
+		}
+		now := time.Now()
+		if first.IsZero() && in > 0 {
+			first = now
+		}
+		if outRecs >= want {
+			return StageRate{Stage: stage, Records: want, Rate: float64(want) / now.Sub(first).Seconds()}, nil
+		}
+		if now.After(deadline) {
+			return StageRate{}, fmt.Errorf("stage %s: %d of %d records out after 3m", stage, outRecs, want)
+		}
+		select {
+		case <-ctx.Done():
+			return StageRate{}, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// scrapeStage sums a stage's records in and out from the admin endpoint's
+// Prometheus text.
+func scrapeStage(ctx context.Context, url, stage string) (in, out int, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	label := `stage="` + stage + `"`
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		var dst *int
+		switch {
+		case strings.HasPrefix(line, "careflow_stage_records_in_total{"):
+			dst = &in
+		case strings.HasPrefix(line, "careflow_stage_records_out_total{") && !strings.Contains(line, `topic="careflow.dlq.`):
+			dst = &out
+		default:
+			continue
+		}
+		if !strings.Contains(line, label) {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err == nil {
+			*dst += int(v)
+		}
+	}
+	return in, out, sc.Err()
+}
+
+// KafkaLimit is the broker's ceiling for an ingest-shaped writer: the
+// embedded broker (as the engine runs it) takes n records, the mix's
+// messages as values, from conns goroutines, each awaiting its acks=all
+// answer before the next, through one franz-go client with no linger.
+func KafkaLimit(ctx context.Context, examples, dataDir string, conns, n int) (float64, error) {
+	mix, err := LoadMix(examples)
+	if err != nil {
+		return 0, err
+	}
+	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: dataDir, Port: -1})
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.ProducerLinger(0), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DefaultProduceTopic(topics.Raw))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, cl, 6, 1, kafka.MaxMessageBytes, topics.Raw); err != nil {
+		return 0, fmt.Errorf("kafka limit: %w", err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm-up")}).FirstErr(); err != nil {
+		return 0, fmt.Errorf("kafka limit: %w", err)
+	}
+	var (
+		mu   sync.Mutex
+		next int
+		ferr error
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	for range conns {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				seq := next
+				next++
+				mu.Unlock()
+				if seq >= n {
+					return
+				}
+				r := &kgo.Record{Key: []byte(PatientPrefix + strconv.Itoa(seq)), Value: mix.Message("K", seq)}
+				if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+					mu.Lock()
+					ferr = err
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if ferr != nil {
+		return 0, fmt.Errorf("kafka limit: %w", ferr)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
