@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"careflow/bench"
+)
+
+const (
+	demoConfig = "examples/demo/careflow.yaml"
+	examples   = "examples/messages"
+)
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// run measures everything: the go test benchmarks first (each already
+// repeated -count times), then s.runs rounds of the in-process ones.
+func (s *suite) run(ctx context.Context) error {
+	if !s.skipGoTest {
+		if err := s.goTests(); err != nil {
+			return err
+		}
+	}
+	samples := map[string][]float64{}
+	put := func(name string, v float64) { samples[name] = append(samples[name], v) }
+	mix, err := bench.LoadMix(examples)
+	if err != nil {
+		return err
+	}
+	corpus := [][]byte{mix.Message("C", 0)}
+	for round := range s.runs {
+		s.logf("round %d of %d: MLLP echo, Kafka, ingest, end to end, stage loops", round+1, s.runs)
+		for _, conns := range []int{1, 8} {
+			res, err := bench.EchoLimit(ctx, corpus, conns, s.sz.echo)
+			if err != nil {
+				return err
+			}
+			put(fmt.Sprintf("limit.mllp_echo.conns_%d", conns), res.Rate)
+		}
+		for _, c := range []struct{ conns, n int }{{1, s.sz.kafka1}, {8, s.sz.kafka8}} {
+			rate, err := withDir(func(dir string) (float64, error) { return bench.KafkaLimit(ctx, examples, dir, c.conns, c.n) })
+			if err != nil {
+				return err
+			}
+			put(fmt.Sprintf("limit.kafka_awaited.conns_%d", c.conns), rate)
+		}
+		for _, c := range []struct{ conns, n int }{{1, s.sz.ingest1}, {8, s.sz.ingest8}} {
+			res, err := withDir(func(dir string) (bench.IngestResult, error) {
+				return bench.Ingest(ctx, demoConfig, examples, dir, c.conns, c.n, s.sz.latencyFor)
+			})
+			if err != nil {
+				return err
+			}
+			p := fmt.Sprintf("ingest.conns_%d.", c.conns)
+			put(p+"rate", res.Peak.Rate)
+			put(p+"ack_p50_at_50pct", ms(res.At50.P50))
+			put(p+"ack_p99_at_50pct", ms(res.At50.P99))
+			put(p+"ack_failures_at_50pct", float64(res.At50.Sent-res.At50.AA))
+		}
+		e2e, err := withDir(func(dir string) (bench.E2EResult, error) {
+			return bench.EndToEnd(ctx, demoConfig, examples, dir, s.sz.e2e, s.sz.phase)
+		})
+		if err != nil {
+			return err
+		}
+		put("e2e.one_process.rate", e2e.Peak)
+		for _, l := range []struct {
+			name string
+			lat  bench.Latency
+		}{{"50pct", e2e.At50}, {"90pct", e2e.At90}} {
+			put("e2e.one_process.p50_at_"+l.name, ms(l.lat.P50))
+			put("e2e.one_process.p95_at_"+l.name, ms(l.lat.P95))
+			put("e2e.one_process.p99_at_"+l.name, ms(l.lat.P99))
+			put("e2e.one_process.undelivered_at_"+l.name, float64(l.lat.Missing))
+		}
+		loops, err := withDir(func(dir string) ([]bench.StageRate, error) {
+			return bench.StageLoops(ctx, demoConfig, examples, dir, s.sz.stages)
+		})
+		if err != nil {
+			return err
+		}
+		for _, l := range loops {
+			put("stage."+l.Stage+".rate", l.Rate)
+		}
+	}
+	cmd := func(what string) string { return "go run ./bench/suite (" + what + ")" }
+	for _, c := range []int{1, 8} {
+		n := fmt.Sprint(c)
+		s.add("limit.mllp_echo.conns_"+n, "msgs/s", cmd(fmt.Sprintf("bench.EchoLimit: fixed-ACK MLLP server, %d messages closed loop over %d connections", s.sz.echo, c)), "", samples["limit.mllp_echo.conns_"+n])
+		s.add("limit.kafka_awaited.conns_"+n, "records/s", cmd(fmt.Sprintf("bench.KafkaLimit: embedded broker, acks=all, %d writers each awaiting its answer", c)), "", samples["limit.kafka_awaited.conns_"+n])
+	}
+	for _, c := range []struct{ conns, n int }{{1, s.sz.ingest1}, {8, s.sz.ingest8}} {
+		p := fmt.Sprintf("ingest.conns_%d.", c.conns)
+		what := cmd(fmt.Sprintf("bench.Ingest: ingest stage alone on the embedded broker, %d messages closed loop over %d connections, then open loop at 50%% of that for %s", c.n, c.conns, s.sz.latencyFor))
+		s.add(p+"rate", "msgs/s", what, fmt.Sprintf("limit.mllp_echo.conns_%d, limit.kafka_awaited.conns_%d", c.conns, c.conns), samples[p+"rate"])
+		s.add(p+"ack_p50_at_50pct", "ms", what, "", samples[p+"ack_p50_at_50pct"])
+		s.add(p+"ack_p99_at_50pct", "ms", what, "", samples[p+"ack_p99_at_50pct"])
+		s.add(p+"ack_failures_at_50pct", "msgs", what, "", samples[p+"ack_failures_at_50pct"])
+	}
+	e2eCmd := cmd(fmt.Sprintf("bench.EndToEnd: every stage in one process, demo routes, %d messages closed loop over 8 connections to ACKed delivery, then open loop for %s at 50%% and 90%% of that", s.sz.e2e, s.sz.phase))
+	s.add("e2e.one_process.rate", "msgs/s", e2eCmd, "limit.runner_copy", samples["e2e.one_process.rate"])
+	for _, at := range []string{"50pct", "90pct"} {
+		for _, q := range []string{"p50", "p95", "p99"} {
+			s.add("e2e.one_process."+q+"_at_"+at, "ms", e2eCmd, "", samples["e2e.one_process."+q+"_at_"+at])
+		}
+		s.add("e2e.one_process.undelivered_at_"+at, "msgs", e2eCmd, "", samples["e2e.one_process.undelivered_at_"+at])
+	}
+	for _, st := range []string{"validate", "normalise", "route", "deliver"} {
+		s.add("stage."+st+".rate", "records/s", cmd(fmt.Sprintf("bench.StageLoops: the stage alone drains a backlog of %d messages", s.sz.stages)), "limit.runner_copy", samples["stage."+st+".rate"])
+	}
+	s.ratiosAll()
+	return nil
+}
+
+// withDir calls fn with a fresh temporary directory, removed after.
+func withDir[T any](fn func(dir string) (T, error)) (T, error) {
+	dir, err := os.MkdirTemp("", "careflow-bench-")
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer os.RemoveAll(dir)
+	return fn(dir)
+}
+
+// goTests runs the go test benchmarks: the HL7 parser beside its scan
+// limit, and the runner beside the plain producer.
+func (s *suite) goTests() error {
+	s.logf("go test benchmarks: connectors/hl7v2")
+	hl7, cmd, err := goBench("./connectors/hl7v2", "^Benchmark(Scan|Parse|BuildACK|Builder)$", s.runs)
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct{ name, bench string }{
+		{"limit.hl7_scan", "BenchmarkScan"},
+		{"hl7v2.parse.adt_2kb", "BenchmarkParse/ADT_2KB"},
+		{"hl7v2.parse.adt_2kb_only", "BenchmarkParse/ADT_2KB_only"},
+		{"hl7v2.parse.oru", "BenchmarkParse/ORU_multi_OBR"},
+		{"hl7v2.build.ack_aa", "BenchmarkBuildACK/AA"},
+		{"hl7v2.build.ack_ae", "BenchmarkBuildACK/AE_one_error"},
+		{"hl7v2.build.adt", "BenchmarkBuilder"},
+	} {
+		beside := ""
+		if b.name != "limit.hl7_scan" {
+			beside = "limit.hl7_scan"
+		}
+		s.add(b.name, "ns/msg", cmd, beside, hl7[b.bench+" ns/op"])
+		s.add(b.name+".allocs", "allocs/msg", cmd, "", hl7[b.bench+" allocs/op"])
+	}
+	s.logf("go test benchmarks: stages (runner and Kafka limit on kfake in memory)")
+	st, cmd, err := goBench("./stages", "^Benchmark(KafkaLimit|RunnerCopy)$", s.runs)
+	if err != nil {
+		return err
+	}
+	s.add("limit.kafka_produce", "records/s", cmd, "", st["BenchmarkKafkaLimit records/s"])
+	s.add("limit.runner_copy", "records/s", cmd, "limit.kafka_produce", st["BenchmarkRunnerCopy/MaxRecords=500 records/s"])
+	s.add("limit.runner_copy.max_records_100", "records/s", cmd, "limit.kafka_produce", st["BenchmarkRunnerCopy/MaxRecords=100 records/s"])
+	return nil
+}
+
+func (s *suite) ratiosAll() {
+	s.addRatio("parse ÷ scan (ADT 2 KB, 4 fields read)", "the parser's cost over the floor any parser pays", "hl7v2.parse.adt_2kb", "limit.hl7_scan")
+	s.addRatio("parse only ÷ scan (ADT 2 KB)", "indexing segments alone", "hl7v2.parse.adt_2kb_only", "limit.hl7_scan")
+	s.addRatio("runner copy ÷ Kafka produce", "what the transactional loop keeps of the broker's ceiling", "limit.runner_copy", "limit.kafka_produce")
+	for _, c := range []string{"1", "8"} {
+		s.addRatio("ingest ÷ MLLP echo, "+c+" conn", "what parsing, Avro and the durable write cost on top of the bare round trip", "ingest.conns_"+c+".rate", "limit.mllp_echo.conns_"+c)
+		s.addRatio("ingest ÷ Kafka awaited writes, "+c+" conn", "ingest beside the broker taking one awaited write per writer", "ingest.conns_"+c+".rate", "limit.kafka_awaited.conns_"+c)
+	}
+	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
+	s.addRatio("end to end ÷ runner copy", "the pipeline (4 transactional stages + ingest + delivery) beside one bare copy loop", "e2e.one_process.rate", "limit.runner_copy")
+}
