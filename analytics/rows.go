@@ -1,0 +1,201 @@
+// This file holds the row types of the fact tables and the batch insert.
+
+package analytics
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Transition is one message passing one stage: accepted at ingest,
+// normalised, routed to a destination, delivered, rejected, dead-lettered.
+// Table: transitions.
+type Transition struct {
+	RowID         string // deterministic: outcome id, message id + stage, or dead letter topic/partition/offset
+	MessageID     string
+	CorrelationID string
+	Interface     string
+	Destination   string // "" before routing
+	MessageType   string
+	TriggerEvent  string
+	PatientHash   string // hex SHA-256 of the Kafka key; "" when none. Never the key itself.
+	Stage         string
+	Status        string
+	ErrorCode     string
+	ErrorLocation string
+	EventTime     time.Time // EVN-2, else MSH-7, as the sender stated it; zero when unknown
+	IngestTime    time.Time
+	StageTime     time.Time // when the stage handled it; also decides the row's day
+	Source        Source
+}
+
+// Source is where the sink read a row from.
+type Source struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Attempt is one delivery attempt or final result at a destination.
+// Table: delivery_attempts.
+type Attempt struct {
+	RowID         string // the outcome id
+	MessageID     string
+	CorrelationID string
+	Interface     string
+	Destination   string
+	MessageType   string
+	TriggerEvent  string
+	PatientHash   string
+	Attempt       int
+	Status        string // retrying, delivered, rejected
+	ControlID     string
+	AckCode       string // AA AE AR CA CE CR; "" over HTTP
+	HTTPStatus    int    // 0 over MLLP
+	ErrorCode     string
+	ErrorLocation string
+	Latency       time.Duration // this attempt's round trip
+	IngestTime    time.Time
+	At            time.Time
+}
+
+// DeadLetter is one record a stage dead-lettered. Table: dead_letters.
+type DeadLetter struct {
+	RowID             string // the dead letter's own topic/partition/offset
+	Stage             string
+	ErrorCode         string
+	ErrorLocation     string
+	ErrorText         string
+	MessageID         string
+	CorrelationID     string
+	Interface         string
+	PatientHash       string
+	OriginalTopic     string
+	OriginalPartition int32
+	OriginalOffset    int64
+	At                time.Time
+}
+
+// MessageSLA is the delivery target that applies to one message at one
+// destination: that of the route that took it there (the tightest when
+// several did). Table: message_slas.
+type MessageSLA struct {
+	MessageID   string
+	Destination string
+	Route       string
+	SLA         time.Duration
+	At          time.Time // the event's ingest time; decides the row's day
+}
+
+// Batch is what the sink inserts at once.
+type Batch struct {
+	Transitions []Transition
+	Attempts    []Attempt
+	DeadLetters []DeadLetter
+	SLAs        []MessageSLA
+}
+
+// Len is the number of rows in b.
+func (b *Batch) Len() int {
+	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs)
+}
+
+// Reset empties b, keeping its memory.
+func (b *Batch) Reset() {
+	b.Transitions, b.Attempts, b.DeadLetters, b.SLAs = b.Transitions[:0], b.Attempts[:0], b.DeadLetters[:0], b.SLAs[:0]
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// day is the partition day of a row at t (UTC); the epoch when t is zero,
+// so that the row's identity stays deterministic.
+func day(t time.Time) time.Time {
+	if t.IsZero() {
+		t = time.Unix(0, 0)
+	}
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// Insert writes b, one INSERT per table. It is safe to repeat after a
+// failure, even a partial one: a row inserted twice collapses into one.
+func (s *Store) Insert(ctx context.Context, b *Batch) error {
+	now := time.Now().UTC()
+	if len(b.Transitions) > 0 {
+		err := s.insert(ctx, "transitions", `day, row_id, message_id, correlation_id, interface, destination,
+			message_type, trigger_event, patient_hash, stage, status, error_code, error_location,
+			event_ms, ingest_ms, stage_ms, source_topic, source_partition, source_offset, inserted_at`,
+			len(b.Transitions), func(i int) []any {
+				r := &b.Transitions[i]
+				return []any{day(r.StageTime), r.RowID, r.MessageID, r.CorrelationID, r.Interface, r.Destination,
+					r.MessageType, r.TriggerEvent, r.PatientHash, r.Stage, r.Status, r.ErrorCode, r.ErrorLocation,
+					ms(r.EventTime), ms(r.IngestTime), ms(r.StageTime), r.Source.Topic, r.Source.Partition, r.Source.Offset, now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Attempts) > 0 {
+		err := s.insert(ctx, "delivery_attempts", `day, row_id, message_id, correlation_id, interface, destination,
+			message_type, trigger_event, patient_hash, attempt, status, control_id, ack_code, http_status,
+			error_code, error_location, latency_ms, ingest_ms, at_ms, inserted_at`,
+			len(b.Attempts), func(i int) []any {
+				r := &b.Attempts[i]
+				return []any{day(r.At), r.RowID, r.MessageID, r.CorrelationID, r.Interface, r.Destination,
+					r.MessageType, r.TriggerEvent, r.PatientHash, uint32(max(r.Attempt, 0)), r.Status, r.ControlID, r.AckCode,
+					uint16(min(max(r.HTTPStatus, 0), 65535)), r.ErrorCode, r.ErrorLocation, r.Latency.Milliseconds(),
+					ms(r.IngestTime), ms(r.At), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.DeadLetters) > 0 {
+		err := s.insert(ctx, "dead_letters", `day, row_id, stage, error_code, error_location, error_text,
+			message_id, correlation_id, interface, patient_hash, original_topic, original_partition,
+			original_offset, at_ms, inserted_at`,
+			len(b.DeadLetters), func(i int) []any {
+				r := &b.DeadLetters[i]
+				return []any{day(r.At), r.RowID, r.Stage, r.ErrorCode, r.ErrorLocation, r.ErrorText,
+					r.MessageID, r.CorrelationID, r.Interface, r.PatientHash, r.OriginalTopic, r.OriginalPartition,
+					r.OriginalOffset, ms(r.At), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.SLAs) > 0 {
+		err := s.insert(ctx, "message_slas", `day, row_id, message_id, destination, route, sla_ms, inserted_at`,
+			len(b.SLAs), func(i int) []any {
+				r := &b.SLAs[i]
+				return []any{day(r.At), r.MessageID + "/" + r.Destination, r.MessageID, r.Destination, r.Route, r.SLA.Milliseconds(), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) insert(ctx context.Context, table, columns string, n int, row func(int) []any) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+table+" ("+columns+")")
+	if err != nil {
+		return fmt.Errorf("analytics: prepare insert into %s.%s: %w", s.db, table, err)
+	}
+	for i := range n {
+		if err := b.Append(row(i)...); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("analytics: append row %d to %s.%s: %w", i, s.db, table, err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("analytics: insert %d rows into %s.%s: %w", n, s.db, table, err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+// This file is the schema, as migrations. Never edit a released step: add
+// a new one. docs/analytics.md documents every table and column.
+
+package analytics
+
+// commonColumns open every fact table: the partition day and the row's
+// deterministic identity (the dedup key with day).
+const commonColumns = `
+	day Date,
+	row_id String,`
+
+// The engine clause of every fact table: a replayed row (same day and
+// row_id) collapses into one; inserted_at picks the last copy.
+const factEngine = `ENGINE = ReplacingMergeTree(inserted_at)
+	PARTITION BY toYYYYMM(day)
+	ORDER BY (day, row_id)`
+
+var migrations = []migration{
+	{version: 1, description: "transitions, delivery_attempts, dead_letters, message_slas", statements: []string{
+		`CREATE TABLE IF NOT EXISTS transitions (` + commonColumns + `
+			message_id String,
+			correlation_id String,
+			interface String,
+			destination String,
+			message_type String,
+			trigger_event String,
+			patient_hash String,
+			stage String,
+			status String,
+			error_code String,
+			error_location String,
+			event_ms Int64,
+			ingest_ms Int64,
+			stage_ms Int64,
+			source_topic String,
+			source_partition Int32,
+			source_offset Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+		`CREATE TABLE IF NOT EXISTS delivery_attempts (` + commonColumns + `
+			message_id String,
+			correlation_id String,
+			interface String,
+			destination String,
+			message_type String,
+			trigger_event String,
+			patient_hash String,
+			attempt UInt32,
+			status String,
+			control_id String,
+			ack_code String,
+			http_status UInt16,
+			error_code String,
+			error_location String,
+			latency_ms Int64,
+			ingest_ms Int64,
+			at_ms Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+		`CREATE TABLE IF NOT EXISTS dead_letters (` + commonColumns + `
+			stage String,
+			error_code String,
+			error_location String,
+			error_text String,
+			message_id String,
+			correlation_id String,
+			interface String,
+			patient_hash String,
+			original_topic String,
+			original_partition Int32,
+			original_offset Int64,
+			at_ms Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+		`CREATE TABLE IF NOT EXISTS message_slas (` + commonColumns + `
+			message_id String,
+			destination String,
+			route String,
+			sla_ms Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
+	{version: 2, description: "views: throughput, delivery results, latency, failures, backlog", statements: []string{
+		// One row per minute, interface, destination, stage and status.
+		`CREATE VIEW IF NOT EXISTS throughput_per_minute AS
+			SELECT toStartOfMinute(toDateTime(intDiv(stage_ms, 1000))) AS minute,
+				interface, destination, stage, status, uniqExact(message_id) AS messages
+			FROM transitions FINAL
+			GROUP BY minute, interface, destination, stage, status`,
+		// The final result of each message at each destination.
+		`CREATE VIEW IF NOT EXISTS delivery_results AS
+			SELECT day, message_id, correlation_id, interface, destination, message_type, trigger_event,
+				status, attempt, ack_code, http_status, error_code, error_location,
+				ingest_ms, at_ms, at_ms - ingest_ms AS end_to_end_ms
+			FROM delivery_attempts FINAL
+			WHERE status IN ('delivered', 'rejected')`,
+		// Ingest to acknowledged delivery, per destination and hour.
+		`CREATE VIEW IF NOT EXISTS latency_per_hour AS
+			SELECT toStartOfHour(toDateTime(intDiv(at_ms, 1000))) AS hour, interface, destination,
+				count() AS delivered,
+				quantiles(0.5, 0.95, 0.99)(end_to_end_ms) AS p50_p95_p99_ms
+			FROM delivery_results
+			WHERE status = 'delivered'
+			GROUP BY hour, interface, destination`,
+		// Failures (invalid, retried, dead-lettered) and business
+		// rejections, by stage and error code.
+		`CREATE VIEW IF NOT EXISTS failures_by_code AS
+			SELECT interface, destination, stage, status, error_code, uniqExact(message_id) AS messages
+			FROM transitions FINAL
+			WHERE status IN ('invalid', 'rejected', 'retrying', 'dead_lettered') OR error_code != ''
+			GROUP BY interface, destination, stage, status, error_code`,
+		// Routed to a destination but with no final result there yet.
+		`CREATE VIEW IF NOT EXISTS backlog AS
+			SELECT destination, count() AS pending, min(routed_ms) AS oldest_routed_ms
+			FROM (
+				SELECT destination, message_id,
+					minIf(stage_ms, status = 'routed') AS routed_ms,
+					max(status IN ('delivered', 'rejected')) AS done
+				FROM transitions FINAL
+				WHERE destination != ''
+				GROUP BY destination, message_id
+			)
+			WHERE routed_ms > 0 AND done = 0
+			GROUP BY destination`,
+	}},
+}
