@@ -117,6 +117,9 @@ func Pipeline(destinations []string) []string {
 	for _, s := range topics.Stages {
 		ts = append(ts, topics.DeadLetter(s))
 	}
+	// The analytics sink is not in topics.Stages (it is not on the
+	// message path) but dead-letters records it cannot read.
+	ts = append(ts, topics.DeadLetter(topics.StageSink))
 	return ts
 }
 

@@ -1,0 +1,127 @@
+// This file holds the sink's Prometheus series and the watcher that
+// refreshes consumer lag (every careflow stage's, per partition) and the
+// backlog per destination.
+
+package sink
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"careflow/analytics"
+)
+
+// Metrics are the sink's series. Labels hold stage, group, topic,
+// partition and destination names only.
+type Metrics struct {
+	BatchRows     prometheus.Histogram
+	InsertSeconds prometheus.Histogram
+	InsertErrors  prometheus.Counter
+	Rows          prometheus.Counter
+	Lag           *prometheus.GaugeVec // stage, group, topic, partition
+	Backlog       *prometheus.GaugeVec // destination
+}
+
+// NewMetrics creates the series and registers them on reg (nil: not
+// registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BatchRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "careflow_sink_batch_rows", Help: "Rows per ClickHouse insert.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "careflow_sink_insert_seconds", Help: "Time to insert one batch into ClickHouse, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		InsertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_sink_insert_errors_total", Help: "ClickHouse connections and inserts that failed and were retried.",
+		}),
+		Rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_sink_rows_total", Help: "Rows inserted into ClickHouse.",
+		}),
+		Lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "careflow_consumer_lag", Help: "Records a stage's consumer group has not yet committed, per partition.",
+		}, []string{"stage", "group", "topic", "partition"}),
+		Backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "careflow_destination_backlog", Help: "Messages routed to a destination with no final result yet (from ClickHouse).",
+		}, []string{"destination"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.BatchRows, m.InsertSeconds, m.InsertErrors, m.Rows, m.Lag, m.Backlog)
+	}
+	return m
+}
+
+// watch refreshes lag and backlog every MetricsEvery until ctx ends.
+func (s *Sink) watch(ctx context.Context, cl *kgo.Client, store *analytics.Store) {
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(s.cfg.MetricsEvery)
+	defer t.Stop()
+	for {
+		s.refresh(ctx, adm, store)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Sink) refresh(ctx context.Context, adm *kadm.Client, store *analytics.Store) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.MetricsEvery)
+	defer cancel()
+	if err := s.refreshLag(ctx, adm); err != nil && ctx.Err() == nil {
+		s.log.Debug("consumer lag", "err", err)
+	}
+	backlog, err := store.Backlog(ctx)
+	if err != nil {
+		s.log.Debug("backlog", "err", err)
+		return
+	}
+	s.cfg.Metrics.Backlog.Reset()
+	for d, n := range backlog {
+		s.cfg.Metrics.Backlog.WithLabelValues(d).Set(float64(n))
+	}
+}
+
+// refreshLag sets the lag of every careflow consumer group.
+func (s *Sink) refreshLag(ctx context.Context, adm *kadm.Client) error {
+	listed, err := adm.ListGroups(ctx)
+	if err != nil {
+		return err
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		if strings.HasPrefix(g, "careflow-") {
+			groups = append(groups, g)
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	lags, err := adm.Lag(ctx, groups...)
+	if err != nil {
+		return err
+	}
+	s.cfg.Metrics.Lag.Reset()
+	lags.Each(func(g kadm.DescribedGroupLag) {
+		if g.Error() != nil {
+			return
+		}
+		stage, _, _ := strings.Cut(strings.TrimPrefix(g.Group, "careflow-"), "-")
+		for _, l := range g.Lag.Sorted() {
+			if l.Err != nil || l.Lag < 0 {
+				continue
+			}
+			s.cfg.Metrics.Lag.WithLabelValues(stage, g.Group, l.Topic, strconv.Itoa(int(l.Partition))).Set(float64(l.Lag))
+		}
+	})
+	return nil
+}

@@ -1,0 +1,344 @@
+package sink_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"careflow/analytics"
+	"careflow/analytics/chtest"
+	"careflow/avro"
+	"careflow/avro/registry"
+	"careflow/stages/sink"
+	"careflow/topics"
+	"careflow/topics/kafka"
+)
+
+// checkFor polls fn until it returns nil or the deadline passes.
+func checkFor(t *testing.T, total time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("condition not met after %v: %v", total, err)
+}
+
+type fixture struct {
+	t     *testing.T
+	serde *avro.Serde
+	reg   *registry.Store
+	cl    *kgo.Client
+	addrs []string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := kafka.EnsureTopics(context.Background(), cl, 3, 1, kafka.MaxMessageBytes, kafka.Pipeline([]string{"lab"})...); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serde, err := avro.NewSerde(context.Background(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, serde: serde, reg: reg, cl: cl, addrs: c.ListenAddrs()}
+}
+
+func (f *fixture) produce(topic string, key string, v any) {
+	f.t.Helper()
+	var b []byte
+	switch x := v.(type) {
+	case []byte:
+		b = x
+	default:
+		var err error
+		if b, err = f.serde.Encode(v); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	if err := f.cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: b}).FirstErr(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// journey produces message id's records: raw, event, routed to lab and
+// delivered there 250ms after ingest. 5 transitions, 1 attempt.
+func (f *fixture) journey(id string, ingest time.Time) {
+	key := "PATIENT-" + id
+	f.produce(topics.Raw, key, &avro.RawMessage{MessageID: id, CorrelationID: id, Interface: "ehr", Transport: "mllp",
+		ReceivedAt: ingest, MessageType: "ADT", TriggerEvent: "A01", PatientKey: key})
+	f.produce(topics.Events, key, &avro.ClinicalEvent{EventID: id, CorrelationID: id, EventType: "admit", MessageType: "ADT", TriggerEvent: "A01",
+		Provenance: avro.Provenance{Interface: "ehr", MessageID: id, EventTime: "20261126100000", IngestTime: ingest}})
+	base := avro.DeliveryOutcome{MessageID: id, CorrelationID: id, Interface: "ehr", Destination: "lab", MessageType: "ADT",
+		TriggerEvent: "A01", IngestTime: ingest}
+	routed, delivered := base, base
+	routed.OutcomeID, routed.Stage, routed.Status, routed.At = id+"/route/lab", topics.StageRoute, avro.StatusRouted, ingest.Add(10*time.Millisecond)
+	delivered.OutcomeID, delivered.Stage, delivered.Status, delivered.At = id+"/deliver/lab/delivered", topics.StageDeliver, avro.StatusDelivered, ingest.Add(250*time.Millisecond)
+	delivered.Attempt, delivered.AckCode, delivered.LatencyMillis = 1, "AA", 5
+	f.produce(topics.Outcomes, key, &routed)
+	f.produce(topics.Outcomes, key, &delivered)
+}
+
+// futureOutcome encodes o with a newer DeliveryOutcome schema that has a
+// field this build does not know.
+func (f *fixture) futureOutcome(o *avro.DeliveryOutcome) []byte {
+	f.t.Helper()
+	var schema map[string]any
+	if err := json.Unmarshal([]byte(avro.Schemas()[avro.NameDeliveryOutcome]), &schema); err != nil {
+		f.t.Fatal(err)
+	}
+	schema["fields"] = append(schema["fields"].([]any), map[string]any{"name": "site", "type": "string", "default": ""})
+	text, _ := json.Marshal(schema)
+	id, err := f.reg.Register(context.Background(), avro.NameDeliveryOutcome, string(text))
+	if err != nil {
+		f.t.Fatalf("register the newer schema: %v", err)
+	}
+	cur, _ := goavro.NewCodec(avro.Schemas()[avro.NameDeliveryOutcome])
+	next, err := goavro.NewCodec(string(text))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	b, err := f.serde.Encode(o)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	native, _, err := cur.NativeFromBinary(b[5:])
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	native.(map[string]any)["site"] = "north"
+	out, _ := new(sr.ConfluentHeader).AppendEncode(nil, id, nil)
+	out, err = next.BinaryFromNative(out, native)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+func (f *fixture) startSink(t *testing.T, dsn, group string, m *sink.Metrics) (stop func()) {
+	t.Helper()
+	s, err := sink.New(sink.Config{DSN: dsn, Kafka: []kgo.Opt{kgo.SeedBrokers(f.addrs...)}, Serde: f.serde, Group: group,
+		BatchRows: 40, BatchInterval: 100 * time.Millisecond, RetryInitial: 50 * time.Millisecond, RetryMax: 300 * time.Millisecond,
+		MetricsEvery: 200 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := s.Run(ctx); err != nil {
+			t.Errorf("sink: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// caughtUp fails until group has committed every record of the sink's
+// inputs.
+func (f *fixture) caughtUp(group string) error {
+	lags, err := kadm.NewClient(f.cl).Lag(context.Background(), group)
+	if err != nil {
+		return err
+	}
+	l := lags[group]
+	if l.Error() != nil {
+		return l.Error()
+	}
+	total := l.Lag.Total()
+	if total != 0 || len(l.Lag.Sorted()) == 0 {
+		return fmt.Errorf("group %s lag %d", group, total)
+	}
+	return nil
+}
+
+// TestSinkOutagesBadRecordsAndReplay: ClickHouse is down when the sink
+// starts and again mid-stream; a malformed record and one from a newer
+// schema arrive; a second sink replays everything from the start. Every
+// message is counted once, and the malformed record is dead-lettered with
+// its reason.
+func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
+	ch := chtest.Start(t)
+	ch.Stop() // down at start
+	f := newFixture(t)
+	ctx := context.Background()
+	ingest := time.Now().UTC().Add(-time.Minute).Truncate(time.Millisecond)
+
+	const first, second = 30, 20
+	for i := range first {
+		f.journey(fmt.Sprintf("m%03d", i), ingest)
+	}
+	f.produce(topics.Outcomes, "k", []byte("this is not avro"))
+	future := avro.DeliveryOutcome{OutcomeID: "future/route/lab", MessageID: "future", CorrelationID: "future", Interface: "ehr",
+		Destination: "lab", Stage: topics.StageRoute, Status: avro.StatusRouted, IngestTime: ingest, At: ingest.Add(time.Millisecond)}
+	f.produce(topics.Outcomes, "k", f.futureOutcome(&future))
+	f.produce(topics.DeadLetter(topics.StageValidate), "k", &avro.DeadLetter{Stage: topics.StageValidate, ErrorCode: "missing_segment",
+		ErrorLocation: "PV1", ErrorText: "required segment PV1 is missing", MessageID: "bad1", CorrelationID: "bad1", Interface: "ehr",
+		OriginalTopic: topics.Raw, At: ingest})
+
+	m := sink.NewMetrics(nil)
+	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
+	// The sink cannot connect; it keeps trying and commits nothing.
+	checkFor(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(m.InsertErrors); n < 3 {
+			return fmt.Errorf("%v failed connection attempts; want 3", n)
+		}
+		if n := testutil.ToFloat64(m.Rows); n != 0 {
+			return fmt.Errorf("rows inserted with ClickHouse down: %v", n)
+		}
+		if err := f.caughtUp("careflow-sink"); err == nil {
+			return fmt.Errorf("offsets committed with ClickHouse down")
+		}
+		return nil
+	})
+	ch.Start()
+	store := openStore(t, ch.DSN("careflow"))
+	wantTransitions := uint64(4*first + 1 + 1) // 4 per journey, the future outcome, the validate dead letter
+	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
+	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+
+	// The malformed record went to the sink's dead-letter topic, with why.
+	dl := f.readDeadLetters(t, 1)
+	if dl[0].ErrorCode != sink.CodeNotAvro || dl[0].OriginalTopic != topics.Outcomes || dl[0].Stage != topics.StageSink {
+		t.Errorf("sink dead letter = %+v; want not_avro from %s", dl[0], topics.Outcomes)
+	}
+	// The newer-schema record was read, not dead-lettered.
+	if steps, err := store.Trace(ctx, "future"); err != nil || len(steps) != 1 {
+		t.Errorf("trace of the newer-schema record: %v, %v", steps, err)
+	}
+
+	// Down mid-stream: the sink retries, then catches up.
+	ch.Stop()
+	errorsBefore := testutil.ToFloat64(m.InsertErrors)
+	for i := range second {
+		f.journey(fmt.Sprintf("n%03d", i), ingest)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if testutil.ToFloat64(m.InsertErrors) <= errorsBefore {
+			return fmt.Errorf("no failed insert yet")
+		}
+		return nil
+	})
+	ch.Start()
+	wantTransitions += 4 * second
+	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
+	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+	stop()
+
+	// A replay from the start (a new group) inserts everything again;
+	// queries still count each message once.
+	f.startSink(t, ch.DSN("careflow"), "careflow-sink-replay", nil)
+	checkFor(t, 30*time.Second, func() error { return f.caughtUp("careflow-sink-replay") })
+	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1} {
+		if err := expectCount(store, table, want); err != nil {
+			t.Error(err)
+		}
+	}
+	rows, err := store.SLA(ctx, analytics.Filter{Destination: "lab"}, analytics.Targets{"lab": 200 * time.Millisecond}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Messages != first+second+1 || rows[0].Delivered != first+second || rows[0].Breaches != first+second+1 || rows[0].Backlog != 1 {
+		t.Errorf("sla after replay = %+v; want %d messages, %d delivered, all late against 200ms, the routed one pending and late", rows, first+second+1, first+second)
+	}
+	if rows[0].P50 != 250*time.Millisecond {
+		t.Errorf("p50 = %v; want 250ms", rows[0].P50)
+	}
+	// A second group reading from the start dead-letters the malformed
+	// record again; the sink never reads its own dead letters, so this
+	// counts nowhere.
+	if n := f.countDeadLetters(t); n != 2 {
+		t.Errorf("sink dead letters after replay = %d; want 2", n)
+	}
+}
+
+func openStore(t *testing.T, dsn string) *analytics.Store {
+	t.Helper()
+	s, err := analytics.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func expectCount(s *analytics.Store, table string, want uint64) error {
+	n, err := s.Count(context.Background(), table)
+	if err != nil {
+		return err
+	}
+	if n != want {
+		return fmt.Errorf("%s has %d rows; want %d", table, n, want)
+	}
+	return nil
+}
+
+func (f *fixture) readDeadLetters(t *testing.T, n int) []avro.DeadLetter {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.addrs...), kgo.ConsumeTopics(topics.DeadLetter(topics.StageSink)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []avro.DeadLetter
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d sink dead letters", len(out), n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var dl avro.DeadLetter
+			if err := f.serde.Decode(r.Value, &dl); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, dl)
+		})
+	}
+	return out
+}
+
+func (f *fixture) countDeadLetters(t *testing.T) int64 {
+	t.Helper()
+	ends, err := kadm.NewClient(f.cl).ListEndOffsets(context.Background(), topics.DeadLetter(topics.StageSink))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
