@@ -28,6 +28,7 @@ type Config struct {
 	Inbound      []Inbound     `yaml:"inbound"`
 	Destinations []Destination `yaml:"destinations"`
 	Routes       []Route       `yaml:"routes"`
+	Analytics    Analytics     `yaml:"analytics"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).

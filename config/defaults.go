@@ -22,6 +22,8 @@ func Defaults() Config {
 		},
 		Admin: Admin{Listen: "127.0.0.1:9464"},
 		HTTP:  HTTPListener{Listen: "127.0.0.1:8080"},
+		// No DSN: no sink until a ClickHouse is named.
+		Analytics: Analytics{BatchRows: 1000, BatchInterval: time.Second},
 	}
 }
 

@@ -53,6 +53,7 @@ func (d *decoder) validate(c *Config) {
 		}
 	}
 	d.checkPorts(listeners)
+	d.validateAnalytics(c.Analytics)
 
 	dests := map[string]string{}
 	var destNames []string
