@@ -73,15 +73,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 func cmdStage(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usageError{"stage NAME is required (ingest, validate, normalise, route, deliver)"}
+		return usageError{"stage NAME is required (ingest, validate, normalise, route, deliver, sink)"}
 	}
 	name := args[0]
-	known := false
+	known := name == topics.StageSink
 	for _, s := range topics.Stages {
 		known = known || s == name
 	}
 	if !known {
-		return usageError{fmt.Sprintf("unknown stage %q (want ingest, validate, normalise, route or deliver)", name)}
+		return usageError{fmt.Sprintf("unknown stage %q (want ingest, validate, normalise, route, deliver or sink)", name)}
 	}
 	fs := flag.NewFlagSet("stage", flag.ContinueOnError)
 	cfgPath := fs.String("config", "", "configuration `FILE`")
@@ -106,6 +106,9 @@ func cmdStage(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *registry == "" {
 		return usageError{"--schema-registry URL is required: every copy must share one registry (careflow run serves one on its admin port)"}
+	}
+	if name == topics.StageSink && !cfg.Analytics.Enabled() {
+		return usageError{"stage sink needs analytics.clickhouse.dsn in the configuration"}
 	}
 	if name != topics.StageIngest {
 		// Only ingest listens; a scaled stage must not fight over ports.

@@ -24,8 +24,10 @@ Usage:
   careflow check FILE
   careflow send  --to host:port FILE...
   careflow demo  [--rate N]
+  careflow sla   --config FILE [--since 1h] [--interface X] [--destination Y]
+  careflow trace MESSAGE_ID --config FILE
 
-Stages: ingest, validate, normalise, route, deliver.
+Stages: ingest, validate, normalise, route, deliver, sink (analytics).
 Run 'careflow COMMAND -h' for a command's flags.
 `
 

@@ -67,6 +67,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 			}
 		}
 	}
+	if e.runs(topics.StageSink) && e.cfg.Analytics.Enabled() {
+		if err := e.startSink(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

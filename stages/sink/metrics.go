@@ -24,8 +24,10 @@ type Metrics struct {
 	InsertSeconds prometheus.Histogram
 	InsertErrors  prometheus.Counter
 	Rows          prometheus.Counter
-	Lag           *prometheus.GaugeVec // stage, group, topic, partition
-	Backlog       *prometheus.GaugeVec // destination
+	Lag           *prometheus.GaugeVec   // stage, group, topic, partition
+	Backlog       *prometheus.GaugeVec   // destination
+	SLADeliveries *prometheus.CounterVec // destination
+	SLABreaches   *prometheus.CounterVec // destination
 }
 
 // NewMetrics creates the series and registers them on reg (nil: not
@@ -52,9 +54,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "careflow_destination_backlog", Help: "Messages routed to a destination with no final result yet (from ClickHouse).",
 		}, []string{"destination"}),
+		SLADeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_sla_deliveries_total", Help: "Deliveries the sink measured against their SLA.",
+		}, []string{"destination"}),
+		SLABreaches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_sla_breaches_total", Help: "Deliveries later than their route's or destination's SLA (ingest to acknowledged).",
+		}, []string{"destination"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.BatchRows, m.InsertSeconds, m.InsertErrors, m.Rows, m.Lag, m.Backlog)
+		reg.MustRegister(m.BatchRows, m.InsertSeconds, m.InsertErrors, m.Rows, m.Lag, m.Backlog, m.SLADeliveries, m.SLABreaches)
 	}
 	return m
 }

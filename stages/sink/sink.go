@@ -52,7 +52,11 @@ type Config struct {
 	// SLAs returns, for an event, the SLA its routes set per destination
 	// (see analytics.MessageSLA); nil records none and destination SLAs
 	// apply.
-	SLAs    func(*avro.ClinicalEvent) []analytics.MessageSLA
+	SLAs func(*avro.ClinicalEvent) []analytics.MessageSLA
+	// Targets are the destinations' SLAs, for the breach counters
+	// (careflow_sla_breaches_total); a route's SLA from SLAs wins when
+	// the sink has seen the event.
+	Targets analytics.Targets
 	Metrics *Metrics // nil: not exported
 	// StageMetrics counts the sink's dead letters with every stage's
 	// (careflow_stage_dead_lettered_total{stage="sink"}); nil: not counted.
@@ -74,7 +78,14 @@ func Inputs() []string {
 type Sink struct {
 	cfg Config
 	log *slog.Logger
+	// recent holds the route SLAs of events seen lately, by message id
+	// and destination, so the breach counter can use them. Bounded: it
+	// is emptied when full (a miss falls back to the destination's SLA).
+	recent map[string][]analytics.MessageSLA
 }
+
+// maxRecent bounds Sink.recent.
+const maxRecent = 100_000
 
 // New checks cfg and fills its defaults.
 func New(cfg Config) (*Sink, error) {
@@ -109,7 +120,7 @@ func New(cfg Config) (*Sink, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Sink{cfg: cfg, log: log.With("stage", topics.StageSink, "group", cfg.Group)}, nil
+	return &Sink{cfg: cfg, log: log.With("stage", topics.StageSink, "group", cfg.Group), recent: map[string][]analytics.MessageSLA{}}, nil
 }
 
 // Run consumes until ctx ends. It returns nil then; it does not return
@@ -229,6 +240,7 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, store *analytics.Store
 		s.cfg.Metrics.InsertSeconds.Observe(time.Since(start).Seconds())
 		s.cfg.Metrics.BatchRows.Observe(float64(b.Len()))
 		s.cfg.Metrics.Rows.Add(float64(b.Len()))
+		s.countSLA(b)
 	}
 	// A failed commit is not retried: the records will be read and
 	// inserted again, which the model collapses.
@@ -306,5 +318,33 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, s.cfg.RetryMax)
+	}
+}
+
+// countSLA counts the batch's deliveries and SLA breaches. It runs after
+// the insert, so a batch retried is counted once; a batch re-read after a
+// restart is counted again (Prometheus counters are per process; ClickHouse
+// holds the exact figures).
+func (s *Sink) countSLA(b *analytics.Batch) {
+	for _, t := range b.SLAs {
+		if len(s.recent) >= maxRecent {
+			clear(s.recent)
+		}
+		s.recent[t.MessageID] = append(s.recent[t.MessageID], t)
+	}
+	for _, a := range b.Attempts {
+		if a.Status != avro.StatusDelivered || a.IngestTime.IsZero() {
+			continue
+		}
+		target := s.cfg.Targets[a.Destination]
+		for _, t := range s.recent[a.MessageID] {
+			if t.Destination == a.Destination && t.SLA > 0 {
+				target = t.SLA
+			}
+		}
+		s.cfg.Metrics.SLADeliveries.WithLabelValues(a.Destination).Inc()
+		if target > 0 && a.At.Sub(a.IngestTime) > target {
+			s.cfg.Metrics.SLABreaches.WithLabelValues(a.Destination).Inc()
+		}
 	}
 }

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"careflow/analytics"
+	"careflow/analytics/chtest"
+)
+
+const analyticsYAML = `
+inbound: [{name: ehr, listen: 127.0.0.1:2575}]
+destinations:
+  - {name: lab, address: 127.0.0.1:6661, sla: 1s}
+routes:
+  - {name: all, destination: lab, when: "true"}
+analytics:
+  clickhouse: {dsn: "DSN"}
+`
+
+// TestSLAAndTrace fills ClickHouse with two journeys, one late, and reads
+// them back with careflow sla and careflow trace.
+func TestSLAAndTrace(t *testing.T) {
+	ch := chtest.Start(t)
+	cfg := filepath.Join(t.TempDir(), "careflow.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(analyticsYAML, "DSN", ch.DSN("cli"), 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := analytics.Open(context.Background(), ch.DSN("cli"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ingest := time.Now().UTC().Add(-10 * time.Minute).Truncate(time.Millisecond)
+	var b analytics.Batch
+	for id, latency := range map[string]time.Duration{"msg-fast": 200 * time.Millisecond, "msg-slow": 3 * time.Second} {
+		row := func(stage, status, dest, rowID string, at time.Duration) analytics.Transition {
+			return analytics.Transition{RowID: rowID, MessageID: id, CorrelationID: id, Interface: "ehr", Destination: dest,
+				MessageType: "ORU", TriggerEvent: "R01", Stage: stage, Status: status, IngestTime: ingest, StageTime: ingest.Add(at)}
+		}
+		b.Transitions = append(b.Transitions,
+			row("ingest", "accepted", "", id+"/ingest", 0),
+			row("route", "routed", "lab", id+"/route/lab", 20*time.Millisecond),
+			row("deliver", "delivered", "lab", id+"/deliver/lab/delivered", latency))
+		b.Attempts = append(b.Attempts, analytics.Attempt{RowID: id + "/deliver/lab/delivered", MessageID: id, Interface: "ehr",
+			Destination: "lab", Attempt: 1, Status: "delivered", AckCode: "AA", Latency: 7 * time.Millisecond, IngestTime: ingest, At: ingest.Add(latency)})
+	}
+	if err := st.Insert(context.Background(), &b); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := runCLI("sla", "--config", cfg, "--since", "1h")
+	if code != 0 {
+		t.Fatalf("sla exited %d: %s", code, errOut)
+	}
+	var lab string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, " lab ") {
+			lab = strings.Join(strings.Fields(line), " ")
+		}
+	}
+	// interface destination messages delivered p50 p95 p99 failed% rejected% backlog sla breaches
+	if !strings.HasPrefix(lab, "ehr lab 2 2 ") || !strings.HasSuffix(lab, "0.0 0.0 0 1s 1") {
+		t.Errorf("sla lab line = %q; want 2 messages, 2 delivered, 1 breach\n%s", lab, out)
+	}
+	if code, out, _ := runCLI("sla", "--config", cfg, "--since", "1m"); code != 0 || !strings.Contains(out, "no messages") {
+		t.Errorf("sla over the last minute: exit %d\n%s", code, out)
+	}
+
+	code, out, errOut = runCLI("trace", "msg-slow", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("trace exited %d: %s", code, errOut)
+	}
+	for _, want := range []string{"message msg-slow", "+0s  ingest", "+20ms  route", "+3s  deliver", "attempt 1, ack AA, round trip 7ms"} {
+		if !strings.Contains(strings.Join(strings.Fields(out), "  "), strings.Join(strings.Fields(want), "  ")) {
+			t.Errorf("trace lacks %q:\n%s", want, out)
+		}
+	}
+	if code, _, errOut := runCLI("trace", "nope", "--config", cfg); code != 1 || !strings.Contains(errOut, "not in ClickHouse") {
+		t.Errorf("trace of an unknown id: exit %d, %s", code, errOut)
+	}
+	for _, args := range [][]string{{"trace", "--config", cfg}, {"sla", "--config", cfg, "--since", "-1h"}, {"sla"}} {
+		if code, _, _ := runCLI(args...); code != 2 {
+			t.Errorf("careflow %v exited %d; want 2", args, code)
+		}
+	}
+}
