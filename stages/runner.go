@@ -43,11 +43,18 @@ type RunnerConfig struct {
 	// MaxRecords bounds the records per transaction. Default: 500.
 	MaxRecords int
 	// TransactionTimeout is the broker's limit on an open transaction.
-	// Default: 60s.
+	// Default: 90s.
 	TransactionTimeout time.Duration
 	// RetryInitial and RetryMax bound the backoff between tries of a
 	// record whose processing failed transiently. Defaults: 200ms, 10s.
 	RetryInitial, RetryMax time.Duration
+	// RetryMultiplier grows the backoff after each try. Default: 2.
+	RetryMultiplier float64
+	// TransactionBudget is how long one transaction keeps taking new
+	// records; the rest of the poll waits for the next transaction, so a
+	// slow destination never holds one open near TransactionTimeout (or
+	// a rebalance past its timeout). Default: TransactionTimeout / 4.
+	TransactionBudget time.Duration
 	// HoldLimit is how long one record may be retried inside a transaction
 	// before the runner rewinds to it and pauses instead. Default: 15s.
 	HoldLimit time.Duration
@@ -103,13 +110,19 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		cfg.MaxRecords = 500
 	}
 	if cfg.TransactionTimeout <= 0 {
-		cfg.TransactionTimeout = 60 * time.Second
+		cfg.TransactionTimeout = 90 * time.Second
 	}
 	if cfg.RetryInitial <= 0 {
 		cfg.RetryInitial = 200 * time.Millisecond
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 10 * time.Second
+	}
+	if cfg.RetryMultiplier <= 1 {
+		cfg.RetryMultiplier = 2
+	}
+	if cfg.TransactionBudget <= 0 {
+		cfg.TransactionBudget = cfg.TransactionTimeout / 4
 	}
 	if cfg.HoldLimit <= 0 {
 		cfg.HoldLimit = 15 * time.Second
@@ -281,20 +294,34 @@ func (r *Runner) transaction(ctx context.Context, sess *kgo.GroupTransactSession
 	if err := sess.Begin(); err != nil {
 		return 0, fmt.Errorf("stage %s: begin transaction: %w", r.cfg.Stage, err)
 	}
-	t := &txn{r: r, sess: sess, ctx: ctx}
+	// The transaction's own work runs on a context that shutdown does not
+	// cancel: a record being processed when careflow is asked to stop is
+	// finished and committed, not rolled back and (for deliver) sent again.
+	// ctx still decides when to stop taking new records.
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.TransactionTimeout)
+	defer cancel()
+	t := &txn{r: r, sess: sess, ctx: work}
 	var pause time.Duration
+	stop := false
+	deadline := time.Now().Add(r.cfg.TransactionBudget)
 	rewind := map[string]map[int32]kgo.EpochOffset{}
 
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		for _, rec := range p.Records {
-			if pause > 0 {
-				// Once a destination is unavailable, every later record
-				// waits too: rewind each partition to its first unprocessed
-				// record.
+			if !stop && (ctx.Err() != nil || time.Now().After(deadline)) {
+				// Shutting down, or this transaction has run long enough
+				// (a slow destination): commit what is done, leave the rest
+				// for the next transaction. Never near the broker's
+				// transaction timeout.
+				stop = true
+			}
+			if pause > 0 || stop {
+				// Every later record waits: rewind each partition to its
+				// first unprocessed record.
 				setRewind(rewind, rec)
 				return
 			}
-			d := r.handle(ctx, t, rec)
+			d := r.handle(ctx, work, t, rec)
 			if d > 0 {
 				pause = d
 				setRewind(rewind, rec)
@@ -313,7 +340,7 @@ func (r *Runner) transaction(ctx context.Context, sess *kgo.GroupTransactSession
 		r.log.Warn("produce failed; aborting transaction", "err", t.produceErr())
 		commit = kgo.TryAbort
 	}
-	committed, err := sess.End(ctx, commit)
+	committed, err := sess.End(work, commit)
 	if committed {
 		t.commitMetrics()
 		if r.cfg.State != nil {
@@ -352,7 +379,9 @@ func setRewind(m map[string]map[int32]kgo.EpochOffset, rec *kgo.Record) {
 
 // handle processes one record, retrying transient failures within the hold
 // limit. It returns a pause duration when the record must be retried later.
-func (r *Runner) handle(ctx context.Context, t *txn, rec *kgo.Record) time.Duration {
+// ctx ends waiting between tries (shutdown); work is what the processor
+// runs under.
+func (r *Runner) handle(ctx, work context.Context, t *txn, rec *kgo.Record) time.Duration {
 	in := toEnvelope(rec)
 	m := r.cfg.Metrics
 	iface := in.Headers.Get(topics.HeaderInterface)
@@ -361,7 +390,7 @@ func (r *Runner) handle(ctx context.Context, t *txn, rec *kgo.Record) time.Durat
 	backoff := r.cfg.RetryInitial
 	deadline := start.Add(r.cfg.HoldLimit)
 	for attempt := 1; ; attempt++ {
-		outs, err := r.cfg.Processor.Process(ctx, in)
+		outs, err := r.cfg.Processor.Process(work, in)
 		t.produce(outs)
 		if err == nil {
 			m.Latency.WithLabelValues(r.cfg.Stage).Observe(time.Since(start).Seconds())
@@ -393,7 +422,7 @@ func (r *Runner) handle(ctx context.Context, t *txn, rec *kgo.Record) time.Durat
 			return backoff
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, r.cfg.RetryMax)
+		backoff = min(time.Duration(float64(backoff)*r.cfg.RetryMultiplier), r.cfg.RetryMax)
 	}
 }
 

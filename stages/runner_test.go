@@ -294,3 +294,94 @@ func TestDedupLoad(t *testing.T) {
 		t.Fatal("keys must be loaded into their own partition")
 	}
 }
+
+// countState counts the transactions that committed.
+type countState struct{ commits, aborts atomic.Int32 }
+
+func (c *countState) Commit() { c.commits.Add(1) }
+func (c *countState) Abort()  { c.aborts.Add(1) }
+
+// A slow processor (a destination that takes a while to ACK) does not hold
+// one transaction for the whole poll: the runner commits after its budget and
+// takes up the rest in the next transaction, in order, nothing twice.
+func TestRunnerTransactionBudget(t *testing.T) {
+	h := newHarness(t, 1)
+	h.produce([]string{"k"}, values(40, "s"))
+	var mu sync.Mutex
+	seen := map[string]int{}
+	proc := stages.ProcessorFunc(func(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+		time.Sleep(10 * time.Millisecond) // the destination's round trip
+		mu.Lock()
+		seen[string(in.Value)]++
+		mu.Unlock()
+		return copyTo(outTopic)(ctx, in)
+	})
+	state := &countState{}
+	stop := h.run(stages.RunnerConfig{Processor: proc, State: state, TransactionBudget: 50 * time.Millisecond})
+	defer stop()
+	out := h.consume(outTopic, 40, 20*time.Second)
+	if len(out) != 40 {
+		t.Fatalf("got %d outputs, want 40", len(out))
+	}
+	for i, r := range out {
+		if want := fmt.Sprintf("s-%04d", i); string(r.Value) != want {
+			t.Fatalf("output %d = %s, want %s", i, r.Value, want)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for v, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s processed %d times", v, n)
+		}
+	}
+	if c := state.commits.Load(); c < 4 {
+		t.Fatalf("%d transactions for 400ms of work with a 50ms budget, want several", c)
+	}
+}
+
+// Shutdown while a record is being processed finishes and commits it: after
+// a restart nothing is processed twice (for deliver: nothing sent twice).
+func TestRunnerShutdownFinishesInFlight(t *testing.T) {
+	h := newHarness(t, 1)
+	h.produce([]string{"k"}, values(20, "g"))
+	var mu sync.Mutex
+	seen := map[string]int{}
+	inFlight := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	proc := stages.ProcessorFunc(func(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+		if string(in.Value) == "g-0005" {
+			once.Do(func() { close(inFlight); <-release })
+		}
+		if ctx.Err() != nil {
+			return nil, stages.Transient("test.cancelled", ctx.Err())
+		}
+		mu.Lock()
+		seen[string(in.Value)]++
+		mu.Unlock()
+		return copyTo(outTopic)(ctx, in)
+	})
+	stop := h.run(stages.RunnerConfig{Processor: proc})
+	<-inFlight
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	// Let shutdown begin while g-0005 is still being processed.
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	<-stopped
+	stop = h.run(stages.RunnerConfig{Processor: proc})
+	defer stop()
+	out := h.consume(outTopic, 20, 20*time.Second)
+	extra := h.consume(outTopic, 21, 300*time.Millisecond)
+	if len(out) != 20 || len(extra) != 20 {
+		t.Fatalf("%d outputs, want 20", len(extra))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for v, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s processed %d times: the transaction in flight at shutdown was rolled back", v, n)
+		}
+	}
+}

@@ -217,10 +217,10 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 	return e.runStage(ctx, stages.RunnerConfig{
 		Stage: topics.StageDeliver, Group: "careflow-deliver-" + d.Name, Inputs: []string{in},
 		Processor: st, State: dedup,
-		RetryInitial: d.Retry.Initial, RetryMax: d.Retry.Max,
+		RetryInitial: d.Retry.Initial, RetryMax: d.Retry.Max, RetryMultiplier: d.Retry.Multiplier,
 		// Keep a failing record in the open transaction no longer than a
 		// few attempts; then rewind and pause rather than hold it open.
-		HoldLimit: 20 * time.Second,
+		HoldLimit: 10 * time.Second,
 		PauseFor:  d.Retry.Max,
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
 			err := dedup.Load(ctx, e.kopts, topics.Outcomes, m[in], 0, func(r *kgo.Record) (string, bool) {
