@@ -5,7 +5,7 @@ DATA     ?= data
 CONFIG   ?= examples/demo/careflow.yaml
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-short fuzz bench vet tools clean
+.PHONY: all build run test test-short fuzz bench bench-micro bench-peers vet tools clean
 
 all: build
 
@@ -34,8 +34,14 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./connectors/hl7v2
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./connectors/mllp
 
-# Micro-benchmarks of the hot paths (parse, frame, encode, stage loop).
+# The benchmark suite (issue 4, BENCHMARKS.md): careflow beside the
+# machine's physical limits, each figure the median of 5 runs; writes
+# bench/results.json and prints the markdown table. About 5 minutes on 2 cores.
 bench:
+	$(GO) run ./bench/suite -runs 5 -out bench/results.json
+
+# Every go test micro-benchmark of the hot paths, 5 times (benchstat input).
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./connectors/... ./avro/... ./stages/... | tee bench.out
 
 clean:

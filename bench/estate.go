@@ -51,6 +51,8 @@ type EstateOptions struct {
 	DataDir string
 	// Stages to run; empty: all.
 	Stages []string
+	// Logger gets the engine's log. Default: discarded.
+	Logger *slog.Logger
 }
 
 // StartEstate starts the stand-ins, then the engine.
@@ -86,7 +88,10 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = ""
 	ectx, cancel := context.WithCancel(ctx)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	eng, err := engine.Start(ectx, engine.Options{Config: cfg, DataDir: opts.DataDir, EmbeddedPort: -1,
 		Stages: opts.Stages, InstanceID: "bench", Logger: log})
 	if err != nil {
