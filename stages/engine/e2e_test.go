@@ -410,3 +410,26 @@ func TestLargeObservationEndToEnd(t *testing.T) {
 		t.Fatalf("OBX-5.5 arrived with %d bytes, want %d", len(got), len(big))
 	}
 }
+
+// Messages without a control id (MSH-10 empty) are each delivered: with
+// no identity to recognise a resend by, none is taken for a duplicate.
+func TestEmptyControlIDIsNotADuplicate(t *testing.T) {
+	est := newEstate(t)
+	lab := startReceiver(t, est.Lab)
+	startReceiver(t, est.EHRResults)
+	startPortal(t, est.Portal)
+	startEngine(t, est.config(t), t.TempDir())
+	c := &mllp.Client{Addr: est.EHR}
+	defer c.Close()
+	for i := range 3 {
+		if ack := send(t, c, orm("NOID", "", fmt.Sprintf("NOID%d", i))); ack.Code != "AA" {
+			t.Fatalf("ACK %s", ack.Code)
+		}
+	}
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := len(lab.messages()); n < 3 {
+			return fmt.Errorf("lab has %d of 3", n)
+		}
+		return nil
+	})
+}

@@ -148,6 +148,9 @@ func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
 		// sender's resends together.
 		key = raw.IdempotencyKey
 	}
+	if key == "" {
+		key = raw.MessageID // neither patient nor control id: any partition
+	}
 	at := raw.ReceivedAt.Format(topics.TimeFormat)
 	rec := &kgo.Record{
 		Topic: topics.Raw,
@@ -226,9 +229,16 @@ func (s *Stage) mllpHandler(iface string) mllp.Handler {
 }
 
 // idempotencyKey is MSH-3.1|MSH-4.1|MSH-10: the same for a resend of one
-// message by one sender.
+// message by one sender. A message without a control id has no identity to
+// recognise a resend by: its key is "" and it is never taken for a
+// duplicate (every such message from a sender would otherwise share one
+// key, and all but the first would be dropped).
 func idempotencyKey(m *hl7v2.Message) string {
-	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + m.Get("MSH-10")
+	id := m.Get("MSH-10")
+	if id == "" {
+		return ""
+	}
+	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + id
 }
 
 // patientKey is the first PID-3 repetition as "CX.1^CX.4.1", or "" when the
