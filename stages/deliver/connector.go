@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -51,6 +52,13 @@ type MLLP struct{ Client *mllp.Client }
 func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 	start := time.Now()
 	reply, err := c.Client.Send(ctx, payload)
+	var op *net.OpError
+	if errors.As(err, &op) && ctx.Err() == nil {
+		// A kept-alive connection the receiver has since closed (idle
+		// timeout, restart) fails at once: try once more on a fresh one
+		// before counting a failure against the destination.
+		reply, err = c.Client.Send(ctx, payload)
+	}
 	lat := time.Since(start)
 	if err != nil {
 		code := "mllp.connection"
@@ -65,6 +73,9 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 	}
 	ack, err := hl7v2.ParseACK(reply)
 	if err != nil {
+		// Whatever answered is not speaking HL7 on this connection; do not
+		// reuse it.
+		_ = c.Client.Close()
 		return Result{Latency: lat}, &TransientError{Code: "ack.unreadable", Err: fmt.Errorf("reply is not an HL7 ACK: %w", err)}
 	}
 	if h, _ := hl7v2.PeekHeader(payload); ack.ControlID != h.ControlID {

@@ -34,7 +34,15 @@ type standIn struct {
 func startStandIn(t *testing.T, answers ...string) *standIn {
 	t.Helper()
 	s := &standIn{answers: answers}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s.serve(t, "127.0.0.1:0")
+	return s
+}
+
+// serve starts (or restarts) the stand-in on addr; stop ends it and closes
+// its connections.
+func (s *standIn) serve(t *testing.T, addr string) (stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +74,10 @@ func startStandIn(t *testing.T, answers ...string) *standIn {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return s
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 func (s *standIn) controlIDs() []string {
@@ -289,5 +299,23 @@ func TestDeliverSkipsDelivered(t *testing.T) {
 	outs, err := st.Process(context.Background(), in)
 	if err != nil || len(outs) != 0 || len(si.controlIDs()) != 1 {
 		t.Fatalf("replay: %d outputs, err %v, receiver got %d messages; want 0, nil, 1", len(outs), err, len(si.controlIDs()))
+	}
+}
+
+// A receiver that restarted (or closed an idle connection) costs no failed
+// attempt: the connector redials once before counting a failure.
+func TestDeliverRedialsClosedConnection(t *testing.T) {
+	serde := newSerde(t)
+	si := &standIn{answers: []string{"AA"}}
+	stop := si.serve(t, "127.0.0.1:0")
+	st := newStage(t, serde, deliver.MLLP{Client: &mllp.Client{Addr: si.addr}}, nil)
+	if _, err := st.Process(context.Background(), envelope(t, serde, event("r1"))); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	si.serve(t, si.addr)
+	outs, err := st.Process(context.Background(), envelope(t, serde, event("r2")))
+	if o := outcomeOf(t, serde, outs); err != nil || o.Status != avro.StatusDelivered || o.Attempt != 1 {
+		t.Fatalf("after the receiver restarted: status %q attempt %d err %v; want delivered on attempt 1", o.Status, o.Attempt, err)
 	}
 }
