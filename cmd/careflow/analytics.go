@@ -70,7 +70,7 @@ func cmdSLA(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "no messages in that window")
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "INTERFACE\tDESTINATION\tMESSAGES\tDELIVERED\tP50\tP95\tP99\tFAILED %\tREJECTED %\tBACKLOG\tSLA\tBREACHES\t")
 	for _, r := range rows {
 		d, sla := r.Destination, "-"
@@ -134,19 +134,21 @@ func cmdTrace(ctx context.Context, args []string, stdout io.Writer) error {
 
 func printTrace(w io.Writer, steps []analytics.Step) {
 	first := steps[0].Transition
-	var ingest time.Time
+	var ingest, event time.Time
 	for _, s := range steps {
-		if !s.IngestTime.IsZero() {
+		if ingest.IsZero() {
 			ingest = s.IngestTime
-			break
+		}
+		if event.IsZero() {
+			event = s.EventTime
 		}
 	}
 	fmt.Fprintf(w, "message %s  correlation %s  interface %s  type %s^%s\n", first.MessageID, first.CorrelationID,
 		first.Interface, first.MessageType, first.TriggerEvent)
 	if !ingest.IsZero() {
 		fmt.Fprintf(w, "ingested %s", ingest.Format(time.RFC3339Nano))
-		if !first.EventTime.IsZero() {
-			fmt.Fprintf(w, "  (event time %s)", first.EventTime.Format(time.RFC3339))
+		if !event.IsZero() {
+			fmt.Fprintf(w, "  (event time %s)", event.Format(time.RFC3339))
 		}
 		fmt.Fprintln(w)
 	}

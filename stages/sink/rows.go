@@ -31,6 +31,7 @@ const (
 // Status of the rows the sink derives from records that carry none.
 const (
 	StatusAccepted     = "accepted"      // a raw record: ingest took the message
+	StatusValid        = "valid"         // a valid record: it passed conformance and dedup
 	StatusNormalised   = "normalised"    // an events record
 	StatusDeadLettered = "dead_lettered" // a dead letter
 )
@@ -69,6 +70,17 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			Interface: m.Interface, MessageType: m.MessageType, TriggerEvent: m.TriggerEvent, PatientHash: hash,
 			Stage: topics.StageIngest, Status: StatusAccepted, IngestTime: m.ReceivedAt,
 			StageTime: stageTime(r, topics.StageIngest, m.ReceivedAt), Source: src,
+		})
+	case r.Topic == topics.Valid:
+		var m avro.RawMessage
+		if err := s.decode(r, &m); err != nil {
+			return err
+		}
+		b.Transitions = append(b.Transitions, analytics.Transition{
+			RowID: m.MessageID + "/" + topics.StageValidate, MessageID: m.MessageID, CorrelationID: m.CorrelationID,
+			Interface: m.Interface, MessageType: m.MessageType, TriggerEvent: m.TriggerEvent, PatientHash: hash,
+			Stage: topics.StageValidate, Status: StatusValid, IngestTime: m.ReceivedAt,
+			StageTime: stageTime(r, topics.StageValidate, r.Timestamp), Source: src,
 		})
 	case r.Topic == topics.Events:
 		var ev avro.ClinicalEvent
