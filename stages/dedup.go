@@ -17,14 +17,17 @@ import (
 // transaction commits (TxnState), so an aborted batch is not mistaken for a
 // duplicate when it is replayed.
 type Dedup struct {
-	mu      sync.Mutex
-	seen    map[int32]map[string]struct{}
-	pending map[int32]map[string]struct{}
+	mu        sync.Mutex
+	seen      map[int32]map[string]int64 // key → when it was committed (unix seconds)
+	pending   map[int32]map[string]struct{}
+	window    time.Duration
+	lastSweep time.Time
 }
 
-// NewDedup returns an empty set.
-func NewDedup() *Dedup {
-	return &Dedup{seen: map[int32]map[string]struct{}{}, pending: map[int32]map[string]struct{}{}}
+// NewDedup returns an empty set that forgets keys older than window (0:
+// never), so its memory is bounded by the traffic of one window.
+func NewDedup(window time.Duration) *Dedup {
+	return &Dedup{seen: map[int32]map[string]int64{}, pending: map[int32]map[string]struct{}{}, window: window, lastSweep: time.Now()}
 }
 
 // Seen reports whether key was committed, or added in the open transaction,
@@ -49,19 +52,37 @@ func (d *Dedup) Add(p int32, key string) {
 	d.pending[p][key] = struct{}{}
 }
 
-// Commit makes the open transaction's keys permanent.
+// Commit makes the open transaction's keys permanent, and now and then
+// forgets the keys that fell out of the window.
 func (d *Dedup) Commit() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
 	for p, keys := range d.pending {
 		if d.seen[p] == nil {
-			d.seen[p] = map[string]struct{}{}
+			d.seen[p] = map[string]int64{}
 		}
 		for k := range keys {
-			d.seen[p][k] = struct{}{}
+			d.seen[p][k] = now.Unix()
 		}
 	}
 	clear(d.pending)
+	if d.window > 0 && now.Sub(d.lastSweep) > min(d.window/100, time.Minute) {
+		d.sweep(now)
+	}
+}
+
+// sweep drops keys older than the window. Callers hold d.mu.
+func (d *Dedup) sweep(now time.Time) {
+	d.lastSweep = now
+	oldest := now.Add(-d.window).Unix()
+	for _, keys := range d.seen {
+		for k, at := range keys {
+			if at < oldest {
+				delete(keys, k)
+			}
+		}
+	}
 }
 
 // Abort forgets the open transaction's keys.
@@ -97,11 +118,12 @@ func (d *Dedup) Size() int {
 type KeyFunc func(r *kgo.Record) (key string, ok bool)
 
 // Load replaces the state of partitions with the keys found in topic's same
-// partitions, reading committed records written since now-window (0: all)
-// up to the current end. It relies on the input and the output topic having
+// partitions, reading committed records written within the set's window
+// (all of them when it has none) up to the current end. It relies on the input and the output topic having
 // the same partition count and the same key, so a record and its output
 // share a partition number.
-func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitions []int32, window time.Duration, keyOf KeyFunc) error {
+func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitions []int32, keyOf KeyFunc) error {
+	window := d.window
 	if len(partitions) == 0 {
 		return nil
 	}
@@ -130,9 +152,9 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 			remaining[p] = end.Offset
 		}
 	}
-	loaded := map[int32]map[string]struct{}{}
+	loaded := map[int32]map[string]int64{}
 	for _, p := range partitions {
-		loaded[p] = map[string]struct{}{}
+		loaded[p] = map[string]int64{}
 	}
 	if len(want) > 0 {
 		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
@@ -162,7 +184,7 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 			idle = 0
 			fs.EachRecord(func(r *kgo.Record) {
 				if k, ok := keyOf(r); ok {
-					loaded[r.Partition][k] = struct{}{}
+					loaded[r.Partition][k] = r.Timestamp.Unix()
 				}
 				if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
 					delete(remaining, r.Partition)

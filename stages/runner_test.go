@@ -243,7 +243,7 @@ func TestRunnerRetriesTransientErrors(t *testing.T) {
 
 // Dedup keys join the committed state only when the transaction commits.
 func TestDedupFollowsTransaction(t *testing.T) {
-	d := stages.NewDedup()
+	d := stages.NewDedup(0)
 	d.Add(0, "k1")
 	if !d.Seen(0, "k1") {
 		t.Fatal("a key added in the open transaction must be seen (a duplicate within one batch)")
@@ -278,10 +278,10 @@ func TestDedupLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := stages.NewDedup()
+	d := stages.NewDedup(0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = d.Load(ctx, h.opts, outTopic, []int32{0, 1}, 0, func(r *kgo.Record) (string, bool) {
+	err = d.Load(ctx, h.opts, outTopic, []int32{0, 1}, func(r *kgo.Record) (string, bool) {
 		return string(r.Headers[0].Value), true
 	})
 	if err != nil {
@@ -383,5 +383,23 @@ func TestRunnerShutdownFinishesInFlight(t *testing.T) {
 		if n != 1 {
 			t.Fatalf("%s processed %d times: the transaction in flight at shutdown was rolled back", v, n)
 		}
+	}
+}
+
+// Keys older than the window are forgotten, so memory stays bounded.
+func TestDedupForgetsOutsideWindow(t *testing.T) {
+	d := stages.NewDedup(100 * time.Millisecond)
+	d.Add(0, "old")
+	d.Commit()
+	if !d.Seen(0, "old") {
+		t.Fatal("a key just committed must be seen")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for d.Seen(0, "old") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		d.Commit() // sweeps happen on commit
+	}
+	if d.Seen(0, "old") {
+		t.Fatal("a key older than the window is still held")
 	}
 }

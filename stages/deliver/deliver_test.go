@@ -289,7 +289,7 @@ func TestDeliverHTTPStatuses(t *testing.T) {
 func TestDeliverSkipsDelivered(t *testing.T) {
 	serde := newSerde(t)
 	si := startStandIn(t, "AA")
-	dedup := stages.NewDedup()
+	dedup := stages.NewDedup(0)
 	st := newStage(t, serde, deliver.MLLP{Client: &mllp.Client{Addr: si.addr}}, dedup)
 	in := envelope(t, serde, event("m4"))
 	if _, err := st.Process(context.Background(), in); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"careflow/avro"
 	"careflow/config"
 	"careflow/connectors/httpx"
 	"careflow/connectors/mllp"
@@ -142,12 +143,11 @@ func (e *Engine) startIngest(ctx context.Context) error {
 
 func (e *Engine) startValidate(ctx context.Context) error {
 	rules := map[string]validate.Rules{}
-	window := time.Duration(0)
 	for _, in := range e.cfg.Inbound {
 		rules[in.Name] = validate.Rules{MessageTypes: in.Accept.MessageTypes, Versions: in.Accept.Versions, Required: in.Accept.Required}
-		window = max(window, in.DedupWindow)
 	}
-	dedup := stages.NewDedup()
+	window := e.dedupWindow()
+	dedup := stages.NewDedup(window)
 	st, err := validate.New(validate.Config{Interfaces: rules, Serde: e.serde, Dedup: dedup, Registerer: e.metrics})
 	if err != nil {
 		return fmt.Errorf("engine: validate: %w", err)
@@ -157,7 +157,7 @@ func (e *Engine) startValidate(ctx context.Context) error {
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
 			// The dedup state is the committed output itself: every key
 			// that reached careflow.valid on these partitions.
-			err := dedup.Load(ctx, e.kopts, topics.Valid, m[topics.Raw], window, func(r *kgo.Record) (string, bool) {
+			e.loadDedup(ctx, dedup, topics.Valid, m[topics.Raw], func(r *kgo.Record) (string, bool) {
 				for _, h := range r.Headers {
 					if h.Key == topics.HeaderIdempotencyKey {
 						return string(h.Value), true
@@ -165,9 +165,6 @@ func (e *Engine) startValidate(ctx context.Context) error {
 				}
 				return "", false
 			})
-			if err != nil {
-				e.log.Error("rebuild dedup state; resends may pass until it succeeds", "err", err)
-			}
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[topics.Raw]) },
 	})
@@ -199,7 +196,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 	default:
 		return fmt.Errorf("engine: destination %s: unknown transport %q", d.Name, d.Transport)
 	}
-	dedup := stages.NewDedup()
+	dedup := stages.NewDedup(e.dedupWindow())
 	st, err := deliver.New(deliver.Config{
 		Destination: deliver.Destination{
 			Name: d.Name, Connector: conn,
@@ -223,7 +220,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 		HoldLimit: 10 * time.Second,
 		PauseFor:  d.Retry.Max,
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
-			err := dedup.Load(ctx, e.kopts, topics.Outcomes, m[in], 0, func(r *kgo.Record) (string, bool) {
+			e.loadDedup(ctx, dedup, topics.Outcomes, m[in], func(r *kgo.Record) (string, bool) {
 				var dest, status, id string
 				for _, h := range r.Headers {
 					switch h.Key {
@@ -235,12 +232,39 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 						id = string(h.Value)
 					}
 				}
-				return id, dest == d.Name && status == "delivered" && id != ""
+				return id, dest == d.Name && status == avro.StatusDelivered && id != ""
 			})
-			if err != nil {
-				e.log.Error("rebuild delivered set; replays may resend", "destination", d.Name, "err", err)
-			}
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[in]) },
 	})
+}
+
+// dedupWindow is how long idempotency keys and delivered event ids are
+// remembered: the longest dedup_window of any inbound interface.
+func (e *Engine) dedupWindow() time.Duration {
+	var w time.Duration
+	for _, in := range e.cfg.Inbound {
+		w = max(w, in.DedupWindow)
+	}
+	return w
+}
+
+// loadDedup rebuilds a dedup set for newly assigned partitions before any of
+// their records is processed. It retries until it succeeds or the stage
+// stops: processing on a half-built set would let resends through.
+func (e *Engine) loadDedup(ctx context.Context, d *stages.Dedup, topic string, partitions []int32, keyOf stages.KeyFunc) {
+	backoff := 200 * time.Millisecond
+	for {
+		err := d.Load(ctx, e.kopts, topic, partitions, keyOf)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		e.log.Error("rebuild dedup state from committed output; retrying", "topic", topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
 }
