@@ -165,7 +165,12 @@ func cmdSend(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		for i, msg := range SplitMessages(data) {
+		msgs := SplitMessages(data)
+		if len(msgs) == 0 {
+			failed++
+			fmt.Fprintf(stdout, "%s: no HL7 message in the file\n", path)
+		}
+		for i, msg := range msgs {
 			reply, err := c.Send(ctx, msg)
 			if err != nil {
 				failed++
@@ -191,10 +196,16 @@ func cmdSend(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 // SplitMessages splits a file holding one or more HL7 messages: each
-// message starts at a line beginning with "MSH"; line endings become CR.
+// message starts at a line beginning with "MSH"; line endings become CR. An
+// HL7 batch (FHS/BHS ... BTS/FTS) is unwrapped into its messages.
 func SplitMessages(data []byte) [][]byte {
 	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\r"))
 	data = bytes.ReplaceAll(data, []byte("\n"), []byte("\r"))
+	if t := bytes.TrimSpace(data); bytes.HasPrefix(t, []byte("FHS")) || bytes.HasPrefix(t, []byte("BHS")) {
+		if msgs, err := hl7v2.SplitBatch(t); err == nil {
+			return msgs
+		}
+	}
 	var msgs [][]byte
 	var cur []byte
 	for _, line := range bytes.Split(data, []byte("\r")) {

@@ -107,6 +107,7 @@ func TestSplitMessages(t *testing.T) {
 		{"MSH|a\nPID|1\n\nMSH|b\r\nPID|2\r\n", 2},
 		{"\n\nMSH|a\n", 1},
 		{"", 0},
+		{"FHS|^~\\&\nBHS|^~\\&\nMSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\nPID|1\nMSH|^~\\&|A|B|C|D|20240101||ADT^A08|2|P|2.5\nBTS|2\nFTS|1\n", 2},
 	}
 	for _, tc := range tests {
 		got := SplitMessages([]byte(tc.in))
@@ -114,6 +115,9 @@ func TestSplitMessages(t *testing.T) {
 			t.Errorf("SplitMessages(%q) = %d messages, want %d", tc.in, len(got), tc.want)
 		}
 		for _, m := range got {
+			if !bytes.HasPrefix(m, []byte("MSH")) || bytes.Contains(m, []byte("BTS")) {
+				t.Errorf("message %q is not one message", m)
+			}
 			if bytes.ContainsRune(m, '\n') {
 				t.Errorf("message %q still has LF", m)
 			}
