@@ -190,6 +190,16 @@ func result(m *hl7v2.Message, filler, controlID string, values func(analyte) (st
 		Set("22", ts).
 		Set("25", "F")
 	code := m.Get("OBR-4.1")
+	known := false
+	for _, pn := range panels {
+		known = known || pn.code == code
+	}
+	if !known {
+		// An order for a test this demo lab does not run (sent by hand, say)
+		// still gets a final result, as a text note, so it is a valid ORU.
+		b.Segment("OBX").Set("1", "1").Set("2", "TX").Set("3.1", code).Set("3.2", m.Get("OBR-4.2")).
+			Set("5", "Test not performed by the demo laboratory").Set("11", "F").Set("14", ts)
+	}
 	for _, pn := range panels {
 		if pn.code != code {
 			continue
