@@ -91,9 +91,17 @@ type RetryAfter interface{ RetryAfter() time.Duration }
 // crash at any instant neither loses nor duplicates a record on the output
 // topics.
 type Runner struct {
-	cfg RunnerConfig
-	log *slog.Logger
+	cfg   RunnerConfig
+	log   *slog.Logger
+	ready atomic.Bool
 }
+
+// Ready reports whether the runner has a working transactional session (for
+// /readyz): false while it starts and while a broken session is rebuilt.
+func (r *Runner) Ready() bool { return r.ready.Load() }
+
+// Name is the runner's stage and group, for reports.
+func (r *Runner) Name() string { return r.cfg.Group }
 
 // NewRunner checks cfg and applies defaults.
 func NewRunner(cfg RunnerConfig) (*Runner, error) {
@@ -150,6 +158,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	backoff := r.cfg.RetryInitial
 	for {
 		err := r.session(ctx)
+		r.ready.Store(false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -199,6 +208,9 @@ func (r *Runner) session(ctx context.Context) error {
 		// (MaxRecords, HoldLimit) well inside the rebalance timeout.
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
+			// Joined the group (even with nothing to own): the broker
+			// answers and the session works.
+			defer r.ready.Store(true)
 			r.log.Info("partitions assigned", "partitions", m)
 			if r.cfg.OnAssigned != nil {
 				r.cfg.OnAssigned(ctx, m)

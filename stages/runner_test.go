@@ -403,3 +403,30 @@ func TestDedupForgetsOutsideWindow(t *testing.T) {
 		t.Fatal("a key older than the window is still held")
 	}
 }
+
+// Ready says whether the runner has a working session (what /readyz shows).
+func TestRunnerReady(t *testing.T) {
+	h := newHarness(t, 1)
+	r, err := stages.NewRunner(stages.RunnerConfig{Stage: "test", Inputs: []string{inTopic}, Kafka: h.opts, Serde: h.serde, Processor: copyTo(outTopic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Ready() {
+		t.Fatal("ready before running")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !r.Ready() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !r.Ready() {
+		t.Fatal("not ready with a live broker")
+	}
+	cancel()
+	<-done
+	if r.Ready() {
+		t.Fatal("still ready after stopping")
+	}
+}

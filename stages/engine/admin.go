@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,6 +31,16 @@ func (e *Engine) startAdmin(ctx context.Context) error {
 		defer cancel()
 		if err := e.client.Ping(pctx); err != nil {
 			http.Error(w, "kafka unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		var down []string
+		for _, r := range e.runners {
+			if !r.Ready() {
+				down = append(down, r.Name())
+			}
+		}
+		if len(down) > 0 {
+			http.Error(w, "stages without a working Kafka session: "+strings.Join(down, ", "), http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))

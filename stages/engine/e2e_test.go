@@ -125,6 +125,9 @@ func TestEndToEnd(t *testing.T) {
 	if delivered != 24 {
 		t.Fatalf("%d delivered outcomes, want 24", delivered)
 	}
+	if resp, err := http.Get("http://" + eng.AdminAddr() + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz while running: %v %v", resp, err)
+	}
 	// The admin endpoint serves metrics that count what happened.
 	resp, err := http.Get("http://" + eng.AdminAddr() + "/metrics")
 	if err != nil {

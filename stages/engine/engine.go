@@ -73,6 +73,7 @@ type Engine struct {
 	httpSrv  *http.Server
 	httpLn   net.Listener
 	group    *errgroup.Group
+	runners  []*stages.Runner
 	cancel   context.CancelFunc
 	ready    chan struct{}
 	closeOne sync.Once

@@ -94,6 +94,7 @@ func (e *Engine) runStage(ctx context.Context, rc stages.RunnerConfig) error {
 	if err != nil {
 		return fmt.Errorf("engine: %s: %w", rc.Stage, err)
 	}
+	e.runners = append(e.runners, r)
 	e.group.Go(func() error { return r.Run(ctx) })
 	return nil
 }
