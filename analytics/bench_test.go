@@ -32,7 +32,7 @@ func BenchmarkInsert(b *testing.B) {
 					RowID: id + "/deliver/lab/delivered", MessageID: id, CorrelationID: id, Interface: "ehr",
 					Destination: "lab", MessageType: "ORU", TriggerEvent: "R01",
 					PatientHash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-					Stage: "deliver", Status: "delivered", IngestTime: at, StageTime: at.Add(time.Duration(i) * time.Millisecond),
+					Stage:       "deliver", Status: "delivered", IngestTime: at, StageTime: at.Add(time.Duration(i) * time.Millisecond),
 				})
 			}
 			b.ResetTimer()
