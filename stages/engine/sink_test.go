@@ -17,16 +17,18 @@ import (
 	"careflow/connectors/mllp"
 )
 
-// TestSinkFeedsClickHouse runs the whole engine with analytics on: every
-// delivery reaches ClickHouse, the SLA report measures lab against its
-// destination SLA and the portal against its route's, and the engine's
-// metrics pass promtool.
+// TestSinkFeedsClickHouse runs the whole engine with analytics on, and
+// ClickHouse down at first: the pipeline delivers regardless; once
+// ClickHouse is up every delivery reaches it, the SLA report measures lab
+// against its destination SLA and the portal against its route's, and the
+// engine's metrics pass promtool.
 func TestSinkFeedsClickHouse(t *testing.T) {
 	ch := chtest.Start(t)
+	ch.Stop()
 	est := newEstate(t)
-	startReceiver(t, est.Lab)
+	lab := startReceiver(t, est.Lab)
 	startReceiver(t, est.EHRResults)
-	startPortal(t, est.Portal)
+	portal := startPortal(t, est.Portal)
 	cfg := est.config(t)
 	cfg.Analytics.ClickHouse.DSN = ch.DSN("careflow")
 	cfg.Analytics.BatchInterval = 100 * time.Millisecond
@@ -44,6 +46,13 @@ func TestSinkFeedsClickHouse(t *testing.T) {
 			t.Fatalf("ACK %s", ack.Code)
 		}
 	}
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		if len(lab.messages()) != 3 || portal.count() != 3 {
+			return fmt.Errorf("lab has %d, portal %d; want 3 each while ClickHouse is down", len(lab.messages()), portal.count())
+		}
+		return nil
+	})
+	ch.Start()
 	store, err := analytics.Open(context.Background(), ch.DSN("careflow"))
 	if err != nil {
 		t.Fatal(err)
