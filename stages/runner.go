@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -402,7 +403,7 @@ func (r *Runner) handle(ctx, work context.Context, t *txn, rec *kgo.Record) time
 	backoff := r.cfg.RetryInitial
 	deadline := start.Add(r.cfg.HoldLimit)
 	for attempt := 1; ; attempt++ {
-		outs, err := r.cfg.Processor.Process(work, in)
+		outs, err := r.process(work, in)
 		t.produce(outs)
 		if err == nil {
 			m.Latency.WithLabelValues(r.cfg.Stage).Observe(time.Since(start).Seconds())
@@ -436,6 +437,20 @@ func (r *Runner) handle(ctx, work context.Context, t *txn, rec *kgo.Record) time
 		}
 		backoff = min(time.Duration(float64(backoff)*r.cfg.RetryMultiplier), r.cfg.RetryMax)
 	}
+}
+
+// process runs the processor, turning a panic into a permanent error: one
+// record a stage cannot handle must be dead-lettered, not crash the engine
+// and then crash it again on every restart.
+func (r *Runner) process(ctx context.Context, in Envelope) (outs []Envelope, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("stage panicked on a record; dead-lettering it", "topic", in.Topic, "partition", in.Partition,
+				"offset", in.Offset, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			outs, err = nil, Permanent("internal.panic", "", fmt.Errorf("stage %s could not process the record (a bug): %v", r.cfg.Stage, p))
+		}
+	}()
+	return r.cfg.Processor.Process(ctx, in)
 }
 
 // deadLetter wraps in as a DeadLetter record for this stage's DLQ topic.

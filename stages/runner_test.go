@@ -430,3 +430,28 @@ func TestRunnerReady(t *testing.T) {
 		t.Fatal("still ready after stopping")
 	}
 }
+
+// A processor that panics on one record (a bug meeting odd input) costs
+// that record a dead letter, not the engine its life.
+func TestRunnerSurvivesPanics(t *testing.T) {
+	h := newHarness(t, 1)
+	h.produce([]string{"k"}, []string{"a", "boom", "c"})
+	proc := stages.ProcessorFunc(func(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+		if string(in.Value) == "boom" {
+			var m map[string]int
+			m["x"] = 1 // nil map write: a real bug's panic
+		}
+		return copyTo(outTopic)(ctx, in)
+	})
+	stop := h.run(stages.RunnerConfig{Processor: proc})
+	defer stop()
+	out := h.consume(outTopic, 2, 10*time.Second)
+	dlq := h.consume(topics.DeadLetter("test"), 1, 10*time.Second)
+	if len(out) != 2 || len(dlq) != 1 {
+		t.Fatalf("%d outputs and %d dead letters, want 2 and 1", len(out), len(dlq))
+	}
+	var dl avro.DeadLetter
+	if err := h.serde.Decode(dlq[0].Value, &dl); err != nil || dl.ErrorCode != "internal.panic" || string(dl.OriginalValue) != "boom" {
+		t.Fatalf("dead letter %+v (%v)", dl, err)
+	}
+}

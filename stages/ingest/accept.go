@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -35,8 +36,37 @@ func (s *Stage) Accept(ctx context.Context, iface, transport string, payload []b
 	return ack
 }
 
-// accept does Accept's work and also returns the result label.
-func (s *Stage) accept(ctx context.Context, iface, transport string, payload []byte, start time.Time) ([]byte, string) {
+// accept does Accept's work and also returns the result label. A panic
+// while reading the message (a parser bug meeting odd input) is answered
+// like unparseable input: AR, and the bytes dead-lettered; the listener
+// and the engine keep serving.
+func (s *Stage) accept(ctx context.Context, iface, transport string, payload []byte, start time.Time) (ack []byte, result string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("ingest panicked reading a message; rejecting it", "interface", iface, "transport", transport,
+				"bytes", len(payload), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ack, result = s.rejectAfterPanic(ctx, iface, transport, payload)
+		}
+	}()
+	return s.acceptMessage(ctx, iface, transport, payload, start)
+}
+
+// rejectAfterPanic answers AR for input that made the reader panic; if even
+// the header cannot be peeked, the ACK is a minimal one.
+func (s *Stage) rejectAfterPanic(ctx context.Context, iface, transport string, payload []byte) (ack []byte, result string) {
+	defer func() {
+		if recover() != nil {
+			ack = hl7v2.BuildACK(hl7v2.Header{}, hl7v2.DefaultDelimiters, hl7v2.AckAR, hl7v2.ACKOptions{
+				ControlID: ackControlID(newID()), Now: time.Now(),
+				Errors: []hl7v2.AckError{{Code: "207", Text: "message could not be read"}},
+			})
+			result = resultError
+		}
+	}()
+	return s.reject(ctx, iface, transport, payload, newID(), s.cfg.Now().UTC(), "ingest.panic", "", "message could not be read (internal error)")
+}
+
+func (s *Stage) acceptMessage(ctx context.Context, iface, transport string, payload []byte, start time.Time) ([]byte, string) {
 	defer func() { s.metrics.ackSeconds.WithLabelValues(iface).Observe(time.Since(start).Seconds()) }()
 	now := s.cfg.Now().UTC()
 	id := newID()

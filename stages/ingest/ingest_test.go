@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -480,5 +481,30 @@ func TestListenError(t *testing.T) {
 	}
 	if err := st.Listen(); err == nil || !strings.Contains(err.Error(), "dup") {
 		t.Fatalf("Listen on a taken port = %v, want an error naming the interface", err)
+	}
+}
+
+// A panic while accepting a message (here forced through the clock) is
+// answered AR and the message dead-lettered; the listener keeps serving.
+func TestPanicIsRejectedNotFatal(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, func(c *Config) {
+		c.Now = func() time.Time {
+			if calls.Add(1) == 1 {
+				panic("clock broke")
+			}
+			return time.Now()
+		}
+	})
+	c := h.mllpClient(t, "ehr")
+	ack := send(t, c, fixture(t, "adt_a01.hl7"))
+	if ack.Code != hl7v2.AckAR {
+		t.Fatalf("ACK after a panic = %s, want AR", ack.Code)
+	}
+	if dl := h.deadLetter(t); dl.ErrorCode != "ingest.panic" {
+		t.Fatalf("dead letter code %q", dl.ErrorCode)
+	}
+	if ack := send(t, c, fixture(t, "adt_a01.hl7")); ack.Code != hl7v2.AckAA {
+		t.Fatalf("the next message got %s, want AA", ack.Code)
 	}
 }
