@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"careflow/analytics"
 	"careflow/avro"
+	"careflow/avro/registry"
 	"careflow/topics"
 )
 
@@ -40,6 +42,9 @@ const (
 type decodeError struct {
 	code string
 	err  error
+	// retry: the registry could not be asked, so the record is not proven
+	// unreadable; the sink waits and tries again instead of dead-lettering.
+	retry bool
 }
 
 func (e *decodeError) Error() string { return e.err.Error() }
@@ -173,8 +178,24 @@ func (s *Sink) decode(r *kgo.Record, v any) error {
 		code = CodeWrongType
 	case errors.As(err, &unknown):
 		code = CodeUnknownSchema
+		return &decodeError{code: code, retry: !missingSchema(unknown.Err),
+			err: fmt.Errorf("decode %s record at partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)}
 	}
 	return &decodeError{code: code, err: fmt.Errorf("decode %s record at partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)}
+}
+
+// missingSchema reports whether a registry answered that a schema id does
+// not exist (Confluent error 40403), as opposed to not answering.
+func missingSchema(err error) bool {
+	var local *registry.Error
+	var remote *sr.ResponseError
+	switch {
+	case errors.As(err, &local):
+		return local.Code == registry.CodeSchemaNotFound
+	case errors.As(err, &remote):
+		return remote.ErrorCode == registry.CodeSchemaNotFound || remote.StatusCode == 404
+	}
+	return false
 }
 
 // stageTime is the time stage handled r, from its header, else fallback.

@@ -211,7 +211,22 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, store *analytics.Store
 	b.Reset()
 	var dead []*kgo.Record
 	for _, r := range recs {
-		if err := s.appendRows(r, b); err != nil {
+		err := s.appendRows(r, b)
+		var de *decodeError
+		if errors.As(err, &de) && de.retry {
+			var last error
+			if rerr := s.retry(ctx, "read schema from the registry", func() error {
+				last = s.appendRows(r, b)
+				if errors.As(last, &de) && de.retry {
+					return last
+				}
+				return nil // read, or proven unreadable: dead-lettered below
+			}); rerr != nil {
+				return rerr
+			}
+			err = last
+		}
+		if err != nil {
 			dl, derr := s.deadLetter(r, err)
 			if derr != nil {
 				return derr

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,6 +204,8 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 		f.journey(fmt.Sprintf("m%03d", i), ingest)
 	}
 	f.produce(topics.Outcomes, "k", []byte("this is not avro"))
+	// Confluent framing with a schema id the registry does not have.
+	f.produce(topics.Outcomes, "k", []byte{0, 0, 0, 0x27, 0x0f, 2, 'x'})
 	future := avro.DeliveryOutcome{OutcomeID: "future/route/lab", MessageID: "future", CorrelationID: "future", Interface: "ehr",
 		Destination: "lab", Stage: topics.StageRoute, Status: avro.StatusRouted, IngestTime: ingest, At: ingest.Add(time.Millisecond)}
 	f.produce(topics.Outcomes, "k", f.futureOutcome(&future))
@@ -229,10 +234,16 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
 	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
 
-	// The malformed record went to the sink's dead-letter topic, with why.
-	dl := f.readDeadLetters(t, 1)
-	if dl[0].ErrorCode != sink.CodeNotAvro || dl[0].OriginalTopic != topics.Outcomes || dl[0].Stage != topics.StageSink {
-		t.Errorf("sink dead letter = %+v; want not_avro from %s", dl[0], topics.Outcomes)
+	// The malformed records went to the sink's dead-letter topic, with why.
+	codes := map[string]bool{}
+	for _, dl := range f.readDeadLetters(t, 2) {
+		if dl.OriginalTopic != topics.Outcomes || dl.Stage != topics.StageSink || dl.ErrorText == "" {
+			t.Errorf("sink dead letter = %+v; want one from %s with its reason", dl, topics.Outcomes)
+		}
+		codes[dl.ErrorCode] = true
+	}
+	if !codes[sink.CodeNotAvro] || !codes[sink.CodeUnknownSchema] {
+		t.Errorf("sink dead letter codes %v; want %s and %s", codes, sink.CodeNotAvro, sink.CodeUnknownSchema)
 	}
 	// The newer-schema record was read, not dead-lettered.
 	if steps, err := store.Trace(ctx, "future"); err != nil || len(steps) != 1 {
@@ -277,10 +288,10 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 		t.Errorf("p50 = %v; want 250ms", rows[0].P50)
 	}
 	// A second group reading from the start dead-letters the malformed
-	// record again; the sink never reads its own dead letters, so this
+	// records again; the sink never reads its own dead letters, so this
 	// counts nowhere.
-	if n := f.countDeadLetters(t); n != 2 {
-		t.Errorf("sink dead letters after replay = %d; want 2", n)
+	if n := f.countDeadLetters(t); n != 4 {
+		t.Errorf("sink dead letters after replay = %d; want 4", n)
 	}
 }
 
@@ -341,4 +352,64 @@ func (f *fixture) countDeadLetters(t *testing.T) int64 {
 	var n int64
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
+}
+
+// TestSinkWaitsForRegistry: a record whose schema the sink must fetch while
+// the registry does not answer is neither dead-lettered nor skipped; the
+// sink waits and reads it once the registry is back.
+func TestSinkWaitsForRegistry(t *testing.T) {
+	ch := chtest.Start(t)
+	f := newFixture(t)
+	var down atomic.Bool
+	var refused atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			refused.Add(1)
+			http.Error(w, "registry down", http.StatusServiceUnavailable)
+			return
+		}
+		f.reg.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	remote, err := registry.NewRemote(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinkSerde, err := avro.NewSerde(context.Background(), remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	future := avro.DeliveryOutcome{OutcomeID: "later/route/lab", MessageID: "later", CorrelationID: "later", Interface: "ehr",
+		Destination: "lab", Stage: topics.StageRoute, Status: avro.StatusRouted, IngestTime: time.Now(), At: time.Now()}
+	f.produce(topics.Outcomes, "k", f.futureOutcome(&future))
+	down.Store(true)
+
+	m := sink.NewMetrics(nil)
+	s, err := sink.New(sink.Config{DSN: ch.DSN("careflow"), Kafka: []kgo.Opt{kgo.SeedBrokers(f.addrs...)}, Serde: sinkSerde,
+		BatchRows: 10, BatchInterval: 50 * time.Millisecond, RetryInitial: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	store := openStore(t, ch.DSN("careflow"))
+	// The sink asks again and again, and meanwhile holds the record.
+	checkFor(t, 20*time.Second, func() error {
+		if n := refused.Load(); n < 3 {
+			return fmt.Errorf("%d registry requests refused; want 3", n)
+		}
+		return nil
+	})
+	if err := expectCount(store, "transitions", 0); err != nil {
+		t.Fatalf("with the registry down: %v", err)
+	}
+	if n := f.countDeadLetters(t); n != 0 {
+		t.Fatalf("%d dead letters with the registry down; want 0", n)
+	}
+	down.Store(false)
+	checkFor(t, 20*time.Second, func() error { return expectCount(store, "transitions", 1) })
+	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
 }
