@@ -15,6 +15,8 @@ import (
 	"careflow/analytics"
 	"careflow/analytics/chtest"
 	"careflow/connectors/mllp"
+	"careflow/stages/engine"
+	"careflow/topics"
 )
 
 // TestSinkFeedsClickHouse runs the whole engine with analytics on, and
@@ -151,4 +153,54 @@ func promtool(t *testing.T, stdin []byte, args ...string) {
 	if err != nil {
 		t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
+}
+
+// TestSinkAsItsOwnStage runs the sink alone (what `careflow stage sink`
+// does) beside an engine without analytics, sharing its broker and registry.
+func TestSinkAsItsOwnStage(t *testing.T) {
+	ch := chtest.Start(t)
+	est := newEstate(t)
+	startReceiver(t, est.Lab)
+	startReceiver(t, est.EHRResults)
+	startPortal(t, est.Portal)
+	primary := startEngine(t, est.config(t), t.TempDir())
+
+	cfg := est.config(t)
+	cfg.Admin.Listen, cfg.HTTP.Listen = "127.0.0.1:0", ""
+	cfg.Analytics.ClickHouse.DSN = ch.DSN("careflow")
+	cfg.Analytics.BatchInterval = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	sinkEng, err := engine.Start(ctx, engine.Options{Config: cfg, Brokers: primary.Brokers(),
+		SchemaRegistry: "http://" + primary.AdminAddr(), Stages: []string{topics.StageSink}, InstanceID: "sink-1"})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		if err := sinkEng.Wait(); err != nil {
+			t.Errorf("sink engine: %v", err)
+		}
+	}()
+
+	c := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
+	defer c.Close()
+	if ack := send(t, c, adt("A01", "P9", "ALONE1")); ack.Code != "AA" {
+		t.Fatalf("ACK %s", ack.Code)
+	}
+	store, err := analytics.Open(context.Background(), ch.DSN("careflow"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		rows, err := store.SLA(context.Background(), analytics.Filter{Destination: "lab"}, nil, time.Now())
+		if err != nil {
+			return err
+		}
+		if len(rows) != 1 || rows[0].Delivered != 1 {
+			return fmt.Errorf("lab rows %+v; want one delivered", rows)
+		}
+		return nil
+	})
 }
