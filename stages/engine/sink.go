@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/cel-go/common/types"
 
@@ -12,11 +13,23 @@ import (
 	"careflow/stages/sink"
 )
 
-// startSink starts the analytics sink when the configuration names a
-// ClickHouse. It does not wait for ClickHouse: the sink retries in the
-// background while the pipeline runs.
+// lagEvery is how often consumer lag is refreshed.
+const lagEvery = 15 * time.Second
+
+// startSink exports every careflow consumer group's lag and, when the
+// configuration names a ClickHouse, starts the analytics sink. It does not
+// wait for ClickHouse: the sink retries in the background while the
+// pipeline runs.
 func (e *Engine) startSink(ctx context.Context) error {
+	m := sink.NewMetrics(e.metrics)
+	e.group.Go(func() error {
+		sink.WatchLag(ctx, e.client, m, lagEvery, e.log)
+		return nil
+	})
 	a := e.cfg.Analytics
+	if !a.Enabled() {
+		return nil
+	}
 	slas, err := e.routeSLAs()
 	if err != nil {
 		return err
@@ -28,7 +41,7 @@ func (e *Engine) startSink(ctx context.Context) error {
 	st, err := sink.New(sink.Config{
 		DSN: a.ClickHouse.DSN, Kafka: e.kopts, Serde: e.serde,
 		BatchRows: a.BatchRows, BatchInterval: a.BatchInterval,
-		SLAs: slas, Targets: targets, Metrics: sink.NewMetrics(e.metrics), StageMetrics: e.stageM, Logger: e.log,
+		SLAs: slas, Targets: targets, Metrics: m, StageMetrics: e.stageM, Logger: e.log,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)

@@ -68,7 +68,7 @@ func (e *Engine) startStages(ctx context.Context) error {
 			}
 		}
 	}
-	if e.runs(topics.StageSink) && e.cfg.Analytics.Enabled() {
+	if e.runs(topics.StageSink) {
 		if err := e.startSink(ctx); err != nil {
 			return err
 		}

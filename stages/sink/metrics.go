@@ -1,11 +1,12 @@
-// This file holds the sink's Prometheus series and the watcher that
-// refreshes consumer lag (every careflow stage's, per partition) and the
-// backlog per destination.
+// This file holds the sink's Prometheus series, the watcher that refreshes
+// the backlog per destination from ClickHouse, and WatchLag, which
+// refreshes every careflow consumer group's lag per partition.
 
 package sink
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -67,13 +68,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// watch refreshes lag and backlog every MetricsEvery until ctx ends.
-func (s *Sink) watch(ctx context.Context, cl *kgo.Client, store *analytics.Store) {
-	adm := kadm.NewClient(cl)
+// watch refreshes the backlog every MetricsEvery until ctx ends.
+func (s *Sink) watch(ctx context.Context, store *analytics.Store) {
 	t := time.NewTicker(s.cfg.MetricsEvery)
 	defer t.Stop()
 	for {
-		s.refresh(ctx, adm, store)
+		s.refresh(ctx, store)
 		select {
 		case <-ctx.Done():
 			return
@@ -82,12 +82,9 @@ func (s *Sink) watch(ctx context.Context, cl *kgo.Client, store *analytics.Store
 	}
 }
 
-func (s *Sink) refresh(ctx context.Context, adm *kadm.Client, store *analytics.Store) {
+func (s *Sink) refresh(ctx context.Context, store *analytics.Store) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.MetricsEvery)
 	defer cancel()
-	if err := s.refreshLag(ctx, adm); err != nil && ctx.Err() == nil {
-		s.log.Debug("consumer lag", "err", err)
-	}
 	backlog, err := store.Backlog(ctx)
 	if err != nil {
 		s.log.Debug("backlog", "err", err)
@@ -99,8 +96,29 @@ func (s *Sink) refresh(ctx context.Context, adm *kadm.Client, store *analytics.S
 	}
 }
 
+// WatchLag sets m.Lag for every careflow consumer group (groups named
+// "careflow-*") every interval until ctx ends. It needs no ClickHouse: the
+// engine runs it wherever the sink stage is selected.
+func WatchLag(ctx context.Context, cl *kgo.Client, m *Metrics, every time.Duration, log *slog.Logger) {
+	adm := kadm.NewClient(cl)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, every)
+		if err := refreshLag(lctx, adm, m); err != nil && ctx.Err() == nil {
+			log.Debug("consumer lag", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // refreshLag sets the lag of every careflow consumer group.
-func (s *Sink) refreshLag(ctx context.Context, adm *kadm.Client) error {
+func refreshLag(ctx context.Context, adm *kadm.Client, m *Metrics) error {
 	listed, err := adm.ListGroups(ctx)
 	if err != nil {
 		return err
@@ -118,7 +136,7 @@ func (s *Sink) refreshLag(ctx context.Context, adm *kadm.Client) error {
 	if err != nil {
 		return err
 	}
-	s.cfg.Metrics.Lag.Reset()
+	m.Lag.Reset()
 	lags.Each(func(g kadm.DescribedGroupLag) {
 		if g.Error() != nil {
 			return
@@ -128,7 +146,7 @@ func (s *Sink) refreshLag(ctx context.Context, adm *kadm.Client) error {
 			if l.Err != nil || l.Lag < 0 {
 				continue
 			}
-			s.cfg.Metrics.Lag.WithLabelValues(stage, g.Group, l.Topic, strconv.Itoa(int(l.Partition))).Set(float64(l.Lag))
+			m.Lag.WithLabelValues(stage, g.Group, l.Topic, strconv.Itoa(int(l.Partition))).Set(float64(l.Lag))
 		}
 	})
 	return nil

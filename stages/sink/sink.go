@@ -46,7 +46,7 @@ type Config struct {
 	// RetryInitial and RetryMax bound the backoff while ClickHouse or
 	// Kafka refuses. Default: 200ms and 10s.
 	RetryInitial, RetryMax time.Duration
-	// MetricsEvery is how often consumer lag and backlog are refreshed.
+	// MetricsEvery is how often the backlog gauge is refreshed.
 	// Default: 15s.
 	MetricsEvery time.Duration
 	// SLAs returns, for an event, the SLA its routes set per destination
@@ -150,7 +150,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	metricsDone := make(chan struct{})
 	go func() {
 		defer close(metricsDone)
-		s.watch(mctx, cl, store)
+		s.watch(mctx, store)
 	}()
 	defer func() { stopMetrics(); <-metricsDone }()
 
