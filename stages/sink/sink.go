@@ -182,7 +182,10 @@ func (s *Sink) Run(ctx context.Context) error {
 			continue
 		}
 		if err := s.flush(ctx, cl, store, pending, &batch); err != nil {
-			return nil // only ctx ends a flush early
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err // the sink's own dead letter would not encode: a bug
 		}
 		pending = pending[:0]
 	}
