@@ -49,5 +49,12 @@ bench:
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./connectors/... ./avro/... ./stages/... | tee bench.out
 
+# careflow's ingest beside peers that only ACK, with no persistence
+# (bench/peers): an MLLP server on the npm package @medplum/hl7 and one on
+# Debian's python3-hl7 (apt-get install python3-hl7); writes bench/peers.json.
+bench-peers:
+	cd bench/peers/medplum && npm install --no-audit --no-fund --silent
+	$(GO) run ./bench/suite -peers -runs 5 -out bench/peers.json
+
 clean:
 	rm -rf bin $(DATA)

@@ -46,6 +46,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of every measurement; figures are medians")
 	out := flag.String("out", "bench/results.json", "where to write the figures as JSON")
 	short := flag.Bool("quick", false, "small sizes and no go test benchmarks: check the suite works, not the figures")
+	withPeers := flag.Bool("peers", false, "measure only careflow ingest beside the peers in bench/peers (make bench-peers)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -54,7 +55,15 @@ func main() {
 		s.sz, s.skipGoTest = quick, true
 	}
 	start := time.Now()
-	if err := s.run(ctx); err != nil {
+	run := s.run
+	if *withPeers {
+		n := 2000
+		if *short {
+			n = 200
+		}
+		run = func(ctx context.Context) error { return s.runPeers(ctx, n) }
+	}
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

@@ -20,8 +20,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // repeated -count times), then s.runs rounds of the in-process ones.
 func (s *suite) run(ctx context.Context) error {
 	if !s.skipGoTest {
+		// A package that does not build (another engineer mid-change)
+		// loses its figures, not the whole suite: they show as missing.
 		if err := s.goTests(); err != nil {
-			return err
+			s.logf("skipped the rest of the go test benchmarks: %v", err)
 		}
 	}
 	samples := map[string][]float64{}
