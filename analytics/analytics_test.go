@@ -106,6 +106,12 @@ func TestModelCollapsesReplaysAndReports(t *testing.T) {
 		t.Errorf("filtered report without destination targets = %+v, %v; want one portal row, breached by its route's SLA", only, err)
 	}
 
+	var late string
+	var sla int64
+	if err := st.QueryRowForTest(ctx, "SELECT message_id, sla_ms FROM sla_breaches").Scan(&late, &sla); err != nil || late != "m5" || sla != 3000 {
+		t.Errorf("sla_breaches = %s %d, %v; want m5 against its route's 3000 ms", late, sla, err)
+	}
+
 	backlog, err := st.Backlog(ctx)
 	if err != nil || backlog["lab"] != 1 || backlog["portal"] != 0 {
 		t.Errorf("backlog = %v, %v; want lab 1", backlog, err)

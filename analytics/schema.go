@@ -123,4 +123,19 @@ var migrations = []migration{
 			WHERE routed_ms > 0 AND done = 0
 			GROUP BY destination`,
 	}},
+	{version: 3, description: "view: sla_breaches", statements: []string{
+		// Delivered later than the SLA the sink recorded for the message
+		// at that destination (the route's, which inherits the
+		// destination's when it sets none).
+		`CREATE VIEW IF NOT EXISTS sla_breaches AS
+			SELECT day, message_id, interface, destination, message_type, trigger_event,
+				ingest_ms, at_ms, end_to_end_ms, target_ms AS sla_ms, sla_route AS route
+			FROM delivery_results
+			ANY INNER JOIN (
+				SELECT message_id, destination, argMin(route, sla_ms) AS sla_route, min(sla_ms) AS target_ms
+				FROM message_slas FINAL
+				GROUP BY message_id, destination
+			) USING (message_id, destination)
+			WHERE status = 'delivered' AND end_to_end_ms > target_ms`,
+	}},
 }
