@@ -58,14 +58,21 @@ func Start(t testing.TB) *Server {
 		t.Skip("clickhouse-server is not installed; apt-get install -y clickhouse-server")
 	}
 	s := &Server{t: t, dir: t.TempDir(), cmd: bin}
-	s.tcpPort = freePort(t)
-	httpPort := freePort(t)
-	if err := writeConfig(s.dir, s.tcpPort, httpPort); err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
 	t.Cleanup(s.Stop)
-	return s
+	// A port picked free may be taken by the time the server binds it
+	// (other tests run in parallel): pick again, a few times.
+	var err error
+	for range 3 {
+		s.tcpPort = freePort(t)
+		if err = writeConfig(s.dir, s.tcpPort, freePort(t)); err != nil {
+			t.Fatal(err)
+		}
+		if err = s.start(); err == nil {
+			return s
+		}
+	}
+	t.Fatal(err)
+	return nil
 }
 
 // Addr is the native protocol address, host:port.
@@ -78,24 +85,30 @@ func (s *Server) DSN(db string) string { return "clickhouse://" + s.Addr() + "/"
 // waits until it answers. Tests call it after Stop to bring ClickHouse back.
 func (s *Server) Start() {
 	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
 	s.mu.Lock()
 	if s.proc != nil {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	args := append(append([]string{}, s.cmd[1:]...), "--config-file="+filepath.Join(s.dir, "config.xml"))
 	cmd := exec.Command(s.cmd[0], args...)
 	cmd.Dir = s.dir
-	logf, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		s.mu.Unlock()
-		s.t.Fatal(err)
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		s.mu.Unlock()
-		s.t.Fatalf("start %v: %v", s.cmd, err)
+		return fmt.Errorf("start %v: %w", s.cmd, err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
@@ -105,15 +118,17 @@ func (s *Server) Start() {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if err := s.ping(); err == nil {
-			return
+			return nil
 		} else if time.Now().After(deadline) {
 			log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-			s.t.Fatalf("clickhouse-server did not answer on %s within 60s: %v\n%s", s.Addr(), err, tail(log, 2000))
+			s.Stop()
+			return fmt.Errorf("clickhouse-server did not answer on %s within 60s: %v\n%s", s.Addr(), err, tail(log, 2000))
 		}
 		select {
 		case <-done:
 			log, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
-			s.t.Fatalf("clickhouse-server exited at start:\n%s", tail(log, 2000))
+			s.Stop()
+			return fmt.Errorf("clickhouse-server exited at start:\n%s", tail(log, 2000))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
