@@ -167,3 +167,69 @@ func (m *memRegistry) SchemaByID(_ context.Context, id int) (string, error) {
 	}
 	return m.schemas[id-1], nil
 }
+
+// RawMessage and DeliveryOutcome: the direct codec against goavro, both ways.
+func TestFastRecordsMatchGoavro(t *testing.T) {
+	at := time.UnixMilli(1741941000123).UTC()
+	raws := map[string]*RawMessage{
+		"empty": {},
+		"full": {MessageID: "01J", CorrelationID: "c", IdempotencyKey: "A|B|1", Interface: "ehr", Transport: "mllp", ReceivedAt: at,
+			Payload: []byte(strings.Repeat("MSH|^~\\&|A\r", 300)), MessageType: "ADT", TriggerEvent: "A01", ControlID: "1",
+			Version: "2.5.1", SendingApplication: "A", SendingFacility: "B", PatientKey: "P^H"},
+	}
+	outcomes := map[string]*DeliveryOutcome{
+		"empty": {},
+		"full": {OutcomeID: "o", MessageID: "m", CorrelationID: "c", IdempotencyKey: "k", Interface: "ehr", Destination: "lab",
+			Stage: "deliver", Status: StatusDelivered, Attempt: 3, ControlID: "X1", AckCode: "AA", HTTPStatus: -1, ErrorCode: "e",
+			ErrorLocation: "PID-3[2].1", ErrorText: "t", MessageType: "ADT", TriggerEvent: "A01", IngestTime: at, At: at.Add(time.Second),
+			LatencyMillis: 1 << 40},
+	}
+	codec := func(name string) *goavro.Codec {
+		c, err := goavro.NewCodec(schemaTexts[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	rawCodec, outCodec := codec(NameRawMessage), codec(NameDeliveryOutcome)
+	check := func(t *testing.T, c *goavro.Codec, native map[string]any, direct []byte, fromNative func(map[string]any) any, decode func([]byte) (any, error)) {
+		t.Helper()
+		want, err := c.BinaryFromNative(nil, native)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(direct) != string(want) {
+			t.Fatalf("direct encoding differs:\n got %x\nwant %x", direct, want)
+		}
+		n, _, err := c.NativeFromBinary(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decode(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slow := fromNative(n.(map[string]any)); !reflect.DeepEqual(got, slow) {
+			t.Fatalf("direct decoding differs:\n got %+v\nwant %+v", got, slow)
+		}
+		for i := range len(want) {
+			if _, err := decode(want[:i]); err == nil && i < len(want) {
+				t.Fatalf("truncated at %d of %d: no error", i, len(want))
+			}
+		}
+	}
+	for name, r := range raws {
+		t.Run("raw "+name, func(t *testing.T) {
+			check(t, rawCodec, rawToNative(r), appendRaw(nil, r),
+				func(m map[string]any) any { return rawFromNative(m) },
+				func(b []byte) (any, error) { var v RawMessage; err := decodeRaw(b, &v); return v, err })
+		})
+	}
+	for name, o := range outcomes {
+		t.Run("outcome "+name, func(t *testing.T) {
+			check(t, outCodec, outcomeToNative(o), appendOutcome(nil, o),
+				func(m map[string]any) any { return outcomeFromNative(m) },
+				func(b []byte) (any, error) { var v DeliveryOutcome; err := decodeOutcome(b, &v); return v, err })
+		})
+	}
+}
