@@ -42,14 +42,14 @@ func checkFor(t *testing.T, total time.Duration, fn func() error) {
 }
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	serde *avro.Serde
 	reg   *registry.Store
 	cl    *kgo.Client
 	addrs []string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
 	if err != nil {
