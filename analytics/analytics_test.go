@@ -132,3 +132,39 @@ func TestModelCollapsesReplaysAndReports(t *testing.T) {
 		t.Errorf("trace of unknown id: %v; want ErrNoRows", err)
 	}
 }
+
+// TestMigratesAnOlderDatabase: a database an older careflow created (only
+// the first migration) is brought to the current version on start, and
+// its rows read through the new views.
+func TestMigratesAnOlderDatabase(t *testing.T) {
+	ch := chtest.Start(t)
+	ctx := context.Background()
+	restore := analytics.LimitMigrationsForTest(1)
+	old, err := analytics.Open(ctx, ch.DSN("upgrade"))
+	restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := old.Version(ctx); v != 1 {
+		t.Fatalf("old database at version %d; want 1", v)
+	}
+	var b analytics.Batch
+	journey(&b, "u1", "lab", 100*time.Millisecond, false)
+	if err := old.Insert(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	st, err := analytics.Open(ctx, ch.DSN("upgrade"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if v, err := st.Version(ctx); err != nil || v != analytics.SchemaVersion() {
+		t.Fatalf("version after upgrade = %d, %v; want %d", v, err, analytics.SchemaVersion())
+	}
+	var n uint64
+	if err := st.QueryRowForTest(ctx, "SELECT count() FROM delivery_results").Scan(&n); err != nil || n != 1 {
+		t.Errorf("delivery_results over the old rows = %d, %v; want 1", n, err)
+	}
+}

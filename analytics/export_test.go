@@ -11,3 +11,11 @@ import (
 func (s *Store) QueryRowForTest(ctx context.Context, q string, args ...any) driver.Row {
 	return s.conn.QueryRow(ctx, q, args...)
 }
+
+// LimitMigrationsForTest makes Open apply only the first n migrations,
+// as an older careflow would; the returned function undoes it.
+func LimitMigrationsForTest(n int) (restore func()) {
+	all := migrations
+	migrations = all[:n]
+	return func() { migrations = all }
+}
