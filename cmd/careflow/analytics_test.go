@@ -89,3 +89,11 @@ func TestSLAAndTrace(t *testing.T) {
 		}
 	}
 }
+
+func TestStageSinkNeedsClickHouse(t *testing.T) {
+	code, _, errOut := runCLI("stage", "sink", "--config", "../../examples/demo/careflow.yaml",
+		"--brokers", "127.0.0.1:1", "--schema-registry", "http://127.0.0.1:1")
+	if code != 2 || !strings.Contains(errOut, "analytics.clickhouse.dsn") {
+		t.Errorf("stage sink without a DSN: exit %d, %q; want 2 naming analytics.clickhouse.dsn", code, errOut)
+	}
+}
