@@ -88,16 +88,16 @@ func (s *Store) SLA(ctx context.Context, f Filter, targets Targets, now time.Tim
 	q := `SELECT interface, destination,
 			count() AS n_messages,
 			countIf(delivered_ms > 0) AS n_delivered,
-			quantilesIf(0.5, 0.95, 0.99)(delivered_ms - ingest_ms, delivered_ms > 0) AS n_quantiles,
+			quantilesIf(0.5, 0.95, 0.99)(delivered_ms - msg_ingest_ms, delivered_ms > 0) AS n_quantiles,
 			countIf(failed = 1) AS n_failed,
 			countIf(rejected = 1) AS n_rejected,
 			countIf(` + pending + `) AS n_backlog,
 			countIf(` + target + ` > 0 AND (
-				(delivered_ms > 0 AND delivered_ms - ingest_ms > ` + target + `) OR
-				(` + pending + ` AND ` + strconv.FormatInt(now.UnixMilli(), 10) + ` - ingest_ms > ` + target + `))) AS n_breaches
+				(delivered_ms > 0 AND delivered_ms - msg_ingest_ms > ` + target + `) OR
+				(` + pending + ` AND ` + strconv.FormatInt(now.UnixMilli(), 10) + ` - msg_ingest_ms > ` + target + `))) AS n_breaches
 		FROM (
 			SELECT interface, destination, message_id,
-				max(ingest_ms) AS ingest_ms,
+				max(ingest_ms) AS msg_ingest_ms,
 				maxIf(stage_ms, status = 'delivered') AS delivered_ms,
 				max(status = 'routed') AS routed,
 				max(status = 'rejected') AS rejected,
