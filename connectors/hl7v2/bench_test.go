@@ -39,6 +39,36 @@ func BenchmarkScan(b *testing.B) {
 	}
 }
 
+// BenchmarkScanFields is the scan limit as issue 4 defines it: one
+// zero-allocation pass that finds every segment boundary and every field
+// boundary within the segments, and nothing else. Any parser that offers
+// field access pays at least this much (Parse defers the field part to
+// Get, so it can come in under it).
+func BenchmarkScanFields(b *testing.B) {
+	data := benchData(b, "bench/adt_a01_2k.hl7")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	fields := 0
+	for b.Loop() {
+		var sc lineScanner
+		sc.init(data)
+		for {
+			start, end, ok := sc.next()
+			if !ok {
+				break
+			}
+			line := data[start:end]
+			for i := indexSep(line, '|'); i >= 0; i = indexSep(line, '|') {
+				line = line[i+1:]
+				fields++
+			}
+		}
+	}
+	if fields == 0 {
+		b.Fatal("no fields")
+	}
+}
+
 var sink string
 
 func BenchmarkParse(b *testing.B) {
