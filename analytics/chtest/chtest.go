@@ -99,6 +99,7 @@ func (s *Server) start() error {
 	args := append(append([]string{}, s.cmd[1:]...), "--config-file="+filepath.Join(s.dir, "config.xml"))
 	cmd := exec.Command(s.cmd[0], args...)
 	cmd.Dir = s.dir
+	dieWithParent(cmd)
 	logf, err := os.OpenFile(filepath.Join(s.dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		s.mu.Unlock()
