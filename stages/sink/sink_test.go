@@ -245,6 +245,16 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	if !codes[sink.CodeNotAvro] || !codes[sink.CodeUnknownSchema] {
 		t.Errorf("sink dead letter codes %v; want %s and %s", codes, sink.CodeNotAvro, sink.CodeUnknownSchema)
 	}
+	// The patient key is stored only as its hash.
+	steps, err := store.Trace(ctx, "m000")
+	if err != nil || len(steps) != 4 {
+		t.Fatalf("trace m000 = %d steps, %v; want 4", len(steps), err)
+	}
+	for _, st := range steps {
+		if st.PatientHash != sink.PatientHash([]byte("PATIENT-m000")) {
+			t.Errorf("%s row patient_hash = %q; want the SHA-256 of the key", st.Stage, st.PatientHash)
+		}
+	}
 	// The newer-schema record was read, not dead-lettered.
 	if steps, err := store.Trace(ctx, "future"); err != nil || len(steps) != 1 {
 		t.Errorf("trace of the newer-schema record: %v, %v", steps, err)
