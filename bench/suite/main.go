@@ -46,6 +46,7 @@ func main() {
 	runs := flag.Int("runs", 5, "runs of every measurement; figures are medians")
 	out := flag.String("out", "bench/results.json", "where to write the figures as JSON")
 	short := flag.Bool("quick", false, "small sizes and no go test benchmarks: check the suite works, not the figures")
+	micro := flag.Bool("micro", true, "run the go test micro-benchmarks (parse, build, runner); false skips them")
 	withPeers := flag.Bool("peers", false, "measure only careflow ingest beside the peers in bench/peers (make bench-peers)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -54,6 +55,7 @@ func main() {
 	if *short {
 		s.sz, s.skipGoTest = quick, true
 	}
+	s.skipGoTest = s.skipGoTest || !*micro
 	start := time.Now()
 	run := s.run
 	if *withPeers {
