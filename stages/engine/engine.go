@@ -293,8 +293,8 @@ func (e *Engine) runs(stage string) bool {
 
 func (e *Engine) stageNames() []string {
 	var out []string
-	for _, s := range topics.Stages {
-		if e.runs(s) {
+	for _, s := range append(topics.Stages, topics.StageSink) {
+		if e.runs(s) && (s != topics.StageSink || e.cfg.Analytics.Enabled()) {
 			out = append(out, s)
 		}
 	}
