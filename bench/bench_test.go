@@ -104,3 +104,17 @@ func TestStageLoopsAndKafkaLimit(t *testing.T) {
 		t.Fatalf("kafka limit %v, %v", rate, err)
 	}
 }
+
+// The backlog run delivers every message to the lab once it is back.
+func TestBacklogCounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the engine")
+	}
+	res, err := Backlog(context.Background(), demoConfig, examples, t.TempDir(), 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Messages != 300 || res.DrainRate <= 0 || res.PeakRSSMiB < res.RSSBeforeMiB || res.RSSBeforeMiB <= 0 {
+		t.Fatalf("%+v", res)
+	}
+}

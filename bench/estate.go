@@ -6,6 +6,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -40,6 +41,17 @@ type Estate struct {
 	counts   map[string]int    // deliveries per destination
 	arrivals map[int]time.Time // seq -> first arrival at lab
 	last     time.Time         // the latest delivery
+	downAddr map[string]string // destinations not started yet
+}
+
+// StartDown starts the stand-in of the destination left down.
+func (e *Estate) StartDown(dest string) error {
+	addr, ok := e.downAddr[dest]
+	if !ok {
+		return fmt.Errorf("destination %s is not down", dest)
+	}
+	_, err := e.startMLLP(dest, addr)
+	return err
 }
 
 // EstateOptions choose what the estate runs.
@@ -53,6 +65,11 @@ type EstateOptions struct {
 	Stages []string
 	// Logger gets the engine's log. Default: discarded.
 	Logger *slog.Logger
+	// Down names an MLLP destination whose stand-in is not started: its
+	// address is reserved and StartDown starts it later. Its breaker opens
+	// for BreakerOpenFor (default 500ms) so that it is retried soon after.
+	Down           string
+	BreakerOpenFor time.Duration
 }
 
 // StartEstate starts the stand-ins, then the engine.
@@ -61,7 +78,7 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Estate{counts: map[string]int{}, arrivals: map[int]time.Time{}}
+	e := &Estate{counts: map[string]int{}, arrivals: map[int]time.Time{}, downAddr: map[string]string{}}
 	fail := func(err error) (*Estate, error) { e.Close(); return nil, err }
 	for i := range cfg.Destinations {
 		d := &cfg.Destinations[i]
@@ -69,8 +86,12 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 		if d.Transport == "http" {
 			addr, err = e.startHTTP(d.Name)
 			d.URL = "http://" + addr + "/events"
+		} else if d.Name == opts.Down {
+			addr, err = freePort()
+			d.Address, e.downAddr[d.Name] = addr, addr
+			d.Breaker.OpenFor = cmp.Or(opts.BreakerOpenFor, 500*time.Millisecond)
 		} else {
-			addr, err = e.startMLLP(d.Name)
+			addr, err = e.startMLLP(d.Name, "127.0.0.1:0")
 			d.Address = addr
 		}
 		if err != nil {
@@ -168,8 +189,8 @@ func (e *Estate) note(dest string, payload []byte) {
 	e.mu.Unlock()
 }
 
-func (e *Estate) startMLLP(dest string) (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func (e *Estate) startMLLP(dest, addr string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
 	}

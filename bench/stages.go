@@ -82,6 +82,7 @@ func drainStage(ctx context.Context, cfgPath, dataDir, stage, output string, inp
 	defer est.Close()
 	url := "http://" + est.eng.AdminAddr() + "/metrics"
 	var first time.Time
+	prev := time.Now()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		in, outRecs, err := scrapeStage(ctx, url, stage, output)
@@ -90,8 +91,12 @@ func drainStage(ctx context.Context, cfgPath, dataDir, stage, output string, inp
 		}
 		now := time.Now()
 		if first.IsZero() && in > 0 {
-			first = now
+			// The stage started between the previous scrape and this
+			// one: count from the previous, which errs on the slow side
+			// by at most one poll interval and is never zero.
+			first = prev
 		}
+		prev = now
 		if outRecs >= want {
 			if stageLogger != nil {
 				stageLogger.Info("stage drained", "stage", stage, "in", in, "out", outRecs)

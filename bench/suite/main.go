@@ -33,13 +33,16 @@ type Figure struct {
 // sizes of the in-process measurements.
 type sizes struct {
 	echo, kafka1, kafka8, ingest1, ingest8, e2e, stages int
+	backlogSmall, backlogLarge                          int
 	latencyFor, phase                                   time.Duration
 }
 
 var full = sizes{echo: 20000, kafka1: 5000, kafka8: 20000, ingest1: 5000, ingest8: 20000, e2e: 20000, stages: 10000,
+	backlogSmall: 20000, backlogLarge: 40000,
 	latencyFor: 2 * time.Second, phase: 3 * time.Second}
 
 var quick = sizes{echo: 500, kafka1: 200, kafka8: 500, ingest1: 200, ingest8: 500, e2e: 500, stages: 300,
+	backlogSmall: 200, backlogLarge: 400,
 	latencyFor: 200 * time.Millisecond, phase: 300 * time.Millisecond}
 
 func main() {
@@ -47,10 +50,18 @@ func main() {
 	out := flag.String("out", "bench/results.json", "where to write the figures as JSON")
 	short := flag.Bool("quick", false, "small sizes and no go test benchmarks: check the suite works, not the figures")
 	micro := flag.Bool("micro", true, "run the go test micro-benchmarks (parse, build, runner); false skips them")
+	child := flag.Int("backlog-child", 0, "internal: run one backlog measurement of `N` messages and print it as JSON")
 	withPeers := flag.Bool("peers", false, "measure only careflow ingest beside the peers in bench/peers (make bench-peers)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *child > 0 {
+		if err := backlogChild(ctx, *child); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	s := &suite{runs: *runs, sz: full, log: os.Stderr}
 	if *short {
 		s.sz, s.skipGoTest = quick, true

@@ -47,6 +47,8 @@ var targets = []target{
 	{"ingest ACK p99 < 5 ms at 50% of peak, 1 connection", figure("ingest.conns_1.ack_p99_at_50pct"), func(v float64) bool { return v < 5 }, "ms"},
 	{"end to end ≥ 10,000 msgs/s, one process", figure("e2e.one_process.rate"), func(v float64) bool { return v >= 10000 }, "msgs/s"},
 	{"end to end p99 < 100 ms at 50% of peak", figure("e2e.one_process.p99_at_50pct"), func(v float64) bool { return v < 100 }, "ms"},
+	{"backlog drain ≥ the end-to-end rate", ratioOf("backlog drain (40k) ÷ end to end"), func(v float64) bool { return v >= 1 }, "×"},
+	{"resident memory < 300 MB with a backlog (40,000 messages)", figure("backlog.40k.peak_rss"), func(v float64) bool { return v < 300 }, "MiB"},
 }
 
 // markdown prints the tables that BENCHMARKS.md holds.

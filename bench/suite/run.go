@@ -88,6 +88,19 @@ func (s *suite) run(ctx context.Context) error {
 		for _, l := range loops {
 			put("stage."+l.Stage+".rate", l.Rate)
 		}
+		for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
+			res, err := s.backlog(ctx, n)
+			if err != nil {
+				return err
+			}
+			key := fmt.Sprintf("backlog.%dk.", n/1000)
+			if n < 1000 {
+				key = fmt.Sprintf("backlog.%d.", n)
+			}
+			put(key+"drain_rate", res.DrainRate)
+			put(key+"peak_rss", res.PeakRSSMiB)
+			put(key+"rss_before", res.RSSBeforeMiB)
+		}
 	}
 	cmd := func(what string) string { return "go run ./bench/suite (" + what + ")" }
 	for _, c := range []int{1, 8} {
@@ -113,6 +126,16 @@ func (s *suite) run(ctx context.Context) error {
 	}
 	for _, st := range []string{"validate", "normalise", "route", "deliver"} {
 		s.add("stage."+st+".rate", "records/s", cmd(fmt.Sprintf("bench.StageLoops: the stage alone drains a backlog of %d messages", s.sz.stages)), "limit.runner_copy", samples["stage."+st+".rate"])
+	}
+	for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
+		key := fmt.Sprintf("backlog.%dk.", n/1000)
+		if n < 1000 {
+			key = fmt.Sprintf("backlog.%d.", n)
+		}
+		what := cmd(fmt.Sprintf("bench.Backlog in a child process: every stage in one process, lab down while %d messages arrive, then up", n))
+		s.add(key+"drain_rate", "deliveries/s", what, "e2e.one_process.rate", samples[key+"drain_rate"])
+		s.add(key+"peak_rss", "MiB", what, "", samples[key+"peak_rss"])
+		s.add(key+"rss_before", "MiB", what, "", samples[key+"rss_before"])
 	}
 	s.ratiosAll()
 	return nil
@@ -175,5 +198,7 @@ func (s *suite) ratiosAll() {
 		s.addRatio("ingest ÷ Kafka awaited writes, "+c+" conn", "ingest beside the broker taking one awaited write per writer", "ingest.conns_"+c+".rate", "limit.kafka_awaited.conns_"+c)
 	}
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
+	s.addRatio("backlog drain (40k) ÷ end to end", "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", "backlog.40k.drain_rate", "e2e.one_process.rate")
+	s.addRatio("peak RSS, backlog 40k ÷ 20k", "1.0 would be flat; the embedded broker keeps its log in memory", "backlog.40k.peak_rss", "backlog.20k.peak_rss")
 	s.addRatio("end to end ÷ runner copy", "the pipeline (4 transactional stages + ingest + delivery) beside one bare copy loop", "e2e.one_process.rate", "limit.runner_copy")
 }
