@@ -2,6 +2,9 @@ package bench
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +119,26 @@ func TestBacklogCounts(t *testing.T) {
 	}
 	if res.Messages != 300 || res.DrainRate <= 0 || res.PeakRSSMiB < res.RSSBeforeMiB || res.RSSBeforeMiB <= 0 {
 		t.Fatalf("%+v", res)
+	}
+}
+
+// Each stage as its own process, two copies of each: every message is
+// delivered (the run fails otherwise) and a rate comes back.
+func TestEndToEndProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds careflow and starts a process per stage")
+	}
+	binary := filepath.Join(t.TempDir(), "careflow")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/careflow").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	rate, err := EndToEndProcesses(context.Background(), binary, demoConfig, examples, dir, 300, 2)
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "stages.log"))
+		t.Fatalf("%v\nstage processes' log:\n%s", err, log)
+	}
+	if rate <= 0 {
+		t.Fatalf("rate %v", rate)
 	}
 }

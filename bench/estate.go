@@ -214,6 +214,19 @@ func (e *Estate) startHTTP(dest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return ln.Addr().String(), e.serveHTTP(dest, ln)
+}
+
+// startHTTPOn starts the HTTP stand-in for dest on addr.
+func (e *Estate) startHTTPOn(dest, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return e.serveHTTP(dest, ln)
+}
+
+func (e *Estate) serveHTTP(dest string, ln net.Listener) error {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		e.note(dest, body)
@@ -221,7 +234,7 @@ func (e *Estate) startHTTP(dest string) (string, error) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	e.stops = append(e.stops, func() { _ = srv.Close(); <-done })
-	return ln.Addr().String(), nil
+	return nil
 }
 
 func freePort() (string, error) {

@@ -33,16 +33,16 @@ type Figure struct {
 // sizes of the in-process measurements.
 type sizes struct {
 	echo, kafka1, kafka8, ingest1, ingest8, e2e, stages int
-	backlogSmall, backlogLarge                          int
+	backlogSmall, backlogLarge, processes               int
 	latencyFor, phase                                   time.Duration
 }
 
 var full = sizes{echo: 20000, kafka1: 5000, kafka8: 20000, ingest1: 5000, ingest8: 20000, e2e: 20000, stages: 10000,
-	backlogSmall: 20000, backlogLarge: 40000,
+	backlogSmall: 20000, backlogLarge: 40000, processes: 10000,
 	latencyFor: 2 * time.Second, phase: 3 * time.Second}
 
 var quick = sizes{echo: 500, kafka1: 200, kafka8: 500, ingest1: 200, ingest8: 500, e2e: 500, stages: 300,
-	backlogSmall: 200, backlogLarge: 400,
+	backlogSmall: 200, backlogLarge: 400, processes: 300,
 	latencyFor: 200 * time.Millisecond, phase: 300 * time.Millisecond}
 
 func main() {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,6 +36,15 @@ func (s *suite) run(ctx context.Context) error {
 		return err
 	}
 	corpus := [][]byte{mix.Message("C", 0)}
+	binDir, err := os.MkdirTemp("", "careflow-bench-bin-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(binDir)
+	binary := filepath.Join(binDir, "careflow")
+	if out, err := exec.Command("go", "build", "-o", binary, "./cmd/careflow").CombinedOutput(); err != nil {
+		return fmt.Errorf("build careflow for the per-process run: %w\n%s", err, out)
+	}
 	for round := range s.runs {
 		s.logf("round %d of %d: MLLP echo, Kafka, ingest, end to end, stage loops", round+1, s.runs)
 		for _, conns := range []int{1, 8} {
@@ -88,6 +99,15 @@ func (s *suite) run(ctx context.Context) error {
 		for _, l := range loops {
 			put("stage."+l.Stage+".rate", l.Rate)
 		}
+		for _, copies := range []int{1, 2} {
+			rate, err := withDir(func(dir string) (float64, error) {
+				return bench.EndToEndProcesses(ctx, binary, demoConfig, examples, dir, s.sz.processes, copies)
+			})
+			if err != nil {
+				return err
+			}
+			put(fmt.Sprintf("e2e.processes.copies_%d.rate", copies), rate)
+		}
 		for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
 			res, err := s.backlog(ctx, n)
 			if err != nil {
@@ -126,6 +146,10 @@ func (s *suite) run(ctx context.Context) error {
 	}
 	for _, st := range []string{"validate", "normalise", "route", "deliver"} {
 		s.add("stage."+st+".rate", "records/s", cmd(fmt.Sprintf("bench.StageLoops: the stage alone drains a backlog of %d messages", s.sz.stages)), "limit.runner_copy", samples["stage."+st+".rate"])
+	}
+	for _, copies := range []int{1, 2} {
+		name := fmt.Sprintf("e2e.processes.copies_%d.rate", copies)
+		s.add(name, "msgs/s", cmd(fmt.Sprintf("bench.EndToEndProcesses: `careflow stage NAME` as its own process per stage, %d cop(ies) of each but ingest, embedded broker and registry in the suite's process, %d messages closed loop over 8 connections to ACKed delivery", copies, s.sz.processes)), "e2e.one_process.rate", samples[name])
 	}
 	for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
 		key := fmt.Sprintf("backlog.%dk.", n/1000)
@@ -200,5 +224,7 @@ func (s *suite) ratiosAll() {
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
 	s.addRatio("backlog drain (40k) ÷ end to end", "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", "backlog.40k.drain_rate", "e2e.one_process.rate")
 	s.addRatio("peak RSS, backlog 40k ÷ 20k", "1.0 would be flat; the embedded broker keeps its log in memory", "backlog.40k.peak_rss", "backlog.20k.peak_rss")
+	s.addRatio("stage per process ÷ one process", "what running each stage as its own process costs on the same two cores", "e2e.processes.copies_1.rate", "e2e.one_process.rate")
+	s.addRatio("two copies ÷ one copy (stage per process)", "scaling by copies on two cores", "e2e.processes.copies_2.rate", "e2e.processes.copies_1.rate")
 	s.addRatio("end to end ÷ runner copy", "the pipeline (4 transactional stages + ingest + delivery) beside one bare copy loop", "e2e.one_process.rate", "limit.runner_copy")
 }
