@@ -13,6 +13,7 @@ package avro
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 )
 
 // appendEvent appends e's Avro body in the embedded ClinicalEvent schema.
@@ -132,12 +133,7 @@ func (r *eventReader) str() string {
 		r.err = errShort
 		return ""
 	}
-	var s string
-	if r.src == "" {
-		s = string(r.b[:n]) // a reader without a shared copy
-	} else {
-		s = r.src[r.off : r.off+int(n)]
-	}
+	s := r.src[r.off : r.off+int(n)]
 	r.b, r.off = r.b[n:], r.off+int(n)
 	return s
 }
@@ -227,8 +223,13 @@ func decodeEvent(body []byte, e *ClinicalEvent) error {
 	v.SendingApplication, v.SendingFacility = r.str(), r.str()
 	v.ReceivingApplication, v.ReceivingFacility = r.str(), r.str()
 	v.Version, v.EventTime, v.MessageTime = r.str(), r.str(), r.str()
-	v.IngestTime = r.time()
-	return r.end()
+	if ms := r.long(); ms != 0 {
+		v.IngestTime = time.UnixMilli(ms).UTC()
+	}
+	if r.err == nil && len(r.b) != 0 {
+		return errTrailing(len(r.b))
+	}
+	return r.err
 }
 
 type errTrailing int

@@ -107,8 +107,7 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 	switch r := v.(type) {
 	case *RawMessage:
 		if r != nil {
-			b, _ := new(sr.ConfluentHeader).AppendEncode(make([]byte, 0, size+len(r.Payload)), s.ids[kindRaw], nil)
-			return appendRaw(b, r), nil
+			k, native, size = kindRaw, rawToNative(r), size+len(r.Payload)
 		}
 	case *ClinicalEvent:
 		if r != nil {
@@ -118,8 +117,7 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		}
 	case *DeliveryOutcome:
 		if r != nil {
-			b, _ := new(sr.ConfluentHeader).AppendEncode(make([]byte, 0, size), s.ids[kindOutcome], nil)
-			return appendOutcome(b, r), nil
+			k, native = kindOutcome, outcomeToNative(r)
 		}
 	case *DeadLetter:
 		if r != nil {
@@ -166,14 +164,12 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 	if w.name != kindNames[k] {
 		return &WrongTypeError{ID: id, Got: w.name, Want: kindNames[k]}
 	}
-	if id == s.ids[k] {
+	if e, ok := v.(*ClinicalEvent); ok && id == s.ids[kindEvent] {
 		// Written in the embedded schema: the direct codec reads it.
-		if done, err := decodeDirect(body, v); done {
-			if err != nil {
-				return fmt.Errorf("%w: %s with schema id %d: %w", ErrMalformed, w.name, id, err)
-			}
-			return nil
+		if err := decodeEvent(body, e); err != nil {
+			return fmt.Errorf("%w: %s with schema id %d: %w", ErrMalformed, w.name, id, err)
 		}
+		return nil
 	}
 	native, rest, err := w.codec.NativeFromBinary(body)
 	if err != nil {
