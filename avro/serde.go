@@ -111,9 +111,7 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		}
 	case *ClinicalEvent:
 		if r != nil {
-			// The direct codec (fast_event.go): no generic maps.
-			b, _ := new(sr.ConfluentHeader).AppendEncode(make([]byte, 0, size*(2+len(r.Observations)+len(r.Orders))), s.ids[kindEvent], nil)
-			return appendEvent(b, r), nil
+			k, native, size = kindEvent, eventToNative(r), size*(2+len(r.Observations)+len(r.Orders))
 		}
 	case *DeliveryOutcome:
 		if r != nil {
@@ -163,13 +161,6 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 	}
 	if w.name != kindNames[k] {
 		return &WrongTypeError{ID: id, Got: w.name, Want: kindNames[k]}
-	}
-	if e, ok := v.(*ClinicalEvent); ok && id == s.ids[kindEvent] {
-		// Written in the embedded schema: the direct codec reads it.
-		if err := decodeEvent(body, e); err != nil {
-			return fmt.Errorf("%w: %s with schema id %d: %w", ErrMalformed, w.name, id, err)
-		}
-		return nil
 	}
 	native, rest, err := w.codec.NativeFromBinary(body)
 	if err != nil {
