@@ -26,6 +26,7 @@ Usage:
   careflow demo  [--rate N]
   careflow sla   --config FILE [--since 1h] [--interface X] [--destination Y]
   careflow trace MESSAGE_ID --config FILE
+  careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
 Run 'careflow COMMAND -h' for a command's flags.
