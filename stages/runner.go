@@ -451,4 +451,3 @@ func (r *Runner) process(ctx context.Context, in Envelope) (outs []Envelope, err
 	}()
 	return r.cfg.Processor.Process(ctx, in)
 }
-
