@@ -18,40 +18,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"careflow/avro"
+	"careflow/avro/registry"
 	"careflow/connectors/hl7v2"
 	"careflow/connectors/mllp"
 	"careflow/topics"
 )
-
-// memRegistry is an in-memory avro.Registry.
-type memRegistry struct {
-	mu  sync.Mutex
-	ids map[string]int
-	txt map[int]string
-}
-
-func (r *memRegistry) Register(_ context.Context, _, schema string) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ids == nil {
-		r.ids, r.txt = map[string]int{}, map[int]string{}
-	}
-	if id, ok := r.ids[schema]; ok {
-		return id, nil
-	}
-	id := len(r.ids) + 1
-	r.ids[schema], r.txt[id] = id, schema
-	return id, nil
-}
-
-func (r *memRegistry) SchemaByID(_ context.Context, id int) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.txt[id]; ok {
-		return t, nil
-	}
-	return "", fmt.Errorf("schema %d not found", id)
-}
 
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)
 
@@ -85,7 +56,7 @@ func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(client.Close)
-	serde, err := avro.NewSerde(context.Background(), &memRegistry{})
+	serde, err := avro.NewSerde(context.Background(), testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +423,7 @@ func TestMetricsConnections(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	serde, _ := avro.NewSerde(context.Background(), &memRegistry{})
+	serde, _ := avro.NewSerde(context.Background(), testRegistry(t))
 	client, _ := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
 	defer client.Close()
 	tests := []struct {
@@ -507,4 +478,14 @@ func TestPanicIsRejectedNotFatal(t *testing.T) {
 	if ack := send(t, c, fixture(t, "adt_a01.hl7")); ack.Code != hl7v2.AckAA {
 		t.Fatalf("the next message got %s, want AA", ack.Code)
 	}
+}
+
+// testRegistry is careflow's own schema registry, in a temporary folder.
+func testRegistry(t testing.TB) *registry.Store {
+	t.Helper()
+	reg, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

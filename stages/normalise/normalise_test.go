@@ -3,54 +3,23 @@ package normalise
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"careflow/avro"
+	"careflow/avro/registry"
 	"careflow/connectors/hl7v2"
 	"careflow/stages"
 	"careflow/topics"
 )
 
-// memRegistry is an in-memory avro.Registry.
-type memRegistry struct {
-	mu  sync.Mutex
-	ids map[string]int
-	txt map[int]string
-}
-
-func (r *memRegistry) Register(_ context.Context, _, schema string) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ids == nil {
-		r.ids, r.txt = map[string]int{}, map[int]string{}
-	}
-	if id, ok := r.ids[schema]; ok {
-		return id, nil
-	}
-	id := len(r.ids) + 1
-	r.ids[schema], r.txt[id] = id, schema
-	return id, nil
-}
-
-func (r *memRegistry) SchemaByID(_ context.Context, id int) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.txt[id]; ok {
-		return t, nil
-	}
-	return "", fmt.Errorf("schema %d not found", id)
-}
-
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)
 
 func newStage(t *testing.T) (*Stage, *avro.Serde) {
 	t.Helper()
-	serde, err := avro.NewSerde(context.Background(), &memRegistry{})
+	serde, err := avro.NewSerde(context.Background(), testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,4 +171,14 @@ func TestNewNeedsSerde(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without a Serde succeeded")
 	}
+}
+
+// testRegistry is careflow's own schema registry, in a temporary folder.
+func testRegistry(t testing.TB) *registry.Store {
+	t.Helper()
+	reg, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }

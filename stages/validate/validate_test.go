@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,45 +14,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"careflow/avro"
+	"careflow/avro/registry"
 	"careflow/stages"
 	"careflow/topics"
 )
-
-// memRegistry is an in-memory avro.Registry.
-type memRegistry struct {
-	mu  sync.Mutex
-	ids map[string]int
-	txt map[int]string
-}
-
-func (r *memRegistry) Register(_ context.Context, subject, schema string) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.ids == nil {
-		r.ids, r.txt = map[string]int{}, map[int]string{}
-	}
-	if id, ok := r.ids[schema]; ok {
-		return id, nil
-	}
-	id := len(r.ids) + 1
-	r.ids[schema], r.txt[id] = id, schema
-	return id, nil
-}
-
-func (r *memRegistry) SchemaByID(_ context.Context, id int) (string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.txt[id]; ok {
-		return t, nil
-	}
-	return "", fmt.Errorf("schema %d not found", id)
-}
 
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)
 
 func newSerde(t testing.TB) *avro.Serde {
 	t.Helper()
-	s, err := avro.NewSerde(context.Background(), &memRegistry{})
+	s, err := avro.NewSerde(context.Background(), testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,3 +331,13 @@ type noDedup struct{}
 
 func (noDedup) Seen(int32, string) bool { return false }
 func (noDedup) Add(int32, string)       {}
+
+// testRegistry is careflow's own schema registry, in a temporary folder.
+func testRegistry(t testing.TB) *registry.Store {
+	t.Helper()
+	reg, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
