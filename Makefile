@@ -5,7 +5,7 @@ DATA     ?= data
 CONFIG   ?= examples/demo/careflow.yaml
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-short fuzz bench bench-micro bench-peers vet tools clean
+.PHONY: all build deps run test test-short fuzz bench bench-micro bench-peers vet tools clean
 
 all: build
 
@@ -24,9 +24,14 @@ run: build
 
 # Every test, including the end-to-end and crash tests, then a brief fuzz
 # of the HL7 parser and the MLLP reader.
-test: vet
+test: vet deps
 	$(GO) test -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
+
+# The independent peers the tests talk to (kcat, mllp_send, ClickHouse,
+# promtool), installed from Debian's packages when missing and run as root.
+deps:
+	@deploy/debian-deps.sh
 
 vet:
 	$(GO) vet ./...
