@@ -3,6 +3,8 @@ package stages
 import (
 	"errors"
 	"fmt"
+
+	"careflow/avro"
 )
 
 // Kind says what the runner does with a record whose processing failed.
@@ -50,6 +52,25 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// Codes of an input record that cannot be decoded.
+const (
+	CodeDecode            = "avro.decode"             // not a record of the expected type: never will be
+	CodeSchemaUnavailable = "avro.schema_unavailable" // its writer schema could not be fetched: the registry may be down
+)
+
+// DecodeError classifies a failure to decode an input record, the same way
+// for every stage: a schema id the registry could not resolve is transient
+// (the record is not proven bad, and dead-lettering everything while the
+// registry is down would be worse than waiting); anything else is
+// permanent.
+func DecodeError(err error) error {
+	var unknown *avro.UnknownSchemaError
+	if errors.As(err, &unknown) {
+		return Transient(CodeSchemaUnavailable, err)
+	}
+	return Permanent(CodeDecode, "", err)
+}
 
 // Permanent returns a dead-letter-worthy error.
 func Permanent(code, location string, err error) error {

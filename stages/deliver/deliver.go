@@ -141,8 +141,8 @@ func (u unavailable) RetryAfter() time.Duration { return u.after }
 func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
 	dest := s.cfg.Destination
 	var ev avro.ClinicalEvent
-	if err := s.cfg.Serde.Decode(in.Value, &ev); err != nil {
-		return nil, stages.Permanent("avro.decode", "", fmt.Errorf("destination %s: decode event: %w", dest.Name, err))
+	if err := s.cfg.Serde.DecodeContext(ctx, in.Value, &ev); err != nil {
+		return nil, stages.DecodeError(fmt.Errorf("destination %s: decode event: %w", dest.Name, err))
 	}
 	if s.cfg.Dedup != nil && s.cfg.Dedup.Seen(in.Partition, ev.EventID) {
 		// A replay of something already delivered (a torn commit

@@ -319,3 +319,32 @@ func TestDeliverRedialsClosedConnection(t *testing.T) {
 		t.Fatalf("after the receiver restarted: status %q attempt %d err %v; want delivered on attempt 1", o.Status, o.Attempt, err)
 	}
 }
+
+// An event whose schema the registry cannot resolve (the registry may be
+// down) is retried, not dead-lettered; bytes that are not Avro are.
+func TestDeliverDecodeFailures(t *testing.T) {
+	serde := newSerde(t)
+	si := startStandIn(t, "AA")
+	st := newStage(t, serde, deliver.MLLP{Client: &mllp.Client{Addr: si.addr}}, nil)
+	tests := []struct {
+		name  string
+		value []byte
+		kind  stages.Kind
+		code  string
+	}{
+		{"unknown schema id", []byte{0, 0, 0, 0x03, 0xe7, 2, 'x'}, stages.KindTransient, stages.CodeSchemaUnavailable},
+		{"not avro", []byte("MSH|^~\\&|"), stages.KindPermanent, stages.CodeDecode},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := st.Process(context.Background(), stages.Envelope{Topic: topics.Outbound("lab"), Value: tc.value})
+			code, _, _ := stages.Describe(err)
+			if stages.KindOf(err) != tc.kind || code != tc.code {
+				t.Fatalf("err %v: kind %v code %q, want %v %q", err, stages.KindOf(err), code, tc.kind, tc.code)
+			}
+		})
+	}
+	if len(si.controlIDs()) != 0 {
+		t.Fatal("an undecodable event was sent")
+	}
+}

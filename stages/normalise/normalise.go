@@ -23,8 +23,8 @@ import (
 // Error codes besides those Map returns. Parser codes (hl7.no_msh, ...)
 // pass through as the parser gives them.
 const (
-	CodeDecode = "avro.decode"
-	CodeSchema = "avro.schema_unavailable"
+	CodeDecode = stages.CodeDecode
+	CodeSchema = stages.CodeSchemaUnavailable
 	CodeEncode = "avro.encode"
 	CodeParse  = "hl7.parse"
 )
@@ -64,13 +64,11 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	now := s.now()
 	var raw avro.RawMessage
 	if err := s.serde.DecodeContext(ctx, in.Value, &raw); err != nil {
-		var unknown *avro.UnknownSchemaError
-		if errors.As(err, &unknown) {
-			// The registry may only be unreachable; dead-lettering every
-			// record while it is down would be worse than waiting.
-			return nil, stages.Transient(CodeSchema, fmt.Errorf("normalise: decode raw record: %w", err))
+		err = stages.DecodeError(fmt.Errorf("normalise: decode raw record: %w", err))
+		if stages.KindOf(err) != stages.KindPermanent {
+			return nil, err
 		}
-		return s.reject(in, nil, now, stages.Permanent(CodeDecode, "", fmt.Errorf("normalise: decode raw record: %w", err)))
+		return s.reject(in, nil, now, err)
 	}
 	m, err := hl7v2.Parse(raw.Payload)
 	if err != nil {

@@ -25,11 +25,11 @@ import (
 
 // Error codes this stage records.
 const (
-	CodeDecode    = "avro.decode"      // the input is not a ClinicalEvent
-	CodeEncode    = "avro.encode"      // an outcome could not be encoded
-	CodeSchema    = "avro.schema"      // the input's schema id could not be resolved
-	CodeCancelled = "route.cancelled"  // the stage stopped mid-record; retried
-	CodeEvalError = "route.eval_error" // a condition failed at run time
+	CodeDecode    = stages.CodeDecode            // the input is not a ClinicalEvent
+	CodeEncode    = "avro.encode"                // an outcome could not be encoded
+	CodeSchema    = stages.CodeSchemaUnavailable // the input's schema id could not be resolved
+	CodeCancelled = "route.cancelled"            // the stage stopped mid-record; retried
+	CodeEvalError = "route.eval_error"           // a condition failed at run time
 )
 
 // Route sends events matching When to Destination.
@@ -129,14 +129,7 @@ type evalError struct {
 func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
 	var ev avro.ClinicalEvent
 	if err := s.serde.DecodeContext(ctx, in.Value, &ev); err != nil {
-		err = fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err)
-		var unknown *avro.UnknownSchemaError
-		if errors.As(err, &unknown) {
-			// The registry could not be asked or did not answer: the
-			// record is not proven bad, so retry rather than dead-letter.
-			return nil, stages.Transient(CodeSchema, err)
-		}
-		return nil, stages.Permanent(CodeDecode, "", err)
+		return nil, stages.DecodeError(fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err))
 	}
 	matches, failures, err := s.evaluate(ctx, &ev)
 	if err != nil {

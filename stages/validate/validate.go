@@ -29,8 +29,8 @@ import (
 // Error codes of the records this stage rejects. Those from the HL7 parser
 // (hl7.no_msh, hl7.bad_encoding, ...) pass through as the parser gives them.
 const (
-	CodeDecode           = "avro.decode"
-	CodeSchema           = "avro.schema_unavailable"
+	CodeDecode           = stages.CodeDecode
+	CodeSchema           = stages.CodeSchemaUnavailable
 	CodeEncode           = "avro.encode"
 	CodeParse            = "hl7.parse"
 	CodeUnknownInterface = "config.unknown_interface"
@@ -129,14 +129,12 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	now := s.now()
 	var raw avro.RawMessage
 	if err := s.serde.DecodeContext(ctx, in.Value, &raw); err != nil {
-		var unknown *avro.UnknownSchemaError
-		if errors.As(err, &unknown) {
-			// The registry may only be unreachable; dead-lettering every
-			// record while it is down would be worse than waiting.
-			return nil, stages.Transient(CodeSchema, fmt.Errorf("validate: decode raw record: %w", err))
+		err = stages.DecodeError(fmt.Errorf("validate: decode raw record: %w", err))
+		if stages.KindOf(err) != stages.KindPermanent {
+			return nil, err
 		}
 		s.total.WithLabelValues("unknown", "invalid").Inc()
-		return s.reject(in, nil, now, stages.Permanent(CodeDecode, "", fmt.Errorf("validate: decode raw record: %w", err)))
+		return s.reject(in, nil, now, err)
 	}
 
 	label := raw.Interface
