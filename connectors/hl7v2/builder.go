@@ -16,26 +16,35 @@ import (
 // A malformed path is recorded, not panicked on: check Err before using
 // Bytes.
 type Builder struct {
-	d    Delimiters
-	segs []*SegmentBuilder
-	vals []byte // escaped values of every segment, back to back
-	err  error
+	d       Delimiters
+	segs    []*SegmentBuilder
+	entries []entry // every segment's values, in the order they were set
+	vals    []byte  // escaped values of every segment, back to back
+	err     error
+
+	// Storage for a typical message, so that building one allocates the
+	// Builder and the output and nothing per segment or field.
+	segArr   [8]*SegmentBuilder
+	inline   [8]SegmentBuilder
+	entryArr [48]entry
+	valArr   [512]byte
 }
 
 // SegmentBuilder sets the fields of one segment of a Builder.
 type SegmentBuilder struct {
-	b       *Builder
-	name    string
-	msh     bool
-	entries []entry
+	b    *Builder
+	name string
+	msh  bool
+	idx  int32 // position among the Builder's segments
 }
 
 // entry is one value at a fully specified position; unspecified indexes in
 // the path are 1, since "3" and "3[1].1.1" are the same bytes once escaped.
 type entry struct {
-	field, rep, comp, sub int
-	seq                   int // order of Set, so that the last Set wins
-	off, n                int // value in Builder.vals
+	seg                   int32
+	field, rep, comp, sub int32
+	seq                   int32 // order of Set, so that the last Set wins
+	off, n                int32 // value in Builder.vals
 }
 
 // NewBuilder returns a Builder writing with d. Invalid delimiters (zero,
@@ -46,7 +55,9 @@ func NewBuilder(d Delimiters) *Builder {
 	if !validDelims(d) {
 		d = DefaultDelimiters
 	}
-	return &Builder{d: d, vals: make([]byte, 0, 512)}
+	b := &Builder{d: d}
+	b.segs, b.entries, b.vals = b.segArr[:0], b.entryArr[:0], b.valArr[:0]
+	return b
 }
 
 func validDelims(d Delimiters) bool {
@@ -94,7 +105,13 @@ func (b *Builder) MSH(h Header) *SegmentBuilder {
 
 // Segment starts a segment named name (three characters, e.g. "PID").
 func (b *Builder) Segment(name string) *SegmentBuilder {
-	sb := &SegmentBuilder{b: b, name: name, msh: name == "MSH"}
+	var sb *SegmentBuilder
+	if i := len(b.segs); i < len(b.inline) {
+		sb = &b.inline[i]
+	} else {
+		sb = new(SegmentBuilder)
+	}
+	*sb = SegmentBuilder{b: b, name: name, msh: name == "MSH", idx: int32(len(b.segs))}
 	if len(name) != 3 || segmentID([]byte(name), 0) != idOK {
 		b.fail(fmt.Errorf("hl7v2 builder: segment ID must be three upper-case letters or digits, got %d bytes", len(name)))
 	}
@@ -140,9 +157,9 @@ func (sb *SegmentBuilder) set(path, value string, escape bool) *SegmentBuilder {
 	} else {
 		b.vals = append(b.vals, value...)
 	}
-	sb.entries = append(sb.entries, entry{
-		field: p.field, rep: max(p.rep, 1), comp: max(p.comp, 1), sub: max(p.sub, 1),
-		seq: len(sb.entries), off: off, n: len(b.vals) - off,
+	b.entries = append(b.entries, entry{
+		seg: sb.idx, field: int32(p.field), rep: int32(max(p.rep, 1)), comp: int32(max(p.comp, 1)), sub: int32(max(p.sub, 1)),
+		seq: int32(len(b.entries)), off: int32(off), n: int32(len(b.vals) - off),
 	})
 	return sb
 }
@@ -154,7 +171,7 @@ func (sb *SegmentBuilder) setComposite(field int, value string) {
 	for i := 1; value != ""; i++ {
 		part, rest, found := strings.Cut(value, comp)
 		if part != "" {
-			sb.entries = append(sb.entries, sb.b.entryFor(field, i, part, len(sb.entries)))
+			sb.b.entries = append(sb.b.entries, sb.b.entryFor(sb.idx, field, i, part))
 		}
 		if !found {
 			break
@@ -163,30 +180,36 @@ func (sb *SegmentBuilder) setComposite(field int, value string) {
 	}
 }
 
-func (b *Builder) entryFor(field, comp int, value string, seq int) entry {
+func (b *Builder) entryFor(seg int32, field, comp int, value string) entry {
 	off := len(b.vals)
 	b.vals = Escape(b.vals, value, b.d)
-	return entry{field: field, rep: 1, comp: comp, sub: 1, seq: seq, off: off, n: len(b.vals) - off}
+	return entry{seg: seg, field: int32(field), rep: 1, comp: int32(comp), sub: 1, seq: int32(len(b.entries)), off: int32(off), n: int32(len(b.vals) - off)}
 }
 
 // Bytes returns the message written so far, each segment ended by CR.
 func (b *Builder) Bytes() []byte {
-	size := 0
-	for _, sb := range b.segs {
-		size += 16 + len(sb.entries)*4
+	es := b.entries
+	if !slices.IsSortedFunc(es, entryCmp) {
+		slices.SortStableFunc(es, entryCmp)
 	}
-	out := make([]byte, 0, size+len(b.vals))
+	out := make([]byte, 0, len(b.segs)*16+len(es)*4+len(b.vals))
 	for _, sb := range b.segs {
-		out = sb.appendTo(out)
+		n := 0
+		for n < len(es) && es[n].seg == sb.idx {
+			n++
+		}
+		out = sb.appendTo(out, es[:n])
 		out = append(out, '\r')
+		es = es[n:]
 	}
 	return out
 }
 
-func (sb *SegmentBuilder) appendTo(out []byte) []byte {
+// appendTo writes the segment from es, its entries in position order.
+func (sb *SegmentBuilder) appendTo(out []byte, es []entry) []byte {
 	d := sb.b.d
 	out = append(out, sb.name...)
-	curF := 0
+	var curF int32
 	if sb.msh {
 		out = append(out, d.Field)
 		for _, c := range [...]byte{d.Component, d.Repetition, d.Escape, d.Subcomponent, d.Truncation} {
@@ -197,11 +220,7 @@ func (sb *SegmentBuilder) appendTo(out []byte) []byte {
 		}
 		curF = 2
 	}
-	es := sb.entries
-	if !slices.IsSortedFunc(es, entryCmp) {
-		slices.SortStableFunc(es, entryCmp)
-	}
-	curR, curC, curS := 1, 1, 1
+	var curR, curC, curS int32 = 1, 1, 1
 	for i, e := range es {
 		if i+1 < len(es) && samePos(e, es[i+1]) {
 			continue // a later Set of the same position wins
@@ -242,9 +261,10 @@ func (sb *SegmentBuilder) appendTo(out []byte) []byte {
 	return out
 }
 
-// entryCmp orders entries by position, then by the order they were set.
+// entryCmp orders entries by segment and position, then by the order they
+// were set.
 func entryCmp(a, b entry) int {
-	return cmp.Or(cmp.Compare(a.field, b.field), cmp.Compare(a.rep, b.rep),
+	return cmp.Or(cmp.Compare(a.seg, b.seg), cmp.Compare(a.field, b.field), cmp.Compare(a.rep, b.rep),
 		cmp.Compare(a.comp, b.comp), cmp.Compare(a.sub, b.sub), cmp.Compare(a.seq, b.seq))
 }
 

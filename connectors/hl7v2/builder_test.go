@@ -2,6 +2,8 @@ package hl7v2
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +230,39 @@ func TestParseACK(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A message larger than the Builder's inline storage (many segments,
+// fields and bytes), with fields set out of order and segments revisited
+// after later ones were started, comes out in segment and field order.
+func TestBuilderBeyondInlineStorage(t *testing.T) {
+	for _, segs := range []int{1, 8, 9, 40} {
+		b := NewBuilder(DefaultDelimiters)
+		var sbs []*SegmentBuilder
+		for i := range segs {
+			sbs = append(sbs, b.Segment("OBX"))
+			sbs[i].Set("1", strconv.Itoa(i+1))
+		}
+		long := strings.Repeat("x", 300)
+		for f := 12; f >= 2; f-- { // every segment, last field first
+			for i, sb := range sbs {
+				sb.Set(strconv.Itoa(f), fmt.Sprintf("%d-%d%s", i+1, f, long[:f*5]))
+			}
+		}
+		if err := b.Err(); err != nil {
+			t.Fatal(err)
+		}
+		var want strings.Builder
+		for i := range segs {
+			want.WriteString("OBX|" + strconv.Itoa(i+1))
+			for f := 2; f <= 12; f++ {
+				fmt.Fprintf(&want, "|%d-%d%s", i+1, f, long[:f*5])
+			}
+			want.WriteByte('\r')
+		}
+		if got := string(b.Bytes()); got != want.String() {
+			t.Errorf("%d segments:\n got %q\nwant %q", segs, got, want.String())
+		}
 	}
 }
