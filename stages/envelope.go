@@ -65,7 +65,10 @@ func (h Headers) Clone() Headers {
 // Derive returns the headers an output record of stage inherits from h: the
 // same identity headers, plus the time the stage handled it.
 func (h Headers) Derive(stage string, now time.Time) Headers {
-	out := h.Clone()
+	// Room for this stage's time and one more header a stage sets (the
+	// destination, the outcome status), so neither reallocates.
+	out := make(Headers, len(h), len(h)+2)
+	copy(out, h)
 	out.Set(topics.StageTime(stage), now.UTC().Format(topics.TimeFormat))
 	return out
 }
