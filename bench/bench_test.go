@@ -108,17 +108,44 @@ func TestStageLoopsAndKafkaLimit(t *testing.T) {
 	}
 }
 
-// The backlog run delivers every message to the lab once it is back.
+// The backlog run delivers every message to the lab once it is back, and
+// the engine's memory is that of the process it started and stopped, not
+// this one's.
 func TestBacklogCounts(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts the engine")
+		t.Skip("builds careflow and runs it")
 	}
-	res, err := Backlog(context.Background(), demoConfig, examples, t.TempDir(), 300)
+	binary := filepath.Join(t.TempDir(), "careflow")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/careflow").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	res, err := Backlog(context.Background(), binary, demoConfig, examples, t.TempDir(), 300)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Messages != 300 || res.DrainRate <= 0 || res.PeakRSSMiB < res.RSSBeforeMiB || res.RSSBeforeMiB <= 0 {
+	t.Logf("%+v", res)
+	if res.Messages != 300 || res.DrainRate <= 0 || res.EngineRSSBeforeMiB <= 0 ||
+		res.EnginePeakRSSMiB < res.EngineRSSBeforeMiB || res.BrokerPeakRSSMiB <= 0 {
 		t.Fatalf("%+v", res)
+	}
+	if res.EnginePID == os.Getpid() || res.EnginePeakRSSMiB == res.BrokerPeakRSSMiB {
+		t.Fatalf("engine memory read from the bench's own process: %+v", res)
+	}
+	if _, err := procMemMiB(res.EnginePID); err == nil {
+		t.Fatalf("engine pid %d still running after Backlog returned: not the engine it started", res.EnginePID)
+	}
+}
+
+func TestProcMem(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc here")
+	}
+	self, err := procMemMiB(os.Getpid())
+	if err != nil || self.RSS <= 0 || self.HWM < self.RSS {
+		t.Fatalf("this process: %+v, %v", self, err)
+	}
+	if _, err := procMemMiB(-1); err == nil {
+		t.Fatal("no error for a process that cannot exist")
 	}
 }
 

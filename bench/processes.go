@@ -19,8 +19,127 @@ import (
 )
 
 // demoAddrs are the demo configuration's listen and destination addresses,
-// which EndToEndProcesses moves to free ports.
+// which startOutside moves to free ports.
 var demoAddrs = []string{"127.0.0.1:2575", "127.0.0.1:2576", "127.0.0.1:6661", "127.0.0.1:6662", "127.0.0.1:6663", "127.0.0.1:9464", "127.0.0.1:8080"}
+
+// outsideEstate is what stays in the bench's process when careflow runs as
+// processes of its own: the embedded broker, a schema registry and the
+// stand-in destinations, with the demo configuration rewritten to use them.
+// Closing the Estate stops all of it.
+type outsideEstate struct {
+	*Estate
+	Brokers  string // the embedded broker's addresses, comma separated
+	Registry string // the schema registry's URL
+	Config   string // the rewritten configuration file
+}
+
+// startOutside starts the embedded broker and a schema registry under
+// dataDir and the demo's stand-in destinations on free ports, leaving the
+// destination down (if named) unstarted on its reserved port for
+// StartDown, and writes the demo configuration (after edit, if any) with
+// every address moved.
+func startOutside(cfgPath, dataDir, down string, edit func(yaml string) (string, error)) (*outsideEstate, error) {
+	e := &Estate{counts: map[string]int{}, arrivals: map[int]time.Time{}, downAddr: map[string]string{}}
+	fail := func(err error) (*outsideEstate, error) { e.Close(); return nil, err }
+	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: filepath.Join(dataDir, "kafka"), Port: -1})
+	if err != nil {
+		return fail(err)
+	}
+	e.stops = append(e.stops, b.Close)
+	store, err := registry.Open(filepath.Join(dataDir, "registry"))
+	if err != nil {
+		return fail(err)
+	}
+	regLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	regSrv := &http.Server{Handler: store, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = regSrv.Serve(regLn) }()
+	e.stops = append(e.stops, func() { _ = regSrv.Close() })
+
+	addrs := map[string]string{}
+	for _, old := range demoAddrs {
+		if addrs[old], err = freePort(); err != nil {
+			return fail(err)
+		}
+	}
+	addrs["127.0.0.1:9464"] = "127.0.0.1:0"
+	for dest, old := range map[string]string{"lab": "127.0.0.1:6661", "ehr-results": "127.0.0.1:6662"} {
+		if dest == down {
+			e.downAddr[dest] = addrs[old]
+			continue
+		}
+		if _, err := e.startMLLP(dest, addrs[old]); err != nil {
+			return fail(err)
+		}
+	}
+	if err := e.startHTTPOn("portal", addrs["127.0.0.1:6663"]); err != nil {
+		return fail(err)
+	}
+	e.EHR = addrs["127.0.0.1:2575"]
+	text, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return fail(err)
+	}
+	yaml := string(text)
+	if edit != nil {
+		if yaml, err = edit(yaml); err != nil {
+			return fail(err)
+		}
+	}
+	for _, old := range demoAddrs {
+		if !strings.Contains(yaml, old) {
+			return fail(fmt.Errorf("processes: %s no longer has %s; update bench.demoAddrs", cfgPath, old))
+		}
+		yaml = strings.ReplaceAll(yaml, old, addrs[old])
+	}
+	cfgFile := filepath.Join(dataDir, "careflow.yaml")
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		return fail(err)
+	}
+	return &outsideEstate{Estate: e, Brokers: strings.Join(b.Addrs(), ","),
+		Registry: "http://" + regLn.Addr().String(), Config: cfgFile}, nil
+}
+
+// stopProcesses asks each process to stop (SIGTERM), as an operator
+// would, and kills those still running after 20 seconds.
+func stopProcesses(procs []*exec.Cmd) {
+	for _, p := range procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range procs {
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = p.Process.Kill()
+			<-done
+		}
+	}
+}
+
+// waitListening polls until something accepts connections on addr; log
+// names where the process that should listen writes, for the error.
+func waitListening(ctx context.Context, addr string, limit time.Duration, log string) error {
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes: nothing listening on %s after %s (see %s)", addr, limit, log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
 
 // EndToEndProcesses is EndToEnd with each stage as its own process: the
 // careflow binary runs `careflow stage NAME` once per stage (copies times
@@ -33,72 +152,14 @@ func EndToEndProcesses(ctx context.Context, binary, cfgPath, examples, dataDir s
 	if err != nil {
 		return 0, err
 	}
-	b, err := kafka.StartEmbedded(kafka.EmbeddedConfig{DataDir: filepath.Join(dataDir, "kafka"), Port: -1})
+	e, err := startOutside(cfgPath, dataDir, "", nil)
 	if err != nil {
 		return 0, err
 	}
-	defer b.Close()
-	store, err := registry.Open(filepath.Join(dataDir, "registry"))
-	if err != nil {
-		return 0, err
-	}
-	regLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	regSrv := &http.Server{Handler: store, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = regSrv.Serve(regLn) }()
-	defer regSrv.Close()
-
-	e := &Estate{counts: map[string]int{}, arrivals: map[int]time.Time{}}
 	defer e.Close()
-	addrs := map[string]string{}
-	for _, old := range demoAddrs {
-		if addrs[old], err = freePort(); err != nil {
-			return 0, err
-		}
-	}
-	addrs["127.0.0.1:9464"] = "127.0.0.1:0"
-	for dest, old := range map[string]string{"lab": "127.0.0.1:6661", "ehr-results": "127.0.0.1:6662"} {
-		if _, err := e.startMLLP(dest, addrs[old]); err != nil {
-			return 0, err
-		}
-	}
-	if err := e.startHTTPOn("portal", addrs["127.0.0.1:6663"]); err != nil {
-		return 0, err
-	}
-	text, err := os.ReadFile(cfgPath)
-	if err != nil {
-		return 0, err
-	}
-	yaml := string(text)
-	for _, old := range demoAddrs {
-		if !strings.Contains(yaml, old) {
-			return 0, fmt.Errorf("processes: %s no longer has %s; update bench.demoAddrs", cfgPath, old)
-		}
-		yaml = strings.ReplaceAll(yaml, old, addrs[old])
-	}
-	cfgFile := filepath.Join(dataDir, "careflow.yaml")
-	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
-		return 0, err
-	}
 
 	var procs []*exec.Cmd
-	defer func() {
-		for _, p := range procs {
-			_ = p.Process.Signal(syscall.SIGTERM)
-		}
-		for _, p := range procs {
-			done := make(chan struct{})
-			go func() { _ = p.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				_ = p.Process.Kill()
-				<-done
-			}
-		}
-	}()
+	defer func() { stopProcesses(procs) }()
 	logFile, err := os.Create(filepath.Join(dataDir, "stages.log"))
 	if err != nil {
 		return 0, err
@@ -112,8 +173,8 @@ func EndToEndProcesses(ctx context.Context, binary, cfgPath, examples, dataDir s
 			if stage == topics.StageIngest && c > 0 {
 				break
 			}
-			cmd := exec.Command(binary, "stage", stage, "--config", cfgFile, "--brokers", strings.Join(b.Addrs(), ","),
-				"--schema-registry", "http://"+regLn.Addr().String(), "--instance-id", fmt.Sprintf("bench-%s-%d", stage, c),
+			cmd := exec.Command(binary, "stage", stage, "--config", e.Config, "--brokers", e.Brokers,
+				"--schema-registry", e.Registry, "--instance-id", fmt.Sprintf("bench-%s-%d", stage, c),
 				"--log-level", "warn")
 			cmd.Stdout, cmd.Stderr = logFile, logFile
 			if err := cmd.Start(); err != nil {
@@ -122,23 +183,13 @@ func EndToEndProcesses(ctx context.Context, binary, cfgPath, examples, dataDir s
 			procs = append(procs, cmd)
 		}
 	}
-	ehr := addrs["127.0.0.1:2575"]
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := net.Dial("tcp", ehr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("processes: ingest not listening on %s after 60s (see %s)", ehr, logFile.Name())
-		}
-		time.Sleep(50 * time.Millisecond) // polling for the ingest process to listen
+	if err := waitListening(ctx, e.EHR, 60*time.Second, logFile.Name()); err != nil {
+		return 0, err
 	}
 	base, want := 0, 0
 	send := func(count int) (load.Result, error) {
 		from := base
-		res, err := load.Run(ctx, load.Config{Addr: ehr, Count: count, Connections: 8,
+		res, err := load.Run(ctx, load.Config{Addr: e.EHR, Count: count, Connections: 8,
 			Message: func(seq int) []byte { return mix.Message("X", from+seq) }})
 		base += res.Sent
 		want += mix.Deliveries(from, base)

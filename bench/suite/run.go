@@ -109,17 +109,16 @@ func (s *suite) run(ctx context.Context) error {
 			put(fmt.Sprintf("e2e.processes.copies_%d.rate", copies), rate)
 		}
 		for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
-			res, err := s.backlog(ctx, n)
+			res, err := s.backlog(ctx, binary, n)
 			if err != nil {
 				return err
 			}
-			key := fmt.Sprintf("backlog.%dk.", n/1000)
-			if n < 1000 {
-				key = fmt.Sprintf("backlog.%d.", n)
-			}
+			key := backlogKey(n)
 			put(key+"drain_rate", res.DrainRate)
-			put(key+"peak_rss", res.PeakRSSMiB)
-			put(key+"rss_before", res.RSSBeforeMiB)
+			put(key+"engine_peak_rss", res.EnginePeakRSSMiB)
+			put(key+"engine_outage_peak_rss", res.EngineOutagePeakRSSMiB)
+			put(key+"engine_rss_before", res.EngineRSSBeforeMiB)
+			put(key+"broker_peak_rss", res.BrokerPeakRSSMiB)
 		}
 	}
 	cmd := func(what string) string { return "go run ./bench/suite (" + what + ")" }
@@ -152,14 +151,13 @@ func (s *suite) run(ctx context.Context) error {
 		s.add(name, "msgs/s", cmd(fmt.Sprintf("bench.EndToEndProcesses: `careflow stage NAME` as its own process per stage, %d cop(ies) of each but ingest, embedded broker and registry in the suite's process, %d messages closed loop over 8 connections to ACKed delivery", copies, s.sz.processes)), "e2e.one_process.rate", samples[name])
 	}
 	for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
-		key := fmt.Sprintf("backlog.%dk.", n/1000)
-		if n < 1000 {
-			key = fmt.Sprintf("backlog.%d.", n)
-		}
-		what := cmd(fmt.Sprintf("bench.Backlog in a child process: every stage in one process, lab down while %d messages arrive, then up", n))
+		key := backlogKey(n)
+		what := cmd(fmt.Sprintf("bench.Backlog in a child process that hosts the embedded broker, registry, stand-ins and load generator: `careflow run` (every stage) as its own process, lab down while %d messages arrive, then up", n))
 		s.add(key+"drain_rate", "deliveries/s", what, "e2e.one_process.rate", samples[key+"drain_rate"])
-		s.add(key+"peak_rss", "MiB", what, "", samples[key+"peak_rss"])
-		s.add(key+"rss_before", "MiB", what, "", samples[key+"rss_before"])
+		s.add(key+"engine_peak_rss", "MiB", what+"; the engine process's VmHWM", "", samples[key+"engine_peak_rss"])
+		s.add(key+"engine_outage_peak_rss", "MiB", what+"; the engine process's VmHWM before the lab comes back", "", samples[key+"engine_outage_peak_rss"])
+		s.add(key+"engine_rss_before", "MiB", what+"; the engine process's VmRSS before the first message", "", samples[key+"engine_rss_before"])
+		s.add(key+"broker_peak_rss", "MiB", what+"; VmHWM of the child hosting the embedded broker (kfake keeps its log in memory)", "", samples[key+"broker_peak_rss"])
 	}
 	s.ratiosAll()
 	return nil
@@ -222,8 +220,11 @@ func (s *suite) ratiosAll() {
 		s.addRatio("ingest ÷ Kafka awaited writes, "+c+" conn", "ingest beside the broker taking one awaited write per writer", "ingest.conns_"+c+".rate", "limit.kafka_awaited.conns_"+c)
 	}
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
-	s.addRatio("backlog drain (40k) ÷ end to end", "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", "backlog.40k.drain_rate", "e2e.one_process.rate")
-	s.addRatio("peak RSS, backlog 40k ÷ 20k", "1.0 would be flat; the embedded broker keeps its log in memory", "backlog.40k.peak_rss", "backlog.20k.peak_rss")
+	small, large := backlogKey(s.sz.backlogSmall), backlogKey(s.sz.backlogLarge)
+	s.addRatio(drainRatio(s.sz), "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", large+"drain_rate", "e2e.one_process.rate")
+	s.addRatio(engineFlatRatio(s.sz), "the engine's process alone (`careflow run`, every stage); 1.0 would be flat; the broker is beside it, in the next line", large+"engine_peak_rss", small+"engine_peak_rss")
+	s.addRatio(fmt.Sprintf("broker host peak RSS, backlog %s ÷ %s", backlogName(s.sz.backlogLarge), backlogName(s.sz.backlogSmall)),
+		"the process beside the engine that hosts the embedded broker (kfake keeps its log in memory: the backlog lives here), stand-ins and load generator", large+"broker_peak_rss", small+"broker_peak_rss")
 	s.addRatio("stage per process ÷ one process", "what running each stage as its own process costs on the same two cores", "e2e.processes.copies_1.rate", "e2e.one_process.rate")
 	s.addRatio("two copies ÷ one copy (stage per process)", "scaling by copies on two cores", "e2e.processes.copies_2.rate", "e2e.processes.copies_1.rate")
 	s.addRatio("end to end ÷ runner copy", "the pipeline (4 transactional stages + ingest + delivery) beside one bare copy loop", "e2e.one_process.rate", "limit.runner_copy")
