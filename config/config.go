@@ -4,8 +4,9 @@
 // mistake is reported with its file, line and key, all at once (see
 // Problems). Unknown keys are mistakes, not silently ignored. Defaults live
 // in defaults.go and nowhere else. Secrets (destination header values, TLS
-// key passwords) are never written in the file: the file says where to find
-// them ({env: NAME} or {file: PATH}) and Load resolves them.
+// key passwords, the Kafka SASL password) are never written in the file: the
+// file says where to find them ({env: NAME} or {file: PATH}) and Load
+// resolves them.
 //
 // Relative paths in the file (TLS files, secret files, kafka.data_dir) are
 // relative to the directory holding the file, so a configuration works the
@@ -56,6 +57,12 @@ type Kafka struct {
 	SyncWrites bool `yaml:"sync_writes"`
 	// TransactionRecords caps the records one stage transaction holds.
 	TransactionRecords int `yaml:"transaction_records"`
+	// TLS encrypts the connections to an external cluster: CAFile
+	// verifies the brokers, CertFile with KeyFile is a client certificate
+	// (mutual TLS). nil: plaintext.
+	TLS *TLS `yaml:"tls"`
+	// SASL authenticates careflow to an external cluster. nil: none.
+	SASL *KafkaSASL `yaml:"sasl"`
 }
 
 // Embedded reports whether careflow runs its own broker.
@@ -280,6 +287,9 @@ func (c *Config) resolve(dir string) {
 
 func (c *Config) tlsBlocks() []*TLS {
 	var out []*TLS
+	if c.Kafka.TLS != nil {
+		out = append(out, c.Kafka.TLS)
+	}
 	for _, in := range c.Inbound {
 		if in.TLS != nil {
 			out = append(out, in.TLS)

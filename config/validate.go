@@ -112,6 +112,7 @@ func (d *decoder) validateKafka(k Kafka) []listener {
 	if k.TransactionRecords < 1 {
 		d.problemAt("kafka.transaction_records", "must be at least 1")
 	}
+	d.validateKafkaSecurity(k)
 	if !k.Embedded() {
 		if k.SyncWrites {
 			d.problemAt("kafka.sync_writes", "applies only to the embedded broker (kafka.brokers is set); an external cluster's durability is its own setting")

@@ -171,7 +171,11 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		}
 		e.broker = b
 	}
-	e.kopts = []kgo.Opt{kgo.SeedBrokers(e.brokers()...), kgo.ProducerBatchMaxBytes(int32(maxBytes))}
+	kopts, err := e.kafkaOpts(ctx, kgo.SeedBrokers(e.brokers()...), kgo.ProducerBatchMaxBytes(int32(maxBytes)))
+	if err != nil {
+		return err
+	}
+	e.kopts = kopts
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, e.kopts...),
 		kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
