@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -16,40 +17,58 @@ import (
 // see. Keys added during a transaction become permanent only when the
 // transaction commits (TxnState), so an aborted batch is not mistaken for a
 // duplicate when it is replayed.
+//
+// Keys are held as 128-bit hashes, not strings: a week of a large
+// hospital's traffic is millions of keys per set, and a fixed-size key
+// takes about a third of the memory of the string it stands for. With
+// 128 bits, two different keys colliding within a window is not a
+// practical possibility (about 1 in 10^26 at ten million keys).
 type Dedup struct {
 	mu        sync.Mutex
-	seen      map[int32]map[string]int64 // key → when it was committed (unix seconds)
-	pending   map[int32]map[string]struct{}
+	seen      map[int32]map[dedupKey]int64 // key → when it was committed (unix seconds)
+	pending   map[int32]map[dedupKey]struct{}
 	window    time.Duration
 	lastSweep time.Time
+	seeds     [2]maphash.Seed // per process: the set is rebuilt from Kafka on start
+}
+
+type dedupKey [2]uint64
+
+func (d *Dedup) hash(key string) dedupKey {
+	return dedupKey{maphash.String(d.seeds[0], key), maphash.String(d.seeds[1], key)}
 }
 
 // NewDedup returns an empty set that forgets keys older than window (0:
 // never), so its memory is bounded by the traffic of one window.
 func NewDedup(window time.Duration) *Dedup {
-	return &Dedup{seen: map[int32]map[string]int64{}, pending: map[int32]map[string]struct{}{}, window: window, lastSweep: time.Now()}
+	return &Dedup{
+		seen: map[int32]map[dedupKey]int64{}, pending: map[int32]map[dedupKey]struct{}{},
+		window: window, lastSweep: time.Now(), seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
+	}
 }
 
 // Seen reports whether key was committed, or added in the open transaction,
 // on partition p.
 func (d *Dedup) Seen(p int32, key string) bool {
+	h := d.hash(key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.seen[p][key]; ok {
+	if _, ok := d.seen[p][h]; ok {
 		return true
 	}
-	_, ok := d.pending[p][key]
+	_, ok := d.pending[p][h]
 	return ok
 }
 
 // Add records key for partition p in the open transaction.
 func (d *Dedup) Add(p int32, key string) {
+	h := d.hash(key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.pending[p] == nil {
-		d.pending[p] = map[string]struct{}{}
+		d.pending[p] = map[dedupKey]struct{}{}
 	}
-	d.pending[p][key] = struct{}{}
+	d.pending[p][h] = struct{}{}
 }
 
 // Commit makes the open transaction's keys permanent, and now and then
@@ -60,7 +79,7 @@ func (d *Dedup) Commit() {
 	now := time.Now()
 	for p, keys := range d.pending {
 		if d.seen[p] == nil {
-			d.seen[p] = map[string]int64{}
+			d.seen[p] = map[dedupKey]int64{}
 		}
 		for k := range keys {
 			d.seen[p][k] = now.Unix()
@@ -152,9 +171,9 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 			remaining[p] = end.Offset
 		}
 	}
-	loaded := map[int32]map[string]int64{}
+	loaded := map[int32]map[dedupKey]int64{}
 	for _, p := range partitions {
-		loaded[p] = map[string]int64{}
+		loaded[p] = map[dedupKey]int64{}
 	}
 	if len(want) > 0 {
 		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
@@ -184,7 +203,7 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 			idle = 0
 			fs.EachRecord(func(r *kgo.Record) {
 				if k, ok := keyOf(r); ok {
-					loaded[r.Partition][k] = r.Timestamp.Unix()
+					loaded[r.Partition][d.hash(k)] = r.Timestamp.Unix()
 				}
 				if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
 					delete(remaining, r.Partition)
