@@ -184,6 +184,13 @@ func (r *Runner) transactionalID() string {
 	return id
 }
 
+// Fetch bounds of a stage's consumer: a transaction's worth of typical
+// records (MaxRecords of a few KiB each), not a backlog.
+const (
+	fetchMaxBytes          = 2 << 20
+	fetchMaxPartitionBytes = 512 << 10
+)
+
 // session runs one GroupTransactSession until ctx ends or it breaks.
 func (r *Runner) session(ctx context.Context) error {
 	// franz-go's session aborts the next transaction after any revoke,
@@ -201,6 +208,13 @@ func (r *Runner) session(ctx context.Context) error {
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
+		// franz-go buffers a fetch ahead of the one being processed, by
+		// default up to 1 MiB per partition and 50 MiB in all. While a
+		// stage runs behind (a burst, a backlog) every stage would hold
+		// that much: bound it, so the engine's memory does not grow with
+		// the backlog. A record larger than the bound is still fetched.
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(fetchMaxPartitionBytes),
 		kgo.InstanceID(r.cfg.InstanceID),
 		// A rebalance waits for the transaction in flight to end, instead
 		// of aborting it: deliver's sends cannot be taken back, so an
