@@ -5,7 +5,7 @@ DATA     ?= data
 CONFIG   ?= examples/demo/careflow.yaml
 FUZZTIME ?= 10s
 
-.PHONY: all build deps run test test-short fuzz bench bench-micro bench-peers vet tools clean
+.PHONY: all build deps run test test-short fuzz bench bench-backlog bench-micro bench-peers vet tools clean
 
 all: build
 
@@ -49,6 +49,12 @@ fuzz:
 # bench/results.json and prints the markdown table. About 5 minutes on 2 cores.
 bench:
 	$(GO) run ./bench/suite -runs 5 -out bench/results.json
+
+# Issue 4's full-size backlog, once (about 10 minutes on 2 cores, too long
+# for make bench): the lab down while 1,000,000 messages arrive, then up;
+# prints the drain rate and the engine's and the broker's peak memory as JSON.
+bench-backlog:
+	$(GO) run ./bench/suite -backlog-child 1000000
 
 # Every go test micro-benchmark of the hot paths, 5 times (benchstat input).
 bench-micro:

@@ -136,7 +136,8 @@ func (s *suite) run(ctx context.Context) error {
 		s.add(p+"ack_failures_at_50pct", "msgs", what, "", samples[p+"ack_failures_at_50pct"])
 	}
 	e2eCmd := cmd(fmt.Sprintf("bench.EndToEnd: every stage in one process, demo routes, %d messages closed loop over 8 connections to ACKed delivery, then open loop for %s at 50%% and 90%% of that", s.sz.e2e, s.sz.phase))
-	s.add("e2e.one_process.rate", "msgs/s", e2eCmd, "limit.runner_copy", samples["e2e.one_process.rate"])
+	s.pipelineCeiling(mix, s.sz.e2e)
+	s.add("e2e.one_process.rate", "msgs/s", e2eCmd, "limit.pipeline_copy", samples["e2e.one_process.rate"])
 	for _, at := range []string{"50pct", "90pct"} {
 		for _, q := range []string{"p50", "p95", "p99"} {
 			s.add("e2e.one_process."+q+"_at_"+at, "ms", e2eCmd, "", samples["e2e.one_process."+q+"_at_"+at])
@@ -210,6 +211,25 @@ func (s *suite) goTests() error {
 	return nil
 }
 
+// pipelineCeiling is the end-to-end rate the pipeline could reach if each
+// of its transactional stages cost no more than the bare copy loop: every
+// message is copied by validate and normalise once and by route and deliver
+// once per destination, so the copy loop's rate divided by those records
+// is the ceiling on this broker, before any HL7, Avro, CEL or delivery
+// work. It is derived from limit.runner_copy, run by run.
+func (s *suite) pipelineCeiling(mix *bench.Mix, n int) {
+	cp := s.fig("limit.runner_copy")
+	if cp == nil || n == 0 {
+		return
+	}
+	perMsg := 2 + 2*float64(mix.Deliveries(0, n))/float64(n)
+	var samples []float64
+	for _, v := range cp.Samples {
+		samples = append(samples, v/perMsg)
+	}
+	s.add("limit.pipeline_copy", "msgs/s", fmt.Sprintf("limit.runner_copy ÷ %.2f transactional records per message (validate 1, normalise 1, route and deliver 1 per destination; demo mix)", perMsg), "limit.runner_copy", samples)
+}
+
 func (s *suite) ratiosAll() {
 	s.addRatio("parse ÷ scan (ADT 2 KB, 4 fields read)", "the parser's cost over one pass finding every segment and field boundary (issue 4's scan limit)", "hl7v2.parse.adt_2kb", "limit.hl7_scan")
 	s.addRatio("parse only ÷ scan (ADT 2 KB)", "indexing segments alone; fields are found on demand", "hl7v2.parse.adt_2kb_only", "limit.hl7_scan")
@@ -228,4 +248,5 @@ func (s *suite) ratiosAll() {
 	s.addRatio("stage per process ÷ one process", "what running each stage as its own process costs on the same two cores", "e2e.processes.copies_1.rate", "e2e.one_process.rate")
 	s.addRatio("two copies ÷ one copy (stage per process)", "scaling by copies on two cores", "e2e.processes.copies_2.rate", "e2e.processes.copies_1.rate")
 	s.addRatio("end to end ÷ runner copy", "the pipeline (4 transactional stages + ingest + delivery) beside one bare copy loop", "e2e.one_process.rate", "limit.runner_copy")
+	s.addRatio("end to end ÷ pipeline copy ceiling", "the pipeline beside the same stages doing nothing but copy records (limit.pipeline_copy)", "e2e.one_process.rate", "limit.pipeline_copy")
 }
