@@ -124,7 +124,7 @@ func Backlog(ctx context.Context, binary, cfgPath, examples, dataDir string, n i
 	// Everything else is delivered once the portal has its share; the
 	// lab's share then waits in careflow.out.lab.
 	portal := mix.Deliveries(0, n) - n
-	if err := est.waitFor(ctx, "portal", portal, 3*time.Minute); err != nil {
+	if err := est.waitFor(ctx, "portal", portal, time.Minute); err != nil {
 		return out, err
 	}
 	if m, err := procMemMiB(pid); err == nil {
@@ -135,7 +135,7 @@ func Backlog(ctx context.Context, binary, cfgPath, examples, dataDir string, n i
 	if err := est.StartDown("lab"); err != nil {
 		return out, err
 	}
-	if err := est.waitFor(ctx, "lab", n, 3*time.Minute); err != nil {
+	if err := est.waitFor(ctx, "lab", n, time.Minute); err != nil {
 		return out, err
 	}
 	arr := est.Arrivals()
@@ -165,16 +165,21 @@ func Backlog(ctx context.Context, binary, cfgPath, examples, dataDir string, n i
 	return out, nil
 }
 
-// waitFor polls until dest has acknowledged want deliveries.
-func (e *Estate) waitFor(ctx context.Context, dest string, want int, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
+// waitFor polls until dest has acknowledged want deliveries. It gives up
+// when no delivery arrived for stall: a backlog of any size may take its
+// time, as long as it moves.
+func (e *Estate) waitFor(ctx context.Context, dest string, want int, stall time.Duration) error {
+	last, moved := -1, time.Now()
 	for {
 		got := e.Delivered()[dest]
 		if got >= want {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("backlog: %s has %d of %d deliveries after %s", dest, got, want, limit)
+		if got != last {
+			last, moved = got, time.Now()
+		}
+		if time.Since(moved) > stall {
+			return fmt.Errorf("backlog: %s has %d of %d deliveries and none for %s", dest, got, want, stall)
 		}
 		select {
 		case <-ctx.Done():
