@@ -38,7 +38,7 @@ type sizes struct {
 }
 
 var full = sizes{echo: 20000, kafka1: 5000, kafka8: 20000, ingest1: 5000, ingest8: 20000, e2e: 20000, stages: 10000,
-	backlogSmall: 10000, backlogLarge: 50000, processes: 10000,
+	backlogSmall: 10000, backlogLarge: 50000, processes: 6000,
 	latencyFor: 2 * time.Second, phase: 3 * time.Second}
 
 var quick = sizes{echo: 500, kafka1: 200, kafka8: 500, ingest1: 200, ingest8: 500, e2e: 500, stages: 300,
