@@ -179,7 +179,7 @@ func withDir[T any](fn func(dir string) (T, error)) (T, error) {
 // limit, and the runner beside the plain producer.
 func (s *suite) goTests() error {
 	s.logf("go test benchmarks: connectors/hl7v2")
-	hl7, cmd, err := goBench("./connectors/hl7v2", "^Benchmark(Scan|ScanFields|Parse|BuildACK|Builder)$", s.runs)
+	hl7, cmd, err := goBench("./connectors/hl7v2", "^Benchmark(Scan|ScanFields|Parse|BuildACK|Builder)$", s.runs, "-benchtime", "500ms")
 	if err != nil {
 		return err
 	}
