@@ -46,7 +46,7 @@ fuzz:
 
 # The benchmark suite (issue 4, BENCHMARKS.md): careflow beside the
 # machine's physical limits, each figure the median of 5 runs; writes
-# bench/results.json and prints the markdown table. About 9 minutes on 2 cores.
+# bench/results.json and prints the markdown table. About 8–9 minutes on 2 cores.
 bench:
 	$(GO) run ./bench/suite -runs 5 -out bench/results.json
 
