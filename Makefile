@@ -50,7 +50,7 @@ fuzz:
 bench:
 	$(GO) run ./bench/suite -runs 5 -out bench/results.json
 
-# Issue 4's full-size backlog, once (about 10 minutes on 2 cores, too long
+# Issue 4's full-size backlog, once (about 12 minutes on 2 cores, too long
 # for make bench): the lab down while 1,000,000 messages arrive, then up;
 # prints the drain rate and the engine's and the broker's peak memory as JSON.
 bench-backlog:

@@ -48,7 +48,7 @@ var targets = []target{
 	{"end to end ≥ 10,000 msgs/s, one process", figure("e2e.one_process.rate"), func(v float64) bool { return v >= 10000 }, "msgs/s"},
 	{"end to end p99 < 100 ms at 50% of peak", figure("e2e.one_process.p99_at_50pct"), func(v float64) bool { return v < 100 }, "ms"},
 	{"backlog drain ≥ the end-to-end rate", sizedRatio(drainRatio), func(v float64) bool { return v >= 1 }, "×"},
-	{"resident memory < 300 MB with a backlog (the engine's process, larger backlog)", largeBacklog("engine_peak_rss"), func(v float64) bool { return v < 300 }, "MiB"},
+	{"resident memory < 300 MB with a backlog (the engine's process, larger backlog)", largeBacklog("engine_peak_rss"), func(v float64) bool { return v*1.048576 < 300 }, "MiB"}, // MiB measured, MB (10^6 bytes) in the target
 	{"resident memory flat whatever the backlog (the engine's peak, larger ÷ smaller ≤ 1.1)", sizedRatio(engineFlatRatio), func(v float64) bool { return v <= 1.1 }, "×"},
 }
 
