@@ -266,3 +266,31 @@ func TestBuilderBeyondInlineStorage(t *testing.T) {
 		}
 	}
 }
+
+// Building a typical message allocates the Builder and the output, not
+// anything per segment or field.
+func TestBuilderDoesNotAllocatePerField(t *testing.T) {
+	build := func(fields int) func() {
+		return func() {
+			b := NewBuilder(DefaultDelimiters)
+			b.MSH(Header{SendingApplication: "CAREFLOW", MessageType: "ADT", TriggerEvent: "A01", ControlID: "C1", ProcessingID: "P", Version: "2.5.1"})
+			pid := b.Segment("PID")
+			for f := range fields {
+				pid.Set(fieldPaths[f], "VALUE")
+			}
+			_ = b.Bytes()
+		}
+	}
+	few, many := testing.AllocsPerRun(50, build(2)), testing.AllocsPerRun(50, build(30))
+	if many != few || many > 2 {
+		t.Errorf("2 fields: %v allocations, 30 fields: %v; want the same, at most 2 (the Builder and the output)", few, many)
+	}
+}
+
+var fieldPaths = func() []string {
+	var p []string
+	for f := 1; f <= 30; f++ {
+		p = append(p, strconv.Itoa(f))
+	}
+	return p
+}()
