@@ -48,9 +48,7 @@ func (d *decoder) validateKafkaSecurity(k Kafka) {
 			d.problemAt("kafka.tls", "a client certificate needs both cert_file and key_file")
 		}
 		d.notFor("kafka.tls.client_ca_file", t.ClientCAFile, "the Kafka client; use ca_file to trust the brokers' CA")
-		if t.KeyPassword != nil {
-			d.problemAt("kafka.tls.key_password", "encrypted private keys are not supported yet; decrypt the key file and protect it with file permissions")
-		}
+		d.refuseKeyPassword("kafka.tls", t)
 		d.checkFiles("kafka.tls", t)
 	}
 	s := k.SASL

@@ -202,6 +202,7 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 		}
 		d.notFor(tp+".ca_file", t.CAFile, "inbound interfaces; use client_ca_file for mutual TLS")
 		d.notFor(tp+".server_name", t.ServerName, "inbound interfaces")
+		d.refuseKeyPassword(tp, t)
 		d.checkFiles(tp, t)
 	}
 	a, ap := in.Accept, p+".accept"
@@ -235,6 +236,14 @@ func (d *decoder) checkMessageType(key, mt string) {
 func (d *decoder) notFor(key, val, where string) {
 	if val != "" {
 		d.problemAt(key, "does not apply to "+where)
+	}
+}
+
+// refuseKeyPassword reports key_password, which the engine cannot use yet:
+// better at `careflow check` than at the first connection.
+func (d *decoder) refuseKeyPassword(path string, t *TLS) {
+	if t.KeyPassword != nil {
+		d.problemAt(path+".key_password", "encrypted private keys are not supported yet; decrypt the key file and protect it with file permissions")
 	}
 }
 
@@ -310,6 +319,7 @@ func (d *decoder) validateDestination(p string, dst Destination) {
 			d.problemAt(p+".tls", "a client certificate needs both cert_file and key_file")
 		}
 		d.notFor(p+".tls.client_ca_file", t.ClientCAFile, "destinations; use ca_file to trust a private CA")
+		d.refuseKeyPassword(p+".tls", t)
 		d.checkFiles(p+".tls", t)
 	}
 }

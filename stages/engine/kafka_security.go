@@ -56,9 +56,6 @@ func (e *Engine) kafkaOpts(ctx context.Context, base ...kgo.Opt) ([]kgo.Opt, err
 func kafkaSecurity(k config.Kafka) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	if t := k.TLS; t != nil {
-		if t.KeyPassword != nil {
-			return nil, errors.New("kafka.tls: encrypted private keys are not supported yet; decrypt the key file and protect it with file permissions")
-		}
 		tc, err := clientTLS(t)
 		if err != nil {
 			return nil, fmt.Errorf("kafka.tls: %w", err)

@@ -13,6 +13,10 @@ import (
 	"careflow/config"
 )
 
+// errEncryptedKey refuses key_password, which config validation reports
+// first; this catches a Config built in code.
+var errEncryptedKey = errors.New("tls: encrypted private keys are not supported yet; decrypt the key file and protect it with file permissions")
+
 // serverTLS builds a listener's TLS settings; nil config means plain TCP.
 // A client CA turns on mutual TLS: only senders with a certificate it signed
 // may write.
@@ -21,7 +25,7 @@ func serverTLS(c *config.TLS) (*tls.Config, error) {
 		return nil, nil
 	}
 	if c.KeyPassword != nil {
-		return nil, errors.New("tls: encrypted private keys are not supported yet; decrypt the key file and protect it with file permissions")
+		return nil, errEncryptedKey
 	}
 	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 	if err != nil {
@@ -44,6 +48,9 @@ func serverTLS(c *config.TLS) (*tls.Config, error) {
 func clientTLS(c *config.TLS) (*tls.Config, error) {
 	if c == nil {
 		return nil, nil
+	}
+	if c.KeyPassword != nil {
+		return nil, errEncryptedKey
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
 	if c.CAFile != "" {
