@@ -17,8 +17,8 @@ var (
 	ErrMalformed = errors.New("avro: malformed record body")
 
 	// ErrUnsupportedType reports a value that is not a pointer to one of
-	// the four record types.
-	ErrUnsupportedType = errors.New("avro: unsupported type (want *RawMessage, *ClinicalEvent, *DeliveryOutcome or *DeadLetter)")
+	// careflow's record types.
+	ErrUnsupportedType = errors.New("avro: unsupported type (want *RawMessage, *ClinicalEvent, *DeliveryOutcome, *DeadLetter or *AuditEvent)")
 )
 
 // UnknownSchemaError reports a schema id that neither the serde nor the

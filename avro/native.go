@@ -5,7 +5,8 @@
 // The from-native getters are tolerant on purpose: a key that is missing
 // (an older writer) yields the field's schema default, and keys nobody asks
 // for (a newer writer) are ignored. Every default in the .avsc files is the
-// Go zero value, except Observation.order_index (-1).
+// Go zero value, except Observation.order_index (-1) and AuditEvent.count
+// (1).
 
 package avro
 
@@ -32,6 +33,8 @@ func rawToNative(r *RawMessage) map[string]any {
 		"sending_application": r.SendingApplication,
 		"sending_facility":    r.SendingFacility,
 		"patient_key":         r.PatientKey,
+		"charset":             r.Charset,
+		"writer":              r.Writer,
 	}
 }
 
@@ -51,6 +54,8 @@ func rawFromNative(m map[string]any) RawMessage {
 		SendingApplication: str(m, "sending_application"),
 		SendingFacility:    str(m, "sending_facility"),
 		PatientKey:         str(m, "patient_key"),
+		Charset:            str(m, "charset"),
+		Writer:             str(m, "writer"),
 	}
 }
 
@@ -114,6 +119,7 @@ func deadLetterToNative(d *DeadLetter) map[string]any {
 		"error_code":         d.ErrorCode,
 		"error_location":     d.ErrorLocation,
 		"error_text":         d.ErrorText,
+		"error_detail":       d.ErrorDetail,
 		"message_id":         d.MessageID,
 		"correlation_id":     d.CorrelationID,
 		"source_interface":   d.Interface,
@@ -141,6 +147,7 @@ func deadLetterFromNative(m map[string]any) DeadLetter {
 		ErrorCode:         str(m, "error_code"),
 		ErrorLocation:     str(m, "error_location"),
 		ErrorText:         str(m, "error_text"),
+		ErrorDetail:       str(m, "error_detail"),
 		MessageID:         str(m, "message_id"),
 		CorrelationID:     str(m, "correlation_id"),
 		Interface:         str(m, "source_interface"),
@@ -151,6 +158,44 @@ func deadLetterFromNative(m map[string]any) DeadLetter {
 		OriginalValue:     bytesOf(m, "original_value"),
 		OriginalHeaders:   headers,
 		At:                timeOf(m, "at"),
+	}
+}
+
+func auditToNative(a *AuditEvent) map[string]any {
+	return map[string]any{
+		"audit_id":        a.AuditID,
+		"recorded":        millis(a.Recorded),
+		"type":            a.Type,
+		"action":          a.Action,
+		"outcome":         a.Outcome,
+		"outcome_desc":    a.OutcomeDesc,
+		"agent_type":      a.AgentType,
+		"agent_who":       a.AgentWho,
+		"agent_network":   a.AgentNetwork,
+		"source_observer": a.SourceObserver,
+		"entity_type":     a.EntityType,
+		"entity_what":     a.EntityWhat,
+		"entity_detail":   a.EntityDetail,
+		"count":           int32(max(a.Count, 1)),
+	}
+}
+
+func auditFromNative(m map[string]any) AuditEvent {
+	return AuditEvent{
+		AuditID:        str(m, "audit_id"),
+		Recorded:       timeOf(m, "recorded"),
+		Type:           str(m, "type"),
+		Action:         str(m, "action"),
+		Outcome:        str(m, "outcome"),
+		OutcomeDesc:    str(m, "outcome_desc"),
+		AgentType:      str(m, "agent_type"),
+		AgentWho:       str(m, "agent_who"),
+		AgentNetwork:   str(m, "agent_network"),
+		SourceObserver: str(m, "source_observer"),
+		EntityType:     str(m, "entity_type"),
+		EntityWhat:     str(m, "entity_what"),
+		EntityDetail:   str(m, "entity_detail"),
+		Count:          int(int32Of(m, "count", 1)),
 	}
 }
 

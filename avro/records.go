@@ -26,6 +26,13 @@ type RawMessage struct {
 	SendingApplication string `json:"sending_application"`
 	SendingFacility    string `json:"sending_facility"`
 	PatientKey         string `json:"patient_key"` // the Kafka key: PID-3.1 ^ PID-3.4 of the first identifier; "" when none
+	// Charset is the character set Payload is written in, as ingest
+	// resolved it (MSH-18, else the interface's charset); "" means UTF-8.
+	// Every other string here is already UTF-8.
+	Charset string `json:"charset"`
+	// Writer is who sent it, as ingest authenticated them: "token:NAME",
+	// "jwt:SUBJECT", "certificate:SUBJECT" or "address:IP".
+	Writer string `json:"writer"`
 }
 
 // Identifier is one patient identifier (HL7 CX).
@@ -180,10 +187,15 @@ type Header struct {
 // DeadLetter wraps a record a stage could not process. Topic:
 // careflow.dlq.<stage>.
 type DeadLetter struct {
-	Stage             string    `json:"stage"`
-	ErrorCode         string    `json:"error_code"`
-	ErrorLocation     string    `json:"error_location"` // HL7 location such as PID-7, "" when none
-	ErrorText         string    `json:"error_text"`
+	Stage         string `json:"stage"`
+	ErrorCode     string `json:"error_code"`
+	ErrorLocation string `json:"error_location"` // HL7 location such as PID-7, "" when none
+	ErrorText     string `json:"error_text"`     // careflow's words, never a sender's or destination's
+	// ErrorDetail is a destination's or sender's own free text (ACK text,
+	// an HTTP body), truncated to MaxErrorDetail bytes. It may name the
+	// patient, so it is kept only here, in the access-controlled dead
+	// letter: never in a header, an outcome, a metric or a log line.
+	ErrorDetail       string    `json:"error_detail"`
 	MessageID         string    `json:"message_id"`
 	CorrelationID     string    `json:"correlation_id"`
 	Interface         string    `json:"source_interface"`
@@ -195,3 +207,43 @@ type DeadLetter struct {
 	OriginalHeaders   []Header  `json:"original_headers"`
 	At                time.Time `json:"at"`
 }
+
+// MaxErrorDetail bounds DeadLetter.ErrorDetail: enough for an ERR segment
+// or an OperationOutcome's diagnostics, not a whole echoed message.
+const MaxErrorDetail = 1024
+
+// AuditEvent records who did what to careflow, shaped after FHIR R4
+// AuditEvent so that it maps onto one without loss. Topic: careflow.audit.
+type AuditEvent struct {
+	AuditID        string    `json:"audit_id"`
+	Recorded       time.Time `json:"recorded"`
+	Type           string    `json:"type"`         // writer_refused, configuration_loaded, registry_write, ...
+	Action         string    `json:"action"`       // C, R, U, D, E (AuditEvent.action)
+	Outcome        string    `json:"outcome"`      // "0", "4", "8", "12" (AuditEvent.outcome)
+	OutcomeDesc    string    `json:"outcome_desc"` // why, in careflow's words; never patient data
+	AgentType      string    `json:"agent_type"`   // token, jwt, certificate, address, careflow
+	AgentWho       string    `json:"agent_who"`
+	AgentNetwork   string    `json:"agent_network"`
+	SourceObserver string    `json:"source_observer"`
+	EntityType     string    `json:"entity_type"` // interface, schema_subject, configuration
+	EntityWhat     string    `json:"entity_what"`
+	EntityDetail   string    `json:"entity_detail"`
+	Count          int       `json:"count"` // occurrences folded into this record; at least 1
+}
+
+// AuditEvent.Action values (FHIR's AuditEventAction codes).
+const (
+	AuditCreate  = "C"
+	AuditRead    = "R"
+	AuditUpdate  = "U"
+	AuditDelete  = "D"
+	AuditExecute = "E"
+)
+
+// AuditEvent.Outcome values (FHIR's AuditEventOutcome codes).
+const (
+	AuditSuccess        = "0"
+	AuditMinorFailure   = "4"
+	AuditSeriousFailure = "8"
+	AuditMajorFailure   = "12"
+)

@@ -17,20 +17,22 @@ const (
 	NameClinicalEvent   = "careflow.ClinicalEvent"
 	NameDeliveryOutcome = "careflow.DeliveryOutcome"
 	NameDeadLetter      = "careflow.DeadLetter"
+	NameAuditEvent      = "careflow.AuditEvent"
 )
 
-//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc
+//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc
 var schemaFiles embed.FS
 
 // schemaTexts maps each full name to its schema text, read once at init so
 // that a missing embed fails the first test rather than the first encode.
 var schemaTexts = func() map[string]string {
-	m := make(map[string]string, 4)
+	m := make(map[string]string, 5)
 	for name, file := range map[string]string{
 		NameRawMessage:      "RawMessage.avsc",
 		NameClinicalEvent:   "ClinicalEvent.avsc",
 		NameDeliveryOutcome: "DeliveryOutcome.avsc",
 		NameDeadLetter:      "DeadLetter.avsc",
+		NameAuditEvent:      "AuditEvent.avsc",
 	} {
 		b, err := schemaFiles.ReadFile(file)
 		if err != nil {

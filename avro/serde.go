@@ -41,10 +41,11 @@ const (
 	kindEvent
 	kindOutcome
 	kindDeadLetter
+	kindAudit
 	numKinds
 )
 
-var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter}
+var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent}
 
 // writer is a compiled schema that some record was written with.
 type writer struct {
@@ -61,10 +62,10 @@ type Serde struct {
 	codec [numKinds]*goavro.Codec
 
 	mu      sync.RWMutex
-	writers map[int]writer // by schema id; holds the four own schemas too
+	writers map[int]writer // by schema id; holds careflow's own schemas too
 }
 
-// NewSerde registers the four embedded schemas with reg, each under its
+// NewSerde registers the embedded schemas with reg, each under its
 // record's full name (see NameClinicalEvent and friends), and compiles
 // them.
 func NewSerde(ctx context.Context, reg Registry) (*Serde, error) {
@@ -86,7 +87,7 @@ func NewSerde(ctx context.Context, reg Registry) (*Serde, error) {
 }
 
 // SchemaID returns the registry id that Encode writes for v's record type,
-// or 0 when v is not one of the four record types.
+// or 0 when v is not one of careflow's record types.
 func (s *Serde) SchemaID(v any) int {
 	k, err := kindOf(v)
 	if err != nil {
@@ -121,6 +122,10 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		if r != nil {
 			k, native, size = kindDeadLetter, deadLetterToNative(r), size+len(r.OriginalKey)+len(r.OriginalValue)
 		}
+	case *AuditEvent:
+		if r != nil {
+			k, native = kindAudit, auditToNative(r)
+		}
 	}
 	if native == nil {
 		return nil, fmt.Errorf("avro: encode %T: %w", v, ErrUnsupportedType)
@@ -134,7 +139,7 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 }
 
 // Decode reads b, written in the Confluent wire format by any version of
-// v's schema, into v (a pointer to one of the four record types). An id it
+// v's schema, into v (a pointer to one of careflow's record types). An id it
 // has not seen is looked up in the registry, waiting at most 10s; use
 // DecodeContext to choose the deadline.
 //
@@ -182,6 +187,8 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 		*r = outcomeFromNative(m)
 	case *DeadLetter:
 		*r = deadLetterFromNative(m)
+	case *AuditEvent:
+		*r = auditFromNative(m)
 	}
 	return nil
 }
@@ -258,6 +265,10 @@ func kindOf(v any) (kind, error) {
 	case *DeadLetter:
 		if r != nil {
 			return kindDeadLetter, nil
+		}
+	case *AuditEvent:
+		if r != nil {
+			return kindAudit, nil
 		}
 	}
 	return 0, ErrUnsupportedType

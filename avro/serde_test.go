@@ -48,11 +48,13 @@ func TestRoundTrip(t *testing.T) {
 		event   avro.ClinicalEvent
 		outcome avro.DeliveryOutcome
 		dead    avro.DeadLetter
+		audit   avro.AuditEvent
 	)
 	fixture(t, "RawMessage", &raw)
 	fixture(t, "ClinicalEvent", &event)
 	fixture(t, "DeliveryOutcome", &outcome)
 	fixture(t, "DeadLetter", &dead)
+	fixture(t, "AuditEvent", &audit)
 	if event.Encounter == nil || len(event.Observations) != 2 || len(dead.OriginalHeaders) != 2 {
 		t.Fatal("fixtures lost data on load; the round trip below would prove little")
 	}
@@ -95,6 +97,10 @@ func TestRoundTrip(t *testing.T) {
 		{"DeliveryOutcome zero", &avro.DeliveryOutcome{}, nil, func() any { return new(avro.DeliveryOutcome) }},
 		{"DeadLetter", &dead, nil, func() any { return new(avro.DeadLetter) }},
 		{"DeadLetter zero", &avro.DeadLetter{}, nil, func() any { return new(avro.DeadLetter) }},
+		{"AuditEvent", &audit, nil, func() any { return new(avro.AuditEvent) }},
+		// count's default is 1: a record always stands for at least one
+		// occurrence.
+		{"AuditEvent zero", &avro.AuditEvent{}, &avro.AuditEvent{Count: 1}, func() any { return new(avro.AuditEvent) }},
 	}
 	s, _ := newSerde(t)
 	for _, tt := range tests {
@@ -144,7 +150,7 @@ func TestDecodeDoesNotAliasInput(t *testing.T) {
 func TestSchemaIDs(t *testing.T) {
 	s, reg := newSerde(t)
 	ids := map[int]string{}
-	for _, v := range []any{&avro.RawMessage{}, &avro.ClinicalEvent{}, &avro.DeliveryOutcome{}, &avro.DeadLetter{}} {
+	for _, v := range []any{&avro.RawMessage{}, &avro.ClinicalEvent{}, &avro.DeliveryOutcome{}, &avro.DeadLetter{}, &avro.AuditEvent{}} {
 		id := s.SchemaID(v)
 		if id == 0 || ids[id] != "" {
 			t.Fatalf("%T: schema id %d is zero or shared with %s", v, id, ids[id])
@@ -171,6 +177,8 @@ func TestSchemaIDs(t *testing.T) {
 			v = &avro.DeliveryOutcome{}
 		case "DeadLetter":
 			v = &avro.DeadLetter{}
+		case "AuditEvent":
+			v = &avro.AuditEvent{}
 		}
 		if got := s2.SchemaID(v); got != id {
 			t.Errorf("%s: second serde has id %d, first had %d", name, got, id)

@@ -51,6 +51,8 @@ func TestSerdeOverRemote(t *testing.T) {
 			v = &avro.DeliveryOutcome{}
 		case avro.NameDeadLetter:
 			v = &avro.DeadLetter{}
+		case avro.NameAuditEvent:
+			v = &avro.AuditEvent{}
 		}
 		if serde.SchemaID(v) != id {
 			t.Errorf("%s: serde id %d, store id %d", name, serde.SchemaID(v), id)
