@@ -14,6 +14,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,10 +32,16 @@ type Config struct {
 	Destinations []Destination `yaml:"destinations"`
 	Routes       []Route       `yaml:"routes"`
 	Analytics    Analytics     `yaml:"analytics"`
+	Auth         Auth          `yaml:"auth"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).
 	Path string `yaml:"-"`
+	// SHA256 is the hash of the file's bytes, in hex: what the audit trail
+	// records as the configuration loaded.
+	SHA256 string `yaml:"-"`
+
+	warnings Problems
 }
 
 // Kafka says which Kafka cluster careflow uses and how it lays out its
@@ -69,15 +77,29 @@ type Kafka struct {
 func (k Kafka) Embedded() bool { return len(k.Brokers) == 0 }
 
 // Admin is the operations endpoint: /metrics, /healthz, /readyz and the
-// schema registry.
+// schema registry. Anonymous clients may only read; writes (a schema
+// registration) need one of Tokens.
 type Admin struct {
 	Listen string `yaml:"listen"`
+	// TLS serves the endpoint over HTTPS; ClientCAFile makes it ask for
+	// (not require) client certificates. nil: plain HTTP.
+	TLS *TLS `yaml:"tls"`
+	// Tokens are the bearer tokens allowed to write. None: nobody may
+	// write over HTTP (careflow registers its own schemas in-process).
+	Tokens []Token `yaml:"tokens"`
 }
 
 // HTTPListener is the HTTP ingest endpoint: POST /hl7/{interface}.
 type HTTPListener struct {
+	// Listen is host:port; "" turns HTTP ingest off.
 	Listen string `yaml:"listen"`
+	// TLS serves ingest over HTTPS; ClientCAFile verifies the client
+	// certificates senders present (writers.certificates). nil: plain.
+	TLS *TLS `yaml:"tls"`
 }
+
+// Enabled reports whether HTTP ingest is served.
+func (h HTTPListener) Enabled() bool { return h.Listen != "" }
 
 // Inbound is one interface that sends messages to careflow.
 type Inbound struct {
@@ -89,13 +111,30 @@ type Inbound struct {
 	MaxMessageSize int           `yaml:"max_message_size,size"` // bytes
 	ReadTimeout    time.Duration `yaml:"read_timeout"`
 	IdleTimeout    time.Duration `yaml:"idle_timeout"`
-	MaxConnections int           `yaml:"max_connections"`
-	TLS            *TLS          `yaml:"tls"` // nil: plain TCP
-	Accept         Accept        `yaml:"accept"`
+	// FirstByteTimeout closes a connection that sends nothing this long
+	// after it opens (after its TLS handshake).
+	FirstByteTimeout time.Duration `yaml:"first_byte_timeout"`
+	// HandshakeTimeout bounds a TLS handshake.
+	HandshakeTimeout      time.Duration `yaml:"handshake_timeout"`
+	MaxConnections        int           `yaml:"max_connections"`
+	MaxConnectionsPerPeer int           `yaml:"max_connections_per_peer"`
+	TLS                   *TLS          `yaml:"tls"` // nil: plain TCP
+	// HTTP makes an mllp interface writable over POST /hl7/{name} too. An
+	// http interface always is.
+	HTTP bool `yaml:"http"`
+	// Writers says who may write to the interface.
+	Writers Writers `yaml:"writers"`
+	// Charset is the character set assumed when a message's MSH-18 is
+	// empty.
+	Charset string `yaml:"charset"`
+	Accept  Accept `yaml:"accept"`
 	// DedupWindow is how long a message's idempotency key is remembered,
 	// so that a resend within it is recognised as a duplicate.
 	DedupWindow time.Duration `yaml:"dedup_window"`
 }
+
+// HTTPWritable reports whether the interface accepts POST /hl7/{name}.
+func (in Inbound) HTTPWritable() bool { return in.Transport == "http" || in.HTTP }
 
 // Accept holds an interface's conformance rules, applied by the validate
 // stage.
@@ -123,6 +162,12 @@ type Destination struct {
 	SendingFacility      string `yaml:"sending_facility"`
 	ReceivingApplication string `yaml:"receiving_application"`
 	ReceivingFacility    string `yaml:"receiving_facility"`
+	// Charset is the character set messages are written in (hl7v2; JSON
+	// is always UTF-8).
+	Charset string `yaml:"charset"`
+	// Fields is the allow-list of canonical fields this destination may
+	// receive; nil: all of them.
+	Fields []string `yaml:"fields"`
 
 	AckTimeout     time.Duration     `yaml:"ack_timeout"`
 	ConnectTimeout time.Duration     `yaml:"connect_timeout"`
@@ -224,7 +269,12 @@ func Parse(name string, data []byte, opts ...Option) (*Config, error) {
 		d.problems.sort()
 		return nil, d.problems
 	}
+	d.findWarnings(&c)
+	d.warnings.sort()
+	c.warnings = d.warnings
 	c.Path = name
+	sum := sha256.Sum256(data)
+	c.SHA256 = hex.EncodeToString(sum[:])
 	c.resolve(filepath.Dir(name))
 	return &c, nil
 }
@@ -277,6 +327,14 @@ func (c *Config) resolve(dir string) {
 		}
 	}
 	abs(&c.Kafka.DataDir)
+	for i := range c.Auth.Issuers {
+		abs(&c.Auth.Issuers[i].JWKSFile)
+	}
+	for i, in := range c.Inbound {
+		if j := in.Writers.JWT; j != nil && j.Scope == "" {
+			c.Inbound[i].Writers.JWT.Scope = DefaultScope(in.Name)
+		}
+	}
 	for _, t := range c.tlsBlocks() {
 		abs(&t.CertFile)
 		abs(&t.KeyFile)
@@ -287,8 +345,10 @@ func (c *Config) resolve(dir string) {
 
 func (c *Config) tlsBlocks() []*TLS {
 	var out []*TLS
-	if c.Kafka.TLS != nil {
-		out = append(out, c.Kafka.TLS)
+	for _, t := range []*TLS{c.Kafka.TLS, c.Admin.TLS, c.HTTP.TLS} {
+		if t != nil {
+			out = append(out, t)
+		}
 	}
 	for _, in := range c.Inbound {
 		if in.TLS != nil {

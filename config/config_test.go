@@ -309,7 +309,7 @@ func TestTLSPathsRelativeToFile(t *testing.T) {
 
 	src = strings.Replace(src, "client_ca_file", "ca_file", 1)
 	_, err = config.Parse(filepath.Join(dir, "careflow.yaml"), []byte(src))
-	if err == nil || !strings.Contains(err.Error(), ":4: inbound[0].tls.ca_file: does not apply to inbound interfaces") {
+	if err == nil || !strings.Contains(err.Error(), ":4: inbound[0].tls.ca_file: does not apply to listeners") {
 		t.Errorf("ca_file on a listener: error = %v", err)
 	}
 }

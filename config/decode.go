@@ -23,6 +23,7 @@ type decoder struct {
 	dir      string // relative paths in the file are relative to this
 	opts     options
 	problems Problems
+	warnings Problems
 	// pos holds where each key path was written, so that validation can
 	// report a mistake at the line of the key it concerns.
 	pos map[string]Pos
@@ -44,6 +45,7 @@ var elemDefaults = map[reflect.Type]func() reflect.Value{
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	secretType   = reflect.TypeFor[Secret]()
+	digestType   = reflect.TypeFor[Digest]()
 	yamlLine     = regexp.MustCompile(`^yaml: line (\d+): `)
 )
 
@@ -167,6 +169,11 @@ func (d *decoder) decodeValue(path string, n *yaml.Node, v reflect.Value, size b
 	case secretType:
 		if s, ok := d.decodeSecret(path, n); ok {
 			v.Set(reflect.ValueOf(s))
+		}
+		return
+	case digestType:
+		if dg, ok := d.decodeDigest(path, n); ok {
+			v.Set(reflect.ValueOf(dg))
 		}
 		return
 	}

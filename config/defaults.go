@@ -30,12 +30,16 @@ func Defaults() Config {
 // DefaultInbound returns the values every inbound interface starts from.
 func DefaultInbound() Inbound {
 	return Inbound{
-		Transport:      "mllp",
-		MaxMessageSize: 4 << 20,
-		ReadTimeout:    30 * time.Second,
-		IdleTimeout:    10 * time.Minute,
-		MaxConnections: 100,
-		DedupWindow:    168 * time.Hour,
+		Transport:             "mllp",
+		MaxMessageSize:        4 << 20,
+		ReadTimeout:           30 * time.Second,
+		IdleTimeout:           10 * time.Minute,
+		FirstByteTimeout:      30 * time.Second,
+		HandshakeTimeout:      10 * time.Second,
+		MaxConnections:        100,
+		MaxConnectionsPerPeer: 20,
+		Charset:               "UTF-8",
+		DedupWindow:           168 * time.Hour,
 	}
 }
 
@@ -46,6 +50,7 @@ func DefaultDestination() Destination {
 		Format:             "hl7v2",
 		HL7Version:         "2.5.1",
 		SendingApplication: "CAREFLOW",
+		Charset:            "UTF-8",
 		AckTimeout:         30 * time.Second,
 		ConnectTimeout:     5 * time.Second,
 		Retry:              Retry{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Multiplier: 2},

@@ -38,9 +38,17 @@ func (d *decoder) validate(c *Config) {
 	if d.listenAddr("admin.listen", c.Admin.Listen) {
 		listeners = append(listeners, listener{"admin.listen", c.Admin.Listen})
 	}
-	if d.listenAddr("http.listen", c.HTTP.Listen) {
+	d.validateListenerTLS("admin.tls", c.Admin.TLS)
+	d.validateTokens("admin.tokens", c.Admin.Tokens)
+	// An empty http.listen turns HTTP ingest off.
+	if c.HTTP.Enabled() && d.listenAddr("http.listen", c.HTTP.Listen) {
 		listeners = append(listeners, listener{"http.listen", c.HTTP.Listen})
 	}
+	if c.HTTP.TLS != nil && !c.HTTP.Enabled() {
+		d.problemAt("http.tls", "applies only when http.listen is set")
+	}
+	d.validateListenerTLS("http.tls", c.HTTP.TLS)
+	issuers := d.validateAuth(c.Auth)
 	if len(c.Inbound) == 0 {
 		d.problemAt("inbound", "at least one inbound interface is required")
 	}
@@ -51,6 +59,14 @@ func (d *decoder) validate(c *Config) {
 		if l, ok := d.validateInbound(p, in); ok {
 			listeners = append(listeners, l)
 		}
+		if in.HTTPWritable() && !c.HTTP.Enabled() {
+			key := p + ".http"
+			if in.Transport == "http" {
+				key = p + ".transport"
+			}
+			d.problemAt(key, "HTTP writes need http.listen, which is empty (HTTP ingest is off)")
+		}
+		d.validateWriters(p, in, c.HTTP.TLS, issuers)
 	}
 	d.checkPorts(listeners)
 	d.validateAnalytics(c.Analytics)
@@ -195,16 +211,30 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	if in.MaxConnections < 1 {
 		d.problemAt(p+".max_connections", "must be at least 1")
 	}
-	if in.TLS != nil && in.Transport == "mllp" {
-		t, tp := in.TLS, p+".tls"
-		if t.CertFile == "" || t.KeyFile == "" {
-			d.problemAt(tp, "a listener needs cert_file and key_file")
-		}
-		d.notFor(tp+".ca_file", t.CAFile, "inbound interfaces; use client_ca_file for mutual TLS")
-		d.notFor(tp+".server_name", t.ServerName, "inbound interfaces")
-		d.refuseKeyPassword(tp, t)
-		d.checkFiles(tp, t)
+	switch {
+	case in.MaxConnectionsPerPeer < 1:
+		d.problemAt(p+".max_connections_per_peer", "must be at least 1")
+	case in.MaxConnectionsPerPeer > in.MaxConnections && in.MaxConnections >= 1:
+		d.problemAt(p+".max_connections_per_peer", fmt.Sprintf("must be at most max_connections (%d)", in.MaxConnections))
 	}
+	if in.FirstByteTimeout > in.IdleTimeout {
+		d.problemAt(p+".first_byte_timeout", fmt.Sprintf("must be at most idle_timeout (%s): it is the shorter wait for a connection that never sends", in.IdleTimeout))
+	}
+	if in.Transport == "mllp" {
+		d.validateListenerTLS(p+".tls", in.TLS)
+	}
+	if in.Transport == "http" {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"first_byte_timeout", d.written(p + ".first_byte_timeout")}, {"handshake_timeout", d.written(p + ".handshake_timeout")},
+			{"max_connections_per_peer", d.written(p + ".max_connections_per_peer")}} {
+			if k.set {
+				d.problemAt(p+"."+k.key, "applies to mllp interfaces only (HTTP connections are the HTTP listener's)")
+			}
+		}
+	}
+	d.checkCharset(p+".charset", in.Charset)
 	a, ap := in.Accept, p+".accept"
 	for i, mt := range a.MessageTypes {
 		d.checkMessageType(fmt.Sprintf("%s.message_types[%d]", ap, i), mt)
@@ -224,6 +254,26 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 		}
 	}
 	return l, ok
+}
+
+// validateListenerTLS checks a listener's tls block (nil: none).
+func (d *decoder) validateListenerTLS(tp string, t *TLS) {
+	if t == nil {
+		return
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		d.problemAt(tp, "a listener needs cert_file and key_file")
+	}
+	d.notFor(tp+".ca_file", t.CAFile, "listeners; use client_ca_file to verify client certificates")
+	d.notFor(tp+".server_name", t.ServerName, "listeners")
+	d.refuseKeyPassword(tp, t)
+	d.checkFiles(tp, t)
+}
+
+// written reports whether the key at path is in the file.
+func (d *decoder) written(path string) bool {
+	_, ok := d.pos[path]
+	return ok
 }
 
 func (d *decoder) checkMessageType(key, mt string) {
@@ -247,6 +297,17 @@ func (d *decoder) refuseKeyPassword(path string, t *TLS) {
 	}
 }
 
+// checkFile checks that the file at key exists.
+func (d *decoder) checkFile(key, file string) {
+	p := file
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(d.dir, p)
+	}
+	if _, err := os.Stat(p); err != nil {
+		d.problemAt(key, err.Error())
+	}
+}
+
 // checkFiles checks that each TLS file named exists, so that a typo is
 // found at load rather than at the first connection.
 func (d *decoder) checkFiles(path string, t *TLS) {
@@ -254,15 +315,8 @@ func (d *decoder) checkFiles(path string, t *TLS) {
 		{"cert_file", t.CertFile}, {"key_file", t.KeyFile},
 		{"client_ca_file", t.ClientCAFile}, {"ca_file", t.CAFile},
 	} {
-		if f.file == "" {
-			continue
-		}
-		p := f.file
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(d.dir, p)
-		}
-		if _, err := os.Stat(p); err != nil {
-			d.problemAt(path+"."+f.key, err.Error())
+		if f.file != "" {
+			d.checkFile(path+"."+f.key, f.file)
 		}
 	}
 }
@@ -294,6 +348,11 @@ func (d *decoder) validateDestination(p string, dst Destination) {
 	default:
 		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{"mllp", "http"})))
 	}
+	d.checkCharset(p+".charset", dst.Charset)
+	if dst.Format == "json" && d.written(p+".charset") && !isUTF8Name(dst.Charset) {
+		d.problemAt(p+".charset", "JSON is always UTF-8 (RFC 8259); remove charset or use format: hl7v2")
+	}
+	d.checkFields(p+".fields", dst.Fields)
 	if !versionPattern.MatchString(dst.HL7Version) {
 		d.problemAt(p+".hl7_version", fmt.Sprintf("want an HL7 v2 version from 2.1 to 2.8 such as \"2.5.1\", got %q", dst.HL7Version))
 	}
