@@ -88,22 +88,41 @@ type MessageSLA struct {
 	At          time.Time // the event's ingest time; decides the row's day
 }
 
+// Audit is one audit record: who did what to careflow. Table: audit.
+type Audit struct {
+	AuditID        string // the row's identity
+	Recorded       time.Time
+	Type           string
+	Action         string
+	Outcome        string
+	OutcomeDesc    string
+	AgentType      string
+	AgentWho       string
+	AgentNetwork   string
+	SourceObserver string
+	EntityType     string
+	EntityWhat     string
+	EntityDetail   string
+	Count          int
+}
+
 // Batch is what the sink inserts at once.
 type Batch struct {
 	Transitions []Transition
 	Attempts    []Attempt
 	DeadLetters []DeadLetter
 	SLAs        []MessageSLA
+	Audits      []Audit
 }
 
 // Len is the number of rows in b.
 func (b *Batch) Len() int {
-	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs)
+	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs) + len(b.Audits)
 }
 
 // Reset empties b, keeping its memory.
 func (b *Batch) Reset() {
-	b.Transitions, b.Attempts, b.DeadLetters, b.SLAs = b.Transitions[:0], b.Attempts[:0], b.DeadLetters[:0], b.SLAs[:0]
+	b.Transitions, b.Attempts, b.DeadLetters, b.SLAs, b.Audits = b.Transitions[:0], b.Attempts[:0], b.DeadLetters[:0], b.SLAs[:0], b.Audits[:0]
 }
 
 func ms(t time.Time) int64 {
@@ -175,6 +194,20 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 			len(b.SLAs), func(i int) []any {
 				r := &b.SLAs[i]
 				return []any{day(r.At), r.MessageID + "/" + r.Destination, r.MessageID, r.Destination, r.Route, r.SLA.Milliseconds(), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Audits) > 0 {
+		err := s.insert(ctx, "audit", `day, row_id, recorded_ms, type, action, outcome, outcome_desc,
+			agent_type, agent_who, agent_network, source_observer, entity_type, entity_what, entity_detail,
+			count, inserted_at`,
+			len(b.Audits), func(i int) []any {
+				r := &b.Audits[i]
+				return []any{day(r.Recorded), r.AuditID, ms(r.Recorded), r.Type, r.Action, r.Outcome, r.OutcomeDesc,
+					r.AgentType, r.AgentWho, r.AgentNetwork, r.SourceObserver, r.EntityType, r.EntityWhat, r.EntityDetail,
+					uint32(max(r.Count, 1)), now}
 			})
 		if err != nil {
 			return err

@@ -138,4 +138,24 @@ var migrations = []migration{
 			) USING (message_id, destination)
 			WHERE status = 'delivered' AND end_to_end_ms > target_ms`,
 	}},
+	{version: 4, description: "audit", statements: []string{
+		// Who did what to careflow, shaped after FHIR AuditEvent: refused
+		// writers, configurations loaded, schema registry writes.
+		`CREATE TABLE IF NOT EXISTS audit (` + commonColumns + `
+			recorded_ms Int64,
+			type String,
+			action String,
+			outcome String,
+			outcome_desc String,
+			agent_type String,
+			agent_who String,
+			agent_network String,
+			source_observer String,
+			entity_type String,
+			entity_what String,
+			entity_detail String,
+			count UInt32,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
 }

@@ -12,6 +12,7 @@ const (
 	Valid    = "careflow.valid"    // RawMessage: messages that passed conformance and dedup
 	Events   = "careflow.events"   // ClinicalEvent: the canonical model
 	Outcomes = "careflow.outcomes" // DeliveryOutcome: every attempt and final result
+	Audit    = "careflow.audit"    // AuditEvent: who did what to careflow (refused writers, configuration, registry writes)
 
 	outboundPrefix = "careflow.out."
 	dlqPrefix      = "careflow.dlq."

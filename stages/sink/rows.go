@@ -157,6 +157,17 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			MessageID: dl.MessageID, CorrelationID: dl.CorrelationID, Interface: dl.Interface, PatientHash: hash,
 			OriginalTopic: dl.OriginalTopic, OriginalPartition: dl.OriginalPartition, OriginalOffset: dl.OriginalOffset, At: dl.At,
 		})
+	case r.Topic == topics.Audit:
+		var a avro.AuditEvent
+		if err := s.decode(r, &a); err != nil {
+			return err
+		}
+		b.Audits = append(b.Audits, analytics.Audit{
+			AuditID: a.AuditID, Recorded: a.Recorded, Type: a.Type, Action: a.Action, Outcome: a.Outcome,
+			OutcomeDesc: a.OutcomeDesc, AgentType: a.AgentType, AgentWho: a.AgentWho, AgentNetwork: a.AgentNetwork,
+			SourceObserver: a.SourceObserver, EntityType: a.EntityType, EntityWhat: a.EntityWhat,
+			EntityDetail: a.EntityDetail, Count: a.Count,
+		})
 	default:
 		return &decodeError{code: CodeUnknownTopic, err: fmt.Errorf("topic %s is not one the sink reads", r.Topic)}
 	}
