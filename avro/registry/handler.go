@@ -81,7 +81,16 @@ func (s *Store) postRegister(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, _, err := s.register(r.PathValue("subject"), schema)
+	subject := r.PathValue("subject")
+	asked := false
+	var allow func() error
+	if s.writes.Authorize != nil {
+		allow = func() error { asked = true; return s.writes.Authorize(r, subject) }
+	}
+	id, version, err := s.register(subject, schema, allow)
+	if asked && s.writes.Done != nil {
+		s.writes.Done(r, subject, id, version, err)
+	}
 	if err != nil {
 		replyError(w, err)
 		return

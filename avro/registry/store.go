@@ -67,7 +67,9 @@ type state struct {
 // restarts. Every subject's compatibility level is BACKWARD. It is safe for
 // concurrent use, and serves HTTP (see ServeHTTP).
 type Store struct {
-	path string
+	path   string
+	writes HTTPWrites
+	rule   func(subject, schema string) error
 
 	mu      sync.Mutex
 	st      state
@@ -75,13 +77,48 @@ type Store struct {
 	mux     *http.ServeMux
 }
 
+// HTTPWrites governs registrations made over the REST API (Register, the
+// in-process call careflow's own serde makes, is not asked).
+type HTTPWrites struct {
+	// Authorize is asked before a registration that would change the
+	// Store: a new subject, version or schema. Registering what a subject
+	// already has is a read and is not asked. A *Error it returns is
+	// answered as is (401, 403); nil Authorize allows every change.
+	Authorize func(r *http.Request, subject string) error
+	// Done, when set, is told of every change tried over HTTP that
+	// Authorize was asked about: the id and version made, or why not.
+	Done func(r *http.Request, subject string, id, version int, err error)
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithHTTPWrites sets who may change the Store over HTTP. Default: anyone.
+func WithHTTPWrites(w HTTPWrites) Option { return func(s *Store) { s.writes = w } }
+
+// WithSchemaRule adds a check every new version must pass, however it is
+// registered, besides parsing and BACKWARD compatibility; its error is
+// answered as an incompatible schema (409).
+func WithSchemaRule(rule func(subject, schema string) error) Option {
+	return func(s *Store) { s.rule = rule }
+}
+
+// Confluent's codes for a refused request.
+const (
+	CodeUnauthorized = 40101
+	CodeForbidden    = 40301
+)
+
 // Open loads the Store kept in dir, creating dir and an empty Store when
 // there is none.
-func Open(dir string) (*Store, error) {
+func Open(dir string, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("schema registry: create directory %s: %w", dir, err)
 	}
 	s := &Store{path: filepath.Join(dir, fileName), st: state{Subjects: map[string][]int{}}, compact: map[string]int{}}
+	for _, o := range opts {
+		o(s)
+	}
 	s.mux = s.routes()
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -113,7 +150,7 @@ func Open(dir string) (*Store, error) {
 // the subject already has returns the existing id. A new version must parse
 // as Avro and be BACKWARD compatible with the subject's latest version.
 func (s *Store) Register(_ context.Context, subject, schema string) (int, error) {
-	id, _, err := s.register(subject, schema)
+	id, _, err := s.register(subject, schema, nil)
 	return id, err
 }
 
@@ -127,7 +164,9 @@ func (s *Store) SchemaByID(_ context.Context, id int) (string, error) {
 	return s.st.Schemas[id-1], nil
 }
 
-func (s *Store) register(subject, schema string) (id, version int, err error) {
+// register adds schema to subject. allow, when not nil, is asked once it
+// is known that the registration would change the Store.
+func (s *Store) register(subject, schema string, allow func() error) (id, version int, err error) {
 	if subject == "" {
 		return 0, 0, &Error{CodeInvalidSchema, "empty subject"}
 	}
@@ -145,9 +184,19 @@ func (s *Store) register(subject, schema string) (id, version int, err error) {
 			return id, i + 1, nil
 		}
 	}
+	if allow != nil {
+		if err := allow(); err != nil {
+			return 0, 0, err
+		}
+	}
 	if n := len(versions); n > 0 {
 		if err := checkBackward(schema, s.st.Schemas[versions[n-1]-1]); err != nil {
 			return 0, 0, &Error{CodeIncompatible, fmt.Sprintf("schema for subject %s is incompatible with version %d (BACKWARD): %v", subject, n, err)}
+		}
+	}
+	if s.rule != nil {
+		if err := s.rule(subject, schema); err != nil {
+			return 0, 0, &Error{CodeIncompatible, fmt.Sprintf("schema for subject %s refused: %v", subject, err)}
 		}
 	}
 	next := s.st
