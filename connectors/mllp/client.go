@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -35,6 +36,7 @@ type Client struct {
 	mu   sync.Mutex
 	conn net.Conn
 	r    *Reader
+	read int64 // bytes read from conn so far
 }
 
 // Send writes payload as one frame and returns the payload of the reply
@@ -45,6 +47,13 @@ type Client struct {
 // (including the peer closing before replying); a *FrameError when the
 // reply is not a frame or is too large.
 //
+// A kept-alive connection the peer has since closed (its idle timeout, a
+// restart) is not a failure of this message: when a reused connection
+// turns out closed (EOF, reset, broken pipe) before any byte of a reply
+// has arrived, Send redials once and sends again. It never does so after a
+// timeout, nor on a connection it has just dialled, so one Send writes the
+// frame at most twice and, with a fresh connection, once.
+//
 // Whether the peer processed a message whose reply never came is unknown;
 // the caller decides whether to resend (HL7 receivers dedupe on MSH-10).
 func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
@@ -53,12 +62,20 @@ func (c *Client) Send(ctx context.Context, payload []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if c.conn == nil {
+	reused := c.conn != nil
+	if !reused {
 		if err := c.dial(ctx); err != nil {
 			return nil, err
 		}
 	}
-	reply, err := c.exchange(ctx, payload)
+	reply, stale, err := c.exchange(ctx, payload)
+	if err != nil && stale && reused && ctx.Err() == nil {
+		c.closeLocked()
+		if err := c.dial(ctx); err != nil {
+			return nil, err
+		}
+		reply, _, err = c.exchange(ctx, payload)
+	}
 	if err != nil {
 		c.closeLocked()
 		return nil, err
@@ -82,25 +99,50 @@ func (c *Client) dial(ctx context.Context) error {
 		return err
 	}
 	c.conn = nc
-	c.r = NewReader(nc, orDefault(c.MaxMessageSize, DefaultMaxMessageSize))
+	c.read = 0
+	c.r = NewReader(countingReader{r: nc, n: &c.read}, orDefault(c.MaxMessageSize, DefaultMaxMessageSize))
 	return nil
 }
 
-func (c *Client) exchange(ctx context.Context, payload []byte) ([]byte, error) {
+// exchange writes payload and reads the reply on the current connection.
+// stale reports that the failure was the peer having closed the connection
+// before sending any byte of a reply: the mark of a kept-alive connection
+// that had gone away before this message.
+func (c *Client) exchange(ctx context.Context, payload []byte) (reply []byte, stale bool, err error) {
 	timeout := orDefault(c.ACKTimeout, DefaultACKTimeout)
 	_ = c.conn.SetDeadline(time.Now().Add(timeout))
 	// ctx ending must interrupt a blocked read or write at once.
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 
+	before := c.read
 	if err := WriteFrame(c.conn, payload); err != nil {
-		return nil, c.classify(ctx, "write", err, timeout)
+		return nil, peerClosed(err), c.classify(ctx, "write", err, timeout)
 	}
-	reply, err := c.r.ReadFrame()
+	reply, err = c.r.ReadFrame()
 	if err != nil {
-		return nil, c.classify(ctx, "read", err, timeout)
+		return nil, c.read == before && peerClosed(err), c.classify(ctx, "read", err, timeout)
 	}
-	return reply, nil
+	return reply, false, nil
+}
+
+// peerClosed reports whether err is the peer having closed or reset the
+// connection (and not, in particular, a timeout).
+func peerClosed(err error) bool {
+	return err == io.EOF || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// countingReader counts the bytes read from the connection, so that Send
+// can tell "closed before replying" from "closed mid-reply".
+type countingReader struct {
+	r io.Reader
+	n *int64
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	*cr.n += int64(n)
+	return n, err
 }
 
 // classify turns an I/O or framing error into the documented kinds.

@@ -9,12 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -233,5 +235,113 @@ func TestInteropMLLPSend(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "MSA|AA|MSG00001") {
 		t.Fatalf("mllp_send did not report our ACK; output:\n%q", out)
+	}
+}
+
+// A kept-alive connection the peer closed before this message is redialled
+// once, transparently; a failure on a fresh connection, a timeout or a
+// reply cut short is not retried, so no Send writes its frame twice
+// without cause.
+func TestClientRetriesOnlyStaleConnections(t *testing.T) {
+	type conn struct {
+		answer int // frames answered before the connection acts
+		act    string
+	}
+	tests := []struct {
+		name       string
+		conns      []conn // what each successive connection does
+		wantErr    func(error) bool
+		wantFrames []int // frames each connection received
+	}{
+		{"peer closed the kept-alive connection: redialled", []conn{{1, "close"}, {1, "hold"}}, nil, []int{1, 1}},
+		{"fresh connection closed before replying: not retried", []conn{{1, "close"}, {0, "read-close"}, {1, "hold"}},
+			func(err error) bool { var oe *net.OpError; return errors.As(err, &oe) }, []int{1, 1}},
+		{"timeout on a kept-alive connection: not retried", []conn{{1, "silent"}, {1, "hold"}},
+			func(err error) bool { return errors.Is(err, ErrTimeout) }, []int{2}},
+		{"reply cut short on a kept-alive connection: not retried", []conn{{1, "partial"}, {1, "hold"}},
+			func(err error) bool { var oe *net.OpError; return errors.As(err, &oe) }, []int{2}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var frames []int
+			closed := make(chan struct{}, len(tt.conns))
+			next := 0
+			addr := rawServer(t, func(c net.Conn) {
+				defer c.Close()
+				mu.Lock()
+				i := next
+				next++
+				frames = append(frames, 0)
+				mu.Unlock()
+				if i >= len(tt.conns) {
+					return
+				}
+				plan := tt.conns[i]
+				r := NewReader(c, 0)
+				read := func() bool {
+					_, err := r.ReadFrame()
+					if err == nil {
+						mu.Lock()
+						frames[i]++
+						mu.Unlock()
+					}
+					return err == nil
+				}
+				for range plan.answer {
+					if !read() {
+						return
+					}
+					_ = WriteFrame(c, []byte("ok"))
+				}
+				switch plan.act {
+				case "close":
+					closed <- struct{}{}
+					return
+				case "read-close":
+					read()
+				case "silent":
+					read()
+					_, _ = c.Read(make([]byte, 1)) // until the client gives up
+				case "partial":
+					if read() {
+						_, _ = c.Write([]byte(sb + "MSH|partial"))
+					}
+				case "hold":
+					for read() {
+						_ = WriteFrame(c, []byte("ok"))
+					}
+				}
+			})
+			cl := &Client{Addr: addr, ACKTimeout: 300 * time.Millisecond}
+			defer cl.Close()
+			if reply, err := cl.Send(context.Background(), []byte("first")); err != nil || string(reply) != "ok" {
+				t.Fatalf("first Send = %q, %v", reply, err)
+			}
+			if tt.conns[0].act == "close" {
+				<-closed
+				if tt.wantErr != nil {
+					// The fresh-connection case: drop the stale one first,
+					// so that the next Send dials.
+					cl.Close()
+				}
+			}
+			reply, err := cl.Send(context.Background(), []byte("second"))
+			switch {
+			case tt.wantErr == nil && (err != nil || string(reply) != "ok"):
+				t.Fatalf("second Send = %q, %v; want ok", reply, err)
+			case tt.wantErr != nil && (err == nil || !tt.wantErr(err)):
+				t.Fatalf("second Send error = %v (%T)", err, err)
+			}
+			cl.Close()
+			checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if fmt.Sprint(frames) != fmt.Sprint(tt.wantFrames) {
+					return fmt.Errorf("frames per connection %v, want %v", frames, tt.wantFrames)
+				}
+				return nil
+			})
+		})
 	}
 }

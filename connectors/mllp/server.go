@@ -1,5 +1,9 @@
 package mllp
 
+// This file is the Server's public face: its configuration, Serve and
+// Shutdown. One connection's life is in conn.go, who gets a connection slot
+// in limits.go, and the log rate limit in ratelog.go.
+
 import (
 	"context"
 	"crypto/tls"
@@ -16,6 +20,11 @@ type Request struct {
 	Err      error // non-nil (matching ErrTooLarge) when the frame was oversize: Payload holds its prefix
 	Remote   net.Addr
 	Received time.Time // when the frame's first byte arrived
+	// TLS is the connection's verified TLS state (nil over plain TCP), so
+	// that a handler can check the client certificate's subject or SANs
+	// against an allow-list. Every frame of one connection shares it: do
+	// not modify it.
+	TLS *tls.ConnectionState
 }
 
 // Handler answers one frame. The returned reply is the payload to frame and
@@ -32,7 +41,11 @@ type HandlerFunc func(ctx context.Context, req Request) []byte
 // ServeMLLP calls f.
 func (f HandlerFunc) ServeMLLP(ctx context.Context, req Request) []byte { return f(ctx, req) }
 
-// ConnState is a connection event reported to Server.ConnState.
+// ConnState is a connection event reported to Server.ConnState. Every
+// StateOpen is followed, once, by StateClosed; StateEvicted,
+// StateHandshakeFailed and StateFirstByteTimeout say why a connection is
+// about to close and come before its StateClosed. StateRejected is a
+// connection never opened, so no StateClosed follows it.
 type ConnState int
 
 const (
@@ -40,11 +53,23 @@ const (
 	StateOpen ConnState = iota + 1
 	// StateClosed: a served connection ended.
 	StateClosed
-	// StateRejected: a connection was closed at once because the server
-	// already had MaxConnections.
+	// StateRejected: a new connection was closed at once because the
+	// server, or its peer, was at its connection limit and every
+	// connection that could have made room was in the middle of a frame.
 	StateRejected
+	// StateEvicted: an idle connection was closed to make room for a new
+	// one at a connection limit.
+	StateEvicted
+	// StateHandshakeFailed: the TLS handshake failed or did not finish
+	// within HandshakeTimeout.
+	StateHandshakeFailed
+	// StateFirstByteTimeout: the connection sent nothing of a first frame
+	// within FirstByteTimeout.
+	StateFirstByteTimeout
 )
 
+// String returns the state's name as a metric label: "open", "closed",
+// "rejected", "evicted", "handshake_failed" or "first_byte_timeout".
 func (s ConnState) String() string {
 	switch s {
 	case StateOpen:
@@ -53,22 +78,39 @@ func (s ConnState) String() string {
 		return "closed"
 	case StateRejected:
 		return "rejected"
+	case StateEvicted:
+		return "evicted"
+	case StateHandshakeFailed:
+		return "handshake_failed"
+	case StateFirstByteTimeout:
+		return "first_byte_timeout"
 	}
 	return "unknown"
 }
 
 // Server defaults.
 const (
-	DefaultReadTimeout    = 30 * time.Second
-	DefaultIdleTimeout    = 10 * time.Minute
-	DefaultWriteTimeout   = 30 * time.Second
-	DefaultMaxConnections = 100
+	DefaultReadTimeout           = 30 * time.Second
+	DefaultIdleTimeout           = 10 * time.Minute
+	DefaultWriteTimeout          = 30 * time.Second
+	DefaultMaxConnections        = 100
+	DefaultMaxConnectionsPerPeer = 20
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultFirstByteTimeout      = 30 * time.Second
 )
 
 // Server accepts MLLP connections and serves each one frame at a time:
 // read a frame, call the Handler, write its reply, read the next. Zero
 // values of the fields mean their documented defaults. Fields must not
 // change once Serve has been called.
+//
+// Connection limits cannot be used to lock a sender out: at a limit, the
+// newcomer takes the place of an idle connection (closed, and reported as
+// StateEvicted) and is refused only when every connection that could make
+// room is in the middle of a frame. Connections that have never sent a
+// complete frame go first, the longest-waiting first, then the
+// longest-idle of those that have; so a flood of silent connections,
+// however large, cannot keep out a sender that connects and sends.
 type Server struct {
 	Handler Handler
 	// MaxMessageSize is the largest frame accepted. Default: 4 MiB.
@@ -81,13 +123,32 @@ type Server struct {
 	IdleTimeout time.Duration
 	// WriteTimeout bounds writing one reply. Default: 30s.
 	WriteTimeout time.Duration
-	// MaxConnections caps concurrent connections; beyond it new ones are
-	// closed at once (logged, and reported to ConnState), so one
-	// misbehaving sender cannot starve the rest. Default: 100.
+	// MaxConnections caps concurrent connections. At the cap a new
+	// connection closes an idle one (see Server) or, when none is idle,
+	// is refused (logged, and reported to ConnState). Default: 100.
 	MaxConnections int
+	// MaxConnectionsPerPeer caps concurrent connections from one remote
+	// IP address (whatever the port), with the same policy as
+	// MaxConnections but choosing only among that peer's connections. It
+	// never exceeds MaxConnections. Default: 20.
+	MaxConnectionsPerPeer int
+	// HandshakeTimeout bounds the TLS handshake, done as soon as a
+	// connection is accepted; a connection that fails it or does not
+	// finish it in time is closed (logged, and reported as
+	// StateHandshakeFailed). Default: 10s.
+	HandshakeTimeout time.Duration
+	// FirstByteTimeout closes a connection that has not sent the first
+	// byte of its first frame this long after it was accepted (after the
+	// TLS handshake), reported as StateFirstByteTimeout. It is short
+	// because a sender that connects sends at once; IdleTimeout applies
+	// from the first frame on. Default: 30s (or IdleTimeout, if shorter).
+	FirstByteTimeout time.Duration
 	// TLSConfig, when set, makes the server speak MLLP over TLS.
 	TLSConfig *tls.Config
-	// Logger receives connection events. Default: slog.Default().
+	// Logger receives connection events. Refusals, evictions, failed
+	// handshakes and first-byte timeouts are logged at Warn at most once a
+	// minute per peer IP and kind, with the count of those suppressed
+	// since. Default: slog.Default().
 	Logger *slog.Logger
 	// ConnState, when set, is called on every connection event (for
 	// gauges and counters). It must not block.
@@ -96,16 +157,12 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	peers     map[string]map[*conn]struct{} // peer IP → its connections
 	addr      net.Addr
 	shutdown  bool
 	wg        sync.WaitGroup // connection goroutines
 	drained   chan struct{}  // closed when shut down and the last connection ended
-}
-
-type conn struct {
-	nc     net.Conn
-	cancel context.CancelFunc
-	active bool // between a frame's first byte and its reply being written; guarded by Server.mu
+	limiter   logLimiter
 }
 
 // ListenAndServe listens on the TCP address addr and calls Serve.
@@ -129,13 +186,11 @@ func (s *Server) Addr() net.Addr {
 // Serve accepts connections on ln until ctx ends or Shutdown is called,
 // and returns once every connection it started has ended. Ending ctx is a
 // hard stop: connections are closed and handlers' contexts cancelled; call
-// Shutdown first for a graceful one. Serve closes ln.
+// Shutdown first for a graceful one. Serve closes ln. With TLSConfig set,
+// ln must be a plain TCP listener: the server does the handshake itself.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.Handler == nil {
 		return errors.New("mllp: Server.Handler is nil")
-	}
-	if s.TLSConfig != nil {
-		ln = tls.NewListener(ln, s.TLSConfig)
 	}
 	s.mu.Lock()
 	if s.shutdown {
@@ -146,6 +201,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.listeners == nil {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*conn]struct{}{}
+		s.peers = map[string]map[*conn]struct{}{}
 	}
 	s.listeners[ln] = struct{}{}
 	if s.addr == nil {
@@ -203,109 +259,6 @@ func (s *Server) waitConns(ctx context.Context) error {
 	defer stop()
 	s.wg.Wait()
 	return nil
-}
-
-func (s *Server) startConn(ctx context.Context, nc net.Conn) {
-	s.mu.Lock()
-	if s.shutdown {
-		s.mu.Unlock()
-		_ = nc.Close()
-		return
-	}
-	if len(s.conns) >= s.maxConnections() {
-		s.mu.Unlock()
-		_ = nc.Close()
-		s.logger().Warn("mllp connection refused: at MaxConnections", "remote", nc.RemoteAddr().String(), "max", s.maxConnections())
-		s.report(nc.RemoteAddr(), StateRejected)
-		return
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	c := &conn{nc: nc, cancel: cancel}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	s.report(nc.RemoteAddr(), StateOpen)
-	go func() {
-		defer s.wg.Done()
-		defer s.endConn(c)
-		s.serveConn(cctx, c)
-	}()
-}
-
-func (s *Server) endConn(c *conn) {
-	c.cancel()
-	_ = c.nc.Close()
-	s.mu.Lock()
-	delete(s.conns, c)
-	if s.shutdown && len(s.conns) == 0 {
-		closeOnce(s.drained)
-	}
-	s.mu.Unlock()
-	s.report(c.nc.RemoteAddr(), StateClosed)
-}
-
-// serveConn runs one connection's read → handle → reply loop.
-func (s *Server) serveConn(ctx context.Context, c *conn) {
-	// A hard stop (ctx) must unblock reads and writes.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.Close() })
-	defer stop()
-	log := s.logger().With("remote", c.nc.RemoteAddr().String())
-	r := NewReader(c.nc, s.maxMessageSize())
-	garbageLogged := false
-	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
-		if err := r.waitFrame(); err != nil {
-			if errors.Is(err, ErrTimeout) {
-				log.Debug("mllp connection idle, closing")
-			}
-			return
-		}
-		if !s.setActive(c, true) {
-			return // shutting down; the sender will resend on a new connection
-		}
-		received := time.Now()
-		_ = c.nc.SetReadDeadline(received.Add(s.readTimeout()))
-		payload, err := r.ReadFrame()
-		switch {
-		case err == nil, errors.Is(err, ErrTooLarge):
-		case errors.Is(err, ErrNoStartBlock):
-			if !garbageLogged {
-				log.Warn("mllp bytes outside a frame discarded", "err", err)
-				garbageLogged = true
-			}
-			if !s.setActive(c, false) {
-				return
-			}
-			continue
-		default:
-			// Timeout, truncation or a broken connection: nothing complete
-			// to hand over, and no way to resynchronise reliably.
-			if !errors.Is(err, net.ErrClosed) {
-				log.Warn("mllp frame incomplete, closing connection", "err", err)
-			}
-			return
-		}
-		reply := s.Handler.ServeMLLP(ctx, Request{Payload: payload, Err: err, Remote: c.nc.RemoteAddr(), Received: received})
-		if reply != nil {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(s.writeTimeout()))
-			if werr := WriteFrame(c.nc, reply); werr != nil {
-				log.Warn("mllp write reply", "err", werr)
-				return
-			}
-		}
-		if !s.setActive(c, false) {
-			return
-		}
-	}
-}
-
-// setActive marks c busy or idle; it reports false once the server is
-// shutting down, telling the connection to end.
-func (s *Server) setActive(c *conn, active bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c.active = active
-	return !s.shutdown
 }
 
 // Shutdown stops accepting, closes idle connections and waits for
@@ -379,6 +332,9 @@ func (s *Server) logger() *slog.Logger {
 
 func (s *Server) maxMessageSize() int { return orDefault(s.MaxMessageSize, DefaultMaxMessageSize) }
 func (s *Server) maxConnections() int { return orDefault(s.MaxConnections, DefaultMaxConnections) }
+func (s *Server) maxConnectionsPerPeer() int {
+	return min(orDefault(s.MaxConnectionsPerPeer, DefaultMaxConnectionsPerPeer), s.maxConnections())
+}
 func (s *Server) readTimeout() time.Duration {
 	return orDefault(s.ReadTimeout, DefaultReadTimeout)
 }
@@ -387,6 +343,12 @@ func (s *Server) idleTimeout() time.Duration {
 }
 func (s *Server) writeTimeout() time.Duration {
 	return orDefault(s.WriteTimeout, DefaultWriteTimeout)
+}
+func (s *Server) handshakeTimeout() time.Duration {
+	return orDefault(s.HandshakeTimeout, DefaultHandshakeTimeout)
+}
+func (s *Server) firstByteTimeout() time.Duration {
+	return min(orDefault(s.FirstByteTimeout, DefaultFirstByteTimeout), s.idleTimeout())
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
