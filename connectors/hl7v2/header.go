@@ -47,6 +47,17 @@ func (m *Message) Header() Header {
 // sane) otherwise, and reads the MSH up to the first line break. Without an
 // MSH it returns a zero Header.
 func PeekHeader(data []byte) (Header, Delimiters) {
+	seg, ok := peekMSH(data)
+	if !ok {
+		return Header{}, DefaultDelimiters
+	}
+	return headerOf(seg), seg.d
+}
+
+// peekMSH finds the MSH as PeekHeader does and returns it up to the first
+// line break, with the delimiters PeekHeader uses. It does not allocate,
+// so DecodeMessage can read MSH-18 on the hot path.
+func peekMSH(data []byte) (Segment, bool) {
 	d := DefaultDelimiters
 	window := data
 	if len(window) > 4096 {
@@ -54,7 +65,7 @@ func PeekHeader(data []byte) (Header, Delimiters) {
 	}
 	i := bytes.Index(window, mshID)
 	if i < 0 {
-		return Header{}, d
+		return Segment{}, false
 	}
 	data = data[i:]
 	if len(data) > 3 && delimOK(data[3]) && data[3] != '\r' && data[3] != '\n' {
@@ -67,12 +78,14 @@ func PeekHeader(data []byte) (Header, Delimiters) {
 			}
 		}
 	}
-	if j := bytes.IndexAny(data, "\r\n"); j >= 0 {
+	// Two vectorised searches beat one IndexAny, which goes byte by byte.
+	if j := bytes.IndexByte(data, '\r'); j >= 0 {
 		data = data[:j]
 	}
-	seg := Segment{b: data, d: d, msh: true}
-	h := headerOf(seg)
-	return h, d
+	if j := bytes.IndexByte(data, '\n'); j >= 0 {
+		data = data[:j]
+	}
+	return Segment{b: data, d: d, msh: true}, true
 }
 
 // headerOf fills a Header from an MSH segment with one allocation for the

@@ -1,6 +1,8 @@
 // Package normalise is the stage between careflow.valid and careflow.events:
-// it parses each validated HL7 v2 message and maps it to the canonical
-// avro.ClinicalEvent (see Map and docs/canonical-model.md).
+// it decodes each validated HL7 v2 message to UTF-8 (in the character set
+// ingest resolved, avro.RawMessage.Charset), parses it and maps it to the
+// canonical avro.ClinicalEvent (see Map and docs/canonical-model.md), whose
+// strings are therefore always UTF-8.
 //
 // A message that cannot be mapped is both reported and dead-lettered:
 // Process returns a DeliveryOutcome (status invalid) for careflow.outcomes
@@ -70,7 +72,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		}
 		return s.reject(in, nil, now, err)
 	}
-	m, err := hl7v2.Parse(raw.Payload)
+	m, err := parse(&raw)
 	if err != nil {
 		code, loc := CodeParse, ""
 		var pe *hl7v2.ParseError
@@ -93,6 +95,28 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		Value:   b,
 		Headers: in.Headers.Derive(topics.StageNormalise, now),
 	}}, nil
+}
+
+// parse decodes raw.Payload to UTF-8 and parses it, so that the event
+// holds only UTF-8. The character set is raw.Charset, as ingest resolved
+// it; a record without one (written before ingest recorded it) is read by
+// its MSH-18, else as UTF-8. Ingest has validated the bytes already, so a
+// failure here means an old record or a replay of bytes ingest would now
+// refuse: a permanent error with the parser's code and location.
+func parse(raw *avro.RawMessage) (*hl7v2.Message, error) {
+	payload, _, err := hl7v2.DecodeMessage(raw.Payload, raw.Charset, "")
+	if err != nil {
+		return nil, err
+	}
+	m, err := hl7v2.Parse(payload)
+	if err != nil {
+		return nil, err
+	}
+	// \X..\ escapes spell bytes that Unescape writes as they are.
+	if err := m.ValidUTF8(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // reject returns the invalid outcome for in together with perm, so that

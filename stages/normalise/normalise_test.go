@@ -34,7 +34,12 @@ func newStage(t *testing.T) (*Stage, *avro.Serde) {
 // careflow.valid.
 func envelope(t *testing.T, serde *avro.Serde, payload []byte) stages.Envelope {
 	t.Helper()
-	raw := rawFor(payload)
+	return envelopeFor(t, serde, rawFor(payload))
+}
+
+// envelopeFor is envelope for a RawMessage the test has filled in.
+func envelopeFor(t *testing.T, serde *avro.Serde, raw *avro.RawMessage) stages.Envelope {
+	t.Helper()
 	raw.MessageType, raw.TriggerEvent = "ADT", "A01"
 	b, err := serde.Encode(raw)
 	if err != nil {

@@ -19,11 +19,20 @@ const DefaultVersion = "2.5.1"
 // v231 is the first version with MSH-9.3.
 var v231 = version{2, 3, 1}
 
+// v23 is the first version with MSH-18 (character set).
+var v23 = version{2, 3, 0}
+
 // HL7 renders ev as an HL7 v2 message for t, with controlID in MSH-10 and
 // now in MSH-7. Everything but MSH-7 depends only on ev, t and controlID,
 // so a retry resends the same message under the same control id. Values
 // are escaped; an observation's "~"-joined value is written back as
 // repetitions.
+//
+// The message is written in t.Charset (default UTF-8), declared in MSH-18
+// from 2.3 on ("UNICODE UTF-8", "8859/1"); 2.1 and 2.2 have no MSH-18, so
+// the receiver must know the set from its own configuration. A character
+// the set cannot hold is a *hl7v2.ParseError with code
+// hl7v2.CodeUnrepresentable at its field ("PID-5").
 func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]byte, error) {
 	ver := t.Version
 	if ver == "" {
@@ -44,6 +53,14 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 	if pid == "" {
 		pid = "P"
 	}
+	cs, err := hl7v2.DestinationCharset(t.Charset)
+	if err != nil {
+		return nil, fmt.Errorf("render hl7: %w", err)
+	}
+	msh18 := ""
+	if v.atLeast(v23) {
+		msh18 = cs.MSH18()
+	}
 
 	b := hl7v2.NewBuilder(hl7v2.DefaultDelimiters)
 	d := b.Delimiters()
@@ -59,6 +76,7 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		ControlID:            controlID,
 		ProcessingID:         pid,
 		Version:              ver,
+		Charset:              msh18,
 	})
 
 	isADT := ev.MessageType == "ADT"
@@ -118,7 +136,11 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("render hl7 %s^%s: %w", ev.MessageType, ev.TriggerEvent, err)
 	}
-	return b.Bytes(), nil
+	out, err := cs.Encode(b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("render hl7 %s^%s in %s: %w", ev.MessageType, ev.TriggerEvent, cs.Name(), err)
+	}
+	return out, nil
 }
 
 func writePID(b *hl7v2.Builder, p *avro.Patient) {

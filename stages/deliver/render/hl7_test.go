@@ -83,6 +83,9 @@ func TestHL7Structure(t *testing.T) {
 			if h.Version != tc.version || h.ControlID != "CTRL0001" || h.ProcessingID != "P" {
 				t.Errorf("MSH-12/10/11 = %q/%q/%q", h.Version, h.ControlID, h.ProcessingID)
 			}
+			if h.Charset != "UNICODE UTF-8" {
+				t.Errorf("MSH-18 = %q, want UNICODE UTF-8 (the default, declared from 2.3 on)", h.Charset)
+			}
 			if h.DateTime != "20240304050607+0000" {
 				t.Errorf("MSH-7 = %q", h.DateTime)
 			}

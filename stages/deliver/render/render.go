@@ -3,6 +3,12 @@
 // (HL7) or careflow's JSON document (JSON). It knows nothing of Kafka or
 // transports; deliver calls it once per attempt.
 //
+// Events hold UTF-8. HL7 is built in UTF-8 and converted to the
+// destination's character set as the last step; JSON stays UTF-8. A
+// character the destination's set cannot hold, or a string that is not
+// UTF-8 (an event written before normalise decoded MSH-18), is an error
+// naming where it is, never a "?" or U+FFFD.
+//
 // docs/routing.md describes the HL7 layout per event type, the JSON shape
 // and the control id rule.
 package render
@@ -29,6 +35,10 @@ type Target struct {
 	ReceivingApplication string // MSH-5
 	ReceivingFacility    string // MSH-6
 	ProcessingID         string // MSH-11; default "P"
+	// Charset is the character set an HL7 destination receives, any name
+	// hl7v2.DestinationCharset accepts ("8859/1", "WINDOWS-1252"); "" is
+	// UTF-8. JSON is always UTF-8 (RFC 8259) and ignores it.
+	Charset string
 }
 
 // controlIDLen is the most HL7 allows in MSH-10 (ST, 20 characters).
