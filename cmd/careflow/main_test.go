@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,7 +23,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestCheck(t *testing.T) {
 	code, out, _ := runCLI("check", "../../examples/demo/careflow.yaml")
-	if code != 0 || !strings.Contains(out, "ok (2 inbound, 3 destinations") {
+	if code != 0 || !strings.Contains(out, "ok (3 inbound, 3 destinations") {
 		t.Fatalf("check of the demo config: exit %d, %q", code, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
@@ -122,5 +123,50 @@ func TestSplitMessages(t *testing.T) {
 				t.Errorf("message %q still has LF", m)
 			}
 		}
+	}
+}
+
+// TestCheckRouteTypes: `careflow check` type-checks route conditions, so
+// the typos that used to pass it and then fail (or never match) at run
+// time exit 1, each named at its `when` key's line on one line of stderr.
+func TestCheckRouteTypes(t *testing.T) {
+	routes := []struct{ when, want string }{
+		{`'event.message_type in ["ORM", "OML"]'`, ""}, // valid: not reported
+		{`'event.messag_type == "ORM"'`, "undefined field 'messag_type' (did you mean 'message_type'?) at column 6"},
+		{`'event.message_type == 1'`, "found no matching overload for '==' applied to '(string, int)' at column 20"},
+		{`'event.message_type'`, "route condition must return bool, not string: compare it, e.g. `event.message_type == \"ADT\"`"},
+		{">-\n      event.message_type == \"ORU\" &&\n      event.orders.exists(o, o.result_stat == \"F\")", "undefined field 'result_stat' (did you mean 'result_status'?) at column 56"}, // of the folded line
+		{`'event.encounter != null && event.encounter.patient_class == "I"'`, ""},
+	}
+	yaml := "inbound:\n  - name: ehr\n    transport: mllp\n    listen: 127.0.0.1:2575\ndestinations:\n  - name: lab\n    transport: mllp\n    address: 127.0.0.1:6661\nroutes:\n"
+	var wants []string
+	for i, r := range routes {
+		yaml += fmt.Sprintf("  - name: r%d\n    destination: lab\n", i)
+		line := strings.Count(yaml, "\n") + 1
+		yaml += "    when: " + r.when + "\n"
+		if r.want != "" {
+			wants = append(wants, fmt.Sprintf(":%d: routes[%d].when: %s", line, i, r.want))
+		}
+	}
+	path := filepath.Join(t.TempDir(), "careflow.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI("check", path)
+	if code != 1 {
+		t.Fatalf("check exited %d (stdout %q), want 1", code, out)
+	}
+	for _, w := range wants {
+		if !strings.Contains(errOut, path+w+"\n") {
+			t.Errorf("stderr lacks the line\n %s%s\nin:\n%s", path, w, errOut)
+		}
+	}
+	for _, valid := range []string{"routes[0].when", "routes[5].when"} {
+		if strings.Contains(errOut, valid) {
+			t.Errorf("a valid condition is reported (%s):\n%s", valid, errOut)
+		}
+	}
+	if strings.Contains(errOut, " | ") || strings.Contains(errOut, "<input>") {
+		t.Errorf("the caret lines belong to the engine's log, not to check's one-line report:\n%s", errOut)
 	}
 }

@@ -1,15 +1,17 @@
 // This file compiles route conditions: CEL expressions over one variable,
 // `event`, that must return bool. `careflow check` uses Compile too, so its
 // errors are written for the person editing the routes file.
+
 package route
 
 import (
-	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common"
 )
 
 // Variable is the name of the CEL variable holding the event.
@@ -28,31 +30,34 @@ const interruptEvery = 100
 // env is the one CEL environment every condition compiles in. Building it
 // is costly and it is safe for concurrent use.
 var env = sync.OnceValues(func() (*cel.Env, error) {
-	return cel.NewEnv(cel.Variable(Variable, cel.MapType(cel.StringType, cel.DynType)))
+	return cel.NewEnv(eventEnvOptions()...)
 })
 
-// Compile checks expr and returns a program ready to evaluate against
-// Activation. An error carries CEL's message with line and column, or says
-// that the expression does not return bool. Because event is a map of dyn,
-// an expression whose type is only known at run time (such as
-// `event.event_type`) is rejected: a condition must be visibly boolean
-// (`event.event_type == "admit"`).
+// Compile type-checks expr against the declared type of `event` (see
+// event.go) and returns a program ready to evaluate against Activation.
+// The error is a *CompileError: an unknown field, a comparison of a string
+// with a number, an unknown function, a syntax error, or a result that is
+// not bool (`event.event_type` alone must be compared:
+// `event.event_type == "admit"`).
 func Compile(expr string) (cel.Program, error) {
 	if strings.TrimSpace(expr) == "" {
-		return nil, errors.New("route condition is empty")
+		return nil, &CompileError{Expr: expr, Problems: []Problem{{Message: "route condition is empty"}}}
 	}
 	e, err := env()
 	if err != nil {
 		return nil, fmt.Errorf("build CEL environment: %w", err)
 	}
-	ast, iss := e.Compile(expr)
-	if err := iss.Err(); err != nil {
-		// CEL's own text ("ERROR: <input>:1:7: undeclared reference to
-		// 'evnt'" and a caret under the column) is what the reader needs.
-		return nil, err
+	src := common.NewTextSource(expr)
+	parsed, iss := e.ParseSource(src)
+	if iss.Err() != nil {
+		return nil, newCompileError(e, src, nil, iss.Errors())
+	}
+	ast, iss := e.Check(parsed)
+	if iss.Err() != nil {
+		return nil, newCompileError(e, src, parsed, iss.Errors())
 	}
 	if t := ast.OutputType(); !t.IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("route condition must return bool, but returns %s (compare it, e.g. `== \"value\"`)", t)
+		return nil, &CompileError{Expr: expr, Problems: []Problem{{Message: notBool(t)}}}
 	}
 	prg, err := e.Program(ast,
 		cel.CostLimit(CostLimit),
@@ -64,26 +69,43 @@ func Compile(expr string) (cel.Program, error) {
 	return prg, nil
 }
 
-// errorClass reduces a CEL evaluation error to its class ("no such key",
-// "index out of range", ...): the text after the first colon can quote a
-// value from the event, and outcomes and logs must not hold patient data.
+// notBool says what to do with a condition whose result has type t.
+func notBool(t *cel.Type) string {
+	hint := "compare it, e.g. `event.message_type == \"ADT\"`"
+	switch t.Kind() {
+	case cel.ListKind:
+		hint = "test it, e.g. `size(event.orders) > 0` or `event.orders.exists(o, o.status == \"CM\")`"
+	case cel.StructKind:
+		hint = "test a field of it, or whether it is present, e.g. `has(event.encounter)`"
+	}
+	return fmt.Sprintf("route condition must return bool, not %s: %s", t, hint)
+}
+
+// errorClass reduces a CEL evaluation error to its class ("index out of
+// bounds", "actual cost limit exceeded", ...), for outcomes and logs, which
+// must not hold patient data: cel-go puts the offending value after a
+// colon ("index out of bounds: 5"), in double quotes ("invalid RFC 3339
+// timestamp \"...\"") or as a number ("range error converting 1e+30 to
+// int"), so the class is the text before the first colon or quote, less
+// any word with a digit in it.
 func errorClass(err error) string {
 	msg := err.Error()
-	i := strings.IndexByte(msg, ':')
-	if i >= 0 && msg[:i] == "operation cancelled" {
+	if rest, ok := strings.CutPrefix(msg, "operation cancelled: "); ok {
 		// "operation cancelled: actual cost limit exceeded": the reason
 		// is fixed text and the part worth reading.
-		if j := strings.IndexByte(msg[i+1:], ':'); j >= 0 {
-			i += 1 + j
-		} else {
-			i = -1
-		}
+		msg = rest
 	}
-	if i >= 0 {
+	if i := strings.IndexAny(msg, ":\""); i >= 0 {
 		msg = msg[:i]
 	}
+	words := strings.Fields(msg)
+	words = slices.DeleteFunc(words, func(w string) bool { return strings.ContainsAny(w, "0123456789") })
+	msg = strings.Join(words, " ")
 	if len(msg) > 80 {
 		msg = msg[:80]
 	}
-	return strings.TrimSpace(msg)
+	if msg == "" {
+		return "evaluation error"
+	}
+	return msg
 }

@@ -1,4 +1,5 @@
 // Events and routes the route tests share. The patients are invented.
+
 package route
 
 import (

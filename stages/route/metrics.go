@@ -1,5 +1,6 @@
 // This file holds the routing stage's Prometheus series. Labels are route
 // and destination names from the configuration, never event content.
+
 package route
 
 import (

@@ -3,7 +3,10 @@
 // Each route names a destination and a CEL condition over the event; an
 // event goes to every destination whose condition holds, once per
 // destination, and an event no route takes is recorded as an unrouted
-// outcome rather than dropped. docs/routing.md is the operator's guide.
+// outcome rather than dropped. Conditions are type-checked against
+// avro.ClinicalEvent when they are compiled (event.go), so a misspelt field
+// is a configuration error, not a run-time one. docs/routing.md is the
+// operator's guide.
 package route
 
 import (
@@ -36,7 +39,7 @@ const (
 type Route struct {
 	Name        string        // unique; recorded on metrics and error outcomes
 	Destination string        // the outbound topic is topics.Outbound(Destination)
-	When        string        // CEL condition returning bool; see Compile
+	When        string        // CEL condition returning bool, type-checked; see Compile
 	SLA         time.Duration // delivery target for analytics; routing ignores it
 }
 
@@ -46,7 +49,10 @@ type Config struct {
 	Serde   *avro.Serde
 	Now     func() time.Time      // Default: time.Now.
 	Metrics prometheus.Registerer // nil: metrics are kept but not registered
-	Logger  *slog.Logger          // Default: slog.Default().
+	// Logger receives a WARN line when a condition fails at run time, at
+	// most once a minute per route (the rest at DEBUG). Default:
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Stage is the routing Processor. It is safe for concurrent use.
@@ -54,7 +60,7 @@ type Stage struct {
 	routes  []compiled
 	serde   *avro.Serde
 	now     func() time.Time
-	log     *slog.Logger
+	evalLog *evalLog
 	metrics *metrics
 }
 
@@ -71,13 +77,15 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("route: Config.Serde is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, log: cfg.Logger}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.log == nil {
-		s.log = slog.Default()
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
 	}
+	s.evalLog = newEvalLog(log, s.now)
 	var errs []error
 	seen := make(map[string]bool, len(cfg.Routes))
 	for i, r := range cfg.Routes {
@@ -192,13 +200,11 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 // (transiently), because retrying then gives the same answer as now
 // would have.
 func (s *Stage) evaluate(ctx context.Context, ev *avro.ClinicalEvent) ([]match, []evalError, error) {
-	act, err := cel.NewActivation(Activation(ev))
-	if err != nil {
-		return nil, nil, fmt.Errorf("route: build activation: %w", err)
-	}
+	act := eventActivation{ev}
 	var matches []match
 	var failures []evalError
-	for _, r := range s.routes {
+	for i := range s.routes {
+		r := &s.routes[i]
 		// CEL looks at ctx only inside comprehensions; check it here too
 		// so a cancelled stage never reads as "no route matched".
 		if err := ctx.Err(); err != nil {
@@ -211,10 +217,8 @@ func (s *Stage) evaluate(ctx context.Context, ev *avro.ClinicalEvent) ([]match, 
 			}
 			class := errorClass(err)
 			s.metrics.evalErrors.WithLabelValues(r.Name).Inc()
-			s.log.WarnContext(ctx, "route condition failed; treated as no match",
-				"stage", topics.StageRoute, "route", r.Name, "destination", r.Destination,
-				"message_id", ev.EventID, "error", class)
-			failures = append(failures, evalError{route: r, class: class})
+			s.evalLog.failed(ctx, r, ev.EventID, class)
+			failures = append(failures, evalError{route: *r, class: class})
 			continue
 		}
 		if val != types.True || contains(matches, r.Destination) {

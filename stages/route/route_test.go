@@ -31,6 +31,13 @@ type harness struct {
 
 func newHarness(t testing.TB, routes []Route) *harness {
 	t.Helper()
+	return newHarnessWith(t, routes, nil)
+}
+
+// newHarnessWith is newHarness with the Config changed by edit (a clock, a
+// logger) before New.
+func newHarnessWith(t testing.TB, routes []Route, edit func(*Config)) *harness {
+	t.Helper()
 	store, err := registry.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -40,13 +47,17 @@ func newHarness(t testing.TB, routes []Route) *harness {
 		t.Fatal(err)
 	}
 	h := &harness{serde: serde, reg: prometheus.NewRegistry(), logs: new(bytes.Buffer)}
-	h.stage, err = New(Config{
+	cfg := Config{
 		Routes:  routes,
 		Serde:   serde,
 		Now:     func() time.Time { return routeTime },
 		Metrics: h.reg,
 		Logger:  slog.New(slog.NewTextHandler(h.logs, nil)),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h.stage, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,24 +257,24 @@ func TestUnrouted(t *testing.T) {
 
 func TestRuntimeError(t *testing.T) {
 	routes := []Route{
-		{Name: "by-visit", Destination: "bed-board", When: `event.encounter.visit_number == "V100"`},
+		{Name: "by-first-order", Destination: "lab", When: `event.orders[0].service_code == "FBC"`},
 		{Name: "all-adt", Destination: "portal", When: `event.message_type == "ADT"`},
 	}
 	h := newHarness(t, routes)
 
-	// With an encounter the condition works.
-	out, err := h.stage.Process(context.Background(), h.input(t, adt("A01")))
+	// With an order the condition works.
+	ord := order("ORM", "O01")
+	out, err := h.stage.Process(context.Background(), h.input(t, ord))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ob, _ := h.split(t, out); !slices.Equal(destinations(ob), []string{"bed-board", "portal"}) {
+	if ob, _ := h.split(t, out); !slices.Equal(destinations(ob), []string{"lab"}) {
 		t.Fatalf("destinations %v", destinations(ob))
 	}
 
 	// Without one it fails: no match for that route, an error outcome, the
 	// other route unaffected.
 	ev := adt("A01")
-	ev.Encounter = nil
 	out, err = h.stage.Process(context.Background(), h.input(t, ev))
 	if err != nil {
 		t.Fatalf("a failing condition must not fail the record: %v", err)
@@ -281,15 +292,15 @@ func TestRuntimeError(t *testing.T) {
 	if errOutcome == nil {
 		t.Fatalf("no %s outcome in %+v", CodeEvalError, outcomes)
 	}
-	if errOutcome.OutcomeID != ev.EventID+"/route/error/by-visit" || errOutcome.Destination != "bed-board" ||
-		!strings.Contains(errOutcome.ErrorText, "by-visit") || !strings.Contains(errOutcome.ErrorText, "no such key") {
+	if errOutcome.OutcomeID != ev.EventID+"/route/error/by-first-order" || errOutcome.Destination != "lab" ||
+		errOutcome.ErrorText != `route "by-first-order" condition: index out of bounds` {
 		t.Errorf("error outcome %+v", errOutcome)
 	}
-	if got := testutil.ToFloat64(h.stage.metrics.evalErrors.WithLabelValues("by-visit")); got != 1 {
-		t.Errorf("careflow_route_eval_errors_total{by-visit} = %v", got)
+	if got := testutil.ToFloat64(h.stage.metrics.evalErrors.WithLabelValues("by-first-order")); got != 1 {
+		t.Errorf("careflow_route_eval_errors_total{by-first-order} = %v", got)
 	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "by-visit") {
+	if !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "by-first-order") {
 		t.Errorf("no warning naming the route: %s", logs)
 	}
 	for _, phi := range []string{"Lovelace", "MRN001", "18151210"} {
@@ -308,6 +319,26 @@ func TestRuntimeError(t *testing.T) {
 	_, outcomes = h2.split(t, out)
 	if len(outcomes) != 2 || outcomes[1].OutcomeID != ev.EventID+"/route/unrouted" {
 		t.Errorf("outcomes %+v, want the error and an unrouted outcome", outcomes)
+	}
+}
+
+// TestNoEncounter: a condition on the encounter, unguarded, is false for
+// an event without one; it is not an error on every such event.
+func TestNoEncounter(t *testing.T) {
+	routes := []Route{{Name: "inpatients", Destination: "bed-board", When: `event.encounter.patient_class == "I"`}}
+	h := newHarness(t, routes)
+	ev := adt("A01")
+	ev.Encounter = nil
+	out, err := h.stage.Process(context.Background(), h.input(t, ev))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbound, outcomes := h.split(t, out)
+	if len(outbound) != 0 || len(outcomes) != 1 || outcomes[0].Status != avro.StatusUnrouted || outcomes[0].ErrorCode != "" {
+		t.Errorf("outbound %v, outcomes %+v; want only an unrouted outcome", destinations(outbound), outcomes)
+	}
+	if got := testutil.ToFloat64(h.stage.metrics.evalErrors.WithLabelValues("inpatients")); got != 0 {
+		t.Errorf("careflow_route_eval_errors_total = %v, want 0", got)
 	}
 }
 
@@ -373,12 +404,13 @@ func TestNewErrors(t *testing.T) {
 		{Name: "a", Destination: "lab", When: `true`},
 		{Name: "b", Destination: "", When: `true`},
 		{Name: "c", Destination: "lab", When: `event.trigger_event`},
+		{Name: "d", Destination: "lab", When: `event.trigger_evnt == "A01"`},
 		{Name: "", Destination: "lab", When: `true`},
 	}})
 	if err == nil {
 		t.Fatal("New succeeded")
 	}
-	for _, want := range []string{`route "a": ERROR: <input>:1:`, `route "a": name used twice`, `route "b": destination is empty`, `route "c": route condition must return bool`, "route 5: name is empty"} {
+	for _, want := range []string{`route "a": Syntax error: mismatched input '<EOF>' at column 23`, `route "a": name used twice`, `route "b": destination is empty`, `route "c": route condition must return bool, not string`, `route "d": undefined field 'trigger_evnt' (did you mean 'trigger_event'?)`, "route 6: name is empty"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not report %q:\n%v", want, err)
 		}
@@ -402,6 +434,20 @@ func BenchmarkRoute(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := h.stage.Process(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEvaluate is the conditions alone: the demo routes against one
+// final result, without decoding or outcomes.
+func BenchmarkEvaluate(b *testing.B) {
+	h := newHarness(b, demoRoutes)
+	ev := result("lab-results", "F", "F")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := h.stage.evaluate(ctx, ev); err != nil {
 			b.Fatal(err)
 		}
 	}
