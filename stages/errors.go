@@ -3,6 +3,8 @@ package stages
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"careflow/avro"
 )
@@ -36,12 +38,19 @@ func (k Kind) String() string {
 }
 
 // Error is a processing failure a person can act on: which code, where in
-// the message, and why. It never holds patient data.
+// the message, and why. Code, Location and Err are careflow's own words and
+// never hold patient data: they go to logs, headers, outcomes and metrics.
 type Error struct {
 	Kind     Kind
 	Code     string // stable, machine-readable (e.g. "hl7.required_field", "ack.AE")
 	Location string // HL7 location such as "PID-7", or "" when none
 	Err      error
+	// Detail is outside free text: what a destination or sender said in
+	// its own words (MSA-3, an ERR segment's text, an HTTP body excerpt).
+	// It often names the patient, so it is kept only in the dead letter's
+	// value (avro.DeadLetter.ErrorDetail): never in Error(), a header, an
+	// outcome, a metric label or a log line. Attach it with WithDetail.
+	Detail string
 }
 
 func (e *Error) Error() string {
@@ -88,6 +97,44 @@ func Unavailable(code string, err error) error {
 	return &Error{Kind: KindUnavailable, Code: code, Err: err}
 }
 
+// WithDetail attaches outside free text (see Error.Detail) to the *Error in
+// err's chain and returns err; an err without one is wrapped as a
+// transient *Error (as KindOf would classify it) with code "internal".
+// An empty detail leaves err as it is.
+func WithDetail(err error, detail string) error {
+	if err == nil || detail == "" {
+		return err
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		e.Detail = detail
+		return err
+	}
+	return &Error{Kind: KindTransient, Code: "internal", Err: err, Detail: detail}
+}
+
+// DetailOf returns the outside free text attached to err, made valid UTF-8
+// and cut on a character boundary to at most avro.MaxErrorDetail bytes:
+// what a dead letter's ErrorDetail holds. It is "" when there is none.
+func DetailOf(err error) string {
+	var e *Error
+	if !errors.As(err, &e) || e.Detail == "" {
+		return ""
+	}
+	return truncateUTF8(strings.ToValidUTF8(e.Detail, "\uFFFD"), avro.MaxErrorDetail)
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
 // KindOf classifies err; an unclassified error is transient, because
 // retrying a mystery is safer than dead-lettering a good message.
 func KindOf(err error) Kind {
@@ -98,7 +145,8 @@ func KindOf(err error) Kind {
 	return KindTransient
 }
 
-// Describe returns the code, location and text to record for err.
+// Describe returns the code, location and text to record for err: careflow's
+// own words, never an *Error's Detail (see DetailOf).
 func Describe(err error) (code, location, text string) {
 	var e *Error
 	if errors.As(err, &e) {

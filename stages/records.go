@@ -20,6 +20,7 @@ func (r *Runner) deadLetter(in Envelope, err error) Envelope {
 		ErrorCode:         code,
 		ErrorLocation:     loc,
 		ErrorText:         text,
+		ErrorDetail:       DetailOf(err), // the value only: never a header
 		MessageID:         in.Headers.Get(topics.HeaderMessageID),
 		CorrelationID:     in.Headers.Get(topics.HeaderCorrelationID),
 		Interface:         in.Headers.Get(topics.HeaderInterface),

@@ -440,7 +440,10 @@ func (r *Runner) handle(ctx, work context.Context, t *txn, rec *kgo.Record) time
 		}
 		m.Retries.WithLabelValues(r.cfg.Stage, iface).Inc()
 		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			r.log.Warn("record still failing; rewinding and pausing", "interface", iface, "err", err)
+			// err's text is careflow's own (an *Error's Detail, a
+			// destination's words, is never part of it).
+			code, loc, _ := Describe(err)
+			r.log.Warn("record still failing; rewinding and pausing", "interface", iface, "code", code, "location", loc, "err", err)
 			return backoff
 		}
 		select {

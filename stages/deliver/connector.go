@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"time"
 
+	"careflow/avro"
 	"careflow/connectors/hl7v2"
 	"careflow/connectors/httpx"
 	"careflow/connectors/mllp"
@@ -23,8 +25,12 @@ type Result struct {
 	HTTPStatus int    // HTTP: the status
 	Code       string // error code for a rejection, e.g. "ack.AE", "http.422"
 	Location   string // ERR location from a rejecting ACK
-	Text       string // MSA-3 / ERR text or HTTP body excerpt (no patient data is added by careflow)
-	Latency    time.Duration
+	// Text is the destination's own words: MSA-3 and the ERR segments'
+	// text, or an HTTP body excerpt. It often names the patient, so it
+	// flows only to the dead letter's ErrorDetail (stages.WithDetail):
+	// never to an outcome, an error message or a log line.
+	Text    string
+	Latency time.Duration
 }
 
 // Connector sends one rendered message. It returns an error only for a
@@ -35,6 +41,8 @@ type Connector interface {
 }
 
 // TransientError is a failure worth retrying, with a code for outcomes.
+// Its message is careflow's own (it is logged and recorded): what the
+// destination said is in the Result's Text.
 type TransientError struct {
 	Code string
 	Err  error
@@ -43,33 +51,49 @@ type TransientError struct {
 func (e *TransientError) Error() string { return e.Code + ": " + e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
 
+// Codes of a failed MLLP send.
+const (
+	// CodeRender: the event could not be written in the destination's
+	// format (a render error without an HL7 location of its own).
+	CodeRender = "deliver.render"
+	// CodeMLLPTimeout: no reply within the ACK timeout (or the send's
+	// context ran out). The message may or may not have been processed.
+	CodeMLLPTimeout = "mllp.timeout"
+	// CodeMLLPConnection: dialling failed, or the receiver closed the
+	// connection before replying.
+	CodeMLLPConnection = "mllp.connection"
+	// CodeMLLPBadReply: what came back is not an MLLP frame (or is too
+	// large to be an ACK).
+	CodeMLLPBadReply = "mllp.bad_reply"
+)
+
+// mllpCode names a failed mllp.Client Send. The timeout test comes first:
+// a timeout is also a *mllp.FrameError.
+func mllpCode(err error) string {
+	var fe *mllp.FrameError
+	switch {
+	case errors.Is(err, mllp.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return CodeMLLPTimeout
+	case errors.As(err, &fe):
+		return CodeMLLPBadReply
+	}
+	return CodeMLLPConnection
+}
+
 // MLLP sends HL7 v2 over MLLP and reads the ACK: AA/CA delivered, AE/CE
 // rejected, AR/CR (the receiver's "try again") transient, as are timeouts,
-// connection errors and replies that are not an ACK.
+// connection errors and replies that are not an ACK. Each Send writes the
+// message once (the client itself redials a kept-alive connection the
+// receiver had closed), so every timeout is one attempt for the breaker.
 type MLLP struct{ Client *mllp.Client }
 
 // Send implements Connector.
 func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 	start := time.Now()
 	reply, err := c.Client.Send(ctx, payload)
-	var op *net.OpError
-	if errors.As(err, &op) && ctx.Err() == nil {
-		// A kept-alive connection the receiver has since closed (idle
-		// timeout, restart) fails at once: try once more on a fresh one
-		// before counting a failure against the destination.
-		reply, err = c.Client.Send(ctx, payload)
-	}
 	lat := time.Since(start)
 	if err != nil {
-		code := "mllp.connection"
-		if errors.Is(err, mllp.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			code = "mllp.ack_timeout"
-		}
-		var fe *mllp.FrameError
-		if errors.As(err, &fe) {
-			code = "mllp.bad_reply"
-		}
-		return Result{Latency: lat}, &TransientError{Code: code, Err: err}
+		return Result{Latency: lat}, &TransientError{Code: mllpCode(err), Err: err}
 	}
 	ack, err := hl7v2.ParseACK(reply)
 	if err != nil {
@@ -83,15 +107,12 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 		// or a stale reply on a reused connection): never take it as this
 		// message's ACK. Drop the connection and try again.
 		_ = c.Client.Close()
-		return Result{Latency: lat}, &TransientError{Code: "ack.control_id_mismatch",
-			Err: fmt.Errorf("ACK is for control id %q, sent %q", ack.ControlID, h.ControlID)}
+		return Result{Latency: lat, Text: "MSA-2: " + ack.ControlID}, &TransientError{Code: "ack.control_id_mismatch",
+			Err: fmt.Errorf("ACK is for another control id than the %s sent", h.ControlID)}
 	}
-	r := Result{AckCode: string(ack.Code), Text: ack.Text, Latency: lat}
+	r := Result{AckCode: string(ack.Code), Text: ackText(ack), Latency: lat}
 	if len(ack.Errors) > 0 {
-		r.Location = ack.Errors[0].Location
-		if r.Text == "" {
-			r.Text = ack.Errors[0].Text
-		}
+		r.Location = hl7Location(ack.Errors[0].Location)
 	}
 	switch ack.Code {
 	case "AA", "CA":
@@ -102,8 +123,51 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 		r.Code = "ack." + string(ack.Code)
 		return r, nil
 	default: // AR, CR: the receiver could not process it now
-		return r, &TransientError{Code: "ack." + string(ack.Code), Err: fmt.Errorf("receiver answered %s: %s", ack.Code, r.Text)}
+		return r, &TransientError{Code: "ack." + string(ack.Code), Err: fmt.Errorf("receiver answered %s", ack.Code)}
 	}
+}
+
+// locationShape is an HL7 location as hl7v2 formats one: "PID-3[2].1".
+var locationShape = regexp.MustCompile(`^[A-Z][A-Z0-9]{2}(\[[0-9]{1,4}\])?(-[0-9]{1,4}(\[[0-9]{1,4}\])?(\.[0-9]{1,4}){0,2})?$`)
+
+// hl7Location keeps an ERR location only when it is one: whatever else a
+// receiver wrote in ERR-2 is its free text, which must not reach outcomes
+// and headers (it stays in the Result's Text).
+func hl7Location(loc string) string {
+	if locationShape.MatchString(loc) {
+		return loc
+	}
+	return ""
+}
+
+// ackText gathers what an ACK says in the receiver's words: MSA-3, then
+// each ERR's location, code and text.
+func ackText(ack hl7v2.ACK) string {
+	var b strings.Builder
+	if ack.Text != "" {
+		b.WriteString("MSA-3: ")
+		b.WriteString(ack.Text)
+	}
+	for _, e := range ack.Errors {
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString("ERR")
+		for _, part := range []string{e.Location, e.Code, e.Severity} {
+			if part != "" {
+				b.WriteString(" ")
+				b.WriteString(part)
+			}
+		}
+		if e.Text != "" {
+			b.WriteString(": ")
+			b.WriteString(e.Text)
+		}
+		if b.Len() > avro.MaxErrorDetail {
+			break
+		}
+	}
+	return b.String()
 }
 
 // HTTP posts the rendered document: 2xx delivered; 408 and 429 and 5xx
@@ -138,10 +202,11 @@ func (c HTTP) Send(ctx context.Context, payload []byte) (Result, error) {
 	}
 }
 
+// excerpt keeps as much of a response body as a dead letter's ErrorDetail
+// holds (which cuts it on a character boundary).
 func excerpt(b []byte) string {
-	const max = 512
-	if len(b) > max {
-		b = b[:max]
+	if len(b) > avro.MaxErrorDetail {
+		b = b[:avro.MaxErrorDetail]
 	}
 	return string(b)
 }

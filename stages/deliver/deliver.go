@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"careflow/avro"
+	"careflow/connectors/hl7v2"
 	"careflow/stages"
 	"careflow/stages/deliver/render"
 	"careflow/topics"
@@ -29,6 +30,10 @@ type Destination struct {
 	Name      string
 	Target    render.Target // format and HL7 envelope
 	Connector Connector
+	// Fields is the canonical fields this destination may receive
+	// (CompileFields); everything else is removed before rendering. nil
+	// sends every field.
+	Fields *Fields
 	// BreakerFailures consecutive transient failures open the breaker.
 	// Default: 5.
 	BreakerFailures uint32
@@ -144,6 +149,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err := s.cfg.Serde.DecodeContext(ctx, in.Value, &ev); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("destination %s: decode event: %w", dest.Name, err))
 	}
+	dest.Fields.Apply(&ev) // least data: nothing outside the profile is rendered
 	if s.cfg.Dedup != nil && s.cfg.Dedup.Seen(in.Partition, ev.EventID) {
 		// A replay of something already delivered (a torn commit
 		// upstream): count it, do not send it again.
@@ -153,8 +159,15 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	controlID := render.ControlID(&ev, dest.Name)
 	payload, err := s.render(&ev, controlID)
 	if err != nil {
-		return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusRejected, 0, Result{Code: "render"}, err.Error())},
-			stages.Permanent("deliver.render", "", fmt.Errorf("destination %s: render: %w", dest.Name, err))
+		// A character the destination's set cannot hold, or a field it
+		// cannot carry, keeps its code and HL7 location.
+		code, loc := CodeRender, ""
+		var pe *hl7v2.ParseError
+		if errors.As(err, &pe) {
+			code, loc = pe.Code, pe.Location
+		}
+		return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusRejected, 0, Result{Code: code, Location: loc}, err.Error())},
+			stages.Permanent(code, loc, fmt.Errorf("destination %s: render: %w", dest.Name, err))
 	}
 
 	attempt := s.nextAttempt(ev.EventID)
@@ -178,14 +191,17 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		if s.breaker.State() == gobreaker.StateOpen {
 			return []stages.Envelope{out}, stages.Unavailable(code, unavailable{after: dest.BreakerOpenFor})
 		}
-		return []stages.Envelope{out}, stages.Transient(code, fmt.Errorf("destination %s attempt %d: %w", dest.Name, attempt, err))
+		// The receiver's words (an AR's text, a 503's body) go only with
+		// the error's Detail: err's own text is careflow's.
+		return []stages.Envelope{out}, stages.WithDetail(
+			stages.Transient(code, fmt.Errorf("destination %s attempt %d: %w", dest.Name, attempt, err)), res.Text)
 	}
 	s.doneAttempts(ev.EventID)
 	if res.Rejected {
 		s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusRejected).Inc()
-		out := s.outcome(in, &ev, controlID, avro.StatusRejected, attempt, res, res.Text)
-		return []stages.Envelope{out}, stages.Permanent(res.Code, res.Location,
-			fmt.Errorf("destination %s rejected control id %s: %s", dest.Name, controlID, res.Text))
+		out := s.outcome(in, &ev, controlID, avro.StatusRejected, attempt, res, answered(dest.Name, res))
+		return []stages.Envelope{out}, stages.WithDetail(stages.Permanent(res.Code, res.Location,
+			fmt.Errorf("%s: control id %s rejected", answered(dest.Name, res), controlID)), res.Text)
 	}
 	s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusDelivered).Inc()
 	if t := in.Headers.IngestTime(); !t.IsZero() {
@@ -195,6 +211,16 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		s.cfg.Dedup.Add(in.Partition, ev.EventID)
 	}
 	return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusDelivered, attempt, res, "")}, nil
+}
+
+// answered is careflow's account of a rejection for outcomes and errors,
+// "destination lab answered AE": the destination's own text, which may name
+// the patient, goes only to the dead letter (stages.WithDetail).
+func answered(dest string, r Result) string {
+	if r.HTTPStatus != 0 {
+		return fmt.Sprintf("destination %s answered HTTP %d", dest, r.HTTPStatus)
+	}
+	return fmt.Sprintf("destination %s answered %s", dest, r.AckCode)
 }
 
 func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
