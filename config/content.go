@@ -3,12 +3,27 @@
 
 package config
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
 
-// checkCharset checks a charset key. PENDING: hl7v2's charset catalogue.
+	"careflow/avro"
+	"careflow/connectors/hl7v2"
+)
+
+// checkCharset checks an interface's charset: one careflow can read.
 func (d *decoder) checkCharset(key, name string) {
-	if strings.TrimSpace(name) == "" {
-		d.problemAt(key, "charset must not be empty (the default is UTF-8)")
+	if err := hl7v2.CheckCharset(name); err != nil {
+		d.problemAt(key, err.Error())
+	}
+}
+
+// checkDestinationCharset checks a destination's charset: one careflow can
+// write.
+func (d *decoder) checkDestinationCharset(key, name string) {
+	if err := hl7v2.CheckDestinationCharset(name); err != nil {
+		d.problemAt(key, err.Error())
 	}
 }
 
@@ -18,6 +33,23 @@ func isUTF8Name(name string) bool {
 	return n == "UTF8" || n == "UNICODEUTF8"
 }
 
-// checkFields checks a destination's fields allow-list. PENDING: avro's
-// canonical path catalogue.
-func (d *decoder) checkFields(key string, fields []string) {}
+// checkFields checks a destination's fields allow-list against the
+// canonical event's paths. A key written with no value would read as
+// "everything": that must be said, not left to a blank.
+func (d *decoder) checkFields(key string, fields []string) {
+	if fields == nil {
+		if d.written(key) {
+			d.problemAt(key, "fields has no value: list the canonical fields this destination may receive, "+
+				"write [] for the envelope only, or remove the key to send everything")
+		}
+		return
+	}
+	for _, err := range avro.CheckEventFields(fields) {
+		var fe *avro.FieldPathError
+		if errors.As(err, &fe) {
+			d.problemAt(fmt.Sprintf("%s[%d]", key, fe.Index), fe.Error())
+			continue
+		}
+		d.problemAt(key, err.Error())
+	}
+}

@@ -348,7 +348,7 @@ func (d *decoder) validateDestination(p string, dst Destination) {
 	default:
 		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{"mllp", "http"})))
 	}
-	d.checkCharset(p+".charset", dst.Charset)
+	d.checkDestinationCharset(p+".charset", dst.Charset)
 	if dst.Format == "json" && d.written(p+".charset") && !isUTF8Name(dst.Charset) {
 		d.problemAt(p+".charset", "JSON is always UTF-8 (RFC 8259); remove charset or use format: hl7v2")
 	}

@@ -286,3 +286,49 @@ inbound:
 		t.Errorf("loopback-only configuration warned: %v", quiet.Warnings())
 	}
 }
+
+func TestDestinationContentProblems(t *testing.T) {
+	base := `
+inbound: [{name: ehr, listen: 127.0.0.1:2575}]
+routes: [{name: r, destination: portal, when: "true"}]
+destinations:
+  - name: portal
+    transport: http
+    url: http://127.0.0.1:6663/
+    format: json
+`
+	cases := []struct {
+		name, extra string
+		line        int
+		key, msg    string
+	}{
+		{"fields typo", "    fields: [patient.identifiers, patient.famly_name]\n", 9, "destinations[0].fields[1]", `(did you mean "patient.family_name"?)`},
+		{"fields written empty", "    fields:\n", 9, "destinations[0].fields", "fields has no value"},
+		{"JSON in another charset", "    charset: 8859/1\n", 9, "destinations[0].charset", "JSON is always UTF-8"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(base+tc.extra), WithLookupEnv(noEnv))
+			var ps Problems
+			if !errors.As(err, &ps) {
+				t.Fatalf("Parse error = %v, want Problems", err)
+			}
+			for _, p := range ps {
+				if p.Pos.Line == tc.line && p.Key == tc.key && strings.Contains(p.Msg, tc.msg) {
+					return
+				}
+			}
+			t.Errorf("want problem at line %d key %q containing %q; got:\n%v", tc.line, tc.key, tc.msg, err)
+		})
+	}
+	c, err := Parse("t.yaml", []byte(base+"    fields: []\n"), WithLookupEnv(noEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Destinations[0].Fields == nil || len(c.Destinations[0].Fields) != 0 {
+		t.Errorf("fields: [] = %#v, want an empty, non-nil list (envelope only)", c.Destinations[0].Fields)
+	}
+	if c, err = Parse("t.yaml", []byte(base), WithLookupEnv(noEnv)); err != nil || c.Destinations[0].Fields != nil {
+		t.Errorf("no fields key: %#v, %v; want nil (everything)", c.Destinations[0].Fields, err)
+	}
+}

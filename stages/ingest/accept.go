@@ -14,6 +14,7 @@ import (
 	"careflow/avro"
 	"careflow/connectors/hl7v2"
 	"careflow/connectors/mllp"
+	"careflow/stages/audit"
 	"careflow/topics"
 )
 
@@ -24,36 +25,46 @@ const (
 )
 
 // Error codes ingest puts on dead letters beyond hl7v2's parse codes.
-const CodeTooLarge = "ingest.too_large"
+const (
+	CodeTooLarge    = "ingest.too_large"
+	CodeNoControlID = "ingest.no_control_id" // MSH-10 is empty
+)
 
-// Accept is the path every transport shares: parse payload, write it to
-// careflow.raw, and return the ACK to send. The ACK is AA (CA in enhanced
-// mode) only once Kafka has acknowledged the write. Unparseable input gets
-// AR/CR with an ERR segment and is dead-lettered; a failed Kafka write gets
-// AR/CR with ERR 207 so the sender keeps the message and resends.
-func (s *Stage) Accept(ctx context.Context, iface, transport string, payload []byte) (ack []byte) {
-	ack, _ = s.accept(ctx, iface, transport, payload, time.Now())
-	return ack
+// receipt is one message as a transport hands it over: where it came in,
+// how, from whom, and when its first byte arrived.
+type receipt struct {
+	in        *Interface
+	transport string
+	writer    Writer
+	payload   []byte
+	start     time.Time
 }
 
-// accept does Accept's work and also returns the result label. A panic
-// while reading the message (a parser bug meeting odd input) is answered
-// like unparseable input: AR, and the bytes dead-lettered; the listener
-// and the engine keep serving.
-func (s *Stage) accept(ctx context.Context, iface, transport string, payload []byte, start time.Time) (ack []byte, result string) {
+// accept is the path every transport shares: parse the payload, check the
+// sender, write it to careflow.raw, and return the ACK to send with the
+// result label. The ACK is AA (CA in enhanced mode) only once Kafka has
+// acknowledged the write. Unparseable input gets AR/CR with an ERR segment
+// and is dead-lettered; a sender the interface does not allow gets AR/CR
+// and nothing is stored; a failed Kafka write gets AR/CR with ERR 207 so
+// the sender keeps the message and resends.
+//
+// A panic while reading the message (a parser bug meeting odd input) is
+// answered like unparseable input: AR, and the bytes dead-lettered; the
+// listener and the engine keep serving.
+func (s *Stage) accept(ctx context.Context, r receipt) (ack []byte, result string) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("ingest panicked reading a message; rejecting it", "interface", iface, "transport", transport,
-				"bytes", len(payload), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			ack, result = s.rejectAfterPanic(ctx, iface, transport, payload)
+			s.log.Error("ingest panicked reading a message; rejecting it", "interface", r.in.Name, "transport", r.transport,
+				"bytes", len(r.payload), "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ack, result = s.rejectAfterPanic(ctx, r)
 		}
 	}()
-	return s.acceptMessage(ctx, iface, transport, payload, start)
+	return s.acceptMessage(ctx, r)
 }
 
 // rejectAfterPanic answers AR for input that made the reader panic; if even
 // the header cannot be peeked, the ACK is a minimal one.
-func (s *Stage) rejectAfterPanic(ctx context.Context, iface, transport string, payload []byte) (ack []byte, result string) {
+func (s *Stage) rejectAfterPanic(ctx context.Context, r receipt) (ack []byte, result string) {
 	defer func() {
 		if recover() != nil {
 			ack = hl7v2.BuildACK(hl7v2.Header{}, hl7v2.DefaultDelimiters, hl7v2.AckAR, hl7v2.ACKOptions{
@@ -63,31 +74,42 @@ func (s *Stage) rejectAfterPanic(ctx context.Context, iface, transport string, p
 			result = resultError
 		}
 	}()
-	return s.reject(ctx, iface, transport, payload, newID(), s.cfg.Now().UTC(), "ingest.panic", "", "message could not be read (internal error)")
+	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), "ingest.panic", "", "message could not be read (internal error)")
 }
 
-func (s *Stage) acceptMessage(ctx context.Context, iface, transport string, payload []byte, start time.Time) ([]byte, string) {
-	defer func() { s.metrics.ackSeconds.WithLabelValues(iface).Observe(time.Since(start).Seconds()) }()
+func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
+	defer func() { s.metrics.ackSeconds.WithLabelValues(r.in.Name).Observe(time.Since(r.start).Seconds()) }()
 	now := s.cfg.Now().UTC()
 	id := newID()
-	msg, err := hl7v2.Parse(payload)
+	// Everything inside careflow is UTF-8: the payload is read in the
+	// character set MSH-18 declares (else the interface's), and bytes that
+	// set does not define are refused here, at their field, rather than
+	// turned into replacement characters downstream. Payload stays as sent.
+	text, charset, err := hl7v2.DecodeMessage(r.payload, "", r.in.Charset)
 	if err != nil {
-		code, loc, text := hl7v2.CodeNoMSH, "", err.Error()
-		var pe *hl7v2.ParseError
-		if errors.As(err, &pe) {
-			code, loc, text = pe.Code, pe.Location, pe.Msg
-		}
-		return s.reject(ctx, iface, transport, payload, id, now, code, loc, text)
+		return s.rejectParse(ctx, r, id, now, err)
+	}
+	msg, err := hl7v2.Parse(text)
+	if err != nil {
+		return s.rejectParse(ctx, r, id, now, err)
 	}
 	h := msg.Header()
+	if ref := r.in.Writers.checkSender(r.in.Name, h, msg.Delimiters()); ref != nil {
+		return s.refuse(r, h, msg.Delimiters(), ref), resultRefused
+	}
+	if h.ControlID == "" {
+		// A message the sender cannot match an ACK to, and careflow
+		// cannot recognise a resend of, is not taken.
+		return s.reject(ctx, r, id, now, CodeNoControlID, "MSH-10", "MSH-10 (message control id) is empty; every message needs its own")
+	}
 	raw := &avro.RawMessage{
 		MessageID:          id,
 		CorrelationID:      id,
 		IdempotencyKey:     idempotencyKey(msg),
-		Interface:          iface,
-		Transport:          transport,
+		Interface:          r.in.Name,
+		Transport:          r.transport,
 		ReceivedAt:         now,
-		Payload:            payload,
+		Payload:            r.payload,
 		MessageType:        h.MessageType,
 		TriggerEvent:       h.TriggerEvent,
 		ControlID:          h.ControlID,
@@ -95,28 +117,74 @@ func (s *Stage) acceptMessage(ctx context.Context, iface, transport string, payl
 		SendingApplication: h.SendingApplication,
 		SendingFacility:    h.SendingFacility,
 		PatientKey:         patientKey(msg),
+		Charset:            charset,
+		Writer:             r.writer.String(),
 	}
 	enhanced := hl7v2.AckModeEnhanced(h)
 	ackOpts := hl7v2.ACKOptions{ControlID: ackControlID(id), Now: now}
 	if err := s.writeRaw(ctx, raw); err != nil {
-		s.log.Warn("ingest write to Kafka, answering AR", "interface", iface, "transport", transport,
-			"message_id", id, "bytes", len(payload), "err", err)
-		s.metrics.messages.WithLabelValues(iface, resultError).Inc()
+		s.log.Warn("ingest write to Kafka, answering AR", "interface", r.in.Name, "transport", r.transport,
+			"message_id", id, "bytes", len(r.payload), "err", err)
+		s.metrics.messages.WithLabelValues(r.in.Name, resultError).Inc()
 		ackOpts.Errors = []hl7v2.AckError{{Code: "207", Text: "message not stored; resend it"}}
-		return hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCR, hl7v2.AckAR), ackOpts), resultError
+		return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCR, hl7v2.AckAR), ackOpts), charset), resultError
 	}
-	s.log.Debug("ingest accepted", "interface", iface, "transport", transport, "message_id", id,
-		"control_id", h.ControlID, "type", h.MessageType+"^"+h.TriggerEvent, "bytes", len(payload))
-	s.metrics.messages.WithLabelValues(iface, resultAccepted).Inc()
-	return hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCA, hl7v2.AckAA), ackOpts), resultAccepted
+	s.log.Debug("ingest accepted", "interface", r.in.Name, "transport", r.transport, "message_id", id,
+		"control_id", h.ControlID, "type", h.MessageType+"^"+h.TriggerEvent, "bytes", len(r.payload))
+	s.metrics.messages.WithLabelValues(r.in.Name, resultAccepted).Inc()
+	return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCA, hl7v2.AckAA), ackOpts), charset), resultAccepted
+}
+
+// inCharset writes an ACK in the sender's character set: it echoes MSH-3
+// to MSH-6 as decoded, which may hold letters outside ASCII. An ACK the set
+// cannot hold (it cannot happen for text that came in that set) stays UTF-8.
+func inCharset(ack []byte, charset string) []byte {
+	cs, err := hl7v2.LookupCharset(charset)
+	if err != nil || cs.IsUTF8() {
+		return ack
+	}
+	if out, err := cs.Encode(ack); err == nil {
+		return out
+	}
+	return ack
+}
+
+// rejectParse rejects input the parser (or the character set) refused,
+// with the parser's code and location.
+func (s *Stage) rejectParse(ctx context.Context, r receipt, id string, now time.Time, err error) ([]byte, string) {
+	code, loc, text := hl7v2.CodeNoMSH, "", err.Error()
+	var pe *hl7v2.ParseError
+	if errors.As(err, &pe) {
+		code, loc, text = pe.Code, pe.Location, pe.Msg
+	}
+	return s.reject(ctx, r, id, now, code, loc, text)
+}
+
+// refuse answers a writer the interface does not allow: AR/CR with the
+// reason, nothing stored, the refusal audited and, once a minute for each
+// writer and reason, logged.
+func (s *Stage) refuse(r receipt, h hl7v2.Header, d hl7v2.Delimiters, ref *refusal) []byte {
+	s.metrics.messages.WithLabelValues(r.in.Name, resultRefused).Inc()
+	written := s.cfg.Audit.Refused(audit.Refusal{
+		Type: audit.TypeWriterRefused, AgentType: r.writer.Kind, AgentWho: r.writer.Who, AgentNetwork: r.writer.Address,
+		EntityType: audit.EntityInterface, EntityWhat: r.in.Name, EntityDetail: r.transport, Reason: ref.reason,
+	})
+	if written {
+		s.log.Warn("ingest refused a writer; nothing stored", "interface", r.in.Name, "transport", r.transport,
+			"writer", r.writer.String(), "reason", ref.reason)
+	}
+	return hl7v2.BuildACK(h, d, pick(hl7v2.AckModeEnhanced(h), hl7v2.AckCR, hl7v2.AckAR), hl7v2.ACKOptions{
+		ControlID: ackControlID(newID()), Now: s.cfg.Now().UTC(),
+		Errors: []hl7v2.AckError{{Code: "207", Text: "not authorised: " + ref.reason}},
+	})
 }
 
 // reject answers input that cannot be taken (AR/CR with one ERR built from
 // whatever header PeekHeader recovers) and dead-letters it. The AR tells the
 // sender the message was not accepted whether or not the dead letter was
 // written; the dead letter is for the analyst who must fix the sender.
-func (s *Stage) reject(ctx context.Context, iface, transport string, payload []byte, id string, now time.Time, code, loc, text string) ([]byte, string) {
-	h, d := hl7v2.PeekHeader(payload)
+func (s *Stage) reject(ctx context.Context, r receipt, id string, now time.Time, code, loc, text string) ([]byte, string) {
+	h, d := hl7v2.PeekHeader(r.payload)
 	dl := &avro.DeadLetter{
 		Stage:         topics.StageIngest,
 		ErrorCode:     code,
@@ -124,20 +192,20 @@ func (s *Stage) reject(ctx context.Context, iface, transport string, payload []b
 		ErrorText:     text,
 		MessageID:     id,
 		CorrelationID: id,
-		Interface:     iface,
-		OriginalValue: payload,
+		Interface:     r.in.Name,
+		OriginalValue: r.payload,
 		At:            now,
 	}
 	result := resultRejected
-	if err := s.writeDeadLetter(ctx, dl, transport); err != nil {
+	if err := s.writeDeadLetter(ctx, dl); err != nil {
 		result = resultError
-		s.log.Error("ingest dead-letter write, input rejected but not kept", "interface", iface, "transport", transport,
-			"message_id", id, "code", code, "bytes", len(payload), "err", err)
+		s.log.Error("ingest dead-letter write, input rejected but not kept", "interface", r.in.Name, "transport", r.transport,
+			"message_id", id, "code", code, "bytes", len(r.payload), "err", err)
 	} else {
-		s.log.Warn("ingest rejected input", "interface", iface, "transport", transport, "message_id", id,
-			"code", code, "location", loc, "bytes", len(payload))
+		s.log.Warn("ingest rejected input", "interface", r.in.Name, "transport", r.transport, "message_id", id,
+			"code", code, "location", loc, "bytes", len(r.payload))
 	}
-	s.metrics.messages.WithLabelValues(iface, result).Inc()
+	s.metrics.messages.WithLabelValues(r.in.Name, result).Inc()
 	opts := hl7v2.ACKOptions{
 		ControlID: ackControlID(id),
 		Now:       now,
@@ -147,11 +215,11 @@ func (s *Stage) reject(ctx context.Context, iface, transport string, payload []b
 }
 
 // rejectTooLarge answers and dead-letters an oversize message, of which
-// prefix is the start.
-func (s *Stage) rejectTooLarge(ctx context.Context, iface, transport string, prefix []byte, limit int, start time.Time) ([]byte, string) {
-	defer func() { s.metrics.ackSeconds.WithLabelValues(iface).Observe(time.Since(start).Seconds()) }()
-	text := fmt.Sprintf("message exceeds the interface limit of %d bytes", limit)
-	return s.reject(ctx, iface, transport, prefix, newID(), s.cfg.Now().UTC(), CodeTooLarge, "", text)
+// r.payload is the start.
+func (s *Stage) rejectTooLarge(ctx context.Context, r receipt) ([]byte, string) {
+	defer func() { s.metrics.ackSeconds.WithLabelValues(r.in.Name).Observe(time.Since(r.start).Seconds()) }()
+	text := fmt.Sprintf("message exceeds the interface limit of %d bytes", r.in.MaxMessageSize)
+	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), CodeTooLarge, "", text)
 }
 
 // errCode maps a careflow error code to HL7 table 0357.
@@ -159,8 +227,8 @@ func errCode(code string) string {
 	switch code {
 	case hl7v2.CodeBadEncoding:
 		return "102" // data type error: MSH-1/MSH-2 unusable
-	case hl7v2.CodeTruncated:
-		return "101" // required field missing: the MSH stops before MSH-9
+	case hl7v2.CodeTruncated, CodeNoControlID:
+		return "101" // required field missing: the MSH stops before MSH-9, or MSH-10 is empty
 	case hl7v2.CodeEmpty, hl7v2.CodeNoMSH, hl7v2.CodeBadSegment, hl7v2.CodeBatch:
 		return "100" // segment sequence error
 	}
@@ -198,7 +266,7 @@ func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
 	return s.produce(ctx, rec)
 }
 
-func (s *Stage) writeDeadLetter(ctx context.Context, dl *avro.DeadLetter, transport string) error {
+func (s *Stage) writeDeadLetter(ctx context.Context, dl *avro.DeadLetter) error {
 	value, err := s.cfg.Serde.Encode(dl)
 	if err != nil {
 		return fmt.Errorf("encode dead letter: %w", err)
@@ -245,30 +313,33 @@ func (s *Stage) produce(ctx context.Context, rec *kgo.Record) error {
 	}
 }
 
-// mllpHandler adapts the MLLP server of interface iface to accept.
-func (s *Stage) mllpHandler(iface string) mllp.Handler {
-	limit := s.limits[iface]
+// mllpHandler adapts the MLLP server of interface in to accept. A writer
+// outside the interface's addresses or certificates is answered AR for each
+// message, and nothing of it is stored.
+func (s *Stage) mllpHandler(in *Interface) mllp.Handler {
 	return mllp.HandlerFunc(func(ctx context.Context, req mllp.Request) []byte {
+		r := receipt{in: in, transport: TransportMLLP, writer: peerOf(req.Remote.String(), req.TLS), payload: req.Payload, start: req.Received}
+		ref := in.Writers.checkAddress(in.Name, r.writer.Address)
+		if ref == nil {
+			ref = in.Writers.checkCertificate(in.Name, req.TLS)
+		}
+		if ref != nil {
+			h, d := hl7v2.PeekHeader(req.Payload)
+			return s.refuse(r, h, d, ref)
+		}
 		if errors.Is(req.Err, mllp.ErrTooLarge) {
-			ack, _ := s.rejectTooLarge(ctx, iface, TransportMLLP, req.Payload, limit, req.Received)
+			ack, _ := s.rejectTooLarge(ctx, r)
 			return ack
 		}
-		ack, _ := s.accept(ctx, iface, TransportMLLP, req.Payload, req.Received)
+		ack, _ := s.accept(ctx, r)
 		return ack
 	})
 }
 
 // idempotencyKey is MSH-3.1|MSH-4.1|MSH-10: the same for a resend of one
-// message by one sender. A message without a control id has no identity to
-// recognise a resend by: its key is "" and it is never taken for a
-// duplicate (every such message from a sender would otherwise share one
-// key, and all but the first would be dropped).
+// message by one sender. accept refuses a message without MSH-10.
 func idempotencyKey(m *hl7v2.Message) string {
-	id := m.Get("MSH-10")
-	if id == "" {
-		return ""
-	}
-	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + id
+	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + m.Get("MSH-10")
 }
 
 // patientKey is the first PID-3 repetition as "CX.1^CX.4.1", or "" when the

@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"careflow/connectors/hl7v2"
 	"careflow/connectors/mllp"
+	"careflow/stages/audit"
 )
 
 // ContentTypeER7 is the media type of an HL7 v2 message in its pipe-and-hat
@@ -21,6 +23,9 @@ const ContentTypeER7 = "x-application/hl7-v2+er7"
 //
 //	200 AA/CA: stored
 //	400 AR/CR: unparseable, dead-lettered; resending the same bytes will not help
+//	401 AR: no credential, or one the interface does not know; nothing read or stored
+//	403 AR: a credential, address or sender the interface does not allow, or an
+//	        interface that is not written over HTTP; nothing stored
 //	413 AR/CR: over the interface's size limit, dead-lettered
 //	503 AR/CR: not stored (Kafka write failed); resend
 //	404 unknown interface, 405 not POST
@@ -32,13 +37,31 @@ func (s *Stage) HTTPHandler() http.Handler {
 
 func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	iface := r.PathValue("interface")
-	limit, ok := s.limits[iface]
+	in, ok := s.ifaces[r.PathValue("interface")]
 	if !ok {
 		http.Error(w, "unknown interface", http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	peer := peerOf(r.RemoteAddr, r.TLS)
+	rc := receipt{in: in, transport: TransportHTTP, writer: peer, start: start}
+	// Who it is comes before reading a byte of what they sent.
+	ref := in.Writers.checkAddress(in.Name, peer.Address)
+	if ref == nil && !in.httpWritable() {
+		ref = &refusal{reason: "interface " + in.Name + " is not written over HTTP", status: http.StatusForbidden}
+	}
+	if ref == nil {
+		rc.writer, ref = in.Writers.authenticate(r, in.Name, peer)
+	}
+	if ref != nil {
+		if ref.status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="careflow", error="invalid_token"`)
+		} else if rc.writer.Kind == audit.AgentJWT {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="careflow", error="insufficient_scope", scope="`+in.Writers.Scope+`"`)
+		}
+		writeACK(w, ref.status, s.refuse(rc, hl7v2.Header{}, hl7v2.DefaultDelimiters, ref))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(in.MaxMessageSize)))
 	var mbe *http.MaxBytesError
 	var (
 		ack    []byte
@@ -46,14 +69,16 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		ack, result = s.rejectTooLarge(r.Context(), iface, TransportHTTP, body[:min(len(body), mllp.PrefixSize)], limit, start)
+		rc.payload = body[:min(len(body), mllp.PrefixSize)]
+		ack, result = s.rejectTooLarge(r.Context(), rc)
 	case err != nil:
 		// The client went away or sent a broken body: nothing to answer.
-		s.log.Warn("ingest HTTP body read", "interface", iface, "remote", r.RemoteAddr, "err", err)
+		s.log.Warn("ingest HTTP body read", "interface", in.Name, "remote", r.RemoteAddr, "err", err)
 		http.Error(w, "body not read", http.StatusBadRequest)
 		return
 	default:
-		ack, result = s.accept(r.Context(), iface, TransportHTTP, body, start)
+		rc.payload = body
+		ack, result = s.accept(r.Context(), rc)
 	}
 	status := http.StatusOK
 	switch {
@@ -61,9 +86,15 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusRequestEntityTooLarge
 	case result == resultRejected:
 		status = http.StatusBadRequest
+	case result == resultRefused:
+		status = http.StatusForbidden
 	case result == resultError:
 		status = http.StatusServiceUnavailable
 	}
+	writeACK(w, status, ack)
+}
+
+func writeACK(w http.ResponseWriter, status int, ack []byte) {
 	w.Header().Set("Content-Type", ContentTypeER7)
 	w.Header().Set("Content-Length", strconv.Itoa(len(ack)))
 	w.WriteHeader(status)

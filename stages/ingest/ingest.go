@@ -24,6 +24,7 @@ import (
 
 	"careflow/avro"
 	"careflow/connectors/mllp"
+	"careflow/stages/audit"
 )
 
 // Defaults for Config fields left zero.
@@ -32,32 +33,47 @@ const (
 	DefaultShutdownTimeout = 30 * time.Second
 )
 
-// Interface is one inbound MLLP interface: a name (the source interface of
-// every record it writes) and where to listen. Zero fields take the mllp
-// package's defaults.
+// Interface is one inbound interface: a name (the source interface of every
+// record it writes), where it listens for MLLP, and who may write to it.
+// Zero fields take the mllp package's defaults.
 type Interface struct {
-	Name           string
-	Listen         string // host:port
-	MaxMessageSize int    // Default: 4 MiB (also the HTTP body limit for this name)
+	Name string
+	// Listen is the MLLP listener's host:port; "" for an interface that is
+	// written over HTTP only.
+	Listen         string
+	MaxMessageSize int // Default: 4 MiB (also the HTTP body limit)
 	ReadTimeout    time.Duration
 	IdleTimeout    time.Duration
-	MaxConnections int
-	TLSConfig      *tls.Config
+	// FirstByteTimeout and HandshakeTimeout bound a connection that sends
+	// nothing and a TLS handshake.
+	FirstByteTimeout      time.Duration
+	HandshakeTimeout      time.Duration
+	MaxConnections        int
+	MaxConnectionsPerPeer int
+	TLSConfig             *tls.Config
+	// HTTP makes an MLLP interface writable over POST /hl7/{name} as
+	// well; an interface without Listen always is.
+	HTTP    bool
+	Writers Writers
+	// Charset is the character set assumed when MSH-18 is empty.
+	// Default: UTF-8.
+	Charset string
 }
+
+// httpWritable reports whether the interface accepts POST /hl7/{name}.
+func (in *Interface) httpWritable() bool { return in.HTTP || in.Listen == "" }
 
 // Config configures the ingest stage.
 type Config struct {
 	Interfaces []Interface
-	// HTTPInterfaces are further interface names accepted on
-	// POST /hl7/{interface} only; every name in Interfaces is accepted there
-	// too.
-	HTTPInterfaces []string
 	// Client produces the records. It must use acks=all (kgo's default,
 	// with idempotency) and should set ProducerLinger(0): every record is
 	// awaited alone, so lingering only adds latency to each ACK.
 	Client *kgo.Client
 	Serde  *avro.Serde
 	Logger *slog.Logger
+	// Audit records refused writers; nil: they are only logged and counted.
+	Audit *audit.Recorder
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
 	// Metrics receives the stage's collectors; nil means unregistered.
@@ -76,7 +92,7 @@ type Stage struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	limits  map[string]int // interface name → max message size (HTTP and MLLP)
+	ifaces  map[string]*Interface // by name, with defaults applied
 
 	mu        sync.Mutex
 	listening bool
@@ -84,7 +100,7 @@ type Stage struct {
 }
 
 type listener struct {
-	iface Interface
+	iface *Interface
 	srv   *mllp.Server
 	ln    net.Listener
 }
@@ -109,26 +125,24 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), limits: map[string]int{}}
+	if cfg.Audit == nil {
+		// Still folds repeated refusals, which keeps their log lines
+		// down to one a minute.
+		cfg.Audit = audit.New(audit.Config{Logger: cfg.Logger})
+	}
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), ifaces: map[string]*Interface{}}
 	for i, in := range cfg.Interfaces {
 		if in.Name == "" {
 			return nil, fmt.Errorf("ingest: interface %d has no name", i)
 		}
-		if in.Listen == "" {
-			return nil, fmt.Errorf("ingest: interface %s has no listen address", in.Name)
-		}
-		if _, dup := s.limits[in.Name]; dup {
+		if _, dup := s.ifaces[in.Name]; dup {
 			return nil, fmt.Errorf("ingest: interface %s configured twice", in.Name)
 		}
-		s.limits[in.Name] = orDefault(in.MaxMessageSize, mllp.DefaultMaxMessageSize)
-	}
-	for _, name := range cfg.HTTPInterfaces {
-		if name == "" {
-			return nil, errors.New("ingest: HTTP interface with no name")
+		in.MaxMessageSize = orDefault(in.MaxMessageSize, mllp.DefaultMaxMessageSize)
+		if in.Writers.Scope == "" {
+			in.Writers.Scope = "careflow/" + in.Name + ".write"
 		}
-		if _, ok := s.limits[name]; !ok {
-			s.limits[name] = mllp.DefaultMaxMessageSize
-		}
+		s.ifaces[in.Name] = &in
 	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
@@ -148,7 +162,11 @@ func (s *Stage) Listen() error {
 		return nil
 	}
 	var opened []*listener
-	for _, in := range s.cfg.Interfaces {
+	for _, c := range s.cfg.Interfaces {
+		in := s.ifaces[c.Name]
+		if in.Listen == "" {
+			continue
+		}
 		ln, err := net.Listen("tcp", in.Listen)
 		if err != nil {
 			for _, l := range opened {
@@ -176,24 +194,29 @@ func (s *Stage) Addr(name string) net.Addr {
 	return nil
 }
 
-func (s *Stage) newServer(in Interface) *mllp.Server {
+func (s *Stage) newServer(in *Interface) *mllp.Server {
 	conns := s.metrics.connections.WithLabelValues(in.Name)
 	return &mllp.Server{
-		Handler:        s.mllpHandler(in.Name),
-		MaxMessageSize: in.MaxMessageSize,
-		ReadTimeout:    in.ReadTimeout,
-		IdleTimeout:    in.IdleTimeout,
-		MaxConnections: in.MaxConnections,
-		TLSConfig:      in.TLSConfig,
-		Logger:         s.log.With("interface", in.Name),
+		Handler:               s.mllpHandler(in),
+		MaxMessageSize:        in.MaxMessageSize,
+		ReadTimeout:           in.ReadTimeout,
+		IdleTimeout:           in.IdleTimeout,
+		FirstByteTimeout:      in.FirstByteTimeout,
+		HandshakeTimeout:      in.HandshakeTimeout,
+		MaxConnections:        in.MaxConnections,
+		MaxConnectionsPerPeer: in.MaxConnectionsPerPeer,
+		TLSConfig:             in.TLSConfig,
+		Logger:                s.log.With("interface", in.Name),
 		ConnState: func(_ net.Addr, st mllp.ConnState) {
 			switch st {
 			case mllp.StateOpen:
 				conns.Inc()
 			case mllp.StateClosed:
 				conns.Dec()
-			case mllp.StateRejected:
-				s.metrics.refused.WithLabelValues(in.Name).Inc()
+			default:
+				// Refused, evicted, a failed handshake, silence: each
+				// counted by kind (the server logs them, once a minute a peer).
+				s.metrics.refused.WithLabelValues(in.Name, st.String()).Inc()
 			}
 		},
 	}

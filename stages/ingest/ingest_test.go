@@ -21,6 +21,7 @@ import (
 	"careflow/avro/registry"
 	"careflow/connectors/hl7v2"
 	"careflow/connectors/mllp"
+	"careflow/stages/audit"
 	"careflow/topics"
 )
 
@@ -44,7 +45,7 @@ type harness struct {
 func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(3, topics.Raw, topics.DeadLetter(topics.StageIngest)),
+		kfake.SeedTopics(3, topics.Raw, topics.DeadLetter(topics.StageIngest), topics.Audit),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(8 << 20)}))
 	if err != nil {
 		t.Fatal(err)
@@ -63,15 +64,16 @@ func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	reg := prometheus.NewRegistry()
 	cfg := Config{
 		Interfaces: []Interface{
-			{Name: "ehr", Listen: "127.0.0.1:0"},
-			{Name: "small", Listen: "127.0.0.1:0", MaxMessageSize: smallLimit},
+			{Name: "ehr", Listen: "127.0.0.1:0", HTTP: true},
+			{Name: "small", Listen: "127.0.0.1:0", MaxMessageSize: smallLimit, HTTP: true},
+			{Name: "web"},
 		},
-		HTTPInterfaces: []string{"web"},
-		Client:         client,
-		Serde:          serde,
-		Now:            func() time.Time { return testNow },
-		Metrics:        reg,
-		Logger:         slog.New(slog.DiscardHandler),
+		Client:  client,
+		Serde:   serde,
+		Now:     func() time.Time { return testNow },
+		Metrics: reg,
+		Logger:  slog.New(slog.DiscardHandler),
+		Audit:   audit.New(audit.Config{Client: client, Serde: serde, Observer: "test"}),
 	}
 	for _, m := range mutate {
 		m(&cfg)
@@ -196,6 +198,7 @@ func TestMLLPRoundTrip(t *testing.T) {
 		Interface: "ehr", Transport: "mllp", ReceivedAt: testNow, Payload: raw.Payload,
 		MessageType: "ADT", TriggerEvent: "A01", ControlID: "MSG00001", Version: "2.5.1",
 		SendingApplication: "EPIC", SendingFacility: "NORTHWIND", PatientKey: "12345^NWH",
+		Writer: "address:127.0.0.1", Charset: "UNICODE UTF-8",
 	}
 	if !raw.ReceivedAt.Equal(testNow) {
 		t.Errorf("received at %v, want %v", raw.ReceivedAt, testNow)
@@ -433,7 +436,6 @@ func TestNewValidates(t *testing.T) {
 		{"no client", Config{Serde: serde}},
 		{"no serde", Config{Client: client}},
 		{"unnamed interface", Config{Client: client, Serde: serde, Interfaces: []Interface{{Listen: ":0"}}}},
-		{"no listen address", Config{Client: client, Serde: serde, Interfaces: []Interface{{Name: "a"}}}},
 		{"duplicate", Config{Client: client, Serde: serde, Interfaces: []Interface{{Name: "a", Listen: ":0"}, {Name: "a", Listen: ":0"}}}},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ const (
 	resultAccepted = "accepted" // on careflow.raw, AA/CA sent
 	resultRejected = "rejected" // unparseable or oversize: AR/CR sent, dead-lettered
 	resultError    = "error"    // Kafka write failed: AR/CR sent, sender resends
+	resultRefused  = "refused"  // the writer may not write here: AR or 401/403, nothing stored
 )
 
 type metrics struct {
@@ -24,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "careflow_ingest_messages_total",
-			Help: "Inbound messages by interface and result (accepted, rejected, error).",
+			Help: "Inbound messages by interface and result (accepted, rejected, error, refused).",
 		}, []string{"interface", "result"}),
 		ackSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "careflow_ingest_ack_seconds",
@@ -38,8 +39,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"interface"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "careflow_ingest_connections_refused_total",
-			Help: "MLLP connections closed at once because the interface had MaxConnections.",
-		}, []string{"interface"}),
+			Help: "MLLP connections refused or closed by the listener, by reason: rejected (at the limit, nothing idle to close), evicted (idle, closed to make room), handshake_failed, first_byte_timeout.",
+		}, []string{"interface", "reason"}),
 	}
 	if reg == nil {
 		return m, nil

@@ -179,14 +179,29 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 // check applies the conformance checks in order and returns the first
 // failure as a Permanent error.
 func (s *Stage) check(raw *avro.RawMessage, rules compiled, known bool) error {
-	m, err := hl7v2.Parse(raw.Payload)
-	if err != nil {
-		var pe *hl7v2.ParseError
-		if errors.As(err, &pe) {
-			return stages.Permanent(pe.Code, pe.Location, fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+	// Read the message in the character set ingest resolved, as normalise
+	// will: in a multi-byte set a raw trail byte can look like a delimiter.
+	text, _, err := hl7v2.DecodeMessage(raw.Payload, raw.Charset, "")
+	if err == nil {
+		var m *hl7v2.Message
+		if m, err = hl7v2.Parse(text); err == nil {
+			return s.checkParsed(raw, m, rules, known)
 		}
-		return stages.Permanent(CodeParse, "", fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
 	}
+	return s.parseFailure(raw, err)
+}
+
+// parseFailure is the permanent error for a message that cannot be read.
+func (s *Stage) parseFailure(raw *avro.RawMessage, err error) error {
+	var pe *hl7v2.ParseError
+	if errors.As(err, &pe) {
+		return stages.Permanent(pe.Code, pe.Location, fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+	}
+	return stages.Permanent(CodeParse, "", fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+}
+
+// checkParsed applies the interface's rules to a parsed message.
+func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules compiled, known bool) error {
 	if !known {
 		return stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
 	}
