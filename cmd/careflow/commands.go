@@ -135,7 +135,9 @@ func adminForStage(listen string) string {
 	return host + ":0"
 }
 
-func cmdCheck(args []string, stdout io.Writer) error {
+// cmdCheck validates a configuration: every mistake with its line (exit
+// 1), else ok, and then what is allowed but unsafe, as warnings on stderr.
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return usageError{"check takes one FILE"}
 	}
@@ -144,6 +146,9 @@ func cmdCheck(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d inbound, %d destinations, %d routes)\n", cfg.Path, len(cfg.Inbound), len(cfg.Destinations), len(cfg.Routes))
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w.Error())
+	}
 	return nil
 }
 

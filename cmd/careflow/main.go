@@ -22,6 +22,7 @@ Usage:
   careflow run   --config FILE --data DIR [--brokers a:9092,b:9092] [--schema-registry URL] [--demo]
   careflow stage NAME --config FILE --brokers a:9092 --schema-registry URL [--destination D] [--instance-id ID]
   careflow check FILE
+  careflow token new [--name NAME]
   careflow send  --to host:port FILE...
   careflow demo  [--rate N]
   careflow sla   --config FILE [--since 1h] [--interface X] [--destination Y]
@@ -50,7 +51,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "stage":
 		err = cmdStage(ctx, args[1:], stderr)
 	case "check":
-		err = cmdCheck(args[1:], stdout)
+		err = cmdCheck(args[1:], stdout, stderr)
+	case "token":
+		err = cmdToken(args[1:], stdout)
 	case "send":
 		err = cmdSend(ctx, args[1:], stdout)
 	case "demo":

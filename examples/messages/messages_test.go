@@ -50,6 +50,9 @@ func TestExamplesPassDemoAcceptRules(t *testing.T) {
 		{"orm_o01.hl7", "ehr", "ORM^O01"},
 		{"oml_o21.hl7", "ehr", "OML^O21"},
 		{"oru_r01.hl7", "lab-results", "ORU^R01"},
+		{"adt_a04.hl7", "clinic", "ADT^A04"},
+		// Latin-1 (MSH-18 8859/1): é and è as single bytes.
+		{"adt_a08_latin1.hl7", "ehr", "ADT^A08"},
 	}
 	controlIDs := map[string]string{}
 	for _, tc := range tests {
@@ -112,7 +115,8 @@ func TestEveryExampleIsChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	known := []string{"adt_a01.hl7", "adt_a08.hl7", "adt_a40.hl7", "orm_o01.hl7", "oml_o21.hl7", "oru_r01.hl7", "bad_no_msh.hl7"}
+	known := []string{"adt_a01.hl7", "adt_a08.hl7", "adt_a40.hl7", "orm_o01.hl7", "oml_o21.hl7", "oru_r01.hl7", "bad_no_msh.hl7",
+		"adt_a04.hl7", "adt_a08_latin1.hl7"}
 	for _, f := range files {
 		if path.Ext(f.Name()) == ".hl7" && !slices.Contains(known, f.Name()) {
 			t.Errorf("%s is not checked by this test", f.Name())

@@ -49,7 +49,11 @@ func (e *Engine) startAdmin(ctx context.Context) error {
 		mux.Handle("/", e.store)
 	}
 	addr := e.cfg.Admin.Listen
-	ln, err := net.Listen("tcp", addr)
+	tc, err := httpTLS(e.cfg.Admin.TLS)
+	if err != nil {
+		return fmt.Errorf("engine: admin.tls: %w", err)
+	}
+	ln, err := listen(addr, tc)
 	if err != nil {
 		return fmt.Errorf("engine: admin listener %s: %w", addr, err)
 	}

@@ -83,6 +83,10 @@ func TestCorpusThroughEngine(t *testing.T) {
 			t.Fatalf("%s: reply is not an ACK: %v\n%q", tc.file, err, reply)
 		}
 		accepted := ack.Code == hl7v2.AckAA || ack.Code == hl7v2.AckCA
+		if refusedAtIngest[tc.file] {
+			// Parseable, but careflow does not take it (issue 8).
+			tc.ok = false
+		}
 		if tc.ok != accepted {
 			t.Errorf("%s: answered %s (%s), want accepted=%v", tc.file, ack.Code, ack.Text, tc.ok)
 		}
@@ -105,6 +109,11 @@ func TestCorpusThroughEngine(t *testing.T) {
 		t.Fatalf("%d rejected messages but %d ingest dead letters: a rejected message was lost", rejected, len(dl))
 	}
 }
+
+// refusedAtIngest are corpus messages the parser reads but ingest refuses:
+// without MSH-10 a sender cannot match the ACK to the message, and a resend
+// cannot be recognised.
+var refusedAtIngest = map[string]bool{"adt_a01_noversion_short_msh.hl7": true}
 
 func postHL7(t *testing.T, addr, iface string, data []byte) []byte {
 	t.Helper()

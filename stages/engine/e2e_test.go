@@ -414,24 +414,28 @@ func TestLargeObservationEndToEnd(t *testing.T) {
 	}
 }
 
-// Messages without a control id (MSH-10 empty) are each delivered: with
-// no identity to recognise a resend by, none is taken for a duplicate.
-func TestEmptyControlIDIsNotADuplicate(t *testing.T) {
+// A message without a control id (MSH-10 empty) is refused with AR at
+// MSH-10: its sender could not match an ACK to it, and careflow could not
+// recognise its resend. It is kept as a dead letter, never delivered.
+func TestEmptyControlIDIsRefused(t *testing.T) {
 	est := newEstate(t)
 	lab := startReceiver(t, est.Lab)
 	startReceiver(t, est.EHRResults)
 	startPortal(t, est.Portal)
-	startEngine(t, est.config(t), t.TempDir())
+	eng := startEngine(t, est.config(t), t.TempDir())
 	c := &mllp.Client{Addr: est.EHR}
 	defer c.Close()
-	for i := range 3 {
-		if ack := send(t, c, orm("NOID", "", fmt.Sprintf("NOID%d", i))); ack.Code != "AA" {
-			t.Fatalf("ACK %s", ack.Code)
-		}
+	ack := send(t, c, orm("NOID", "", "NOID1"))
+	if ack.Code != "AR" || len(ack.Errors) == 0 || ack.Errors[0].Code != "101" {
+		t.Fatalf("ACK %+v, want AR with ERR 101", ack)
 	}
+	if ack := send(t, c, orm("NOID", "WITHID", "NOID2")); ack.Code != "AA" {
+		t.Fatalf("a message with a control id got %s", ack.Code)
+	}
+	readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageIngest), 1, 15*time.Second)
 	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		if n := len(lab.messages()); n < 3 {
-			return fmt.Errorf("lab has %d of 3", n)
+		if n := len(lab.messages()); n != 1 {
+			return fmt.Errorf("lab has %d messages, want 1", n)
 		}
 		return nil
 	})

@@ -29,6 +29,7 @@ import (
 	"careflow/avro/registry"
 	"careflow/config"
 	"careflow/stages"
+	"careflow/stages/audit"
 	"careflow/topics"
 	"careflow/topics/kafka"
 )
@@ -66,6 +67,7 @@ type Engine struct {
 	kopts    []kgo.Opt
 	serde    *avro.Serde
 	store    *registry.Store
+	audit    *audit.Recorder
 	metrics  *prometheus.Registry
 	stageM   *stages.Metrics
 	admin    *http.Server
@@ -104,6 +106,8 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	e.cancel = cancel
 	g, gctx := errgroup.WithContext(runCtx)
 	e.group = g
+	g.Go(func() error { return e.audit.Run(gctx) })
+	e.recordConfiguration()
 	if err := e.startAdmin(gctx); err != nil {
 		cancel()
 		e.closeBackbone()
@@ -208,7 +212,7 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		if regDir == "" {
 			return errors.New("engine: --data is required for the embedded schema registry (or give --schema-registry URL)")
 		}
-		s, err := registry.Open(regDir)
+		s, err := registry.Open(regDir, e.registryOptions()...)
 		if err != nil {
 			return fmt.Errorf("engine: embedded schema registry: %w", err)
 		}
@@ -220,6 +224,7 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		return fmt.Errorf("engine: register schemas: %w", err)
 	}
 	e.serde = serde
+	e.audit = audit.New(audit.Config{Client: e.client, Serde: serde, Observer: e.opts.InstanceID, Logger: e.log, Metrics: e.metrics})
 	return nil
 }
 

@@ -172,6 +172,7 @@ inbound:
   - name: ehr
     transport: mllp
     listen: %[1]s
+    http: true
     accept:
       message_types: ["ADT^*", "ORM^O01", "OML^O21"]
       required:

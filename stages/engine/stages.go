@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"careflow/avro"
 	"careflow/config"
+	"careflow/connectors/hl7v2"
 	"careflow/connectors/httpx"
 	"careflow/connectors/mllp"
 	"careflow/stages"
@@ -101,27 +103,30 @@ func (e *Engine) runStage(ctx context.Context, rc stages.RunnerConfig) error {
 
 func (e *Engine) startIngest(ctx context.Context) error {
 	var ifaces []ingest.Interface
+	verifiers := map[string]*httpx.JWTVerifier{}
 	for _, in := range e.cfg.Inbound {
-		if in.Transport != "mllp" {
-			continue
-		}
-		tc, err := serverTLS(in.TLS)
+		w, err := e.writers(ctx, in, verifiers)
 		if err != nil {
-			return fmt.Errorf("engine: inbound %s: %w", in.Name, err)
+			return err
 		}
-		ifaces = append(ifaces, ingest.Interface{
-			Name: in.Name, Listen: in.Listen, MaxMessageSize: in.MaxMessageSize,
-			ReadTimeout: in.ReadTimeout, IdleTimeout: in.IdleTimeout,
-			MaxConnections: in.MaxConnections, TLSConfig: tc,
-		})
-	}
-	var names []string
-	for _, in := range e.cfg.Inbound {
-		names = append(names, in.Name)
+		iface := ingest.Interface{
+			Name: in.Name, MaxMessageSize: in.MaxMessageSize, HTTP: in.HTTP, Writers: w, Charset: in.Charset,
+		}
+		if in.Transport == "mllp" {
+			tc, err := serverTLS(in.TLS)
+			if err != nil {
+				return fmt.Errorf("engine: inbound %s: %w", in.Name, err)
+			}
+			iface.Listen, iface.TLSConfig = in.Listen, tc
+			iface.ReadTimeout, iface.IdleTimeout = in.ReadTimeout, in.IdleTimeout
+			iface.FirstByteTimeout, iface.HandshakeTimeout = in.FirstByteTimeout, in.HandshakeTimeout
+			iface.MaxConnections, iface.MaxConnectionsPerPeer = in.MaxConnections, in.MaxConnectionsPerPeer
+		}
+		ifaces = append(ifaces, iface)
 	}
 	st, err := ingest.New(ingest.Config{
-		Interfaces: ifaces, HTTPInterfaces: names, Client: e.client, Serde: e.serde,
-		Logger: e.log, Metrics: e.metrics,
+		Interfaces: ifaces, Client: e.client, Serde: e.serde,
+		Logger: e.log, Metrics: e.metrics, Audit: e.audit,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: ingest: %w", err)
@@ -130,8 +135,12 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		return fmt.Errorf("engine: ingest: %w", err)
 	}
 	e.group.Go(func() error { return st.Run(ctx) })
-	if e.cfg.HTTP.Listen != "" {
-		ln, err := listen(e.cfg.HTTP.Listen)
+	if e.cfg.HTTP.Enabled() {
+		tc, err := httpTLS(e.cfg.HTTP.TLS)
+		if err != nil {
+			return fmt.Errorf("engine: http.tls: %w", err)
+		}
+		ln, err := listen(e.cfg.HTTP.Listen, tc)
 		if err != nil {
 			return fmt.Errorf("engine: http ingest listener: %w", err)
 		}
@@ -191,17 +200,25 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 		}
 		ct := "application/json"
 		if d.Format == "hl7v2" {
-			ct = "x-application/hl7-v2+er7"
+			ct = "x-application/hl7-v2+er7; charset=" + httpCharset(d.Charset)
 		}
 		conn = deliver.HTTP{Client: &httpx.Client{Timeout: d.AckTimeout, TLSConfig: tc, Headers: headers}, URL: d.URL, ContentType: ct}
 	default:
 		return fmt.Errorf("engine: destination %s: unknown transport %q", d.Name, d.Transport)
 	}
+	var fields *deliver.Fields
+	if d.Fields != nil {
+		f, err := deliver.CompileFields(d.Fields)
+		if err != nil {
+			return fmt.Errorf("engine: destination %s: fields: %w", d.Name, err)
+		}
+		fields = f
+	}
 	dedup := stages.NewDedup(e.dedupWindow())
 	st, err := deliver.New(deliver.Config{
 		Destination: deliver.Destination{
-			Name: d.Name, Connector: conn,
-			Target: render.Target{Format: d.Format, Version: d.HL7Version,
+			Name: d.Name, Connector: conn, Fields: fields,
+			Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
 				SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
 				ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},
 			BreakerFailures: uint32(d.Breaker.Failures), BreakerOpenFor: d.Breaker.OpenFor,
@@ -238,6 +255,29 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[in]) },
 	})
+}
+
+// httpCharset is the charset parameter of a Content-Type for a configured
+// character set: IANA's name for it, which HTTP receivers know.
+func httpCharset(name string) string {
+	cs, err := hl7v2.DestinationCharset(name)
+	if err != nil || cs.IsUTF8() && cs.Name() != "ASCII" {
+		return "utf-8"
+	}
+	n := cs.Name()
+	switch {
+	case n == "ASCII":
+		return "us-ascii"
+	case strings.HasPrefix(n, "8859/"):
+		return "iso-8859-" + strings.TrimPrefix(n, "8859/")
+	case strings.HasPrefix(n, "GB 18030"):
+		return "gb18030"
+	case n == "BIG-5":
+		return "big5"
+	case n == "KS X 1001":
+		return "euc-kr"
+	}
+	return strings.ToLower(n)
 }
 
 // dedupWindow is how long idempotency keys and delivered event ids are

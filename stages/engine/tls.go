@@ -82,7 +82,14 @@ func loadPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+// listen opens a TCP listener, speaking TLS when tc is set.
+func listen(addr string, tc *tls.Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || tc == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, tc), nil
+}
 
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
