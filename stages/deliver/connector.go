@@ -48,7 +48,15 @@ type TransientError struct {
 	Err  error
 }
 
-func (e *TransientError) Error() string { return e.Code + ": " + e.Err.Error() }
+// Error is the cause, which names its own code when it has one
+// (mllp.timeout: no reply ...), else the code and the cause.
+func (e *TransientError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, e.Code) {
+		return msg
+	}
+	return e.Code + ": " + msg
+}
 func (e *TransientError) Unwrap() error { return e.Err }
 
 // Codes of a failed MLLP send.

@@ -194,7 +194,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		// The receiver's words (an AR's text, a 503's body) go only with
 		// the error's Detail: err's own text is careflow's.
 		return []stages.Envelope{out}, stages.WithDetail(
-			stages.Transient(code, fmt.Errorf("destination %s attempt %d: %w", dest.Name, attempt, err)), res.Text)
+			stages.Transient(code, fmt.Errorf("destination %s, attempt %d: %w", dest.Name, attempt, err)), res.Text)
 	}
 	s.doneAttempts(ev.EventID)
 	if res.Rejected {
