@@ -212,6 +212,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	f.produce(topics.DeadLetter(topics.StageValidate), "k", &avro.DeadLetter{Stage: topics.StageValidate, ErrorCode: "missing_segment",
 		ErrorLocation: "PV1", ErrorText: "required segment PV1 is missing", MessageID: "bad1", CorrelationID: "bad1", Interface: "ehr",
 		OriginalTopic: topics.Raw, At: ingest})
+	f.produce(topics.Audit, "lab-results", &avro.AuditEvent{AuditID: "a1", Recorded: ingest, Type: "writer_refused",
+		Action: avro.AuditCreate, Outcome: avro.AuditSeriousFailure, OutcomeDesc: "no credential", AgentType: "address",
+		AgentNetwork: "10.1.2.3", EntityType: "interface", EntityWhat: "lab-results", EntityDetail: "http", Count: 7})
 
 	m := sink.NewMetrics(nil)
 	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
@@ -233,6 +236,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	wantTransitions := uint64(4*first + 1 + 1) // 4 per journey, the future outcome, the validate dead letter
 	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
 	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+	if err := expectCount(store, "audit", 1); err != nil {
+		t.Error(err)
+	}
 
 	// The malformed records went to the sink's dead-letter topic, with why.
 	codes := map[string]bool{}
@@ -282,7 +288,7 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	// queries still count each message once.
 	f.startSink(t, ch.DSN("careflow"), "careflow-sink-replay", nil)
 	checkFor(t, 30*time.Second, func() error { return f.caughtUp("careflow-sink-replay") })
-	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1} {
+	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1, "audit": 1} {
 		if err := expectCount(store, table, want); err != nil {
 			t.Error(err)
 		}
