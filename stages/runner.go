@@ -253,6 +253,17 @@ func (r *Runner) session(ctx context.Context) error {
 		return fmt.Errorf("stage %s: create transactional session: %w", r.cfg.Stage, err)
 	}
 	defer sess.CloseAllowingRebalance()
+	// Register the transactional producer before anything else. A copy
+	// killed mid-commit leaves its transaction open, and until a producer
+	// with the same transactional id registers (fencing it, which aborts
+	// that transaction) the group's offsets stay unstable: this copy's
+	// offset fetch would retry UNSTABLE_OFFSET_COMMIT until the broker's
+	// transaction timeout, and franz-go registers only at the first
+	// produce, which never comes. Java's clients call initTransactions()
+	// first for the same reason (KAFKA-10235).
+	if _, _, err := sess.Client().ProducerID(ctx); err != nil {
+		return fmt.Errorf("stage %s: register transactional producer: %w", r.cfg.Stage, err)
+	}
 
 	for {
 		fetches := sess.PollRecords(ctx, r.cfg.MaxRecords)
