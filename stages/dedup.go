@@ -180,15 +180,18 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			// The end offset is usually a transaction's commit marker,
+			// which read_committed never returns: keep control records,
+			// so reaching it ends the load instead of two idle polls.
+			kgo.KeepControlRecords(),
 		)...)
 		if err != nil {
 			return fmt.Errorf("dedup load from %s: %w", topic, err)
 		}
 		defer cl.Close()
 		// Read until every partition reaches the end offset seen at the
-		// start, or until the broker has nothing more to give: under
-		// read_committed the last offsets may be transaction markers or
-		// aborted records that are never returned.
+		// start, or until the broker has nothing more to give (a
+		// transaction still open holds the end back).
 		idle := 0
 		for len(remaining) > 0 && idle < 2 {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -203,7 +206,8 @@ func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitio
 			}
 			idle = 0
 			fs.EachRecord(func(r *kgo.Record) {
-				if k, ok := keyOf(r); ok {
+				// A marker is not a record: only its offset counts.
+				if k, ok := keyOf(r); ok && !r.Attrs.IsControl() {
 					loaded[r.Partition][d.hash(k)] = r.Timestamp.Unix()
 				}
 				if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
