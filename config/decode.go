@@ -149,6 +149,9 @@ func (d *decoder) syntaxProblem(err error) {
 		p.Pos.Line, _ = strconv.Atoi(m[1])
 		msg = msg[len(m[0]):]
 	} else {
+		// yaml.v3 names the line only from line 2 on: a parse error with
+		// no line is on the first.
+		p.Pos.Line = 1
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	p.Msg = "YAML syntax: " + msg

@@ -17,6 +17,7 @@ func SplitBatch(data []byte) ([][]byte, error) {
 	var out [][]byte
 	msgStart := -1
 	segNo := 0
+	var sep byte // the field separator of the message being read; 0 outside one
 	var sc lineScanner
 	sc.init(body)
 	for {
@@ -35,13 +36,16 @@ func SplitBatch(data []byte) ([][]byte, error) {
 		}
 		switch name {
 		case "MSH", "FHS", "BHS", "BTS", "FTS":
-			if len(line) > 3 && delimOK(line[3]) || len(line) == 3 {
+			if isBoundary(line, sep) {
 				if msgStart >= 0 {
 					out = append(out, body[msgStart:start])
-					msgStart = -1
+					msgStart, sep = -1, 0
 				}
 				if name == "MSH" {
 					msgStart = start
+					if len(line) > 3 {
+						sep = line[3]
+					}
 				}
 				continue
 			}
@@ -57,4 +61,15 @@ func SplitBatch(data []byte) ([][]byte, error) {
 		return nil, perr(CodeNoMSH, "", "batch holds no MSH segment")
 	}
 	return out, nil
+}
+
+// isBoundary reports whether a line beginning with an envelope segment's
+// name starts a message or an envelope. Inside a message a line whose
+// fourth byte is not the message's field separator is, as Parse reads it,
+// text continuing a segment ("MSH-9 was wrong", "FTS-positive culture").
+func isBoundary(line []byte, sep byte) bool {
+	if len(line) == 3 {
+		return true
+	}
+	return delimOK(line[3]) && (sep == 0 || line[3] == sep)
 }

@@ -85,6 +85,11 @@ func Parse(data []byte) (*Message, error) {
 			if len(m.segs) == 0 {
 				return nil, perr(CodeNoMSH, "segment 1", "message does not start with an MSH segment")
 			}
+			if len(m.segs) == 1 {
+				// The MSH holds no free text: a line break in it would put
+				// line breaks into the type, control id or version.
+				return nil, perr(CodeBadSegment, "segment 2", "line after the MSH does not start with a segment ID (the MSH cannot continue on another line)")
+			}
 			m.segs[len(m.segs)-1].end = int32(end)
 		default:
 			return nil, perr(CodeBadSegment, "segment "+strconv.Itoa(len(m.segs)+1), "line does not start with a three-character segment ID")

@@ -69,7 +69,8 @@ func newCompileError(e *cel.Env, src common.Source, parsed *cel.Ast, issues []*c
 	for _, is := range issues {
 		p := Problem{Message: plainMessage(is.Message)}
 		if loc := is.Location; loc != nil && loc.Line() > 0 {
-			p.Line, p.Column = loc.Line(), loc.Column()+1
+			// CEL counts columns from 0, and says -1 when it has none.
+			p.Line, p.Column = loc.Line(), max(loc.Column()+1, 1)
 		}
 		if name, ok := quoted(is.Message, "undefined field '"); ok {
 			p.Message += didYouMean(name, fieldCandidates(parsed, is.ExprID))
