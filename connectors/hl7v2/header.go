@@ -78,17 +78,15 @@ func peekMSH(data []byte) (Segment, bool) {
 			}
 		}
 	}
-	// Two vectorised searches beat one IndexAny, which goes byte by byte.
+	// The end of a message may be framing or padding (0x1c, 0x0b, NUL,
+	// line breaks), which Parse strips: so must an MSH that is the whole
+	// message. Then two vectorised searches, which beat one IndexAny.
+	data = trimTail(data)
 	if j := bytes.IndexByte(data, '\r'); j >= 0 {
 		data = data[:j]
 	}
 	if j := bytes.IndexByte(data, '\n'); j >= 0 {
 		data = data[:j]
-	}
-	// An MSH that is the whole message may end in framing or padding
-	// (0x1c, 0x0b, NUL), which Parse strips too.
-	for len(data) > 0 && (data[len(data)-1] == 0x1c || data[len(data)-1] == 0x0b || data[len(data)-1] == 0) {
-		data = data[:len(data)-1]
 	}
 	return Segment{b: data, d: d, msh: true}, true
 }

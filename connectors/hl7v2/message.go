@@ -142,15 +142,19 @@ func trimFraming(b []byte) []byte {
 		}
 	}
 end:
+	return trimTail(b)
+}
+
+// trimTail removes the line breaks, MLLP bytes and NULs that end b.
+// Trailing spaces stay: they may belong to the last field (a
+// whitespace-only last line is skipped as blank by Parse).
+func trimTail(b []byte) []byte {
 	for len(b) > 0 {
-		// Trailing spaces stay: they may belong to the last field. A
-		// whitespace-only last line is skipped as blank by Parse.
 		c := b[len(b)-1]
-		if c == '\r' || c == '\n' || c == 0x1c || c == 0x0b || c == 0 {
-			b = b[:len(b)-1]
-			continue
+		if c != '\r' && c != '\n' && c != 0x1c && c != 0x0b && c != 0 {
+			break
 		}
-		break
+		b = b[:len(b)-1]
 	}
 	return b
 }
