@@ -2,15 +2,10 @@ package mllp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"careflow/internal/testpki"
 )
 
 // rawServer accepts connections on loopback and runs fn on each.
@@ -157,33 +154,12 @@ func TestClientDialError(t *testing.T) {
 	}
 }
 
-// selfSigned makes a throwaway certificate for 127.0.0.1.
+// selfSigned makes a throwaway certificate for 127.0.0.1 and a pool that
+// trusts it.
 func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "careflow test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+	ca := testpki.NewCA(t, "careflow test")
+	return ca.Issue(t, testpki.Leaf{Use: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}), ca.Pool()
 }
 
 func TestTLSRoundTrip(t *testing.T) {

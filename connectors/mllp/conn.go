@@ -22,7 +22,14 @@ type conn struct {
 	accepted time.Time
 	cancel   context.CancelFunc
 
-	active    bool      // between a frame's first byte and its reply being written
+	// reading: between a frame's first byte and its last. active: from a
+	// complete frame until its reply is written, while the handler runs.
+	// Only an active connection is never closed to make room: a frame
+	// still arriving is not acknowledged, so closing it loses nothing,
+	// and protecting it would let connections that send one byte and
+	// stop hold every slot for ReadTimeout.
+	reading   bool
+	active    bool
 	frames    int       // frames answered so far
 	idleSince time.Time // when the last reply was written
 	evicted   bool      // closed to make room; already out of Server.conns
@@ -84,7 +91,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 			}
 			return
 		}
-		if !s.setActive(c) {
+		if !s.setReading(c) {
 			return // shutting down or evicted; the sender will resend on a new connection
 		}
 		received := time.Now()
@@ -93,6 +100,9 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		switch {
 		case err == nil, errors.Is(err, ErrTooLarge):
 			started = true
+			if !s.setActive(c) {
+				return // closed while the frame arrived: it was never acknowledged
+			}
 		case errors.Is(err, ErrNoStartBlock):
 			if !garbageLogged {
 				log.Warn("mllp bytes outside a frame discarded", "err", err)
@@ -155,14 +165,24 @@ func (s *Server) handshake(ctx context.Context, c *conn) (*tls.ConnectionState, 
 	return nil, false
 }
 
-// setActive marks c as in the middle of a frame; it reports false once
-// the server is shutting down or c was evicted, telling the connection to
-// end.
+// setReading marks c as receiving a frame; it reports false once the
+// server is shutting down or c was evicted, telling the connection to end.
+func (s *Server) setReading(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.reading = true
+	return !s.shutdown && !c.evicted
+}
+
+// setActive marks c as handling a complete frame, which from now on is
+// never closed to make room; it reports false when c was evicted while
+// the frame arrived. A shutdown that began meanwhile lets the frame be
+// handled: Shutdown waits for frames already arriving.
 func (s *Server) setActive(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.active = true
-	return !s.shutdown && !c.evicted
+	c.reading, c.active = false, true
+	return !c.evicted
 }
 
 // setIdle marks c idle again, after a reply (answered) or after bytes that
@@ -170,7 +190,7 @@ func (s *Server) setActive(c *conn) bool {
 func (s *Server) setIdle(c *conn, answered bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c.active = false
+	c.reading, c.active = false, false
 	if answered {
 		c.frames++
 		c.idleSince = time.Now()

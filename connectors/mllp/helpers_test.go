@@ -5,20 +5,17 @@ package mllp
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"careflow/internal/testpki"
 )
 
 // pki is a CA made for one test, a server certificate for 127.0.0.1 and a
@@ -30,47 +27,13 @@ type pki struct {
 
 func newPKI(t testing.TB) pki {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "careflow test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, ips []net.IP) tls.Certificate {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{cn},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: ips, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	}
-	srv := leaf(2, "careflow", x509.ExtKeyUsageServerAuth, []net.IP{net.ParseIP("127.0.0.1")})
-	cli := leaf(3, "lab-sender", x509.ExtKeyUsageClientAuth, nil)
+	ca := testpki.NewCA(t, "careflow test CA")
+	srv := ca.Issue(t, testpki.Leaf{CommonName: "careflow", Use: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	cli := ca.Issue(t, testpki.Leaf{CommonName: "lab-sender", DNSNames: []string{"lab-sender"}, Use: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	return pki{
-		server: &tls.Config{Certificates: []tls.Certificate{srv}, ClientCAs: pool,
+		server: &tls.Config{Certificates: []tls.Certificate{srv}, ClientCAs: ca.Pool(),
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
-		client: &tls.Config{Certificates: []tls.Certificate{cli}, RootCAs: pool, MinVersion: tls.VersionTLS12},
+		client: &tls.Config{Certificates: []tls.Certificate{cli}, RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12},
 	}
 }
 

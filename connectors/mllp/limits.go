@@ -97,16 +97,17 @@ func pickVictim(cands iter.Seq[*conn], peerLoad func(peer string) int) *conn {
 }
 
 // evictBefore reports whether a should be closed before b. A connection
-// that has never answered a frame (still handshaking, or silent) goes
-// before one that has: a working sender between messages is worth more
-// than a silent one. Among equals, the peer holding the most connections
-// goes first (when peerLoad is given); then, among silent ones, the
-// longest-waiting, so that a sender that has just connected is never the
-// one the next flood connection pushes out; among working ones, the
-// longest idle.
+// that has never answered a frame (still handshaking, silent, or stuck in
+// its first frame) goes before one that has: a working sender is worth
+// more than a silent one. Then a working sender between messages goes
+// before one whose next frame is arriving. Among equals, the peer holding
+// the most connections goes first (when peerLoad is given); then, among
+// silent ones, the longest-waiting, so that a sender that has just
+// connected is never the one the next flood connection pushes out; among
+// working ones, the longest idle.
 func evictBefore(a, b *conn, peerLoad func(string) int) bool {
-	if silentA, silentB := a.frames == 0, b.frames == 0; silentA != silentB {
-		return silentA
+	if ta, tb := evictTier(a), evictTier(b); ta != tb {
+		return ta < tb
 	}
 	if peerLoad != nil && a.peer != b.peer {
 		if la, lb := peerLoad(a.peer), peerLoad(b.peer); la != lb {
@@ -117,6 +118,19 @@ func evictBefore(a, b *conn, peerLoad func(string) int) bool {
 		return a.accepted.Before(b.accepted)
 	}
 	return a.idleSince.Before(b.idleSince)
+}
+
+// evictTier orders connections for eviction: silent ones (no frame
+// answered yet, whatever they are doing), then working ones between
+// frames, then working ones receiving their next frame.
+func evictTier(c *conn) int {
+	switch {
+	case c.frames == 0:
+		return 0
+	case !c.reading:
+		return 1
+	}
+	return 2
 }
 
 // forgetLocked takes c out of the server's accounting; it is safe to call
@@ -155,7 +169,9 @@ func peerOf(remote net.Addr) string {
 // to ConnState, and logs it within the rate limit.
 func (s *Server) note(remote net.Addr, peer string, st ConnState, msg string, attrs ...any) {
 	s.report(remote, st)
-	ok, suppressed := s.limiter.allow(peer, st, time.Now())
+	// A flood costs a line a minute per peer and kind, not a line a
+	// connection.
+	ok, suppressed := s.limiter.Allow(peer+" "+st.String(), time.Now())
 	if !ok {
 		return
 	}

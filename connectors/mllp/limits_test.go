@@ -277,3 +277,38 @@ func TestConnStateString(t *testing.T) {
 		}
 	}
 }
+
+// Connections that start a frame and stop (a start block and one byte)
+// are not protected as a message being handled is: a real sender still
+// gets in, and its next message is answered, while they keep coming.
+func TestServerHalfFramesDoNotLockOut(t *testing.T) {
+	ev := newEvents()
+	s := &Server{Handler: HandlerFunc(echo), ConnState: ev.hook, Logger: discard()}
+	addr := startServer(t, s)
+	half := func(n int) {
+		for _, c := range flood(t, addr, n) {
+			if _, err := c.Write([]byte{StartBlock, 'M'}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	half(200)
+	ev.waitCount(t, StateOpen, 200)
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := NewReader(c, 0)
+	if got := roundTrip(t, c, r, "MSH|first"); got != "ACK:MSH|first" {
+		t.Fatalf("reply %q", got)
+	}
+	half(200)
+	ev.waitCount(t, StateOpen, 401)
+	if got := roundTrip(t, c, r, "MSH|second"); got != "ACK:MSH|second" {
+		t.Fatalf("reply after the second flood %q", got)
+	}
+	if got := ev.count(StateRejected); got != 0 {
+		t.Fatalf("%d connections refused; half-sent frames should have been evicted instead", got)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"careflow/internal/ratelog"
 )
 
 // Request is one frame received by a Server.
@@ -162,7 +164,7 @@ type Server struct {
 	shutdown  bool
 	wg        sync.WaitGroup // connection goroutines
 	drained   chan struct{}  // closed when shut down and the last connection ended
-	limiter   logLimiter
+	limiter   ratelog.Limiter
 }
 
 // ListenAndServe listens on the TCP address addr and calls Serve.
@@ -279,7 +281,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = ln.Close()
 	}
 	for c := range s.conns {
-		if !c.active {
+		if !c.active && !c.reading {
 			_ = c.nc.Close()
 		}
 	}
