@@ -21,6 +21,7 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
 // ErrNoCredential means the request carries no bearer token.
@@ -54,7 +55,7 @@ func (s *StaticTokens) AddToken(name string, sum [32]byte) {
 	s.hashes = append(s.hashes, sum)
 }
 
-// Len is the number of tokens accepted.
+// Len is the number of tokens accepted; none means the interface asks for no token.
 func (s *StaticTokens) Len() int { return len(s.names) }
 
 // Verify returns the name of token, or false when it is none of the
@@ -116,7 +117,7 @@ var signingMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 // is not an error (its keys are fetched when the first token needs them).
 func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	if cfg.Issuer == "" || cfg.Audience == "" {
-		return nil, errors.New("jwt verifier: issuer and audience are required")
+		return nil, fmt.Errorf("jwt verifier for issuer %q, audience %q: both are required", cfg.Issuer, cfg.Audience)
 	}
 	if cfg.Leeway <= 0 {
 		cfg.Leeway = 30 * time.Second
@@ -132,6 +133,13 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	case cfg.JWKSURL != "":
 		keys, err = keyfunc.NewDefaultOverrideCtx(ctx, []string{cfg.JWKSURL}, keyfunc.Override{
 			HTTPTimeout: 10 * time.Second,
+			// Keys are refreshed every 15 minutes, and at most every 10 s
+			// when a token names a key id not yet known (an issuer that
+			// rotated its keys). Anyone can send such a token, so the
+			// limit protects the issuer; a token never waits long for it.
+			RefreshInterval:   15 * time.Minute,
+			RefreshUnknownKID: rate.NewLimiter(rate.Every(10*time.Second), 1),
+			RateLimitWaitMax:  2 * time.Second,
 			RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
 				return func(ctx context.Context, err error) {
 					cfg.Logger.WarnContext(ctx, "refresh JWT issuer keys", "issuer", cfg.Issuer, "jwks_url", u, "err", err)
@@ -141,7 +149,7 @@ func NewJWTVerifier(ctx context.Context, cfg JWTConfig) (*JWTVerifier, error) {
 	case len(cfg.JWKS) > 0:
 		keys, err = keyfunc.NewJWKSetJSON(json.RawMessage(cfg.JWKS))
 	default:
-		return nil, errors.New("jwt verifier: give a JWKS URL or a JWK Set")
+		return nil, fmt.Errorf("jwt verifier for %s: give a JWKS URL or a JWK Set", cfg.Issuer)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jwt verifier for %s: %w", cfg.Issuer, err)
@@ -166,12 +174,52 @@ type jwtClaims struct {
 	ClientID string `json:"client_id"`
 }
 
-// Verify checks token and returns its claims. The error says what was
-// wrong (expired, wrong audience, bad signature) without the token.
+// JWTError is a refused token. Its text is one of a few fixed reasons,
+// never the library's message: that can quote what the sender wrote (a
+// key id, a claim), which must not reach logs, audit records or replies,
+// and whose variety would defeat the folding of repeated refusals.
+type JWTError struct {
+	Reason string // "expired", "wrong audience", ...
+	err    error
+}
+
+func (e *JWTError) Error() string { return "bearer JWT refused: " + e.Reason }
+
+// Unwrap returns golang-jwt's error, for errors.Is(err, jwt.ErrTokenExpired).
+func (e *JWTError) Unwrap() error { return e.err }
+
+// jwtReason names what was wrong with a token in careflow's words.
+func jwtReason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "not valid yet"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "missing a required claim (exp)"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong issuer"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "signed by a key the issuer does not publish"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid) && strings.Contains(err.Error(), "signing method"):
+		return "signed with a signing method careflow does not accept (asymmetric algorithms only)"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature"
+	}
+	return "invalid"
+}
+
+// Verify checks token and returns its claims. A refusal is a *JWTError
+// saying what was wrong (expired, wrong audience, bad signature) in
+// careflow's words only.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (Claims, error) {
 	var c jwtClaims
 	if _, err := v.parser.ParseWithClaims(token, &c, v.keys.KeyfuncCtx(ctx)); err != nil {
-		return Claims{}, fmt.Errorf("bearer JWT refused: %w", err)
+		return Claims{}, &JWTError{Reason: jwtReason(err), err: err}
 	}
 	out := Claims{Subject: c.Subject, Issuer: c.Issuer, ClientID: c.ClientID, Scopes: strings.Fields(c.Scope)}
 	switch scp := c.Scp.(type) {
