@@ -11,6 +11,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"careflow/internal/levenshtein"
 )
 
 // FieldKind says what an EventField names.
@@ -161,7 +163,7 @@ func suggestField(got string) string {
 	}
 	best, bestDist := "", 3
 	for _, f := range eventFields {
-		if d := editDistance(norm, f.Path); d < bestDist {
+		if d := levenshtein.Distance(norm, f.Path); d < bestDist {
 			best, bestDist = f.Path, d
 		}
 	}
@@ -196,25 +198,4 @@ func stripIndexes(s string) string {
 		}
 		s = s[:i] + s[j+1:]
 	}
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

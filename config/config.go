@@ -334,6 +334,10 @@ func (c *Config) resolve(dir string) {
 		if j := in.Writers.JWT; j != nil && j.Scope == "" {
 			c.Inbound[i].Writers.JWT.Scope = DefaultScope(in.Name)
 		}
+		// Left to their defaults, the per-peer limit and the first-byte
+		// wait follow a lower max_connections or idle_timeout.
+		c.Inbound[i].MaxConnectionsPerPeer = min(in.MaxConnectionsPerPeer, in.MaxConnections)
+		c.Inbound[i].FirstByteTimeout = min(in.FirstByteTimeout, in.IdleTimeout)
 	}
 	for _, t := range c.tlsBlocks() {
 		abs(&t.CertFile)

@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"careflow/avro"
 	"careflow/connectors/hl7v2"
@@ -27,10 +26,11 @@ func (d *decoder) checkDestinationCharset(key, name string) {
 	}
 }
 
-// isUTF8Name reports whether name spells UTF-8.
+// isUTF8Name reports whether name is a set whose text is UTF-8 (UTF-8,
+// or ASCII, which is UTF-8 too).
 func isUTF8Name(name string) bool {
-	n := strings.ToUpper(strings.NewReplacer(" ", "", "-", "", "_", "").Replace(name))
-	return n == "UTF8" || n == "UNICODEUTF8"
+	cs, err := hl7v2.LookupCharset(name)
+	return err == nil && cs.IsUTF8()
 }
 
 // checkFields checks a destination's fields allow-list against the

@@ -211,13 +211,15 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	if in.MaxConnections < 1 {
 		d.problemAt(p+".max_connections", "must be at least 1")
 	}
+	// The defaults of these two follow their limits (resolve lowers
+	// them), so only a value written in the file can be out of bounds.
 	switch {
 	case in.MaxConnectionsPerPeer < 1:
 		d.problemAt(p+".max_connections_per_peer", "must be at least 1")
-	case in.MaxConnectionsPerPeer > in.MaxConnections && in.MaxConnections >= 1:
+	case in.MaxConnectionsPerPeer > in.MaxConnections && in.MaxConnections >= 1 && d.written(p+".max_connections_per_peer"):
 		d.problemAt(p+".max_connections_per_peer", fmt.Sprintf("must be at most max_connections (%d)", in.MaxConnections))
 	}
-	if in.FirstByteTimeout > in.IdleTimeout {
+	if in.FirstByteTimeout > in.IdleTimeout && d.written(p+".first_byte_timeout") {
 		d.problemAt(p+".first_byte_timeout", fmt.Sprintf("must be at most idle_timeout (%s): it is the shorter wait for a connection that never sends", in.IdleTimeout))
 	}
 	if in.Transport == "mllp" {

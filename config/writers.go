@@ -71,7 +71,7 @@ type Digest struct {
 	sum [32]byte
 }
 
-// Sum returns the hash.
+// Sum returns the hash, the only form of a token careflow holds.
 func (d Digest) Sum() [32]byte { return d.sum }
 
 // Auth holds what careflow needs to check credentials issued elsewhere.

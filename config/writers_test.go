@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // demoHash is the SHA-256 of the token "t0ken".
@@ -330,5 +331,25 @@ destinations:
 	}
 	if c, err = Parse("t.yaml", []byte(base), WithLookupEnv(noEnv)); err != nil || c.Destinations[0].Fields != nil {
 		t.Errorf("no fields key: %#v, %v; want nil (everything)", c.Destinations[0].Fields, err)
+	}
+}
+
+// A file that lowers max_connections or idle_timeout, and says nothing of
+// the per-peer limit or the first-byte wait, still loads: those defaults
+// follow the limits (they were added later, and old files must not break).
+func TestNewLimitsFollowOldKeys(t *testing.T) {
+	c, err := Parse("t.yaml", []byte(`
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    max_connections: 10
+    idle_timeout: 15s
+`), WithLookupEnv(noEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := c.Inbound[0]
+	if in.MaxConnectionsPerPeer != 10 || in.FirstByteTimeout != 15*time.Second {
+		t.Errorf("per-peer %d, first byte %s; want 10 and 15s", in.MaxConnectionsPerPeer, in.FirstByteTimeout)
 	}
 }

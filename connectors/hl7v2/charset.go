@@ -16,6 +16,8 @@ import (
 	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/encoding/traditionalchinese"
+
+	"careflow/internal/levenshtein"
 )
 
 // Charset is a character set careflow reads HL7 v2 in, and for most sets
@@ -36,6 +38,28 @@ func (c Charset) MSH18() string {
 		return d.name
 	}
 	return ""
+}
+
+// IANA returns the name HTTP and MIME know c by, for a Content-Type's
+// charset parameter: "utf-8", "us-ascii", "iso-8859-1", "windows-1252",
+// "big5", "gb18030", "euc-kr", "shift_jis".
+func (c Charset) IANA() string {
+	n := c.get().name
+	switch {
+	case c.get().kind == kindUTF8:
+		return "utf-8"
+	case n == "ASCII":
+		return "us-ascii"
+	case strings.HasPrefix(n, "8859/"):
+		return "iso-8859-" + strings.TrimPrefix(n, "8859/")
+	case strings.HasPrefix(n, "GB 18030"):
+		return "gb18030"
+	case n == "BIG-5":
+		return "big5"
+	case n == "KS X 1001":
+		return "euc-kr"
+	}
+	return strings.ToLower(n)
 }
 
 // IsUTF8 reports whether c stores text as UTF-8 (UTF-8 itself, and ASCII,
@@ -349,32 +373,11 @@ func quoteName(name string) string {
 func suggestCharset(key string) string {
 	best, bestDist := "", 3
 	for k, d := range charsetByKey {
-		if dist := editDistance(key, k); dist < bestDist || dist == bestDist && best != "" && d.name < best {
+		if dist := levenshtein.Distance(key, k); dist < bestDist || dist == bestDist && best != "" && d.name < best {
 			if dist*2 < len(k) {
 				best, bestDist = d.name, dist
 			}
 		}
 	}
 	return best
-}
-
-// editDistance is the Levenshtein distance between two short strings.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -167,7 +167,7 @@ func (c Charset) Decode(data []byte) ([]byte, error) {
 	src := data[skip:]
 	i := firstNonASCII(src, d.escapes)
 	if i < 0 {
-		return src, nil
+		return recodeHexEscapes(src, d)
 	}
 	if d.kind == kindSingle {
 		out := make([]byte, i, len(src)+(len(src)-i)/2+8)
@@ -184,11 +184,11 @@ func (c Charset) Decode(data []byte) ([]byte, error) {
 			}
 			out = utf8.AppendRune(out, r)
 		}
-		return out, nil
+		return recodeHexEscapes(out, d)
 	}
 	out, err := d.enc.NewDecoder().Bytes(src)
 	if err == nil && !bytes.Contains(out, replacement) {
-		return out, nil
+		return recodeHexEscapes(out, d)
 	}
 	// Rare: find the first sequence the decoder replaced. A replacement
 	// character the set really encodes (GB 18030 has one) is not an error.
@@ -198,7 +198,7 @@ func (c Charset) Decode(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, perr(CodeBadCharset, "", fmt.Sprintf("decode from %s: %v", d.name, err))
 	}
-	return out, nil
+	return recodeHexEscapes(out, d)
 }
 
 var replacement = []byte(string(utf8.RuneError))

@@ -394,3 +394,60 @@ func BenchmarkDecodeMessage(b *testing.B) {
 		})
 	}
 }
+
+// A \X..\ escape spells bytes in the message's own set: after conversion
+// to UTF-8 it spells the same character's UTF-8 bytes, so unescaping gives
+// the character, not an invalid byte.
+func TestDecodeRecodesHexEscapes(t *testing.T) {
+	cases := []struct {
+		name, msg, charset, want string
+		code                     string
+	}{
+		{"Latin-1 é, all-ASCII message", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||8859/1\rPID|1||1||Ren\\XE9\\e^Anne", "", "Renée", ""},
+		{"Latin-1 é beside a literal é", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||8859/1\rPID|1||1||Ren\\XE9\\e^L\xe9a", "", "Renée", ""},
+		{"two bytes", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||8859/1\rPID|1||1||\\XE9E8\\", "", "éè", ""},
+		{"UTF-8 untouched", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||UNICODE UTF-8\rPID|1||1||Ren\\XC3A9\\e", "", "Renée", ""},
+		{"not hex", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||8859/1\rPID|1||1||\\XZZ\\", "", "", CodeBadCharset},
+		{"a byte Windows-1252 leaves undefined", "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|C1|P|2.5||||||WINDOWS-1252\rPID|1||1||\\X81\\", "", "", CodeBadCharset},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, _, err := DecodeMessage([]byte(c.msg), c.charset, "")
+			if c.code != "" {
+				var pe *ParseError
+				if !errors.As(err, &pe) || pe.Code != c.code || pe.Location != "PID-5" {
+					t.Fatalf("err %v, want %s at PID-5", err, c.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := Parse(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.Get("PID-5.1"); got != c.want {
+				t.Errorf("PID-5.1 = %q, want %q", got, c.want)
+			}
+			if err := m.ValidUTF8(); err != nil {
+				t.Errorf("ValidUTF8: %v", err)
+			}
+		})
+	}
+}
+
+func TestCharsetIANA(t *testing.T) {
+	for name, want := range map[string]string{
+		"": "utf-8", "UNICODE UTF-8": "utf-8", "ASCII": "us-ascii", "8859/1": "iso-8859-1", "8859/15": "iso-8859-15",
+		"WINDOWS-1252": "windows-1252", "BIG-5": "big5", "GB 18030-2000": "gb18030", "KS X 1001": "euc-kr",
+	} {
+		cs, err := LookupCharset(name)
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if got := cs.IANA(); got != want {
+			t.Errorf("%q: IANA %q, want %q", name, got, want)
+		}
+	}
+}

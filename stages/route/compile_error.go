@@ -13,6 +13,8 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common"
 	"github.com/google/cel-go/common/ast"
+
+	"careflow/internal/levenshtein"
 )
 
 // CompileError is a route condition that does not compile.
@@ -265,7 +267,7 @@ func didYouMean(name string, candidates []string) string {
 		if c == name {
 			continue
 		}
-		d := editDistance(n, norm(c))
+		d := levenshtein.Distance(n, norm(c))
 		if d > limit && len(n) >= 4 && strings.Contains(norm(c), n) {
 			d = limit
 		}
@@ -277,25 +279,4 @@ func didYouMean(name string, candidates []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean '%s'?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
