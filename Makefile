@@ -22,8 +22,8 @@ run: build
 	trap 'deploy/clickhouse/demo.sh stop $(DATA)' EXIT INT TERM; \
 	$(BIN) run --config "$$cfg" --data $(DATA) --demo
 
-# Every test, including the end-to-end and crash tests, then a brief fuzz
-# of the HL7 parser and the MLLP reader.
+# Every test, including the end-to-end, crash and fault-matrix tests, then
+# a brief fuzz of every parser of untrusted input (make fuzz, below).
 test: vet deps
 	$(GO) test -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
@@ -72,6 +72,8 @@ fuzz:
 	@$(call fuzz-run,FuzzSplitBatch,./connectors/hl7v2,$(FUZZTIME_SHORT))
 	@$(call fuzz-run,FuzzEscape,./connectors/hl7v2,$(FUZZTIME_SHORT))
 	@$(call fuzz-run,FuzzParseTime,./connectors/hl7v2,$(FUZZTIME_SHORT))
+	@$(call fuzz-run,FuzzUnescape,./connectors/hl7v2,$(FUZZTIME_SHORT))
+	@$(call fuzz-run,FuzzDecodeMessage,./connectors/hl7v2,$(FUZZTIME_SHORT))
 	@$(call fuzz-run,FuzzBearerToken,./connectors/httpx,$(FUZZTIME_SHORT))
 	@$(call fuzz-run,FuzzJWTVerify,./connectors/httpx,$(FUZZTIME_SHORT))
 	@$(call fuzz-run,FuzzConfig,./config,$(FUZZTIME_SHORT))

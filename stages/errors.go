@@ -62,10 +62,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Codes of an input record that cannot be decoded.
+// Codes of an input record that cannot be decoded, and of failures no
+// stage classified.
 const (
 	CodeDecode            = "avro.decode"             // not a record of the expected type: never will be
 	CodeSchemaUnavailable = "avro.schema_unavailable" // its writer schema could not be fetched: the registry may be down
+	CodeInternal          = "internal"                // an error without a code of its own (retried)
+	CodePanic             = "internal.panic"          // the stage panicked on the record (a bug): dead-lettered
 )
 
 // DecodeError classifies a failure to decode an input record, the same way
@@ -110,7 +113,7 @@ func WithDetail(err error, detail string) error {
 		e.Detail = detail
 		return err
 	}
-	return &Error{Kind: KindTransient, Code: "internal", Err: err, Detail: detail}
+	return &Error{Kind: KindTransient, Code: CodeInternal, Err: err, Detail: detail}
 }
 
 // DetailOf returns the outside free text attached to err, made valid UTF-8
@@ -152,5 +155,5 @@ func Describe(err error) (code, location, text string) {
 	if errors.As(err, &e) {
 		return e.Code, e.Location, e.Err.Error()
 	}
-	return "internal", "", err.Error()
+	return CodeInternal, "", err.Error()
 }

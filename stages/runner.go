@@ -474,7 +474,7 @@ func (r *Runner) process(ctx context.Context, in Envelope) (outs []Envelope, err
 		if p := recover(); p != nil {
 			r.log.Error("stage panicked on a record; dead-lettering it", "topic", in.Topic, "partition", in.Partition,
 				"offset", in.Offset, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			outs, err = nil, Permanent("internal.panic", "", fmt.Errorf("stage %s could not process the record (a bug): %v", r.cfg.Stage, p))
+			outs, err = nil, Permanent(CodePanic, "", fmt.Errorf("stage %s could not process the record (a bug): %v", r.cfg.Stage, p))
 		}
 	}()
 	return r.cfg.Processor.Process(ctx, in)

@@ -54,6 +54,12 @@ const (
 // record.
 const FoldWindow = time.Minute
 
+// maxFolds bounds the refusals being folded at once, so that a flood from
+// many addresses cannot grow the recorder without bound; past it, expired
+// folds are written out at once and, if still full, a refusal is written
+// unfolded.
+const maxFolds = 10_000
+
 // Config configures a Recorder.
 type Config struct {
 	// Client writes the records; nil makes a Recorder that only counts
@@ -179,9 +185,14 @@ func (r *Recorder) Refused(f Refusal) (written bool) {
 		AgentType: f.AgentType, AgentWho: f.AgentWho, AgentNetwork: f.AgentNetwork,
 		EntityType: f.EntityType, EntityWhat: f.EntityWhat, EntityDetail: f.EntityDetail,
 	}
+	if r.foldCount() >= maxFolds {
+		r.flush(false)
+	}
 	r.mu.Lock()
 	fd, seen := r.folds[key]
 	switch {
+	case !seen && len(r.folds) >= maxFolds:
+		// Still full: written as it is, not folded.
 	case !seen:
 		r.folds[key] = &fold{ev: ev, at: now}
 	case now.Sub(fd.at) < FoldWindow:
@@ -196,6 +207,12 @@ func (r *Recorder) Refused(f Refusal) (written bool) {
 	r.mu.Unlock()
 	r.Record(ev)
 	return true
+}
+
+func (r *Recorder) foldCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.folds)
 }
 
 // Run writes the repeats folded in each window once it has passed, until

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,11 +60,26 @@ func (e *TransientError) Error() string {
 }
 func (e *TransientError) Unwrap() error { return e.Err }
 
-// Codes of a failed MLLP send.
+// Error codes deliver records on outcomes and dead letters, declared once
+// here; an ACK's and an HTTP status's codes are families (CodeACK,
+// CodeHTTP).
 const (
 	// CodeRender: the event could not be written in the destination's
 	// format (a render error without an HL7 location of its own).
 	CodeRender = "deliver.render"
+	// CodeBreakerOpen: the destination's breaker is open; the input
+	// waits, in order.
+	CodeBreakerOpen = "deliver.breaker_open"
+	// CodeTransient: a transient failure no connector named.
+	CodeTransient = "deliver.transient"
+	// CodeACKUnreadable: the reply is an MLLP frame but not an HL7 ACK.
+	CodeACKUnreadable = "ack.unreadable"
+	// CodeACKMismatch: the ACK's MSA-2 is another message's control id.
+	CodeACKMismatch = "ack.control_id_mismatch"
+	// CodeHTTPConnection and CodeHTTPTimeout: an HTTP destination that
+	// could not be reached, or did not answer in time.
+	CodeHTTPConnection = "http.connection"
+	CodeHTTPTimeout    = "http.timeout"
 	// CodeMLLPTimeout: no reply within the ACK timeout (or the send's
 	// context ran out). The message may or may not have been processed.
 	CodeMLLPTimeout = "mllp.timeout"
@@ -74,6 +90,12 @@ const (
 	// large to be an ACK).
 	CodeMLLPBadReply = "mllp.bad_reply"
 )
+
+// CodeACK is the code of an ACK that did not accept: ack.AE, ack.AR, ...
+func CodeACK(code hl7v2.AckCode) string { return "ack." + string(code) }
+
+// CodeHTTP is the code of an HTTP answer that did not accept: http.422, ...
+func CodeHTTP(status int) string { return "http." + strconv.Itoa(status) }
 
 // mllpCode names a failed mllp.Client Send. The timeout test comes first:
 // a timeout is also a *mllp.FrameError.
@@ -108,14 +130,14 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 		// Whatever answered is not speaking HL7 on this connection; do not
 		// reuse it.
 		_ = c.Client.Close()
-		return Result{Latency: lat}, &TransientError{Code: "ack.unreadable", Err: fmt.Errorf("reply is not an HL7 ACK: %w", err)}
+		return Result{Latency: lat}, &TransientError{Code: CodeACKUnreadable, Err: fmt.Errorf("reply is not an HL7 ACK: %w", err)}
 	}
 	if h, _ := hl7v2.PeekHeader(payload); ack.ControlID != h.ControlID {
 		// A reply to some other message (a receiver that answered twice,
 		// or a stale reply on a reused connection): never take it as this
 		// message's ACK. Drop the connection and try again.
 		_ = c.Client.Close()
-		return Result{Latency: lat, Text: "MSA-2: " + ack.ControlID}, &TransientError{Code: "ack.control_id_mismatch",
+		return Result{Latency: lat, Text: "MSA-2: " + ack.ControlID}, &TransientError{Code: CodeACKMismatch,
 			Err: fmt.Errorf("ACK is for another control id than the %s sent", h.ControlID)}
 	}
 	r := Result{AckCode: string(ack.Code), Text: ackText(ack), Latency: lat}
@@ -128,10 +150,10 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 		return r, nil
 	case "AE", "CE":
 		r.Rejected = true
-		r.Code = "ack." + string(ack.Code)
+		r.Code = CodeACK(ack.Code)
 		return r, nil
 	default: // AR, CR: the receiver could not process it now
-		return r, &TransientError{Code: "ack." + string(ack.Code), Err: fmt.Errorf("receiver answered %s", ack.Code)}
+		return r, &TransientError{Code: CodeACK(ack.Code), Err: fmt.Errorf("receiver answered %s", ack.Code)}
 	}
 }
 
@@ -190,9 +212,9 @@ type HTTP struct {
 func (c HTTP) Send(ctx context.Context, payload []byte) (Result, error) {
 	resp, err := c.Client.Post(ctx, c.URL, c.ContentType, payload, nil)
 	if err != nil {
-		code := "http.connection"
+		code := CodeHTTPConnection
 		if errors.Is(err, context.DeadlineExceeded) {
-			code = "http.timeout"
+			code = CodeHTTPTimeout
 		}
 		return Result{Latency: resp.Latency}, &TransientError{Code: code, Err: err}
 	}
@@ -202,10 +224,10 @@ func (c HTTP) Send(ctx context.Context, payload []byte) (Result, error) {
 		r.Delivered = true
 		return r, nil
 	case resp.Status == http.StatusTooManyRequests || resp.Status == http.StatusRequestTimeout || resp.Status >= 500:
-		return r, &TransientError{Code: fmt.Sprintf("http.%d", resp.Status), Err: fmt.Errorf("destination answered HTTP %d", resp.Status)}
+		return r, &TransientError{Code: CodeHTTP(resp.Status), Err: fmt.Errorf("destination answered HTTP %d", resp.Status)}
 	default:
 		r.Rejected = true
-		r.Code = fmt.Sprintf("http.%d", resp.Status)
+		r.Code = CodeHTTP(resp.Status)
 		return r, nil
 	}
 }

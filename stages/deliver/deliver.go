@@ -174,13 +174,13 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	res, err := s.breaker.Execute(func() (Result, error) { return dest.Connector.Send(ctx, payload) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		s.undoAttempt(ev.EventID)
-		return nil, stages.Unavailable("deliver.breaker_open", unavailable{after: dest.BreakerOpenFor})
+		return nil, stages.Unavailable(CodeBreakerOpen, unavailable{after: dest.BreakerOpenFor})
 	}
 	if res.Latency > 0 {
 		s.cfg.Metrics.Attempt.WithLabelValues(dest.Name).Observe(res.Latency.Seconds())
 	}
 	if err != nil {
-		code := "deliver.transient"
+		code := CodeTransient
 		var te *TransientError
 		if errors.As(err, &te) {
 			code = te.Code

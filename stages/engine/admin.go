@@ -58,7 +58,7 @@ func (e *Engine) startAdmin(ctx context.Context) error {
 		return fmt.Errorf("engine: admin listener %s: %w", addr, err)
 	}
 	e.adminLn = ln
-	e.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	e.admin = newHTTPServer(mux, e.log, "admin")
 	e.serveHTTP(ctx, e.admin, ln)
 	return nil
 }

@@ -59,26 +59,29 @@ type Options struct {
 
 // Engine is a running careflow.
 type Engine struct {
-	opts     Options
-	cfg      *config.Config
-	log      *slog.Logger
-	broker   *kafka.Embedded
-	client   *kgo.Client
-	kopts    []kgo.Opt
-	serde    *avro.Serde
-	store    *registry.Store
-	audit    *audit.Recorder
-	metrics  *prometheus.Registry
-	stageM   *stages.Metrics
-	admin    *http.Server
-	adminLn  net.Listener
-	httpSrv  *http.Server
-	httpLn   net.Listener
-	group    *errgroup.Group
-	runners  []*stages.Runner
-	cancel   context.CancelFunc
-	ready    chan struct{}
-	closeOne sync.Once
+	opts   Options
+	cfg    *config.Config
+	log    *slog.Logger
+	broker *kafka.Embedded
+	client *kgo.Client
+	kopts  []kgo.Opt
+	serde  *avro.Serde
+	store  *registry.Store
+	audit  *audit.Recorder
+	// stopAudit ends the recorder's Run and waits for it: after the
+	// stages, so that refusals folded while ingest drains are written.
+	stopAudit func()
+	metrics   *prometheus.Registry
+	stageM    *stages.Metrics
+	admin     *http.Server
+	adminLn   net.Listener
+	httpSrv   *http.Server
+	httpLn    net.Listener
+	group     *errgroup.Group
+	runners   []*stages.Runner
+	cancel    context.CancelFunc
+	ready     chan struct{}
+	closeOne  sync.Once
 }
 
 // Start brings the engine up and returns once every listener is open and
@@ -106,10 +109,11 @@ func Start(ctx context.Context, opts Options) (*Engine, error) {
 	e.cancel = cancel
 	g, gctx := errgroup.WithContext(runCtx)
 	e.group = g
-	g.Go(func() error { return e.audit.Run(gctx) })
+	e.startAudit(ctx)
 	e.recordConfiguration()
 	if err := e.startAdmin(gctx); err != nil {
 		cancel()
+		_ = g.Wait()
 		e.closeBackbone()
 		return nil, err
 	}
@@ -241,8 +245,31 @@ func (e *Engine) dataDirs() (kafkaDir, registryDir string) {
 	return "", ""
 }
 
+// startAudit runs the audit recorder on a context of its own, which
+// closeBackbone ends once the stages have stopped.
+func (e *Engine) startAudit(ctx context.Context) {
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.audit.Run(actx)
+	}()
+	e.stopAudit = func() { cancel(); <-done }
+}
+
 func (e *Engine) closeBackbone() {
+	if e.stopAudit != nil {
+		e.stopAudit()
+		e.stopAudit = nil
+	}
 	if e.client != nil {
+		// Audit records are handed to the client without waiting: send
+		// what it holds before closing.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := e.client.Flush(fctx); err != nil {
+			e.log.Warn("flush audit records before stopping", "err", err)
+		}
+		cancel()
 		e.client.Close()
 	}
 	if e.broker != nil {

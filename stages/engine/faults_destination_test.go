@@ -160,6 +160,19 @@ func TestFaultDestination(t *testing.T) {
 							m.Get("ORC-2.1"), seen[0].Get("ORC-2.1"))
 					}
 				}
+				// Each timeout is counted once: three retrying attempts, of
+				// which two were retried in place before the third opened
+				// the breaker (the input then pauses, no retry).
+				m, err := faultMetrics(r.eng)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, want := range []string{`careflow_deliver_results_total{destination="lab",result="retrying"} 3`,
+					`careflow_stage_retries_total{interface="ehr",stage="deliver"} 2`} {
+					if !strings.Contains(m, want) {
+						t.Errorf("metrics lack %s", want)
+					}
+				}
 				r.lab.setScript(labAlwaysAA)
 			},
 			final:   slices.Repeat([]string{avro.StatusDelivered}, 5),

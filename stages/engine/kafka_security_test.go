@@ -2,16 +2,9 @@ package engine_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +15,7 @@ import (
 
 	"careflow/config"
 	"careflow/connectors/mllp"
+	"careflow/internal/testpki"
 	"careflow/stages/engine"
 	"careflow/stages/route"
 )
@@ -30,81 +24,6 @@ const (
 	kafkaUser     = "careflow"
 	kafkaPassword = "right-horse-battery"
 )
-
-// testCA is a throwaway certificate authority; its keys live only in the
-// test's memory and temporary directory.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// issue signs a certificate for 127.0.0.1 with the given use.
-func (ca *testCA) issue(t *testing.T, use x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key := newKey(t)
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "careflow test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{use},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// writePEM writes cert and its key as PEM files into dir.
-func writePEM(t *testing.T, dir, name string, cert tls.Certificate) {
-	t.Helper()
-	keyDER, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	write(t, filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-}
 
 func write(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -116,15 +35,13 @@ func write(t *testing.T, path string, data []byte) {
 // securedCluster is a Kafka that requires TLS with a client certificate
 // signed by ca, and SASL: user careflow with kafkaPassword for every
 // mechanism.
-func securedCluster(t *testing.T, ca *testCA) *kfake.Cluster {
+func securedCluster(t *testing.T, ca *testpki.CA) *kfake.Cluster {
 	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.TLS(&tls.Config{
-			Certificates: []tls.Certificate{ca.issue(t, x509.ExtKeyUsageServerAuth)},
-			ClientCAs:    pool,
+			Certificates: []tls.Certificate{ca.Issue(t, testpki.Leaf{Use: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})},
+			ClientCAs:    ca.Pool(),
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			MinVersion:   tls.VersionTLS12,
 		}),
@@ -172,11 +89,11 @@ func securedConfig(t *testing.T, est estate, brokers []string, dir, kafka string
 const mutualTLS = "  tls: {ca_file: ca.pem, cert_file: client.pem, key_file: client.key}"
 
 // pkiDir writes ca's certificate and a client certificate it signed.
-func pkiDir(t *testing.T, ca *testCA) string {
+func pkiDir(t *testing.T, ca *testpki.CA) string {
 	t.Helper()
 	dir := t.TempDir()
-	write(t, filepath.Join(dir, "ca.pem"), ca.pem)
-	writePEM(t, dir, "client", ca.issue(t, x509.ExtKeyUsageClientAuth))
+	ca.WriteCA(t, dir, "ca")
+	testpki.WritePEM(t, dir, "client", ca.Issue(t, testpki.Leaf{Use: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}))
 	return dir
 }
 
@@ -184,7 +101,7 @@ func pkiDir(t *testing.T, ca *testCA) string {
 // each mechanism carries a message through every stage: the ingest
 // producer, the stage sessions and their dedup loaders all authenticate.
 func TestSecuredKafkaEndToEnd(t *testing.T) {
-	ca := newTestCA(t, "careflow test kafka CA")
+	ca := testpki.NewCA(t, "careflow test kafka CA")
 	for i, mech := range []string{config.SASLScramSHA512, config.SASLScramSHA256, config.SASLPlain} {
 		t.Run(mech, func(t *testing.T) {
 			cluster := securedCluster(t, ca)
@@ -228,11 +145,11 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 // A refused certificate or credential stops the start at once with a
 // message naming the key to edit, and never shows the password.
 func TestSecuredKafkaRefused(t *testing.T) {
-	ca := newTestCA(t, "careflow test kafka CA")
+	ca := testpki.NewCA(t, "careflow test kafka CA")
 	cluster := securedCluster(t, ca)
 	dir := pkiDir(t, ca)
-	other := newTestCA(t, "some other CA")
-	write(t, filepath.Join(dir, "other-ca.pem"), other.pem)
+	other := testpki.NewCA(t, "some other CA")
+	write(t, filepath.Join(dir, "other-ca.pem"), other.PEM)
 
 	scram := func(user, env string) string {
 		return fmt.Sprintf("  sasl: {mechanism: SCRAM-SHA-256, username: %s, password: {env: %s}}", user, env)

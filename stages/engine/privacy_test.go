@@ -127,6 +127,17 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 			t.Fatalf("ACK %s", ack.Code)
 		}
 	}
+	// A message the interface does not accept (validate dead-letters it)
+	// and one with a byte its character set does not define (ingest
+	// refuses it at its field).
+	oru := strings.Replace(string(plantedADT("A01", "PRIVORU")), "ADT^A01^ADT_A01", "ORU^R01", 1)
+	if ack := send(t, c, []byte(oru)); ack.Code != "AA" {
+		t.Fatalf("ORU to ehr: ACK %s", ack.Code)
+	}
+	badByte := strings.Replace(string(plantedADT("A01", "PRIVBYTE")), plantedGiven, plantedGiven+"\xe9", 1)
+	if ack := send(t, c, []byte(badByte)); ack.Code != "AR" || len(ack.Errors) == 0 || ack.Errors[0].Location != "PID-5" {
+		t.Fatalf("invalid UTF-8 in PID-5: ACK %+v, want AR at PID-5", ack)
+	}
 	// And input careflow itself refuses, whose ERR text must not quote it.
 	if ack := send(t, c, []byte("PID|1||"+plantedMRN+"||"+plantedFamily+"\r")); ack.Code != "AR" {
 		t.Fatalf("unparseable input: ACK %s", ack.Code)

@@ -120,7 +120,8 @@ func TestAdminRegistryWrites(t *testing.T) {
 	if strings.TrimSpace(string(b)) != "[1]" {
 		t.Errorf("careflow.RawMessage versions = %s, want [1]: a refused version was stored", b)
 	}
-	// Audit: configuration loaded, three refusals (folded by reason), one write.
+	// Audit: configuration loaded, four refusals (no token, a wrong token, the
+	// field dropped, no token again), one write; counted by Count in case any fold.
 	recs := readTopic(t, eng.Brokers(), topics.Audit, 5, 15*time.Second)
 	types := map[string]int{}
 	for _, r := range recs {

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,28 +8,42 @@ import (
 	"testing"
 )
 
-// docs/security.md names, for each promise, the test that holds careflow to
-// it. This fails when a named test does not exist (renamed, deleted, never
-// written), so the page cannot promise what nothing checks.
+// docs/security.md names, for each promise, the tests that hold careflow
+// to it, each followed by its package: "`TestA`, `TestB` (`stages/ingest`)".
+// This fails when a named test is not in the package named (renamed,
+// moved, deleted, never written), so the page cannot promise what nothing
+// checks. A name given without a package must exist somewhere.
 func TestSecurityDocNamesRealTests(t *testing.T) {
 	doc, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	named := map[string]bool{}
-	for _, m := range regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)`").FindAllSubmatch(doc, -1) {
-		named[string(m[1])] = true
+	token := regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9_]+)`|\\(`([a-z0-9/]+)`\\)")
+	named := map[string]string{} // test → package dir ("" when not said)
+	for _, line := range strings.Split(string(doc), "\n") {
+		var pending []string
+		for _, m := range token.FindAllStringSubmatch(line, -1) {
+			if m[1] != "" {
+				pending = append(pending, m[1])
+				named[m[1]] = ""
+				continue
+			}
+			for _, name := range pending {
+				named[name] = m[2]
+			}
+			pending = nil
+		}
 	}
 	if len(named) < 30 {
 		t.Fatalf("docs/security.md names %d tests; the tables were not read", len(named))
 	}
-	defined := map[string]bool{}
 	decl := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)[A-Za-z0-9_]+)\(`)
-	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+	definedIn := map[string][]string{} // test → package dirs that define it
+	err = filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules") && path != "../.." {
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
 			return filepath.SkipDir
 		}
 		if !strings.HasSuffix(path, "_test.go") {
@@ -40,17 +53,31 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		dir, _ := filepath.Rel("../..", filepath.Dir(path))
 		for _, m := range decl.FindAllSubmatch(b, -1) {
-			defined[string(m[1])] = true
+			definedIn[string(m[1])] = append(definedIn[string(m[1])], filepath.ToSlash(dir))
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name := range named {
-		if !defined[name] {
+	for name, pkg := range named {
+		dirs := definedIn[name]
+		switch {
+		case len(dirs) == 0:
 			t.Errorf("docs/security.md names %s, which no test file defines", name)
+		case pkg != "" && !contains(dirs, pkg):
+			t.Errorf("docs/security.md places %s in %s; it is in %v", name, pkg, dirs)
 		}
 	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

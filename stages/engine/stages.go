@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -118,6 +117,9 @@ func (e *Engine) startIngest(ctx context.Context) error {
 				return fmt.Errorf("engine: inbound %s: %w", in.Name, err)
 			}
 			iface.Listen, iface.TLSConfig = in.Listen, tc
+			if tc != nil && tc.ClientCAs != nil {
+				iface.Writers.CertificateCAs = tc.ClientCAs
+			}
 			iface.ReadTimeout, iface.IdleTimeout = in.ReadTimeout, in.IdleTimeout
 			iface.FirstByteTimeout, iface.HandshakeTimeout = in.FirstByteTimeout, in.HandshakeTimeout
 			iface.MaxConnections, iface.MaxConnectionsPerPeer = in.MaxConnections, in.MaxConnectionsPerPeer
@@ -145,7 +147,7 @@ func (e *Engine) startIngest(ctx context.Context) error {
 			return fmt.Errorf("engine: http ingest listener: %w", err)
 		}
 		e.httpLn = ln
-		e.httpSrv = newHTTPServer(st.HTTPHandler())
+		e.httpSrv = newHTTPServer(st.HTTPHandler(), e.log, "http")
 		e.serveHTTP(ctx, e.httpSrv, ln)
 	}
 	return nil
@@ -258,26 +260,10 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 }
 
 // httpCharset is the charset parameter of a Content-Type for a configured
-// character set: IANA's name for it, which HTTP receivers know.
+// character set (checked at load).
 func httpCharset(name string) string {
-	cs, err := hl7v2.DestinationCharset(name)
-	if err != nil || cs.IsUTF8() && cs.Name() != "ASCII" {
-		return "utf-8"
-	}
-	n := cs.Name()
-	switch {
-	case n == "ASCII":
-		return "us-ascii"
-	case strings.HasPrefix(n, "8859/"):
-		return "iso-8859-" + strings.TrimPrefix(n, "8859/")
-	case strings.HasPrefix(n, "GB 18030"):
-		return "gb18030"
-	case n == "BIG-5":
-		return "big5"
-	case n == "KS X 1001":
-		return "euc-kr"
-	}
-	return strings.ToLower(n)
+	cs, _ := hl7v2.DestinationCharset(name)
+	return cs.IANA()
 }
 
 // dedupWindow is how long idempotency keys and delivered event ids are

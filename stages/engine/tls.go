@@ -5,10 +5,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	stdlog "log"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
+	"strings"
 	"time"
+
+	"careflow/internal/ratelog"
 
 	"careflow/config"
 )
@@ -91,6 +97,33 @@ func listen(addr string, tc *tls.Config) (net.Listener, error) {
 	return tls.NewListener(ln, tc), nil
 }
 
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
+func newHTTPServer(h http.Handler, log *slog.Logger, listener string) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		ErrorLog: httpErrorLog(log, listener)}
+}
+
+// httpErrorLog is an HTTP server's error log (failed TLS handshakes,
+// broken requests) as slog warnings, at most one a minute per remote
+// address and kind, the next saying how many were not written.
+func httpErrorLog(log *slog.Logger, listener string) *stdlog.Logger {
+	return stdlog.New(&rateLimitedWriter{log: log.With("listener", listener)}, "", 0)
+}
+
+type rateLimitedWriter struct {
+	log     *slog.Logger
+	limiter ratelog.Limiter
+}
+
+var httpErrorFrom = regexp.MustCompile(`^http: (.*?) from ([^ :\]]+|\[[^\]]+\])(:\d+)?: (.*)$`)
+
+func (w *rateLimitedWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	kind, remote, detail := line, "", ""
+	if m := httpErrorFrom.FindStringSubmatch(line); m != nil {
+		kind, remote, detail = m[1], m[2], m[4]
+	}
+	if ok, suppressed := w.limiter.Allow(kind+" "+remote, time.Now()); ok {
+		w.log.Warn("http server: "+kind, "remote", remote, "detail", detail, "suppressed", suppressed)
+	}
+	return len(p), nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +29,7 @@ const (
 const (
 	CodeTooLarge    = "ingest.too_large"
 	CodeNoControlID = "ingest.no_control_id" // MSH-10 is empty
+	CodePanic       = "ingest.panic"         // the reader panicked on this input (a bug)
 )
 
 // receipt is one message as a transport hands it over: where it came in,
@@ -74,13 +76,22 @@ func (s *Stage) rejectAfterPanic(ctx context.Context, r receipt) (ack []byte, re
 			result = resultError
 		}
 	}()
-	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), "ingest.panic", "", "message could not be read (internal error)")
+	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), CodePanic, "", "message could not be read (internal error)")
 }
 
 func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 	defer func() { s.metrics.ackSeconds.WithLabelValues(r.in.Name).Observe(time.Since(r.start).Seconds()) }()
 	now := s.cfg.Now().UTC()
 	id := newID()
+	// Who sent it comes before reading it: a sender the interface does
+	// not allow is refused whatever its bytes are, and nothing of it is
+	// stored (not even as a dead letter).
+	if len(r.in.Writers.SendingApplications) > 0 || len(r.in.Writers.SendingFacilities) > 0 {
+		h, d := hl7v2.PeekHeader(r.payload)
+		if ref := r.in.Writers.checkSender(r.in.Name, h, d); ref != nil {
+			return s.refuse(r, h, d, ref), resultRefused
+		}
+	}
 	// Everything inside careflow is UTF-8: the payload is read in the
 	// character set MSH-18 declares (else the interface's), and bytes that
 	// set does not define are refused here, at their field, rather than
@@ -94,10 +105,11 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		return s.rejectParse(ctx, r, id, now, err)
 	}
 	h := msg.Header()
-	if ref := r.in.Writers.checkSender(r.in.Name, h, msg.Delimiters()); ref != nil {
-		return s.refuse(r, h, msg.Delimiters(), ref), resultRefused
+	if err := msg.ValidUTF8(); err != nil {
+		// A \X..\ escape that spells bytes no character can be.
+		return s.rejectParse(ctx, r, id, now, err)
 	}
-	if h.ControlID == "" {
+	if blank(h.ControlID) {
 		// A message the sender cannot match an ACK to, and careflow
 		// cannot recognise a resend of, is not taken.
 		return s.reject(ctx, r, id, now, CodeNoControlID, "MSH-10", "MSH-10 (message control id) is empty; every message needs its own")
@@ -334,6 +346,13 @@ func (s *Stage) mllpHandler(in *Interface) mllp.Handler {
 		ack, _ := s.accept(ctx, r)
 		return ack
 	})
+}
+
+// blank reports whether a control id is missing: empty, spaces, or HL7's
+// explicit null ("").
+func blank(id string) bool {
+	id = strings.TrimSpace(id)
+	return id == "" || id == `""`
 }
 
 // idempotencyKey is MSH-3.1|MSH-4.1|MSH-10: the same for a resend of one

@@ -139,8 +139,8 @@ func New(cfg Config) (*Stage, error) {
 			return nil, fmt.Errorf("ingest: interface %s configured twice", in.Name)
 		}
 		in.MaxMessageSize = orDefault(in.MaxMessageSize, mllp.DefaultMaxMessageSize)
-		if in.Writers.Scope == "" {
-			in.Writers.Scope = "careflow/" + in.Name + ".write"
+		if in.Writers.JWT != nil && in.Writers.Scope == "" {
+			return nil, fmt.Errorf("ingest: interface %s: writers accept JWTs but name no scope they must grant", in.Name)
 		}
 		s.ifaces[in.Name] = &in
 	}

@@ -31,7 +31,12 @@ type Writers struct {
 	SendingFacilities   []string       // MSH-4.1; none: any
 	Tokens              *httpx.StaticTokens
 	JWT                 *httpx.JWTVerifier
-	// Scope a JWT must grant. Default: careflow/{interface}.write.
+	// CertificateCAs, when set, must have signed a certificate an HTTP
+	// writer presents: the interface's own client CAs, so that the HTTP
+	// listener's (which may trust more) cannot widen who writes here.
+	CertificateCAs *x509.CertPool
+	// Scope a JWT must grant; required with JWT (configuration's default:
+	// careflow/{interface}.write).
 	Scope string
 }
 
@@ -152,6 +157,9 @@ func (w *Writers) authenticate(r *http.Request, iface string, peer Writer) (Writ
 		if ref := w.checkCertificate(iface, r.TLS); ref != nil {
 			return peer, ref
 		}
+		if w.CertificateCAs != nil && !signedBy(r.TLS, w.CertificateCAs) {
+			return peer, &refusal{reason: "client certificate is not from a CA interface " + iface + " trusts", status: http.StatusForbidden}
+		}
 		return peer, nil
 	}
 	return peer, &refusal{reason: "interface " + iface + " needs a bearer token or a client certificate", status: http.StatusUnauthorized}
@@ -170,6 +178,21 @@ func (w *Writers) checkSender(iface string, h hl7v2.Header, d hl7v2.Delimiters) 
 		return &refusal{reason: "sending facility (MSH-4) may not write to interface " + iface, status: 403}
 	}
 	return nil
+}
+
+// signedBy reports whether the peer's certificate chains to one of pool.
+func signedBy(state *tls.ConnectionState, pool *x509.CertPool) bool {
+	if state == nil || len(state.PeerCertificates) == 0 {
+		return false
+	}
+	inter := x509.NewCertPool()
+	for _, c := range state.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := state.PeerCertificates[0].Verify(x509.VerifyOptions{
+		Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	return err == nil
 }
 
 // matchesAny reports whether cert matches one of the patterns: CN=name

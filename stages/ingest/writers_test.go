@@ -44,7 +44,7 @@ func newWriterHarness(t *testing.T) *writerHarness {
 	server := ca.Issue(t, testpki.Leaf{CommonName: "careflow"})
 	h := newHarness(t, func(c *Config) {
 		c.Interfaces = append(c.Interfaces,
-			Interface{Name: "guarded", Writers: Writers{Tokens: tokens, JWT: jwtv}},
+			Interface{Name: "guarded", Writers: Writers{Tokens: tokens, JWT: jwtv, Scope: "careflow/guarded.write"}},
 			Interface{Name: "elsewhere", Listen: "127.0.0.1:0", HTTP: true,
 				Writers: Writers{Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}},
 			Interface{Name: "winpath", Listen: "127.0.0.1:0", HTTP: true,
@@ -53,6 +53,9 @@ func newWriterHarness(t *testing.T) *writerHarness {
 				Certificates: []tls.Certificate{server}, ClientCAs: ca.Pool(), ClientAuth: tls.RequireAndVerifyClientCert},
 				Writers: Writers{Certificates: []string{"CN=lab.hospital", "DNS:lab2.hospital"}}},
 			Interface{Name: "certs", Writers: Writers{Certificates: []string{"CN=portal-app"}}},
+			// Trusts only its own CA, narrower than the HTTP listener's.
+			Interface{Name: "narrow", Writers: Writers{Certificates: []string{"CN=portal-app"},
+				CertificateCAs: testpki.NewCA(t, "the narrow interface's CA").Pool()}},
 		)
 		// An MLLP-only interface: not writable over HTTP.
 		c.Interfaces[0].HTTP = false
@@ -110,6 +113,8 @@ func TestHTTPWriters(t *testing.T) {
 		{"JWT signed by someone else", "/hl7/guarded", testpki.NewIssuer(t, "https://idp.test").Token(t, "careflow", "x", "careflow/guarded.write", time.Minute, nil), msg, 401, hl7v2.AckAR, ""},
 		{"address outside the allow-list", "/hl7/elsewhere", "", msg, 403, hl7v2.AckAR, ""},
 		{"sending application outside the allow-list", "/hl7/winpath", "", msg, 403, hl7v2.AckAR, ""},
+		// Refused before it is read: not even dead-lettered.
+		{"sending application outside the allow-list, unparseable", "/hl7/winpath", "", append(bytes.Clone(msg), "?? not a segment|x\r"...), 403, hl7v2.AckAR, ""},
 		{"sending application in the allow-list", "/hl7/winpath", "", winpath, 200, hl7v2.AckAA, "address:127.0.0.1"},
 		{"certificate interface without a certificate", "/hl7/certs", "", msg, 401, hl7v2.AckAR, ""},
 	}
@@ -143,8 +148,10 @@ func TestHTTPWriters(t *testing.T) {
 		}
 	}
 	h.consume(t, topics.DeadLetter(topics.StageIngest), 0)
-	// Every refusal is audited (distinct reasons: none folded here).
-	audits := h.consume(t, topics.Audit, len(tests)-len(stored))
+	// Every refusal is audited; the two refusals of the same sender for the
+	// same reason fold into one record (the second is pending in its
+	// window), the others each have their own.
+	audits := h.consume(t, topics.Audit, len(tests)-len(stored)-1)
 	for _, r := range audits {
 		var ev avro.AuditEvent
 		if err := h.serde.Decode(r.Value, &ev); err != nil {
@@ -152,6 +159,10 @@ func TestHTTPWriters(t *testing.T) {
 		}
 		if ev.Type != audit.TypeWriterRefused || ev.EntityType != audit.EntityInterface || ev.AgentNetwork != "127.0.0.1" || ev.OutcomeDesc == "" {
 			t.Errorf("audit record %+v", ev)
+		}
+		// A valid JWT that lacks the scope is refused knowing who it was.
+		if strings.Contains(ev.OutcomeDesc, "does not grant scope") && (ev.AgentType != audit.AgentJWT || ev.AgentWho != "lab-system") {
+			t.Errorf("scope refusal audited as %s %q, want jwt lab-system", ev.AgentType, ev.AgentWho)
 		}
 	}
 }
@@ -174,11 +185,13 @@ func TestHTTPClientCertificates(t *testing.T) {
 	}
 	msg := fixture(t, "adt_a01.hl7")
 	for _, tc := range []struct {
-		cn     string
-		status int
-	}{{"portal-app", 200}, {"someone-else", 403}, {"", 401}} {
-		if status, _, _ := post(t, srv.URL+"/hl7/certs", "", msg, client(tc.cn)); status != tc.status {
-			t.Errorf("certificate %q: status %d, want %d", tc.cn, status, tc.status)
+		iface, cn string
+		status    int
+	}{{"certs", "portal-app", 200}, {"certs", "someone-else", 403}, {"certs", "", 401},
+		// The listener's CA signed it, but this interface trusts another.
+		{"narrow", "portal-app", 403}} {
+		if status, _, _ := post(t, srv.URL+"/hl7/"+tc.iface, "", msg, client(tc.cn)); status != tc.status {
+			t.Errorf("%s with certificate %q: status %d, want %d", tc.iface, tc.cn, status, tc.status)
 		}
 	}
 	recs := h.consume(t, topics.Raw, 1)
@@ -238,20 +251,24 @@ func TestMLLPWriters(t *testing.T) {
 }
 
 // A message with no MSH-10 cannot be matched to its ACK or recognised when
-// resent: AR with the location, and the bytes kept as a dead letter.
+// resent: AR with the location, and the bytes kept as a dead letter. Spaces
+// or HL7's explicit null are no control id either.
 func TestEmptyControlIDRejected(t *testing.T) {
 	h := newHarness(t)
-	msg := bytes.Replace(fixture(t, "adt_a01.hl7"), []byte("|MSG00001|"), []byte("||"), 1)
-	ack := send(t, h.mllpClient(t, "ehr"), msg)
-	if ack.Code != hl7v2.AckAR || len(ack.Errors) == 0 || ack.Errors[0].Location != "MSH^1^10" && ack.Errors[0].Location != "MSH-10" {
-		t.Fatalf("ACK %+v, want AR with ERR at MSH-10", ack)
-	}
-	if ack.Errors[0].Code != "101" {
-		t.Errorf("ERR code %q, want 101 (required field missing)", ack.Errors[0].Code)
+	for _, id := range []string{"", "   ", `""`} {
+		msg := bytes.Replace(fixture(t, "adt_a01.hl7"), []byte("|MSG00001|"), []byte("|"+id+"|"), 1)
+		ack := send(t, h.mllpClient(t, "ehr"), msg)
+		if ack.Code != hl7v2.AckAR || len(ack.Errors) == 0 || ack.Errors[0].Location != "MSH^1^10" && ack.Errors[0].Location != "MSH-10" {
+			t.Fatalf("MSH-10 %q: ACK %+v, want AR with ERR at MSH-10", id, ack)
+		}
+		if ack.Errors[0].Code != "101" {
+			t.Errorf("ERR code %q, want 101 (required field missing)", ack.Errors[0].Code)
+		}
 	}
 	h.consume(t, topics.Raw, 0)
-	dl := h.consume(t, topics.DeadLetter(topics.StageIngest), 1)
-	if c := header(dl[0], topics.HeaderDLQCode); c != CodeNoControlID {
-		t.Errorf("dead letter code %q", c)
+	for _, dl := range h.consume(t, topics.DeadLetter(topics.StageIngest), 3) {
+		if c := header(dl, topics.HeaderDLQCode); c != CodeNoControlID {
+			t.Errorf("dead letter code %q", c)
+		}
 	}
 }
