@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -53,7 +52,7 @@ func TestProcessLatin1(t *testing.T) {
 			if ev.Patient.FamilyName != "Müller" || !reflect.DeepEqual(ev.Patient.GivenNames, []string{"Renée", "Zoë"}) {
 				t.Errorf("names = %q %q, want Müller [Renée Zoë]", ev.Patient.FamilyName, ev.Patient.GivenNames)
 			}
-			if field := invalidString(reflect.ValueOf(ev), "event"); field != "" {
+			if field := avro.InvalidUTF8(ev); field != "" {
 				t.Errorf("%s is not UTF-8", field)
 			}
 			doc, err := render.JSON(&ev, "C1")
@@ -105,30 +104,3 @@ func TestProcessCharsetFailures(t *testing.T) {
 	}
 }
 
-// invalidString returns the path of the first string in v that is not
-// UTF-8, or "".
-func invalidString(v reflect.Value, path string) string {
-	switch v.Kind() {
-	case reflect.String:
-		if !utf8.ValidString(v.String()) {
-			return path
-		}
-	case reflect.Pointer:
-		if !v.IsNil() {
-			return invalidString(v.Elem(), path)
-		}
-	case reflect.Slice:
-		for i := range v.Len() {
-			if p := invalidString(v.Index(i), path+"["+strconv.Itoa(i)+"]"); p != "" {
-				return p
-			}
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if p := invalidString(v.Field(i), path+"."+v.Type().Field(i).Name); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
-}

@@ -9,11 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"reflect"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"careflow/avro"
 )
@@ -85,45 +81,13 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	// writes a real U+FFFD as itself: the escape in the output is the
 	// cheap sign that something may be wrong, the walk the proof.
 	if bytes.Contains(b, []byte(`\ufffd`)) {
-		if path := invalidUTF8(reflect.ValueOf(doc), ""); path != "" {
+		if path := avro.InvalidUTF8(doc); path != "" {
 			return nil, fmt.Errorf("render json for event %s: %s is not valid UTF-8 (an event written before normalise decoded MSH-18; re-normalise it from careflow.raw)", ev.EventID, path)
 		}
 	}
 	return b, nil
 }
 
-// invalidUTF8 returns the JSON path ("patient.family_name",
-// "observations[2].value") of the first string in v that is not UTF-8,
-// or "" when all are.
-func invalidUTF8(v reflect.Value, path string) string {
-	switch v.Kind() {
-	case reflect.String:
-		if !utf8.ValidString(v.String()) {
-			return path
-		}
-	case reflect.Pointer:
-		if !v.IsNil() {
-			return invalidUTF8(v.Elem(), path)
-		}
-	case reflect.Slice:
-		for i := range v.Len() {
-			if p := invalidUTF8(v.Index(i), path+"["+strconv.Itoa(i)+"]"); p != "" {
-				return p
-			}
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
-			if path != "" {
-				name = path + "." + name
-			}
-			if p := invalidUTF8(v.Field(i), name); p != "" {
-				return p
-			}
-		}
-	}
-	return ""
-}
 
 // The types below fix the document's key names and order independently of
 // the Avro types, so that a schema change there cannot silently change what
