@@ -103,4 +103,3 @@ func TestProcessCharsetFailures(t *testing.T) {
 		})
 	}
 }
-

@@ -88,7 +88,6 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	return b, nil
 }
 
-
 // The types below fix the document's key names and order independently of
 // the Avro types, so that a schema change there cannot silently change what
 // receivers get. Conversions from the avro types are plain struct
