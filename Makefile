@@ -98,26 +98,26 @@ fuzz-long:
 
 # The benchmark suite (issue 4, BENCHMARKS.md): careflow beside the
 # machine's physical limits, each figure the median of 5 runs; writes
-# bench/results.json and prints the markdown table. About 8–9 minutes on 2 cores.
+# internal/bench/results.json and prints the markdown table. About 8–9 minutes on 2 cores.
 bench:
-	$(GO) run ./bench/suite -runs 5 -out bench/results.json
+	$(GO) run ./internal/bench/suite -runs 5 -out internal/bench/results.json
 
 # Issue 4's full-size backlog, once (about 12 minutes on 2 cores, too long
 # for make bench): the lab down while 1,000,000 messages arrive, then up;
 # prints the drain rate and the engine's and the broker's peak memory as JSON.
 bench-backlog:
-	$(GO) run ./bench/suite -backlog-child 1000000
+	$(GO) run ./internal/bench/suite -backlog-child 1000000
 
 # Every go test micro-benchmark of the hot paths, 5 times (benchstat input).
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./connectors/... ./avro/... ./stages/... | tee bench.out
 
 # careflow's ingest beside peers that only ACK, with no persistence
-# (bench/peers): an MLLP server on the npm package @medplum/hl7 and one on
-# Debian's python3-hl7 (apt-get install python3-hl7); writes bench/peers.json.
+# (internal/bench/peers): an MLLP server on the npm package @medplum/hl7 and one on
+# Debian's python3-hl7 (apt-get install python3-hl7); writes internal/bench/peers.json.
 bench-peers:
-	cd bench/peers/medplum && npm install --no-audit --no-fund --silent
-	$(GO) run ./bench/suite -peers -runs 5 -out bench/peers.json
+	cd internal/bench/peers/medplum && npm install --no-audit --no-fund --silent
+	$(GO) run ./internal/bench/suite -peers -runs 5 -out internal/bench/peers.json
 
 clean:
 	rm -rf bin $(DATA)

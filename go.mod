@@ -1,4 +1,4 @@
-module careflow
+module github.com/careflow-health/careflow
 
 go 1.26.0
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/analytics"
-	"careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/analytics/chtest"
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)

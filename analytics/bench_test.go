@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/analytics"
-	"careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/analytics/chtest"
 )
 
 // BenchmarkInsert measures the sink's insert rate into a real ClickHouse:

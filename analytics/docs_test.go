@@ -8,8 +8,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 
-	"careflow/analytics"
-	"careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/analytics/chtest"
 )
 
 // TestDocQueriesRun runs every SQL block of docs/analytics.md against a

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // benchEvent is the fixture ClinicalEvent with 10 observations, the size of

@@ -13,8 +13,8 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"careflow/avro"
-	"careflow/avro/registry"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
 )
 
 // writeWith registers the schema in testdata/<file> under the ClinicalEvent

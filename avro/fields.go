@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"careflow/internal/levenshtein"
+	"github.com/careflow-health/careflow/internal/levenshtein"
 )
 
 // FieldKind says what an EventField names.

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // TestEventFieldsMatchSchema walks ClinicalEvent.avsc independently of the

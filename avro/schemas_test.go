@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 func TestKeepsFields(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/avro/registry"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
 )
 
 // newSerde returns a Serde over a fresh file-backed registry, and the

@@ -3,7 +3,7 @@ package avro_test
 import (
 	"testing"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 func TestInvalidUTF8(t *testing.T) {

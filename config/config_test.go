@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/config"
-	"careflow/stages/route"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/stages/route"
 )
 
 const demoFile = "../examples/demo/careflow.yaml"

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // checkCharset checks an interface's charset: one careflow can read.

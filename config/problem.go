@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"careflow/internal/levenshtein"
+	"github.com/careflow-health/careflow/internal/levenshtein"
 )
 
 // Pos is a place in a configuration file. Line and Column start at 1; a zero

@@ -8,7 +8,7 @@ package stages
 import (
 	"time"
 
-	"careflow/topics"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Envelope is one record as a stage sees it. The runner converts to and

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Kind says what the runner does with a record whose processing failed.

@@ -8,8 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/avro"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // deadLetter wraps in as a DeadLetter record for this stage's DLQ topic.

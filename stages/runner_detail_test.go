@@ -11,9 +11,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"careflow/avro"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // An error's Detail (a destination's own words, which name the patient)

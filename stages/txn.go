@@ -6,7 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/topics"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // txn collects one transaction's produces: they are sent as they are made

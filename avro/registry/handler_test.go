@@ -12,7 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"careflow/avro/registry"
+	"github.com/careflow-health/careflow/avro/registry"
 )
 
 func schemaFile(t *testing.T, name string) sr.Schema {

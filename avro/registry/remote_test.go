@@ -11,8 +11,8 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"careflow/avro"
-	"careflow/avro/registry"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
 )
 
 var _ avro.Registry = (*registry.Remote)(nil)

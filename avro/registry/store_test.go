@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"careflow/avro"
-	"careflow/avro/registry"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
 )
 
 var _ avro.Registry = (*registry.Store)(nil)

@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"careflow/analytics"
-	"careflow/config"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/config"
 )
 
 // openAnalytics loads the configuration and connects to its ClickHouse

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/analytics"
-	"careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/analytics/chtest"
 )
 
 const analyticsYAML = `

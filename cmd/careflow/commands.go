@@ -14,13 +14,13 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"careflow/config"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/examples/demo"
-	"careflow/stages/engine"
-	"careflow/stages/route"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/demo"
+	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/stages/route"
+	"github.com/careflow-health/careflow/topics"
 )
 
 func loadConfig(path string) (*config.Config, error) {

@@ -7,7 +7,7 @@ import (
 	"io"
 	"time"
 
-	"careflow/bench/load"
+	"github.com/careflow-health/careflow/internal/load"
 )
 
 // cmdLoad is the open-loop MLLP load generator (careflow/bench/load).

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
 )
 
 func TestLoadCommand(t *testing.T) {

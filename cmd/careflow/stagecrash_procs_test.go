@@ -19,9 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // stageProc is one stage's process, restartable under the same instance

@@ -24,10 +24,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/avro/registry"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/topics"
 )
 
 const stageCrashYAML = `

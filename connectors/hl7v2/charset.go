@@ -17,7 +17,7 @@ import (
 	"golang.org/x/text/encoding/simplifiedchinese"
 	"golang.org/x/text/encoding/traditionalchinese"
 
-	"careflow/internal/levenshtein"
+	"github.com/careflow-health/careflow/internal/levenshtein"
 )
 
 // Charset is a character set careflow reads HL7 v2 in, and for most sets

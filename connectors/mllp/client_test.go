@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"careflow/internal/testpki"
+	"github.com/careflow-health/careflow/internal/testpki"
 )
 
 // rawServer accepts connections on loopback and runs fn on each.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"careflow/internal/testpki"
+	"github.com/careflow-health/careflow/internal/testpki"
 )
 
 // pki is a CA made for one test, a server certificate for 127.0.0.1 and a

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"careflow/internal/ratelog"
+	"github.com/careflow-health/careflow/internal/ratelog"
 )
 
 // Request is one frame received by a Server.

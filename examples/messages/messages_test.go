@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/config"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // load reads an example the way `careflow send` and mllp_send do: line

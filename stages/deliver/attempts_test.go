@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/stages"
-	"careflow/stages/deliver"
-	"careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver"
+	"github.com/careflow-health/careflow/stages/deliver/render"
 )
 
 // checkFor polls f until it returns nil or timeout passes.

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/httpx"
-	"careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/connectors/mllp"
 )
 
 // Result is what a destination said about one send. Transport success is

@@ -12,15 +12,15 @@ import (
 
 	"github.com/sony/gobreaker/v2"
 
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/httpx"
-	"careflow/connectors/mllp"
-	"careflow/stages"
-	"careflow/stages/deliver"
-	"careflow/stages/deliver/render"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // standIn is a receiving system on loopback whose answers a test scripts.

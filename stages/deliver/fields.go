@@ -18,7 +18,7 @@ import (
 	"slices"
 	"strings"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Fields is a destination's compiled allow-list of canonical fields. A nil

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"testing"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages/deliver"
-	"careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages/deliver"
+	"github.com/careflow-health/careflow/stages/deliver/render"
 )
 
 // recorder is a connector that accepts everything and keeps the bytes it

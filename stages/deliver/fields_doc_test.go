@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages/deliver/render"
 )
 
 var updateDocs = flag.Bool("update-docs", false, "rewrite the generated field table in docs/routing.md")

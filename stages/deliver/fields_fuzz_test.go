@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
-	"careflow/stages/deliver"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages/deliver"
 )
 
 // FuzzFields: CompileFields and avro.CheckEventFields never panic and

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/stages/deliver"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages/deliver"
 )
 
 // fullEvent loads testdata/full_event.json: an ORU^R01 in which every

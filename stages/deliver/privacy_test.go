@@ -24,14 +24,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/httpx"
-	"careflow/connectors/mllp"
-	"careflow/stages"
-	"careflow/stages/deliver"
-	"careflow/stages/deliver/render"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // What receivers say about the patient, planted in every reply.

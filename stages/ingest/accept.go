@@ -12,11 +12,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/stages/audit"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages/audit"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Transports, the RawMessage.Transport values ingest writes.

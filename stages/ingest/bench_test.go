@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/connectors/mllp"
 )
 
 // BenchmarkIngestMLLP measures messages per second through MLLP, parse,

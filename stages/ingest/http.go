@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"time"
 
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/stages/audit"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages/audit"
 )
 
 // ContentTypeER7 is the media type of an HL7 v2 message in its pipe-and-hat

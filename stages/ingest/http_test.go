@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/topics"
 )
 
 func TestHTTPHandler(t *testing.T) {

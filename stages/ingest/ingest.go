@@ -22,9 +22,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	"careflow/avro"
-	"careflow/connectors/mllp"
-	"careflow/stages/audit"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages/audit"
 )
 
 // Defaults for Config fields left zero.

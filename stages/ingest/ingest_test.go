@@ -17,12 +17,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/mllp"
-	"careflow/stages/audit"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages/audit"
+	"github.com/careflow-health/careflow/topics"
 )
 
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)

@@ -9,8 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"careflow/connectors/hl7v2"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // TestShutdownDrainsInFlight holds the broker's produce reply, ends Run's

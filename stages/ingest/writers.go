@@ -16,9 +16,9 @@ import (
 	"slices"
 	"strings"
 
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/httpx"
-	"careflow/stages/audit"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/stages/audit"
 )
 
 // Writers says who may write to one interface. Every kind that is set

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/connectors/httpx"
-	"careflow/connectors/mllp"
-	"careflow/internal/testpki"
-	"careflow/stages/audit"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/testpki"
+	"github.com/careflow-health/careflow/stages/audit"
+	"github.com/careflow-health/careflow/topics"
 )
 
 const batchToken = "batch-token-7f3a"

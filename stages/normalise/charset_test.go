@@ -10,11 +10,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
-	"careflow/stages/deliver/render"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // latin1Admit is adt_a01_v251.hl7 as an 8859/1 sender writes it: MSH-18

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
 )
 
 // Error codes of the messages this stage cannot map.

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
 )
 
 // load reads a fixture, written with LF line ends for readability, and

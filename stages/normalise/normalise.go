@@ -16,10 +16,10 @@ import (
 	"fmt"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Error codes besides those Map returns. Parser codes (hl7.no_msh, ...)

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)

@@ -1,8 +1,8 @@
 package normalise
 
 import (
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // mapOrders walks the segments once, pairing each ORC with the OBR that

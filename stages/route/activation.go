@@ -11,7 +11,7 @@ package route
 import (
 	"github.com/google/cel-go/interpreter"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Activation returns the bindings for a condition: {"event": ev}. ev is

@@ -14,7 +14,7 @@ import (
 	"github.com/google/cel-go/common"
 	"github.com/google/cel-go/common/ast"
 
-	"careflow/internal/levenshtein"
+	"github.com/careflow-health/careflow/internal/levenshtein"
 )
 
 // CompileError is a route condition that does not compile.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // fuzzPatientData are values of the fixture events' patients, which no

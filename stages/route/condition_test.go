@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/cel-go/common/types"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // TestCompileErrors: mistakes that used to pass `careflow check` and fail

@@ -11,8 +11,8 @@ import (
 	"log/slog"
 	"time"
 
-	"careflow/internal/ratelog"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/internal/ratelog"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // evalLog rate-limits the warnings for failed conditions, per route, to

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // TestEvalErrorLog: a failing route logs one WARN line a minute with the

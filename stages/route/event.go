@@ -16,7 +16,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/ext"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // eventType is the Go type of the `event` variable.

@@ -12,7 +12,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"gopkg.in/yaml.v3"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // filled returns a ClinicalEvent with every field set: each string to its

@@ -5,7 +5,7 @@ package route
 import (
 	"time"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // demoRoutes are the routes of examples/demo, written here so the tests

@@ -20,10 +20,10 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"careflow/avro"
-	"careflow/stages"
-	"careflow/stages/deliver/render"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Error codes this stage records.

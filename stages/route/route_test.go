@@ -13,11 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/stages"
-	"careflow/stages/deliver/render"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/topics"
 )
 
 var routeTime = time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)

@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/analytics/chtest"
-	"careflow/avro"
-	"careflow/stages/sink"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages/sink"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // BenchmarkSink measures the whole sink loop: fetch from Kafka (the

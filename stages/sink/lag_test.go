@@ -11,8 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/stages/sink"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/stages/sink"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // TestWatchLag: a careflow group that committed 2 of 5 records on a

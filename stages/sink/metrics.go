@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/analytics"
+	"github.com/careflow-health/careflow/analytics"
 )
 
 // Metrics are the sink's series. Labels hold stage, group, topic,

@@ -15,10 +15,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"careflow/analytics"
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Error codes of the sink's dead letters.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"careflow/stages/sink"
+	"github.com/careflow-health/careflow/stages/sink"
 )
 
 func TestParseDTM(t *testing.T) {

@@ -21,10 +21,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/analytics"
-	"careflow/avro"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Config configures the sink. DSN, Kafka and Serde are required.

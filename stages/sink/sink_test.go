@@ -18,13 +18,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"careflow/analytics"
-	"careflow/analytics/chtest"
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/stages/sink"
-	"careflow/topics"
-	"careflow/topics/kafka"
+	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/stages/sink"
+	"github.com/careflow-health/careflow/topics"
+	"github.com/careflow-health/careflow/topics/kafka"
 )
 
 // checkFor polls fn until it returns nil or the deadline passes.

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // Rules are one inbound interface's conformance rules.

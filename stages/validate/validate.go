@@ -20,10 +20,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // Error codes of the records this stage rejects. Those from the HL7 parser

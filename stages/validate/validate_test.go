@@ -13,10 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"careflow/avro"
-	"careflow/avro/registry"
-	"careflow/stages"
-	"careflow/topics"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
 )
 
 var testNow = time.Date(2024, 3, 1, 12, 0, 1, 0, time.UTC)

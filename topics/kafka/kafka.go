@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"careflow/topics"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // DefaultEmbeddedPort is where the embedded broker listens, so that kcat

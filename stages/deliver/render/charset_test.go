@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // accented is the admit event with names and a note no 7-bit set holds.

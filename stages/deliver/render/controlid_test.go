@@ -3,7 +3,7 @@ package render
 import (
 	"testing"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 func TestControlID(t *testing.T) {

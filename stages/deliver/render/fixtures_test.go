@@ -5,7 +5,7 @@ package render
 import (
 	"time"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 func testPatient() avro.Patient {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // DefaultVersion is the HL7 version written when a Target names none.

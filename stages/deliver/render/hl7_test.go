@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"careflow/avro"
-	"careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 var renderTime = time.Date(2024, 3, 4, 5, 6, 7, 0, time.UTC)

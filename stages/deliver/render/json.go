@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"time"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // JSON renders ev as careflow's JSON document with controlID as its

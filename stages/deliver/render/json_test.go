@@ -2,9 +2,9 @@ package render
 
 import (
 	"bytes"
-	"careflow/avro"
 	"encoding/json"
 	"flag"
+	"github.com/careflow-health/careflow/avro"
 	"os"
 	"path/filepath"
 	"testing"

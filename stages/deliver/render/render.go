@@ -17,7 +17,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
-	"careflow/avro"
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Formats a Target can name.

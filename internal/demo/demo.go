@@ -1,0 +1,235 @@
+// Package demo simulates the third parties of a small hospital for
+// `careflow demo`: an EHR sending ADT and orders, a laboratory that answers
+// orders with results, the EHR's results inbox and a patient portal. It
+// talks to careflow only over the wire (MLLP and HTTP), on the fixed ports of
+// examples/demo/careflow.yaml, and prints a live summary of each flow.
+//
+// Every patient is synthetic.
+package demo
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/careflow-health/careflow/connectors/mllp"
+)
+
+// Config says where the simulated systems connect and listen. Zero values
+// mean the defaults, which match examples/demo/careflow.yaml.
+type Config struct {
+	// EHR and LabResults are careflow's inbound MLLP addresses the EHR and
+	// the lab send to. Default: 127.0.0.1:2575 and 127.0.0.1:2576.
+	EHR, LabResults string
+	// Lab, EHRResults and Portal are where the lab (MLLP), the EHR's
+	// results inbox (MLLP) and the portal (HTTP, POST /events) listen.
+	// Default: 127.0.0.1:6661, 127.0.0.1:6662 and 127.0.0.1:6663.
+	Lab, EHRResults, Portal string
+	// Rate is how many messages a second the EHR sends. Default: 2.
+	Rate float64
+	// Out receives the live summary every 2 s. Default: os.Stdout.
+	Out io.Writer
+	// Logger receives connection problems. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults.
+const (
+	DefaultEHR        = "127.0.0.1:2575"
+	DefaultLabResults = "127.0.0.1:2576"
+	DefaultLab        = "127.0.0.1:6661"
+	DefaultEHRResults = "127.0.0.1:6662"
+	DefaultPortal     = "127.0.0.1:6663"
+	DefaultRate       = 2
+)
+
+// Timings of the simulation: how long the lab takes to result an order and
+// how often the summary is printed.
+const (
+	resultDelay     = 1500 * time.Millisecond
+	summaryInterval = 2 * time.Second
+	numPatients     = 8
+)
+
+func (c Config) withDefaults() Config {
+	c.EHR = cmp.Or(c.EHR, DefaultEHR)
+	c.LabResults = cmp.Or(c.LabResults, DefaultLabResults)
+	c.Lab = cmp.Or(c.Lab, DefaultLab)
+	c.EHRResults = cmp.Or(c.EHRResults, DefaultEHRResults)
+	c.Portal = cmp.Or(c.Portal, DefaultPortal)
+	c.Rate = cmp.Or(c.Rate, DefaultRate)
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Run starts the simulated systems and runs them until ctx ends, then stops
+// them all and returns nil. It returns an error at once if one of them
+// cannot listen (a port in use, usually by an earlier demo).
+func Run(ctx context.Context, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if cfg.Rate < 0 {
+		return fmt.Errorf("demo: rate %v: want a positive number of messages a second", cfg.Rate)
+	}
+	// Listen first, so that a port in use fails Run before anything sends.
+	lc := net.ListenConfig{}
+	labLn, err := lc.Listen(ctx, "tcp", cfg.Lab)
+	if err != nil {
+		return fmt.Errorf("demo: lab listener: %w", err)
+	}
+	resLn, err := lc.Listen(ctx, "tcp", cfg.EHRResults)
+	if err != nil {
+		labLn.Close()
+		return fmt.Errorf("demo: ehr-results listener: %w", err)
+	}
+	portalLn, err := lc.Listen(ctx, "tcp", cfg.Portal)
+	if err != nil {
+		labLn.Close()
+		resLn.Close()
+		return fmt.Errorf("demo: portal listener: %w", err)
+	}
+
+	st := &stats{}
+	run := strconv.FormatInt(time.Now().Unix(), 36)
+	lab := newLab(st, cfg.Logger, cfg.LabResults, run, resultDelay)
+	labSrv := &mllp.Server{Handler: lab, Logger: cfg.Logger}
+	resSrv := &mllp.Server{Handler: ehrResults(st), Logger: cfg.Logger}
+	portalSrv := &http.Server{Handler: portal(st), ReadHeaderTimeout: 10 * time.Second}
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return serveMLLP(ctx, labSrv, labLn, "lab") })
+	g.Go(func() error { return serveMLLP(ctx, resSrv, resLn, "ehr-results") })
+	g.Go(func() error { return serveHTTP(ctx, portalSrv, portalLn) })
+	g.Go(func() error { return lab.sendResults(ctx) })
+	g.Go(func() error {
+		return runEHR(ctx, cfg, st, newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients))
+	})
+	g.Go(func() error {
+		t := time.NewTicker(summaryInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-t.C:
+				fmt.Fprintf(cfg.Out, "--- %s\n", now.Format(time.TimeOnly))
+				st.print(cfg.Out)
+			}
+		}
+	})
+	err = g.Wait()
+	fmt.Fprintln(cfg.Out, "--- final")
+	st.print(cfg.Out)
+	return err
+}
+
+func serveMLLP(ctx context.Context, s *mllp.Server, ln net.Listener, name string) error {
+	if err := s.Serve(ctx, ln); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("demo: %s server: %w", name, err)
+	}
+	return nil
+}
+
+func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("demo: portal server: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(sctx); err != nil {
+			s.Close()
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("demo: portal server: %w", err)
+		}
+		return nil
+	}
+}
+
+// runEHR sends the EHR's stream at cfg.Rate. A message that could not be
+// sent (careflow not up yet, a timeout) is sent again at the next tick,
+// as a real EHR resends until it has an ACK.
+func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator) error {
+	client := &mllp.Client{Addr: cfg.EHR, ACKTimeout: 10 * time.Second}
+	defer client.Close()
+	t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
+	defer t.Stop()
+	var pending []byte
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if pending == nil {
+			pending = gen.next(time.Now())
+			st.ehrSent.Add(1)
+		}
+		reply, err := client.Send(ctx, pending)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			st.ehrFailed.Add(1)
+			if !warned {
+				cfg.Logger.Warn("ehr: careflow not answering; resending until it does", "addr", cfg.EHR, "err", err)
+				warned = true
+			}
+			continue
+		}
+		warned = false
+		countACK(reply, &st.ehrACKed, &st.ehrNAKed)
+		pending = nil
+	}
+}
+
+// ehrResults is the EHR's results inbox: it acknowledges every message.
+func ehrResults(st *stats) mllp.Handler {
+	return mllp.HandlerFunc(func(_ context.Context, req mllp.Request) []byte {
+		reply, m := ack(req.Payload, ehrApp)
+		st.ehrResultsReceived.Add(1)
+		if m == nil {
+			st.ehrResultsUnparseable.Add(1)
+		}
+		return reply
+	})
+}
+
+// maxPortalBody bounds one event document the portal reads.
+const maxPortalBody = 4 << 20
+
+// portal is the patient portal's event endpoint: POST /events with a JSON
+// document, answered 200 when it is JSON and 400 otherwise.
+func portal(st *stats) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /events", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPortalBody))
+		if err != nil || !json.Valid(body) {
+			st.portalBad.Add(1)
+			http.Error(w, "want a JSON document", http.StatusBadRequest)
+			return
+		}
+		st.portalReceived.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})
+	return mux
+}

@@ -1,0 +1,380 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+)
+
+// checkFor polls f until it returns nil or timeout passes.
+func checkFor(t testing.TB, timeout, every time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(every)
+	}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// conforms checks m against an inbound interface's accept rules the way
+// the validate stage reads them: the type and version are listed, and
+// every required path of every matching pattern is present.
+func conforms(m *hl7v2.Message, a config.Accept) error {
+	h := m.Header()
+	match := func(pattern string) bool {
+		typ, trig, _ := strings.Cut(pattern, "^")
+		return typ == h.MessageType && (trig == "*" || trig == h.TriggerEvent)
+	}
+	if !slices.ContainsFunc(a.MessageTypes, match) {
+		return fmt.Errorf("type %s^%s not accepted", h.MessageType, h.TriggerEvent)
+	}
+	if len(a.Versions) > 0 && !slices.Contains(a.Versions, h.Version) { // empty: any version
+		return fmt.Errorf("version %s not accepted", h.Version)
+	}
+	for pattern, paths := range a.Required {
+		if !match(pattern) {
+			continue
+		}
+		for _, p := range paths {
+			if !strings.Contains(p, "-") {
+				if _, ok := m.Segment(p); !ok {
+					return fmt.Errorf("%s^%s lacks segment %s", h.MessageType, h.TriggerEvent, p)
+				}
+			} else if m.Get(p) == "" {
+				return fmt.Errorf("%s^%s lacks %s", h.MessageType, h.TriggerEvent, p)
+			}
+		}
+	}
+	return nil
+}
+
+func demoConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c, err := config.Load("../../examples/demo/careflow.yaml")
+	if err != nil {
+		t.Fatalf("demo configuration: %v", err)
+	}
+	return c
+}
+
+// TestEHRStream checks that the EHR's messages parse, carry the types the
+// demo promises, meet the ehr interface's accept rules, never reuse a
+// control id, and tell coherent stories (a merge follows the duplicate
+// record's creation).
+func TestEHRStream(t *testing.T) {
+	ehr, _ := demoConfig(t).InboundByName("ehr")
+	g := newEHRGenerator(42, "T1", numPatients)
+	now := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	types := map[string]int{}
+	ids := map[string]bool{}
+	announced := map[string]bool{} // MRNs an A28 has created
+	for i := range 2000 {
+		msg := g.next(now.Add(time.Duration(i) * time.Second))
+		m, err := hl7v2.Parse(msg)
+		if err != nil {
+			t.Fatalf("message %d does not parse: %v\n%q", i, err, msg)
+		}
+		if err := conforms(m, ehr.Accept); err != nil {
+			t.Fatalf("message %d: %v\n%q", i, err, msg)
+		}
+		h := m.Header()
+		types[h.MessageType+"^"+h.TriggerEvent]++
+		if ids[h.ControlID] {
+			t.Fatalf("message %d reuses control id %s", i, h.ControlID)
+		}
+		ids[h.ControlID] = true
+		switch h.MessageType + "^" + h.TriggerEvent {
+		case "ADT^A28":
+			announced[m.Get("PID-3.1")] = true
+		case "ADT^A40":
+			if prior := m.Get("MRG-1.1"); !announced[prior] {
+				t.Errorf("message %d merges %s, which no A28 created", i, prior)
+			}
+		case "ORM^O01", "OML^O21":
+			if m.Get("ORC-1") != "NW" || m.Get("ORC-2.1") != m.Get("OBR-2.1") {
+				t.Errorf("message %d: order control %q, placer %q vs %q", i, m.Get("ORC-1"), m.Get("ORC-2.1"), m.Get("OBR-2.1"))
+			}
+		}
+	}
+	for _, want := range []string{"ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "ADT^A13", "ADT^A28", "ADT^A31", "ADT^A40", "ORM^O01", "OML^O21"} {
+		if types[want] == 0 {
+			t.Errorf("no %s in 2000 messages: %v", want, types)
+		}
+	}
+}
+
+// fakeEngine is an MLLP listener standing in for careflow's lab-results
+// interface: it ACKs AA and keeps what it received.
+type fakeEngine struct {
+	mu   sync.Mutex
+	msgs [][]byte
+}
+
+func (f *fakeEngine) ServeMLLP(_ context.Context, req mllp.Request) []byte {
+	f.mu.Lock()
+	f.msgs = append(f.msgs, append([]byte(nil), req.Payload...))
+	f.mu.Unlock()
+	reply, _ := ack(req.Payload, engineApp)
+	return reply
+}
+
+func (f *fakeEngine) received() [][]byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.msgs)
+}
+
+// serve runs h on a loopback port until the test ends.
+func serve(t *testing.T, h mllp.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &mllp.Server{Handler: h, Logger: quiet}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String()
+}
+
+func sendACK(t *testing.T, addr string, msg []byte) hl7v2.ACK {
+	t.Helper()
+	c := &mllp.Client{Addr: addr, ACKTimeout: 5 * time.Second}
+	defer c.Close()
+	reply, err := c.Send(context.Background(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := hl7v2.ParseACK(reply)
+	if err != nil {
+		t.Fatalf("reply is not an ACK: %v\n%q", err, reply)
+	}
+	return a
+}
+
+// TestLabResultsOrders checks that the lab ACKs every message and sends
+// exactly one final ORU per new order, for the same patient and placer
+// order number, meeting the lab-results interface's accept rules.
+func TestLabResultsOrders(t *testing.T) {
+	resultsRules, _ := demoConfig(t).InboundByName("lab-results")
+	engine := &fakeEngine{}
+	engineAddr := serve(t, engine)
+	st := &stats{}
+	lab := newLab(st, quiet, engineAddr, "T2", 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- lab.sendResults(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	labAddr := serve(t, lab)
+
+	g := newEHRGenerator(1, "T2", 1)
+	p := g.patients[0]
+	now := time.Now()
+	orm := order(p, false, "ORD-1", panels[0], "C1", now)
+	oml := order(p, true, "ORD-2", panels[1], "C2", now)
+	admit := adt(p, "A01", p.mrn, "C3", now)
+	for _, tc := range []struct {
+		msg  []byte
+		ctl  string
+		name string
+	}{{orm, "C1", "ORM"}, {oml, "C2", "OML"}, {admit, "C3", "ADT"}, {orm, "C1", "ORM redelivered"}} {
+		a := sendACK(t, labAddr, tc.msg)
+		if a.Code != hl7v2.AckAA || a.ControlID != tc.ctl {
+			t.Errorf("%s: ACK %s for %s, want AA for %s", tc.name, a.Code, a.ControlID, tc.ctl)
+		}
+	}
+
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if n := st.resultsACKed.Load(); n != 2 {
+			return fmt.Errorf("%d results ACKed, want 2", n)
+		}
+		return nil
+	})
+	got := engine.received()
+	if len(got) != 2 {
+		t.Fatalf("engine received %d results, want 2 (one per new order, none for ADT or a redelivery)", len(got))
+	}
+	wantOBX := map[string]int{"ORD-1": len(panels[0].analytes), "ORD-2": len(panels[1].analytes)}
+	for _, msg := range got {
+		m, err := hl7v2.Parse(msg)
+		if err != nil {
+			t.Fatalf("result does not parse: %v", err)
+		}
+		if err := conforms(m, resultsRules.Accept); err != nil {
+			t.Errorf("result: %v", err)
+		}
+		placer := m.Get("OBR-2.1")
+		if m.Get("MSH-9") != "ORU^R01^ORU_R01" || m.Get("PID-3.1") != p.mrn || m.Get("OBR-25") != "F" {
+			t.Errorf("result %s: MSH-9 %q, PID-3.1 matches %v, OBR-25 %q", placer, m.Get("MSH-9"), m.Get("PID-3.1") == p.mrn, m.Get("OBR-25"))
+		}
+		obx := m.SegmentsNamed("OBX")
+		if len(obx) != wantOBX[placer] {
+			t.Errorf("result %s has %d OBX, want %d", placer, len(obx), wantOBX[placer])
+		}
+		for _, s := range obx {
+			if s.Get("11") != "F" || s.Get("5") == "" {
+				t.Errorf("result %s OBX-%s: status %q value empty %v", placer, s.Get("1"), s.Get("11"), s.Get("5") == "")
+			}
+		}
+		delete(wantOBX, placer)
+	}
+	if len(wantOBX) != 0 {
+		t.Errorf("no result for %v", wantOBX)
+	}
+	if st.labReceived.Load() != 4 || st.labOrders.Load() != 3 || st.labRedelivered.Load() != 1 {
+		t.Errorf("lab counted received %d orders %d redelivered %d, want 4 3 1",
+			st.labReceived.Load(), st.labOrders.Load(), st.labRedelivered.Load())
+	}
+}
+
+func TestEHRResultsACKs(t *testing.T) {
+	st := &stats{}
+	addr := serve(t, ehrResults(st))
+	msg := adt(newEHRGenerator(1, "T3", 1).patients[0], "A08", "X", "C9", time.Now())
+	if a := sendACK(t, addr, msg); a.Code != hl7v2.AckAA || a.ControlID != "C9" {
+		t.Errorf("ACK %s for %s", a.Code, a.ControlID)
+	}
+	if a := sendACK(t, addr, []byte("not hl7")); a.Code != hl7v2.AckAR {
+		t.Errorf("garbage ACKed %s, want AR", a.Code)
+	}
+	if st.ehrResultsReceived.Load() != 2 || st.ehrResultsUnparseable.Load() != 1 {
+		t.Errorf("counted %d received, %d unparseable", st.ehrResultsReceived.Load(), st.ehrResultsUnparseable.Load())
+	}
+}
+
+func TestPortal(t *testing.T) {
+	st := &stats{}
+	srv := httptest.NewServer(portal(st))
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", "/events", `{"event_type":"admit"}`, 200},
+		{"POST", "/events", `{"event_type":"result"}`, 200},
+		{"POST", "/events", `not json`, 400},
+		{"GET", "/events", ``, 405},
+		{"POST", "/other", `{}`, 404},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s %q = %d, want %d", tc.method, tc.path, tc.body, resp.StatusCode, tc.want)
+		}
+	}
+	if st.portalReceived.Load() != 2 || st.portalBad.Load() != 1 {
+		t.Errorf("portal counted %d received, %d bad; want 2, 1", st.portalReceived.Load(), st.portalBad.Load())
+	}
+}
+
+// lockedBuffer is an io.Writer Run can print to while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunSendsAndStops runs the whole simulation against a stand-in for
+// careflow's EHR interface: the EHR's messages are ACKed, the summary is
+// printed, and cancelling ctx stops everything.
+func TestRunSendsAndStops(t *testing.T) {
+	engine := &fakeEngine{}
+	ehrAddr := serve(t, engine)
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			EHR: ehrAddr, LabResults: "127.0.0.1:1", // nothing is ordered back in this test
+			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0",
+			Rate: 50, Out: out, Logger: quiet,
+		})
+	}()
+	acked := regexp.MustCompile(`EHR -> careflow +sent +(\d+) +ACKed +(\d+)`)
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		m := acked.FindAllStringSubmatch(out.String(), -1)
+		if len(m) == 0 {
+			return fmt.Errorf("no summary yet")
+		}
+		if n, _ := strconv.Atoi(m[len(m)-1][2]); n == 0 {
+			return fmt.Errorf("nothing ACKed yet: %s", m[len(m)-1][0])
+		}
+		return nil
+	})
+	if len(engine.received()) == 0 {
+		t.Fatal("the stand-in engine received nothing")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after ctx ended")
+	}
+	if !strings.Contains(out.String(), "--- final") {
+		t.Error("no final summary")
+	}
+}
+
+func TestRunPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Run(context.Background(), Config{Lab: ln.Addr().String(), Out: io.Discard, Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "lab listener") {
+		t.Errorf("Run = %v, want a lab listener error", err)
+	}
+}

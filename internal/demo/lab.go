@@ -1,0 +1,145 @@
+// This file is the simulated laboratory system: it acknowledges everything
+// careflow delivers to it and, for each new order, returns a final result to
+// careflow's lab-results interface a moment later, as an analyser would.
+
+package demo
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+)
+
+// lab is the laboratory: an mllp.Handler for orders and a sender of
+// results. Construct with newLab; run sendResults in one goroutine.
+type lab struct {
+	stats  *stats
+	log    *slog.Logger
+	delay  time.Duration // order received → result sent
+	run    string
+	jobs   chan resultJob
+	mu     sync.Mutex
+	seen   map[string]bool // placer order numbers already resulted, so a redelivery gets no second result
+	seq    int
+	rngMu  sync.Mutex
+	rng    *rand.Rand
+	client *mllp.Client
+}
+
+type resultJob struct {
+	order []byte // the order message, copied
+	due   time.Time
+}
+
+func newLab(st *stats, log *slog.Logger, engineAddr, run string, delay time.Duration) *lab {
+	return &lab{
+		stats: st, log: log, delay: delay, run: run,
+		jobs:   make(chan resultJob, 1024),
+		seen:   map[string]bool{},
+		rng:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		client: &mllp.Client{Addr: engineAddr, ACKTimeout: 10 * time.Second},
+	}
+}
+
+// ServeMLLP acknowledges a delivered message and queues a result for a
+// new order.
+func (l *lab) ServeMLLP(ctx context.Context, req mllp.Request) []byte {
+	reply, m := ack(req.Payload, labApp)
+	l.stats.labReceived.Add(1)
+	if m == nil {
+		l.stats.labUnparseable.Add(1)
+		return reply
+	}
+	h := m.Header()
+	if (h.MessageType == "ORM" || h.MessageType == "OML") && m.Get("ORC-1") == "NW" {
+		l.stats.labOrders.Add(1)
+		placer := m.Get("ORC-2.1")
+		l.mu.Lock()
+		dup := l.seen[placer]
+		l.seen[placer] = true
+		l.mu.Unlock()
+		if dup {
+			l.stats.labRedelivered.Add(1)
+			return reply
+		}
+		job := resultJob{order: append([]byte(nil), req.Payload...), due: time.Now().Add(l.delay)}
+		select {
+		case l.jobs <- job:
+		case <-ctx.Done():
+		}
+	}
+	return reply
+}
+
+// sendResults sends each queued result when it is due, until ctx ends.
+// Jobs are queued in arrival order with one delay, so they fall due in
+// order too.
+func (l *lab) sendResults(ctx context.Context) error {
+	defer l.client.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case job := <-l.jobs:
+			t := time.NewTimer(time.Until(job.due))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+			l.sendResult(ctx, job.order)
+		}
+	}
+}
+
+// sendResult sends the result of one order, retrying a few times while
+// careflow is unreachable, and counts the ACK.
+func (l *lab) sendResult(ctx context.Context, orderMsg []byte) {
+	m, err := hl7v2.Parse(orderMsg)
+	if err != nil {
+		return // acknowledged with AR already; nothing to result
+	}
+	l.mu.Lock()
+	l.seq++
+	filler := fmt.Sprintf("F%s-%d", l.run, l.seq)
+	ctl := fmt.Sprintf("L%s-%d", l.run, l.seq)
+	l.mu.Unlock()
+	msg := result(m, filler, ctl, l.value, time.Now())
+	l.stats.resultsSent.Add(1)
+	for attempt := 1; ; attempt++ {
+		reply, err := l.client.Send(ctx, msg)
+		if err == nil {
+			countACK(reply, &l.stats.resultsACKed, &l.stats.resultsNAKed)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if attempt == 5 {
+			l.stats.resultsFailed.Add(1)
+			l.log.Warn("lab: result not delivered to careflow", "addr", l.client.Addr, "control_id", ctl, "err", err)
+			return
+		}
+		t := time.NewTimer(time.Duration(attempt) * 500 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (l *lab) value(a analyte) (string, string) {
+	l.rngMu.Lock()
+	u := l.rng.Float64()
+	l.rngMu.Unlock()
+	return value(a, u)
+}

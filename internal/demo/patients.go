@@ -1,0 +1,165 @@
+// This file is the simulated EHR's view of its patients: a handful of
+// synthetic people who are registered, admitted, have tests ordered, move
+// wards, are discharged and come back, with the occasional correction
+// (A08, A31, cancelled admit or discharge) and duplicate record merged away
+// (A28 then A40). Each call to next advances one patient's story by one
+// message, so a patient's messages always make sense in order.
+
+package demo
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+)
+
+// patient is one synthetic person and where they are in their stay.
+type patient struct {
+	mrn, family, given, birthDate, sex string
+	street, city, postcode, phone      string
+	doctor                             string
+
+	registered                 bool
+	admitted                   bool
+	discharged                 bool // just discharged: an A13 may cancel it
+	visit                      string
+	admitTime                  string
+	ward, room, bed, priorWard string
+
+	// duplicateMRN is a second record for the same person, created by an
+	// A28 and later merged into mrn by an A40.
+	duplicateMRN       string
+	duplicateAnnounced bool
+}
+
+var (
+	familyNames = []string{"ASHFORD", "BRAMBLE", "CALDER", "DUNMORE", "ELSWORTH", "FENWICK", "GARRICK", "HOLLOWAY", "IVERSEN", "JUNIPER"}
+	givenNames  = []string{"ALEX", "BRYN", "CASEY", "DREW", "EDEN", "FINLEY", "GRAY", "HARPER", "INDIGO", "JULES"}
+	streets     = []string{"Orchard Lane", "Mill Road", "Station Street", "Chapel Row", "Quarry Hill"}
+	wards       = []string{"WARD-A", "WARD-B", "ICU", "MAT", "SURG"}
+	doctors     = []string{"D1001", "D1002", "D1003", "D1004"}
+)
+
+// ehrGenerator writes the EHR's message stream. It is not safe for
+// concurrent use: the EHR sends one message at a time.
+type ehrGenerator struct {
+	rng      *rand.Rand
+	run      string // distinguishes this run's ids from an earlier run's
+	patients []*patient
+	seq      int
+}
+
+// newEHRGenerator returns a generator of n synthetic patients. run goes
+// into every control id, placer order number and MRN, so that a second
+// demo run is not taken for resends of the first by the engine's dedup.
+func newEHRGenerator(seed uint64, run string, n int) *ehrGenerator {
+	g := &ehrGenerator{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), run: run}
+	for i := range n {
+		g.patients = append(g.patients, &patient{
+			mrn:       fmt.Sprintf("DEMO%s-%03d", run, i+1),
+			family:    familyNames[i%len(familyNames)],
+			given:     givenNames[(i*7+3)%len(givenNames)],
+			birthDate: fmt.Sprintf("%04d%02d%02d", 1940+g.rng.IntN(80), 1+g.rng.IntN(12), 1+g.rng.IntN(28)),
+			sex:       []string{"F", "M", "U"}[g.rng.IntN(3)],
+			street:    fmt.Sprintf("%d %s", 1+g.rng.IntN(200), streets[g.rng.IntN(len(streets))]),
+			city:      "Exampleton",
+			postcode:  fmt.Sprintf("EX%d %dAB", 1+g.rng.IntN(9), g.rng.IntN(10)),
+			phone:     fmt.Sprintf("555-01%02d", g.rng.IntN(100)),
+			doctor:    doctors[g.rng.IntN(len(doctors))],
+		})
+	}
+	return g
+}
+
+func (g *ehrGenerator) nextID(prefix string) string {
+	g.seq++
+	return prefix + g.run + "-" + strconv.Itoa(g.seq)
+}
+
+// next returns the next message of the stream.
+func (g *ehrGenerator) next(now time.Time) []byte {
+	p := g.patients[g.rng.IntN(len(g.patients))]
+	ctl := g.nextID("E")
+	u := g.rng.Float64()
+	switch {
+	case !p.registered:
+		p.registered = true
+		if u < 0.5 {
+			return adt(p, "A28", p.mrn, ctl, now) // a person record first
+		}
+		p.visit = g.nextID("V")
+		return adt(p, "A04", p.mrn, ctl, now) // an outpatient visit
+
+	case p.duplicateMRN != "" && p.duplicateAnnounced:
+		// The duplicate was noticed: merge it into the real record.
+		msg := adt(p, "A40", p.mrn, ctl, now)
+		p.duplicateMRN, p.duplicateAnnounced = "", false
+		return msg
+
+	case p.duplicateMRN != "":
+		p.duplicateAnnounced = true
+		return adt(p, "A28", p.duplicateMRN, ctl, now)
+
+	case !p.admitted:
+		switch {
+		case p.discharged && u < 0.08:
+			p.admitted, p.discharged = true, false
+			return adt(p, "A13", p.mrn, ctl, now) // discharged by mistake
+		case u < 0.55:
+			p.admitted, p.discharged = true, false
+			p.visit = g.nextID("V")
+			p.admitTime = hl7v2.FormatTime(now)
+			g.assignBed(p)
+			return adt(p, "A01", p.mrn, ctl, now)
+		case u < 0.7 && p.visit != "":
+			return g.order(p, ctl, now)
+		case u < 0.78:
+			// A registration clerk creates a second record for p.
+			p.duplicateMRN = fmt.Sprintf("DUP%s-%d", g.run, g.seq)
+			return g.next(now)
+		case u < 0.9:
+			p.street = fmt.Sprintf("%d %s", 1+g.rng.IntN(200), streets[g.rng.IntN(len(streets))])
+			return adt(p, "A31", p.mrn, ctl, now)
+		default:
+			p.phone = fmt.Sprintf("555-01%02d", g.rng.IntN(100))
+			return adt(p, "A08", p.mrn, ctl, now)
+		}
+
+	default: // admitted
+		switch {
+		case u < 0.4:
+			return g.order(p, ctl, now)
+		case u < 0.55:
+			p.priorWard = p.ward
+			g.assignBed(p)
+			return adt(p, "A02", p.mrn, ctl, now)
+		case u < 0.7:
+			p.doctor = doctors[g.rng.IntN(len(doctors))]
+			return adt(p, "A08", p.mrn, ctl, now)
+		case u < 0.73:
+			msg := adt(p, "A11", p.mrn, ctl, now) // admitted by mistake
+			p.admitted, p.visit = false, ""
+			return msg
+		default:
+			msg := adt(p, "A03", p.mrn, ctl, now) // PV1 still shows the bed left
+			p.admitted, p.discharged = false, true
+			return msg
+		}
+	}
+}
+
+// order writes a new order for one of the lab panels, alternating between
+// the older ORM^O01 and the newer OML^O21 as an EHR mid-upgrade would.
+func (g *ehrGenerator) order(p *patient, ctl string, now time.Time) []byte {
+	pn := panels[g.rng.IntN(len(panels))]
+	return order(p, g.rng.IntN(2) == 0, g.nextID("ORD"), pn, ctl, now)
+}
+
+func (g *ehrGenerator) assignBed(p *patient) {
+	p.ward = wards[g.rng.IntN(len(wards))]
+	p.room = strconv.Itoa(100 + g.rng.IntN(30))
+	p.bed = string(rune('A' + g.rng.IntN(4)))
+}

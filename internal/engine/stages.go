@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/httpx"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/deliver"
+	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/ingest"
+	"github.com/careflow-health/careflow/stages/normalise"
+	"github.com/careflow-health/careflow/stages/route"
+	"github.com/careflow-health/careflow/stages/validate"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// startStages builds every selected stage and starts it in the engine's
+// group.
+func (e *Engine) startStages(ctx context.Context) error {
+	if e.runs(topics.StageIngest) {
+		if err := e.startIngest(ctx); err != nil {
+			return err
+		}
+	}
+	if e.runs(topics.StageValidate) {
+		if err := e.startValidate(ctx); err != nil {
+			return err
+		}
+	}
+	if e.runs(topics.StageNormalise) {
+		st, err := normalise.New(normalise.Config{Serde: e.serde})
+		if err != nil {
+			return fmt.Errorf("engine: normalise: %w", err)
+		}
+		if err := e.runStage(ctx, stages.RunnerConfig{Stage: topics.StageNormalise, Inputs: []string{topics.Valid}, Processor: st}); err != nil {
+			return err
+		}
+	}
+	if e.runs(topics.StageRoute) {
+		var routes []route.Route
+		for _, r := range e.cfg.Routes {
+			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA})
+		}
+		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log})
+		if err != nil {
+			return fmt.Errorf("engine: route: %w", err)
+		}
+		if err := e.runStage(ctx, stages.RunnerConfig{Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st}); err != nil {
+			return err
+		}
+	}
+	if e.runs(topics.StageDeliver) {
+		m := deliver.NewMetrics(e.metrics)
+		for _, d := range e.cfg.Destinations {
+			if len(e.opts.Destinations) > 0 && !slices.Contains(e.opts.Destinations, d.Name) {
+				continue
+			}
+			if err := e.startDeliver(ctx, d, m); err != nil {
+				return err
+			}
+		}
+	}
+	if e.runs(topics.StageSink) {
+		if err := e.startSink(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runStage starts a Runner with the engine's Kafka options and defaults.
+func (e *Engine) runStage(ctx context.Context, rc stages.RunnerConfig) error {
+	rc.Serde = e.serde
+	rc.Kafka = e.kopts
+	rc.Logger = e.log
+	rc.Metrics = e.stageM
+	rc.MaxRecords = e.cfg.Kafka.TransactionRecords
+	if rc.InstanceID == "" {
+		rc.InstanceID = e.opts.InstanceID
+	}
+	// The embedded broker dies with this process, so no zombie producer
+	// can outlive a restart; a fresh transactional id per start avoids
+	// kfake's unfinished-transaction recovery (docs/exactly-once.md).
+	rc.FreshTransactionalID = e.broker != nil
+	r, err := stages.NewRunner(rc)
+	if err != nil {
+		return fmt.Errorf("engine: %s: %w", rc.Stage, err)
+	}
+	e.runners = append(e.runners, r)
+	e.group.Go(func() error { return r.Run(ctx) })
+	return nil
+}
+
+func (e *Engine) startIngest(ctx context.Context) error {
+	var ifaces []ingest.Interface
+	verifiers := map[string]*httpx.JWTVerifier{}
+	for _, in := range e.cfg.Inbound {
+		w, err := e.writers(ctx, in, verifiers)
+		if err != nil {
+			return err
+		}
+		iface := ingest.Interface{
+			Name: in.Name, MaxMessageSize: in.MaxMessageSize, HTTP: in.HTTP, Writers: w, Charset: in.Charset,
+		}
+		if in.Transport == "mllp" {
+			tc, err := serverTLS(in.TLS)
+			if err != nil {
+				return fmt.Errorf("engine: inbound %s: %w", in.Name, err)
+			}
+			iface.Listen, iface.TLSConfig = in.Listen, tc
+			if tc != nil && tc.ClientCAs != nil {
+				iface.Writers.CertificateCAs = tc.ClientCAs
+			}
+			iface.ReadTimeout, iface.IdleTimeout = in.ReadTimeout, in.IdleTimeout
+			iface.FirstByteTimeout, iface.HandshakeTimeout = in.FirstByteTimeout, in.HandshakeTimeout
+			iface.MaxConnections, iface.MaxConnectionsPerPeer = in.MaxConnections, in.MaxConnectionsPerPeer
+		}
+		ifaces = append(ifaces, iface)
+	}
+	st, err := ingest.New(ingest.Config{
+		Interfaces: ifaces, Client: e.client, Serde: e.serde,
+		Logger: e.log, Metrics: e.metrics, Audit: e.audit,
+	})
+	if err != nil {
+		return fmt.Errorf("engine: ingest: %w", err)
+	}
+	if err := st.Listen(); err != nil {
+		return fmt.Errorf("engine: ingest: %w", err)
+	}
+	e.group.Go(func() error { return st.Run(ctx) })
+	if e.cfg.HTTP.Enabled() {
+		tc, err := httpTLS(e.cfg.HTTP.TLS)
+		if err != nil {
+			return fmt.Errorf("engine: http.tls: %w", err)
+		}
+		ln, err := listen(e.cfg.HTTP.Listen, tc)
+		if err != nil {
+			return fmt.Errorf("engine: http ingest listener: %w", err)
+		}
+		e.httpLn = ln
+		e.httpSrv = newHTTPServer(st.HTTPHandler(), e.log, "http")
+		e.serveHTTP(ctx, e.httpSrv, ln)
+	}
+	return nil
+}
+
+func (e *Engine) startValidate(ctx context.Context) error {
+	rules := map[string]validate.Rules{}
+	for _, in := range e.cfg.Inbound {
+		rules[in.Name] = validate.Rules{MessageTypes: in.Accept.MessageTypes, Versions: in.Accept.Versions, Required: in.Accept.Required}
+	}
+	window := e.dedupWindow()
+	dedup := stages.NewDedup(window)
+	st, err := validate.New(validate.Config{Interfaces: rules, Serde: e.serde, Dedup: dedup, Registerer: e.metrics})
+	if err != nil {
+		return fmt.Errorf("engine: validate: %w", err)
+	}
+	return e.runStage(ctx, stages.RunnerConfig{
+		Stage: topics.StageValidate, Inputs: []string{topics.Raw}, Processor: st, State: dedup,
+		OnAssigned: func(ctx context.Context, m map[string][]int32) {
+			// The dedup state is the committed output itself: every key
+			// that reached careflow.valid on these partitions.
+			e.loadDedup(ctx, dedup, topics.Valid, m[topics.Raw], func(r *kgo.Record) (string, bool) {
+				for _, h := range r.Headers {
+					if h.Key == topics.HeaderIdempotencyKey {
+						return string(h.Value), true
+					}
+				}
+				return "", false
+			})
+		},
+		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[topics.Raw]) },
+	})
+}
+
+func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deliver.Metrics) error {
+	var conn deliver.Connector
+	switch d.Transport {
+	case "mllp":
+		tc, err := clientTLS(d.TLS)
+		if err != nil {
+			return fmt.Errorf("engine: destination %s: %w", d.Name, err)
+		}
+		conn = deliver.MLLP{Client: &mllp.Client{Addr: d.Address, DialTimeout: d.ConnectTimeout, ACKTimeout: d.AckTimeout, TLSConfig: tc}}
+	case "http":
+		tc, err := clientTLS(d.TLS)
+		if err != nil {
+			return fmt.Errorf("engine: destination %s: %w", d.Name, err)
+		}
+		headers := map[string]string{}
+		for k, v := range d.Headers {
+			headers[k] = v.Value()
+		}
+		ct := "application/json"
+		if d.Format == "hl7v2" {
+			ct = "x-application/hl7-v2+er7; charset=" + httpCharset(d.Charset)
+		}
+		conn = deliver.HTTP{Client: &httpx.Client{Timeout: d.AckTimeout, TLSConfig: tc, Headers: headers}, URL: d.URL, ContentType: ct}
+	default:
+		return fmt.Errorf("engine: destination %s: unknown transport %q", d.Name, d.Transport)
+	}
+	var fields *deliver.Fields
+	if d.Fields != nil {
+		f, err := deliver.CompileFields(d.Fields)
+		if err != nil {
+			return fmt.Errorf("engine: destination %s: fields: %w", d.Name, err)
+		}
+		fields = f
+	}
+	dedup := stages.NewDedup(e.dedupWindow())
+	st, err := deliver.New(deliver.Config{
+		Destination: deliver.Destination{
+			Name: d.Name, Connector: conn, Fields: fields,
+			Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
+				SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
+				ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},
+			BreakerFailures: uint32(d.Breaker.Failures), BreakerOpenFor: d.Breaker.OpenFor,
+		},
+		Serde: e.serde, Dedup: dedup, Logger: e.log, Metrics: m,
+	})
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	in := topics.Outbound(d.Name)
+	return e.runStage(ctx, stages.RunnerConfig{
+		Stage: topics.StageDeliver, Group: "careflow-deliver-" + d.Name, Inputs: []string{in},
+		Processor: st, State: dedup,
+		RetryInitial: d.Retry.Initial, RetryMax: d.Retry.Max, RetryMultiplier: d.Retry.Multiplier,
+		// Keep a failing record in the open transaction no longer than a
+		// few attempts; then rewind and pause rather than hold it open.
+		HoldLimit: 10 * time.Second,
+		PauseFor:  d.Retry.Max,
+		OnAssigned: func(ctx context.Context, m map[string][]int32) {
+			e.loadDedup(ctx, dedup, topics.Outcomes, m[in], func(r *kgo.Record) (string, bool) {
+				var dest, status, id string
+				for _, h := range r.Headers {
+					switch h.Key {
+					case topics.HeaderDestination:
+						dest = string(h.Value)
+					case topics.HeaderOutcomeStatus:
+						status = string(h.Value)
+					case topics.HeaderMessageID:
+						id = string(h.Value)
+					}
+				}
+				return id, dest == d.Name && status == avro.StatusDelivered && id != ""
+			})
+		},
+		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[in]) },
+	})
+}
+
+// httpCharset is the charset parameter of a Content-Type for a configured
+// character set (checked at load).
+func httpCharset(name string) string {
+	cs, _ := hl7v2.DestinationCharset(name)
+	return cs.IANA()
+}
+
+// dedupWindow is how long idempotency keys and delivered event ids are
+// remembered: the longest dedup_window of any inbound interface.
+func (e *Engine) dedupWindow() time.Duration {
+	var w time.Duration
+	for _, in := range e.cfg.Inbound {
+		w = max(w, in.DedupWindow)
+	}
+	return w
+}
+
+// loadDedup rebuilds a dedup set for newly assigned partitions before any of
+// their records is processed. It retries until it succeeds or the stage
+// stops: processing on a half-built set would let resends through.
+func (e *Engine) loadDedup(ctx context.Context, d *stages.Dedup, topic string, partitions []int32, keyOf stages.KeyFunc) {
+	backoff := 200 * time.Millisecond
+	for {
+		err := d.Load(ctx, e.kopts, topic, partitions, keyOf)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		e.log.Error("rebuild dedup state from committed output; retrying", "topic", topic, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
