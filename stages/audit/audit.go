@@ -13,8 +13,6 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -128,7 +127,7 @@ func (r *Recorder) Record(ev avro.AuditEvent) {
 		return
 	}
 	if ev.AuditID == "" {
-		ev.AuditID = newID()
+		ev.AuditID = identity.NewMessageID() // as random as a message's
 	}
 	if ev.Recorded.IsZero() {
 		ev.Recorded = r.cfg.Now().UTC()
@@ -252,10 +251,4 @@ func (r *Recorder) flush(final bool) {
 	for _, ev := range out {
 		r.Record(ev)
 	}
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

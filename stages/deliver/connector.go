@@ -38,7 +38,9 @@ type Result struct {
 // transient failure (timeout, connection refused, HL7 AR, HTTP 5xx or
 // 429), which the circuit breaker counts.
 type Connector interface {
-	Send(ctx context.Context, payload []byte) (Result, error)
+	// Send delivers payload, a rendered message whose control id (HL7
+	// MSH-10) is controlID.
+	Send(ctx context.Context, controlID string, payload []byte) (Result, error)
 }
 
 // TransientError is a failure worth retrying, with a code for outcomes.
@@ -118,7 +120,7 @@ func mllpCode(err error) string {
 type MLLP struct{ Client *mllp.Client }
 
 // Send implements Connector.
-func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
+func (c MLLP) Send(ctx context.Context, controlID string, payload []byte) (Result, error) {
 	start := time.Now()
 	reply, err := c.Client.Send(ctx, payload)
 	lat := time.Since(start)
@@ -132,13 +134,13 @@ func (c MLLP) Send(ctx context.Context, payload []byte) (Result, error) {
 		_ = c.Client.Close()
 		return Result{Latency: lat}, &TransientError{Code: CodeACKUnreadable, Err: fmt.Errorf("reply is not an HL7 ACK: %w", err)}
 	}
-	if h, _ := hl7v2.PeekHeader(payload); ack.ControlID != h.ControlID {
+	if ack.ControlID != controlID {
 		// A reply to some other message (a receiver that answered twice,
 		// or a stale reply on a reused connection): never take it as this
 		// message's ACK. Drop the connection and try again.
 		_ = c.Client.Close()
 		return Result{Latency: lat, Text: "MSA-2: " + ack.ControlID}, &TransientError{Code: CodeACKMismatch,
-			Err: fmt.Errorf("ACK is for another control id than the %s sent", h.ControlID)}
+			Err: fmt.Errorf("ACK is for another control id than the %s sent", controlID)}
 	}
 	r := Result{AckCode: string(ack.Code), Text: ackText(ack), Latency: lat}
 	if len(ack.Errors) > 0 {
@@ -209,7 +211,7 @@ type HTTP struct {
 }
 
 // Send implements Connector.
-func (c HTTP) Send(ctx context.Context, payload []byte) (Result, error) {
+func (c HTTP) Send(ctx context.Context, _ string, payload []byte) (Result, error) {
 	resp, err := c.Client.Post(ctx, c.URL, c.ContentType, payload, nil)
 	if err != nil {
 		code := CodeHTTPConnection

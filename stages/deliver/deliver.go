@@ -22,6 +22,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -156,7 +157,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		s.cfg.Metrics.Results.WithLabelValues(dest.Name, avro.StatusDuplicate).Inc()
 		return nil, nil
 	}
-	controlID := render.ControlID(&ev, dest.Name)
+	controlID := identity.ControlID(ev.EventID, dest.Name)
 	payload, err := s.render(&ev, controlID)
 	if err != nil {
 		// A character the destination's set cannot hold, or a field it
@@ -171,7 +172,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 
 	attempt := s.nextAttempt(ev.EventID)
-	res, err := s.breaker.Execute(func() (Result, error) { return dest.Connector.Send(ctx, payload) })
+	res, err := s.breaker.Execute(func() (Result, error) { return dest.Connector.Send(ctx, controlID, payload) })
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		s.undoAttempt(ev.EventID)
 		return nil, stages.Unavailable(CodeBreakerOpen, unavailable{after: dest.BreakerOpenFor})
@@ -256,12 +257,11 @@ func (s *Stage) doneAttempts(id string) {
 func (s *Stage) outcome(in stages.Envelope, ev *avro.ClinicalEvent, controlID, status string, attempt int, r Result, text string) stages.Envelope {
 	dest := s.cfg.Destination.Name
 	now := s.cfg.Now().UTC()
-	id := ev.EventID + "/deliver/" + dest + "/"
+	what := status
 	if status == avro.StatusRetrying {
-		id += "attempt-" + strconv.Itoa(attempt)
-	} else {
-		id += status
+		what = "attempt-" + strconv.Itoa(attempt)
 	}
+	id := identity.OutcomeID(ev.EventID, topics.StageDeliver, dest, what)
 	o := &avro.DeliveryOutcome{
 		OutcomeID:      id,
 		MessageID:      ev.EventID,

@@ -20,7 +20,7 @@ type recorder struct {
 	sent [][]byte
 }
 
-func (r *recorder) Send(_ context.Context, payload []byte) (deliver.Result, error) {
+func (r *recorder) Send(_ context.Context, _ string, payload []byte) (deliver.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sent = append(r.sent, bytes.Clone(payload))

@@ -31,6 +31,7 @@ import (
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -168,7 +169,7 @@ func TestDeliverKeepsDestinationTextOutOfLogsHeadersAndOutcomes(t *testing.T) {
 	labEvents := map[string]string{"e-ae": "AE", "e-ce": "CE", "e-ar": "AR", "e-cr": "CR"}
 	scenario := map[string]string{}
 	for id, s := range labEvents {
-		scenario[render.ControlID(event(id), "lab")] = s
+		scenario[identity.ControlID(event(id).EventID, "lab")] = s
 	}
 	dests := []deliver.Destination{
 		{Name: "lab", Connector: deliver.MLLP{Client: &mllp.Client{Addr: plantingLab(t, scenario), ACKTimeout: 5 * time.Second}},
@@ -321,7 +322,7 @@ func TestDeliverErrorsCarryDestinationTextOnlyAsDetail(t *testing.T) {
 	ids := []string{"d-ae", "d-ce", "d-ar", "d-cr"}
 	scenario := map[string]string{}
 	for _, id := range ids {
-		scenario[render.ControlID(event(id), "lab")] = strings.ToUpper(id[2:])
+		scenario[identity.ControlID(event(id).EventID, "lab")] = strings.ToUpper(id[2:])
 	}
 	lab := newStage(t, serde, deliver.MLLP{Client: &mllp.Client{Addr: plantingLab(t, scenario), ACKTimeout: 5 * time.Second}}, nil)
 	portal, err := deliver.New(deliver.Config{

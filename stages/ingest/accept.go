@@ -2,12 +2,9 @@ package ingest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -16,6 +13,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages/audit"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -70,19 +68,19 @@ func (s *Stage) rejectAfterPanic(ctx context.Context, r receipt) (ack []byte, re
 	defer func() {
 		if recover() != nil {
 			ack = hl7v2.BuildACK(hl7v2.Header{}, hl7v2.DefaultDelimiters, hl7v2.AckAR, hl7v2.ACKOptions{
-				ControlID: ackControlID(newID()), Now: time.Now(),
+				ControlID: identity.ACKControlID(identity.NewMessageID()), Now: time.Now(),
 				Errors: []hl7v2.AckError{{Code: "207", Text: "message could not be read"}},
 			})
 			result = resultError
 		}
 	}()
-	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), CodePanic, "", "message could not be read (internal error)")
+	return s.reject(ctx, r, identity.NewMessageID(), s.cfg.Now().UTC(), CodePanic, "", "message could not be read (internal error)")
 }
 
 func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 	defer func() { s.metrics.ackSeconds.WithLabelValues(r.in.Name).Observe(time.Since(r.start).Seconds()) }()
 	now := s.cfg.Now().UTC()
-	id := newID()
+	id := identity.NewMessageID()
 	// Who sent it comes before reading it: a sender the interface does
 	// not allow is refused whatever its bytes are, and nothing of it is
 	// stored (not even as a dead letter).
@@ -109,7 +107,7 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		// A \X..\ escape that spells bytes no character can be.
 		return s.rejectParse(ctx, r, id, now, err)
 	}
-	if blank(h.ControlID) {
+	if !identity.HasControlID(h.ControlID) {
 		// A message the sender cannot match an ACK to, and careflow
 		// cannot recognise a resend of, is not taken.
 		return s.reject(ctx, r, id, now, CodeNoControlID, "MSH-10", "MSH-10 (message control id) is empty; every message needs its own")
@@ -117,7 +115,7 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 	raw := &avro.RawMessage{
 		MessageID:          id,
 		CorrelationID:      id,
-		IdempotencyKey:     idempotencyKey(msg),
+		IdempotencyKey:     identity.IdempotencyKey(msg),
 		Interface:          r.in.Name,
 		Transport:          r.transport,
 		ReceivedAt:         now,
@@ -128,12 +126,12 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		Version:            h.Version,
 		SendingApplication: h.SendingApplication,
 		SendingFacility:    h.SendingFacility,
-		PatientKey:         patientKey(msg),
+		PatientKey:         identity.PatientKey(msg),
 		Charset:            charset,
 		Writer:             r.writer.String(),
 	}
 	enhanced := hl7v2.AckModeEnhanced(h)
-	ackOpts := hl7v2.ACKOptions{ControlID: ackControlID(id), Now: now}
+	ackOpts := hl7v2.ACKOptions{ControlID: identity.ACKControlID(id), Now: now}
 	if err := s.writeRaw(ctx, raw); err != nil {
 		s.log.Warn("ingest write to Kafka, answering AR", "interface", r.in.Name, "transport", r.transport,
 			"message_id", id, "bytes", len(r.payload), "err", err)
@@ -186,7 +184,7 @@ func (s *Stage) refuse(r receipt, h hl7v2.Header, d hl7v2.Delimiters, ref *refus
 			"writer", r.writer.String(), "reason", ref.reason)
 	}
 	return hl7v2.BuildACK(h, d, pick(hl7v2.AckModeEnhanced(h), hl7v2.AckCR, hl7v2.AckAR), hl7v2.ACKOptions{
-		ControlID: ackControlID(newID()), Now: s.cfg.Now().UTC(),
+		ControlID: identity.ACKControlID(identity.NewMessageID()), Now: s.cfg.Now().UTC(),
 		Errors: []hl7v2.AckError{{Code: "207", Text: "not authorised: " + ref.reason}},
 	})
 }
@@ -219,7 +217,7 @@ func (s *Stage) reject(ctx context.Context, r receipt, id string, now time.Time,
 	}
 	s.metrics.messages.WithLabelValues(r.in.Name, result).Inc()
 	opts := hl7v2.ACKOptions{
-		ControlID: ackControlID(id),
+		ControlID: identity.ACKControlID(id),
 		Now:       now,
 		Errors:    []hl7v2.AckError{{Code: errCode(code), Location: loc, Text: text}},
 	}
@@ -231,7 +229,7 @@ func (s *Stage) reject(ctx context.Context, r receipt, id string, now time.Time,
 func (s *Stage) rejectTooLarge(ctx context.Context, r receipt) ([]byte, string) {
 	defer func() { s.metrics.ackSeconds.WithLabelValues(r.in.Name).Observe(time.Since(r.start).Seconds()) }()
 	text := fmt.Sprintf("message exceeds the interface limit of %d bytes", r.in.MaxMessageSize)
-	return s.reject(ctx, r, newID(), s.cfg.Now().UTC(), CodeTooLarge, "", text)
+	return s.reject(ctx, r, identity.NewMessageID(), s.cfg.Now().UTC(), CodeTooLarge, "", text)
 }
 
 // errCode maps a careflow error code to HL7 table 0357.
@@ -347,40 +345,6 @@ func (s *Stage) mllpHandler(in *Interface) mllp.Handler {
 		return ack
 	})
 }
-
-// blank reports whether a control id is missing: empty, spaces, or HL7's
-// explicit null ("").
-func blank(id string) bool {
-	id = strings.TrimSpace(id)
-	return id == "" || id == `""`
-}
-
-// idempotencyKey is MSH-3.1|MSH-4.1|MSH-10: the same for a resend of one
-// message by one sender. accept refuses a message without MSH-10.
-func idempotencyKey(m *hl7v2.Message) string {
-	return m.Get("MSH-3.1") + "|" + m.Get("MSH-4.1") + "|" + m.Get("MSH-10")
-}
-
-// patientKey is the first PID-3 repetition as "CX.1^CX.4.1", or "" when the
-// message has no patient identifier.
-func patientKey(m *hl7v2.Message) string {
-	value := m.Get("PID-3[1].1")
-	if value == "" {
-		return ""
-	}
-	return value + "^" + m.Get("PID-3[1].4.1")
-}
-
-// newID returns 16 random bytes in hex.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
-}
-
-// ackControlID is the ACK's MSH-10: the message id cut to the 20 characters
-// HL7 2.5's ST allows there, unique enough among one sender's ACKs.
-func ackControlID(id string) string { return id[:20] }
 
 func pick[T any](cond bool, a, b T) T {
 	if cond {

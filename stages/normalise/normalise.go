@@ -19,6 +19,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -142,7 +143,7 @@ func (s *Stage) reject(in stages.Envelope, raw *avro.RawMessage, now time.Time, 
 			o.IngestTime = raw.ReceivedAt
 		}
 	}
-	o.OutcomeID = o.MessageID + "/" + topics.StageNormalise + "/" + avro.StatusInvalid
+	o.OutcomeID = identity.OutcomeID(o.MessageID, topics.StageNormalise, avro.StatusInvalid)
 	o.ErrorCode, o.ErrorLocation, o.ErrorText = stages.Describe(perm)
 	b, err := s.serde.Encode(&o)
 	if err != nil {

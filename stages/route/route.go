@@ -22,7 +22,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages"
-	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -152,10 +152,10 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		h.Set(topics.HeaderDestination, m.destination)
 		out = append(out, stages.Envelope{Topic: topics.Outbound(m.destination), Key: in.Key, Value: in.Value, Headers: h})
 		o := s.outcome(&ev, now)
-		o.OutcomeID = ev.EventID + "/route/" + m.destination
+		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, m.destination)
 		o.Status = avro.StatusRouted
 		o.Destination = m.destination
-		o.ControlID = render.ControlID(&ev, m.destination)
+		o.ControlID = identity.ControlID(ev.EventID, m.destination)
 		env, err := s.outcomeEnvelope(in, h, o)
 		if err != nil {
 			return nil, err
@@ -167,7 +167,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		h := base.Clone()
 		h.Set(topics.HeaderDestination, f.route.Destination)
 		o := s.outcome(&ev, now)
-		o.OutcomeID = ev.EventID + "/route/error/" + f.route.Name
+		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, "error", f.route.Name)
 		// No status says "errored" yet; unrouted with an error code is
 		// the closest truth: this route did not take the event.
 		o.Status = avro.StatusUnrouted
@@ -182,7 +182,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	if len(matches) == 0 {
 		o := s.outcome(&ev, now)
-		o.OutcomeID = ev.EventID + "/route/unrouted"
+		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusUnrouted)
 		o.Status = avro.StatusUnrouted
 		env, err := s.outcomeEnvelope(in, base.Clone(), o)
 		if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/stages"
-	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -187,7 +187,7 @@ func TestFanOut(t *testing.T) {
 			Destination:    o.Destination,
 			Stage:          topics.StageRoute,
 			Status:         avro.StatusRouted,
-			ControlID:      render.ControlID(ev, o.Destination),
+			ControlID:      identity.ControlID(ev.EventID, o.Destination),
 			MessageType:    "ORU",
 			TriggerEvent:   "R01",
 			IngestTime:     ev.Provenance.IngestTime,

@@ -170,18 +170,3 @@ var patientTypes = map[string]bool{
 	"SIU": true, "MDM": true, "DFT": true, "BAR": true, "RDE": true,
 	"RDS": true, "RAS": true, "VXU": true, "PPR": true, "REF": true,
 }
-
-// hasPatientID reports whether some PID-3 repetition has an ID (CX.1).
-func hasPatientID(m *hl7v2.Message) bool {
-	pid, ok := m.Segment("PID")
-	if !ok {
-		return false
-	}
-	f := pid.Field(3)
-	for i := 1; i <= f.Reps(); i++ {
-		if hasContent(f.Rep(i).Component(1).Raw(), m.Delimiters()) {
-			return true
-		}
-	}
-	return false
-}

@@ -23,6 +23,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -215,7 +216,7 @@ func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules compil
 	if missing := rules.missing(m, h.MessageType, h.TriggerEvent); len(missing) > 0 {
 		return stages.Permanent(CodeRequired, missing[0], fmt.Errorf("validate: interface %s: %s^%s lacks required %s", raw.Interface, h.MessageType, h.TriggerEvent, strings.Join(missing, ", ")))
 	}
-	if patientTypes[h.MessageType] && !hasPatientID(m) {
+	if patientTypes[h.MessageType] && !identity.HasPatient(m) {
 		return stages.Permanent(CodeRequired, "PID-3", fmt.Errorf("validate: interface %s: %s^%s has no patient identifier (PID-3.1)", raw.Interface, h.MessageType, h.TriggerEvent))
 	}
 	return nil
@@ -255,7 +256,7 @@ func (s *Stage) outcome(in stages.Envelope, raw *avro.RawMessage, now time.Time,
 			o.IngestTime = raw.ReceivedAt
 		}
 	}
-	o.OutcomeID = o.MessageID + "/" + topics.StageValidate + "/" + status
+	o.OutcomeID = identity.OutcomeID(o.MessageID, topics.StageValidate, status)
 	if cause != nil {
 		o.ErrorCode, o.ErrorLocation, o.ErrorText = stages.Describe(cause)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages/identity"
 )
 
 var renderTime = time.Date(2024, 3, 4, 5, 6, 7, 0, time.UTC)
@@ -290,11 +291,11 @@ func TestHL7Escaping(t *testing.T) {
 
 func TestHL7RetryChangesOnlyMSH7(t *testing.T) {
 	ev := resultEvent()
-	a, err := HL7(ev, testTarget("2.5.1"), ControlID(ev, "ehr"), renderTime)
+	a, err := HL7(ev, testTarget("2.5.1"), identity.ControlID(ev.EventID, "ehr"), renderTime)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := HL7(ev, testTarget("2.5.1"), ControlID(ev, "ehr"), renderTime.Add(time.Hour))
+	b, err := HL7(ev, testTarget("2.5.1"), identity.ControlID(ev.EventID, "ehr"), renderTime.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestHL7Errors(t *testing.T) {
 func BenchmarkRenderHL7(b *testing.B) {
 	ev := resultEvent()
 	tgt := testTarget("2.5.1")
-	id := ControlID(ev, "ehr")
+	id := identity.ControlID(ev.EventID, "ehr")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := HL7(ev, tgt, id, renderTime); err != nil {

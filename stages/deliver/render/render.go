@@ -13,12 +13,7 @@
 // and the control id rule.
 package render
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-
-	"github.com/careflow-health/careflow/avro"
-)
+import ()
 
 // Formats a Target can name.
 const (
@@ -39,21 +34,4 @@ type Target struct {
 	// hl7v2.DestinationCharset accepts ("8859/1", "WINDOWS-1252"); "" is
 	// UTF-8. JSON is always UTF-8 (RFC 8259) and ignores it.
 	Charset string
-}
-
-// controlIDLen is the most HL7 allows in MSH-10 (ST, 20 characters).
-const controlIDLen = 20
-
-// ControlID returns the outbound MSH-10 for ev sent to destination: the
-// first 20 hex digits of SHA-256(event id, destination). It depends on
-// nothing else, so a retry, a restart or a replay of the same event resends
-// the same control id and the receiver can drop the duplicate, while two
-// destinations never share one.
-func ControlID(ev *avro.ClinicalEvent, destination string) string {
-	h := sha256.New()
-	h.Write([]byte(ev.EventID))
-	h.Write([]byte{0}) // separator: ("ab","c") and ("a","bc") must differ
-	h.Write([]byte(destination))
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))[:controlIDLen]
 }
