@@ -139,8 +139,12 @@ func truncateUTF8(s string, n int) string {
 }
 
 // KindOf classifies err; an unclassified error is transient, because
-// retrying a mystery is safer than dead-lettering a good message.
+// retrying a mystery is safer than dead-lettering a good message. A nil
+// error has no kind (0).
 func KindOf(err error) Kind {
+	if err == nil {
+		return 0 // no failure, no kind
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind

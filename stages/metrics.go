@@ -45,8 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"stage"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.In, m.Out, m.Failed, m.DeadLettered, m.Retries, m.Aborts, m.Paused, m.Latency)
-	}
+	m.In, m.Out, m.Failed = MustRegister(reg, m.In), MustRegister(reg, m.Out), MustRegister(reg, m.Failed)
+	m.DeadLettered, m.Retries, m.Aborts = MustRegister(reg, m.DeadLettered), MustRegister(reg, m.Retries), MustRegister(reg, m.Aborts)
+	m.Paused, m.Latency = MustRegister(reg, m.Paused), MustRegister(reg, m.Latency)
 	return m
 }

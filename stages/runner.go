@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
-	"github.com/careflow-health/careflow/topics"
 )
 
 // RunnerConfig says what a Runner consumes, what it runs and how it talks to
@@ -93,6 +91,7 @@ type RetryAfter interface{ RetryAfter() time.Duration }
 type Runner struct {
 	cfg   RunnerConfig
 	log   *slog.Logger
+	chain Processor // cfg.Processor inside the middleware
 	ready atomic.Bool
 }
 
@@ -148,13 +147,28 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Runner{cfg: cfg, log: log.With("stage", cfg.Stage, "group", cfg.Group)}, nil
+	r := &Runner{cfg: cfg, log: log.With("stage", cfg.Stage, "group", cfg.Group)}
+	r.chain = Chain(cfg.Processor,
+		Measure(cfg.Stage, cfg.Metrics),
+		DeadLetter(cfg.Stage, cfg.Serde, cfg.Now, cfg.Metrics, r.log),
+		Retry(cfg.Stage, RetryPolicy{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: cfg.RetryMultiplier, HoldLimit: cfg.HoldLimit}, cfg.Metrics, r.log),
+		Recover(cfg.Stage, r.log),
+	)
+	return r, nil
 }
 
-// Run consumes until ctx ends, then finishes the transaction in flight and
-// leaves the group. A session that breaks (fenced after a broker restart,
-// lost coordinator) is rebuilt; Run returns only when ctx ends.
+// Run consumes until ctx ends, then finishes the transaction in flight,
+// leaves the group and closes the processor. A session that breaks (fenced
+// after a broker restart, lost coordinator) is rebuilt; Run returns only
+// when ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := r.cfg.Processor.Close(cctx); err != nil {
+			r.log.Warn("close the stage's processor", "err", err)
+		}
+	}()
 	backoff := r.cfg.RetryInitial
 	for {
 		err := r.session(ctx)
@@ -414,68 +428,26 @@ func setRewind(m map[string]map[int32]kgo.EpochOffset, rec *kgo.Record) {
 	}
 }
 
-// handle processes one record, retrying transient failures within the hold
-// limit. It returns a pause duration when the record must be retried later.
-// ctx ends waiting between tries (shutdown); work is what the processor
-// runs under.
+// handle processes one record through the middleware chain (measure,
+// dead-letter, retry, recover) and produces what it gives. It returns how
+// long to pause the input when the record must be tried again later: its
+// destination is unavailable, or it was still failing at the hold limit.
+// ctx ending stops retrying (shutdown); work is what the processor runs
+// under.
 func (r *Runner) handle(ctx, work context.Context, t *txn, rec *kgo.Record) time.Duration {
-	in := toEnvelope(rec)
-	m := r.cfg.Metrics
-	iface := in.Headers.Get(topics.HeaderInterface)
-	m.In.WithLabelValues(r.cfg.Stage, iface).Inc()
-	start := time.Now()
-	backoff := r.cfg.RetryInitial
-	deadline := start.Add(r.cfg.HoldLimit)
-	for attempt := 1; ; attempt++ {
-		outs, err := r.process(work, in)
-		t.produce(outs)
-		if err == nil {
-			m.Latency.WithLabelValues(r.cfg.Stage).Observe(time.Since(start).Seconds())
-			return 0
-		}
-		switch KindOf(err) {
-		case KindPermanent:
-			code, _, _ := Describe(err)
-			r.log.Info("record dead-lettered", "interface", iface, "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "code", code)
-			t.produce([]Envelope{r.deadLetter(in, err)})
-			m.Failed.WithLabelValues(r.cfg.Stage, iface, code).Inc()
-			m.DeadLettered.WithLabelValues(r.cfg.Stage, iface).Inc()
-			return 0
-		case KindUnavailable:
-			d := r.cfg.PauseFor
-			var ra RetryAfter
-			if errors.As(err, &ra) && ra.RetryAfter() > 0 {
-				d = ra.RetryAfter()
-			}
-			return d
-		}
-		m.Retries.WithLabelValues(r.cfg.Stage, iface).Inc()
-		if ctx.Err() != nil || time.Now().Add(backoff).After(deadline) {
-			// err's text is careflow's own (an *Error's Detail, a
-			// destination's words, is never part of it).
-			code, loc, _ := Describe(err)
-			r.log.Warn("record still failing; rewinding and pausing", "interface", iface, "code", code, "location", loc, "err", err)
-			return backoff
-		}
-		select {
-		case <-ctx.Done():
-			return backoff
-		case <-time.After(backoff):
-		}
-		backoff = min(time.Duration(float64(backoff)*r.cfg.RetryMultiplier), r.cfg.RetryMax)
+	outs, err := r.chain.Process(withStopping(work, ctx.Done()), toEnvelope(rec))
+	t.produce(outs)
+	if err == nil {
+		return 0 // done, or dead-lettered by the chain
 	}
-}
-
-// process runs the processor, turning a panic into a permanent error: one
-// record a stage cannot handle must be dead-lettered, not crash the engine
-// and then crash it again on every restart.
-func (r *Runner) process(ctx context.Context, in Envelope) (outs []Envelope, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			r.log.Error("stage panicked on a record; dead-lettering it", "topic", in.Topic, "partition", in.Partition,
-				"offset", in.Offset, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			outs, err = nil, Permanent(CodePanic, "", fmt.Errorf("stage %s could not process the record (a bug): %v", r.cfg.Stage, p))
-		}
-	}()
-	return r.cfg.Processor.Process(ctx, in)
+	switch KindOf(err) {
+	case KindUnavailable:
+		return retryAfter(err, r.cfg.PauseFor)
+	case KindTransient:
+		return retryAfter(err, r.cfg.RetryInitial)
+	}
+	// A permanent error the chain did not dead-letter cannot happen (its
+	// DeadLetter consumes them); skipping the record would lose it.
+	r.log.Error("permanent error reached the runner; pausing", "err", err)
+	return r.cfg.PauseFor
 }

@@ -82,6 +82,9 @@ func (c *Client) Post(ctx context.Context, url, contentType string, body []byte,
 	return Response{Status: resp.StatusCode, Body: data, Latency: latency}, nil
 }
 
+// CloseIdleConnections closes the keep-alive connections not in use.
+func (c *Client) CloseIdleConnections() { c.client().CloseIdleConnections() }
+
 func (c *Client) client() *http.Client {
 	if c.HTTP != nil {
 		return c.HTTP

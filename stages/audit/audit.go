@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -114,9 +115,7 @@ func New(cfg Config) *Recorder {
 			Help: "Audit records handed to Kafka, by type.",
 		}, []string{"type"}),
 	}
-	if cfg.Metrics != nil {
-		cfg.Metrics.MustRegister(r.dropped, r.written)
-	}
+	r.dropped, r.written = stages.MustRegister(cfg.Metrics, r.dropped), stages.MustRegister(cfg.Metrics, r.written)
 	return r
 }
 

@@ -41,6 +41,8 @@ type Connector interface {
 	// Send delivers payload, a rendered message whose control id (HL7
 	// MSH-10) is controlID.
 	Send(ctx context.Context, controlID string, payload []byte) (Result, error)
+	// Close releases the connection, when the stage stops.
+	Close(ctx context.Context) error
 }
 
 // TransientError is a failure worth retrying, with a code for outcomes.
@@ -118,6 +120,9 @@ func mllpCode(err error) string {
 // message once (the client itself redials a kept-alive connection the
 // receiver had closed), so every timeout is one attempt for the breaker.
 type MLLP struct{ Client *mllp.Client }
+
+// Close implements Connector: it closes the connection to the receiver.
+func (c MLLP) Close(context.Context) error { return c.Client.Close() }
 
 // Send implements Connector.
 func (c MLLP) Send(ctx context.Context, controlID string, payload []byte) (Result, error) {
@@ -208,6 +213,12 @@ type HTTP struct {
 	Client      *httpx.Client
 	URL         string
 	ContentType string
+}
+
+// Close implements Connector: it closes idle keep-alive connections.
+func (c HTTP) Close(context.Context) error {
+	c.Client.CloseIdleConnections()
+	return nil
 }
 
 // Send implements Connector.

@@ -89,9 +89,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
 		}, []string{"destination"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.Results, m.Breaker, m.EndToEnd, m.Attempt)
-	}
+	m.Results, m.Breaker = stages.MustRegister(reg, m.Results), stages.MustRegister(reg, m.Breaker)
+	m.EndToEnd, m.Attempt = stages.MustRegister(reg, m.EndToEnd), stages.MustRegister(reg, m.Attempt)
 	return m
 }
 
@@ -133,6 +132,10 @@ func New(cfg Config) (*Stage, error) {
 	cfg.Metrics.Breaker.WithLabelValues(d.Name).Set(0)
 	return s, nil
 }
+
+// Close implements stages.Processor: it closes the destination's
+// connector, after the stage's last send.
+func (s *Stage) Close(ctx context.Context) error { return s.cfg.Destination.Connector.Close(ctx) }
 
 // BreakerState reports the breaker's state (for tests and the admin page).
 func (s *Stage) BreakerState() gobreaker.State { return s.breaker.State() }

@@ -27,6 +27,8 @@ func (r *recorder) Send(_ context.Context, _ string, payload []byte) (deliver.Re
 	return deliver.Result{Delivered: true}, nil
 }
 
+func (r *recorder) Close(context.Context) error { return nil }
+
 // plantedClinical maps every value planted in the fixture's clinical
 // fields to its path.
 func plantedClinical(t *testing.T) map[string]string {

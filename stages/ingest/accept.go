@@ -12,6 +12,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/audit"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
@@ -276,29 +277,19 @@ func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
 	return s.produce(ctx, rec)
 }
 
+// writeDeadLetter keeps input ingest refused, as every stage's dead
+// letters are kept (stages.DeadLetterEnvelope), keyed by its message id: it
+// has no patient order to keep.
 func (s *Stage) writeDeadLetter(ctx context.Context, dl *avro.DeadLetter) error {
-	value, err := s.cfg.Serde.Encode(dl)
-	if err != nil {
-		return fmt.Errorf("encode dead letter: %w", err)
-	}
 	at := dl.At.Format(topics.TimeFormat)
-	rec := &kgo.Record{
-		Topic: topics.DeadLetter(topics.StageIngest),
-		Key:   []byte(dl.MessageID),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: topics.HeaderMessageID, Value: []byte(dl.MessageID)},
-			{Key: topics.HeaderCorrelationID, Value: []byte(dl.CorrelationID)},
-			{Key: topics.HeaderInterface, Value: []byte(dl.Interface)},
-			{Key: topics.HeaderIngestTime, Value: []byte(at)},
-			{Key: topics.StageTime(topics.StageIngest), Value: []byte(at)},
-			{Key: topics.HeaderDLQStage, Value: []byte(dl.Stage)},
-			{Key: topics.HeaderDLQCode, Value: []byte(dl.ErrorCode)},
-			{Key: topics.HeaderDLQText, Value: []byte(dl.ErrorText)},
-			{Key: topics.HeaderDLQLocation, Value: []byte(dl.ErrorLocation)},
-		},
+	base := stages.Headers{
+		{Key: topics.HeaderMessageID, Value: []byte(dl.MessageID)},
+		{Key: topics.HeaderCorrelationID, Value: []byte(dl.CorrelationID)},
+		{Key: topics.HeaderInterface, Value: []byte(dl.Interface)},
+		{Key: topics.HeaderIngestTime, Value: []byte(at)},
+		{Key: topics.StageTime(topics.StageIngest), Value: []byte(at)},
 	}
-	return s.produce(ctx, rec)
+	return s.produce(ctx, stages.ToRecord(stages.DeadLetterEnvelope(s.cfg.Serde, dl, []byte(dl.MessageID), base)))
 }
 
 // produce writes rec and waits for the broker's acknowledgement, bounded by

@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/careflow-health/careflow/stages"
 )
 
 // Results of one message, the result label of careflow_ingest_messages_total.
@@ -42,30 +44,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "MLLP connections refused or closed by the listener, by reason: rejected (at the limit, nothing idle to close), evicted (idle, closed to make room), handshake_failed, first_byte_timeout.",
 		}, []string{"interface", "reason"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	var err error
-	m.messages = register(reg, m.messages, &err)
-	m.ackSeconds = register(reg, m.ackSeconds, &err)
-	m.connections = register(reg, m.connections, &err)
-	m.refused = register(reg, m.refused, &err)
-	return m, err
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a second Stage on one registry shares the series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C, errp *error) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		if *errp == nil {
-			*errp = err
-		}
-	}
-	return c
+	var errs [4]error
+	m.messages, errs[0] = stages.Register(reg, m.messages)
+	m.ackSeconds, errs[1] = stages.Register(reg, m.ackSeconds)
+	m.connections, errs[2] = stages.Register(reg, m.connections)
+	m.refused, errs[3] = stages.Register(reg, m.refused)
+	return m, errors.Join(errs[:]...)
 }

@@ -49,6 +49,9 @@ type Stage struct {
 
 var _ stages.Processor = (*Stage)(nil)
 
+// Close implements stages.Processor; normalise holds nothing to release.
+func (s *Stage) Close(context.Context) error { return nil }
+
 // New checks cfg and returns the stage.
 func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {

@@ -4,9 +4,7 @@
 package route
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/careflow-health/careflow/stages"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -38,31 +36,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.routed, err = register(reg, m.routed)
+	m.routed, err = stages.Register(reg, m.routed)
 	if err != nil {
 		return nil, err
 	}
-	m.unrouted, err = register(reg, m.unrouted)
+	m.unrouted, err = stages.Register(reg, m.unrouted)
 	if err != nil {
 		return nil, err
 	}
-	m.evalErrors, err = register(reg, m.evalErrors)
+	m.evalErrors, err = stages.Register(reg, m.evalErrors)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	switch {
-	case err == nil:
-		return c, nil
-	case errors.As(err, &are):
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("route: register metrics: %w", err)
 }

@@ -71,6 +71,9 @@ type compiled struct {
 
 var _ stages.Processor = (*Stage)(nil)
 
+// Close implements stages.Processor; route holds nothing to release.
+func (s *Stage) Close(context.Context) error { return nil }
+
 // New compiles every route's condition. The error names each route that
 // does not compile, so `careflow check` can report them all at once.
 func New(cfg Config) (*Stage, error) {

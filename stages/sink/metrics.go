@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/analytics"
+	"github.com/careflow-health/careflow/stages"
 )
 
 // Metrics are the sink's series. Labels hold stage, group, topic,
@@ -62,9 +63,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "careflow_sla_breaches_total", Help: "Deliveries later than their route's or destination's SLA (ingest to acknowledged).",
 		}, []string{"destination"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.BatchRows, m.InsertSeconds, m.InsertErrors, m.Rows, m.Lag, m.Backlog, m.SLADeliveries, m.SLABreaches)
-	}
+	m.BatchRows, m.InsertSeconds = stages.MustRegister(reg, m.BatchRows), stages.MustRegister(reg, m.InsertSeconds)
+	m.InsertErrors, m.Rows = stages.MustRegister(reg, m.InsertErrors), stages.MustRegister(reg, m.Rows)
+	m.Lag, m.Backlog = stages.MustRegister(reg, m.Lag), stages.MustRegister(reg, m.Backlog)
+	m.SLADeliveries, m.SLABreaches = stages.MustRegister(reg, m.SLADeliveries), stages.MustRegister(reg, m.SLABreaches)
 	return m
 }
 

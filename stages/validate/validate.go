@@ -70,6 +70,9 @@ type Stage struct {
 
 var _ stages.Processor = (*Stage)(nil)
 
+// Close implements stages.Processor; validate holds nothing to release: its dedup set is the engine's.
+func (s *Stage) Close(context.Context) error { return nil }
+
 // New checks cfg and returns the stage.
 func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
@@ -109,17 +112,9 @@ func registerTotal(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 		Name: "careflow_validate_total",
 		Help: "Messages validated, by inbound interface and result (valid, invalid, duplicate).",
 	}, []string{"interface", "result"})
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
-				return existing, nil
-			}
-		}
-		return nil, fmt.Errorf("validate: register metrics: %w", err)
+	c, err := stages.Register(reg, c)
+	if err != nil {
+		return nil, fmt.Errorf("validate: %w", err)
 	}
 	return c, nil
 }
