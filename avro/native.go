@@ -81,6 +81,8 @@ func outcomeToNative(o *DeliveryOutcome) map[string]any {
 		"ingest_time":      millis(o.IngestTime),
 		"at":               millis(o.At),
 		"latency_ms":       o.LatencyMillis,
+		"routes":           stringsToNative(o.Routes),
+		"sla_ms":           o.SLAMillis,
 	}
 }
 
@@ -106,6 +108,8 @@ func outcomeFromNative(m map[string]any) DeliveryOutcome {
 		IngestTime:     timeOf(m, "ingest_time"),
 		At:             timeOf(m, "at"),
 		LatencyMillis:  int64Of(m, "latency_ms"),
+		Routes:         stringsOf(m, "routes"),
+		SLAMillis:      int64Of(m, "sla_ms"),
 	}
 }
 

@@ -176,6 +176,11 @@ type DeliveryOutcome struct {
 	IngestTime     time.Time `json:"ingest_time"`
 	At             time.Time `json:"at"`
 	LatencyMillis  int64     `json:"latency_ms"` // this attempt's round trip; 0 when none
+	// Routes and SLAMillis are set on routed outcomes: which routes chose
+	// the destination, and the delivery target it is owed (the tightest of
+	// those routes'), so that analytics need not evaluate routes again.
+	Routes    []string `json:"routes"`
+	SLAMillis int64    `json:"sla_ms"`
 }
 
 // Header is one Kafka record header kept in a dead letter.

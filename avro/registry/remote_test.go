@@ -89,7 +89,7 @@ func TestSerdeOverRemote(t *testing.T) {
 	if b, err = codec.BinaryFromNative(b, map[string]any{"outcome_id": "o2", "status": "retrying"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := serde.Decode(b, &got); err != nil || got != (avro.DeliveryOutcome{OutcomeID: "o2", Status: "retrying"}) {
+	if err := serde.Decode(b, &got); err != nil || !reflect.DeepEqual(got, avro.DeliveryOutcome{OutcomeID: "o2", Status: "retrying"}) {
 		t.Fatalf("older record over remote: %+v, %v", got, err)
 	}
 

@@ -77,7 +77,7 @@ func TestSinkFeedsClickHouse(t *testing.T) {
 		if got["lab"] != 3 || got["portal"] != 3 {
 			return fmt.Errorf("delivered per destination %v; want lab 3, portal 3", got)
 		}
-		// The events (route SLAs) and the outcomes are separate topics;
+		// The routed outcomes (route SLAs) and the delivered ones are separate records;
 		// the sink may insert either first.
 		for _, r := range rows {
 			if r.Destination == "portal" && r.Breaches != 3 {

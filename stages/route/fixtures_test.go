@@ -15,11 +15,11 @@ var demoRoutes = []Route{
 		When: `event.message_type in ["ORM", "OML"]`},
 	{Name: "lab-adt", Destination: "lab",
 		When: `event.message_type == "ADT" && event.trigger_event in ["A01", "A04", "A08", "A28", "A31", "A40"]`},
-	{Name: "ehr-results", Destination: "ehr-results",
+	{Name: "ehr-results", Destination: "ehr-results", SLA: time.Minute,
 		When: `event.message_type == "ORU" && event.trigger_event == "R01" && event.provenance.source_interface == "lab-results"`},
 	{Name: "portal-adt", Destination: "portal",
 		When: `event.message_type == "ADT" && event.trigger_event in ["A01", "A03", "A04", "A08"]`},
-	{Name: "portal-final-results", Destination: "portal",
+	{Name: "portal-final-results", Destination: "portal", SLA: 2 * time.Minute,
 		When: `event.event_type == "result" && size(event.orders) > 0 && event.orders.all(o, o.result_status == "F")`},
 }
 

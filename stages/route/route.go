@@ -122,9 +122,13 @@ func New(cfg Config) (*Stage, error) {
 	return s, nil
 }
 
-// match is one destination an event goes to, and the first route that
-// chose it.
-type match struct{ route, destination string }
+// match is one destination an event goes to: the routes that chose it,
+// in configuration order, and the tightest of their SLAs.
+type match struct {
+	destination string
+	routes      []string
+	sla         time.Duration
+}
 
 // evalError is one route whose condition failed on an event.
 type evalError struct {
@@ -159,12 +163,15 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		o.Status = avro.StatusRouted
 		o.Destination = m.destination
 		o.ControlID = identity.ControlID(ev.EventID, m.destination)
+		// Which routes, and the SLA they set, are this stage's facts:
+		// analytics reads them here rather than evaluating routes again.
+		o.Routes, o.SLAMillis = m.routes, m.sla.Milliseconds()
 		env, err := s.outcomeEnvelope(in, h, o)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, env)
-		s.metrics.routed.WithLabelValues(m.destination, m.route).Inc()
+		s.metrics.routed.WithLabelValues(m.destination, m.routes[0]).Inc()
 	}
 	for _, f := range failures {
 		h := base.Clone()
@@ -224,21 +231,29 @@ func (s *Stage) evaluate(ctx context.Context, ev *avro.ClinicalEvent) ([]match, 
 			failures = append(failures, evalError{route: *r, class: class})
 			continue
 		}
-		if val != types.True || contains(matches, r.Destination) {
+		if val != types.True {
 			continue
 		}
-		matches = append(matches, match{route: r.Name, destination: r.Destination})
+		if i := indexOf(matches, r.Destination); i >= 0 {
+			m := &matches[i]
+			m.routes = append(m.routes, r.Name)
+			if r.SLA > 0 && (m.sla == 0 || r.SLA < m.sla) {
+				m.sla = r.SLA
+			}
+			continue
+		}
+		matches = append(matches, match{destination: r.Destination, routes: []string{r.Name}, sla: r.SLA})
 	}
 	return matches, failures, nil
 }
 
-func contains(ms []match, dest string) bool {
-	for _, m := range ms {
+func indexOf(ms []match, dest string) int {
+	for i, m := range ms {
 		if m.destination == dest {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 // outcome fills the fields every outcome of ev shares.

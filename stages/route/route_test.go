@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -192,12 +193,14 @@ func TestFanOut(t *testing.T) {
 			TriggerEvent:   "R01",
 			IngestTime:     ev.Provenance.IngestTime,
 			At:             routeTime,
+			Routes:         map[string][]string{"ehr-results": {"ehr-results"}, "portal": {"portal-final-results"}}[o.Destination],
+			SLAMillis:      map[string]int64{"ehr-results": 60_000, "portal": 120_000}[o.Destination],
 		}
 		if !o.IngestTime.Equal(want.IngestTime) || !o.At.Equal(want.At) {
 			t.Errorf("outcome times %v %v", o.IngestTime, o.At)
 		}
 		o.IngestTime, o.At, want.IngestTime, want.At = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-		if o != want {
+		if !reflect.DeepEqual(o, want) {
 			t.Errorf("outcome\n got %+v\nwant %+v", o, want)
 		}
 	}
@@ -450,5 +453,28 @@ func BenchmarkEvaluate(b *testing.B) {
 		if _, _, err := h.stage.evaluate(ctx, ev); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// When several routes send an event to one destination, the routed
+// outcome names them all, in configuration order, with the tightest SLA:
+// analytics measures the delivery against it without evaluating routes.
+func TestRoutedOutcomeRecordsRoutesAndSLA(t *testing.T) {
+	routes := []Route{
+		{Name: "all-adt", Destination: "lab", When: `event.message_type == "ADT"`, SLA: 5 * time.Minute},
+		{Name: "admits", Destination: "lab", When: `event.trigger_event == "A01"`, SLA: time.Minute},
+		{Name: "never", Destination: "lab", When: `false`, SLA: time.Second},
+	}
+	h := newHarness(t, routes)
+	out, err := h.stage.Process(context.Background(), h.input(t, newEvent("ADT", "A01", "admit")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outbound, outcomes := h.split(t, out)
+	if len(outbound) != 1 || len(outcomes) != 1 {
+		t.Fatalf("%d outbound, %d outcomes; want the event once to lab", len(outbound), len(outcomes))
+	}
+	if o := outcomes[0]; !reflect.DeepEqual(o.Routes, []string{"all-adt", "admits"}) || o.SLAMillis != 60_000 {
+		t.Errorf("routes %v, SLA %d ms; want [all-adt admits] and the tightest, 60000", o.Routes, o.SLAMillis)
 	}
 }

@@ -99,15 +99,6 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			Stage: topics.StageNormalise, Status: StatusNormalised, EventTime: ParseDTM(ev.Provenance.EventTime),
 			IngestTime: ev.Provenance.IngestTime, StageTime: at, Source: src,
 		})
-		if s.cfg.SLAs != nil {
-			for _, t := range s.cfg.SLAs(&ev) {
-				t.MessageID = ev.EventID
-				if t.At.IsZero() {
-					t.At = ev.Provenance.IngestTime
-				}
-				b.SLAs = append(b.SLAs, t)
-			}
-		}
 	case r.Topic == topics.Outcomes:
 		var o avro.DeliveryOutcome
 		if err := s.decode(r, &o); err != nil {
@@ -119,6 +110,12 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			Stage: o.Stage, Status: o.Status, ErrorCode: o.ErrorCode, ErrorLocation: o.ErrorLocation,
 			IngestTime: o.IngestTime, StageTime: o.At, Source: src,
 		})
+		if o.Status == avro.StatusRouted && o.SLAMillis > 0 {
+			// The route stage recorded which routes took the event here
+			// and the target they set.
+			b.SLAs = append(b.SLAs, analytics.MessageSLA{MessageID: o.MessageID, Destination: o.Destination,
+				Route: strings.Join(o.Routes, ","), SLA: time.Duration(o.SLAMillis) * time.Millisecond, At: o.IngestTime})
+		}
 		if o.Stage == topics.StageDeliver {
 			b.Attempts = append(b.Attempts, analytics.Attempt{
 				RowID: o.OutcomeID, MessageID: o.MessageID, CorrelationID: o.CorrelationID, Interface: o.Interface,

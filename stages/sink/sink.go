@@ -49,13 +49,9 @@ type Config struct {
 	// MetricsEvery is how often the backlog gauge is refreshed.
 	// Default: 15s.
 	MetricsEvery time.Duration
-	// SLAs returns, for an event, the SLA its routes set per destination
-	// (see analytics.MessageSLA); nil records none and destination SLAs
-	// apply.
-	SLAs func(*avro.ClinicalEvent) []analytics.MessageSLA
 	// Targets are the destinations' SLAs, for the breach counters
-	// (careflow_sla_breaches_total); a route's SLA from SLAs wins when
-	// the sink has seen the event.
+	// (careflow_sla_breaches_total); the SLA a routed outcome records
+	// wins when the sink has seen it.
 	Targets analytics.Targets
 	Metrics *Metrics // nil: not exported
 	// StageMetrics counts the sink's dead letters with every stage's
