@@ -20,7 +20,9 @@ type peer struct {
 }
 
 var peers = []peer{
-	{"medplum_hl7", func(port string) *exec.Cmd { return exec.Command("node", "internal/bench/peers/medplum/server.mjs", port) }},
+	{"medplum_hl7", func(port string) *exec.Cmd {
+		return exec.Command("node", "internal/bench/peers/medplum/server.mjs", port)
+	}},
 	{"python_hl7", func(port string) *exec.Cmd {
 		return exec.Command("/usr/bin/python3", "internal/bench/peers/python_hl7_server.py", port)
 	}},
