@@ -6,9 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/httpx"
@@ -169,13 +166,8 @@ func (e *Engine) startValidate(ctx context.Context) error {
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
 			// The dedup state is the committed output itself: every key
 			// that reached careflow.valid on these partitions.
-			e.loadDedup(ctx, dedup, topics.Valid, m[topics.Raw], func(r *kgo.Record) (string, bool) {
-				for _, h := range r.Headers {
-					if h.Key == topics.HeaderIdempotencyKey {
-						return string(h.Value), true
-					}
-				}
-				return "", false
+			e.loadDedup(ctx, topics.Valid, func(ctx context.Context) error {
+				return validate.RebuildDedup(ctx, dedup, e.kopts, m[topics.Raw])
 			})
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[topics.Raw]) },
@@ -240,19 +232,8 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 		HoldLimit: 10 * time.Second,
 		PauseFor:  d.Retry.Max,
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
-			e.loadDedup(ctx, dedup, topics.Outcomes, m[in], func(r *kgo.Record) (string, bool) {
-				var dest, status, id string
-				for _, h := range r.Headers {
-					switch h.Key {
-					case topics.HeaderDestination:
-						dest = string(h.Value)
-					case topics.HeaderOutcomeStatus:
-						status = string(h.Value)
-					case topics.HeaderMessageID:
-						id = string(h.Value)
-					}
-				}
-				return id, dest == d.Name && status == avro.StatusDelivered && id != ""
+			e.loadDedup(ctx, topics.Outcomes, func(ctx context.Context) error {
+				return deliver.RebuildDedup(ctx, dedup, e.kopts, d.Name, m[in])
 			})
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[in]) },
@@ -276,13 +257,14 @@ func (e *Engine) dedupWindow() time.Duration {
 	return w
 }
 
-// loadDedup rebuilds a dedup set for newly assigned partitions before any of
-// their records is processed. It retries until it succeeds or the stage
-// stops: processing on a half-built set would let resends through.
-func (e *Engine) loadDedup(ctx context.Context, d *stages.Dedup, topic string, partitions []int32, keyOf stages.KeyFunc) {
+// loadDedup runs a stage's rebuild of its dedup set for newly assigned
+// partitions before any of their records is processed. It retries until
+// the rebuild succeeds or the stage stops: processing on a half-built set
+// would let resends through.
+func (e *Engine) loadDedup(ctx context.Context, topic string, rebuild func(context.Context) error) {
 	backoff := 200 * time.Millisecond
 	for {
-		err := d.Load(ctx, e.kopts, topic, partitions, keyOf)
+		err := rebuild(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}

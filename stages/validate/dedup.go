@@ -1,6 +1,34 @@
 package validate
 
-import "sync"
+import (
+	"context"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// DedupKey is the key validate remembers for one of its own committed
+// outputs on careflow.valid: the idempotency key ingest stamped on the
+// message. Records without one (none that validate writes) are skipped.
+func DedupKey(r *kgo.Record) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == topics.HeaderIdempotencyKey {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// RebuildDedup fills d, for newly assigned input partitions, with every
+// idempotency key that already reached careflow.valid on the same
+// partitions. The state is the committed output itself, so it survives
+// restarts and rebalances without a store of its own.
+func RebuildDedup(ctx context.Context, d *stages.Dedup, kafka []kgo.Opt, partitions []int32) error {
+	return d.Load(ctx, kafka, topics.Valid, partitions, DedupKey)
+}
 
 // Deduper remembers the idempotency keys of the messages that passed
 // validation, per input partition. Keys are per partition because a
