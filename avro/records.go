@@ -15,7 +15,7 @@ type RawMessage struct {
 	CorrelationID  string    `json:"correlation_id"`  // ties every record of one message's journey
 	IdempotencyKey string    `json:"idempotency_key"` // sending app | facility | MSH-10; same for a resend
 	Interface      string    `json:"source_interface"`
-	Transport      string    `json:"transport"` // "mllp", "http", "file"
+	Transport      string    `json:"transport"` // TransportMLLP or TransportHTTP
 	ReceivedAt     time.Time `json:"received_at"`
 	Payload        []byte    `json:"payload"` // the message bytes, unmodified
 	// Header fields, copied so that analytics and routing need not reparse.

@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Config is a whole careflow configuration. Load and Parse return it
@@ -134,7 +136,7 @@ type Inbound struct {
 }
 
 // HTTPWritable reports whether the interface accepts POST /hl7/{name}.
-func (in Inbound) HTTPWritable() bool { return in.Transport == "http" || in.HTTP }
+func (in Inbound) HTTPWritable() bool { return in.Transport == avro.TransportHTTP || in.HTTP }
 
 // Accept holds an interface's conformance rules, applied by the validate
 // stage.

@@ -6,7 +6,11 @@
 
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/careflow-health/careflow/avro"
+)
 
 // Defaults returns the configuration careflow uses for every key a file
 // leaves out. It has no interfaces, destinations or routes.
@@ -30,7 +34,7 @@ func Defaults() Config {
 // DefaultInbound returns the values every inbound interface starts from.
 func DefaultInbound() Inbound {
 	return Inbound{
-		Transport:             "mllp",
+		Transport:             avro.TransportMLLP,
 		MaxMessageSize:        4 << 20,
 		ReadTimeout:           30 * time.Second,
 		IdleTimeout:           10 * time.Minute,
@@ -46,8 +50,8 @@ func DefaultInbound() Inbound {
 // DefaultDestination returns the values every destination starts from.
 func DefaultDestination() Destination {
 	return Destination{
-		Transport:          "mllp",
-		Format:             "hl7v2",
+		Transport:          avro.TransportMLLP,
+		Format:             avro.FormatHL7v2,
 		HL7Version:         "2.5.1",
 		SendingApplication: "CAREFLOW",
 		Charset:            "UTF-8",

@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/careflow-health/careflow/avro"
 )
 
 var (
@@ -61,7 +63,7 @@ func (d *decoder) validate(c *Config) {
 		}
 		if in.HTTPWritable() && !c.HTTP.Enabled() {
 			key := p + ".http"
-			if in.Transport == "http" {
+			if in.Transport == avro.TransportHTTP {
 				key = p + ".transport"
 			}
 			d.problemAt(key, "HTTP writes need http.listen, which is empty (HTTP ingest is off)")
@@ -194,11 +196,11 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	var l listener
 	ok := false
 	switch in.Transport {
-	case "mllp":
+	case avro.TransportMLLP:
 		if d.listenAddr(p+".listen", in.Listen) {
 			l, ok = listener{p + ".listen", in.Listen}, true
 		}
-	case "http":
+	case avro.TransportHTTP:
 		if in.Listen != "" {
 			d.problemAt(p+".listen", "an http interface is served on http.listen at POST /hl7/"+in.Name+"; remove listen or use transport: mllp")
 		}
@@ -206,7 +208,7 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 			d.problemAt(p+".tls", "applies to mllp interfaces only")
 		}
 	default:
-		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", in.Transport, suggest(in.Transport, []string{"mllp", "http"})))
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", in.Transport, suggest(in.Transport, []string{avro.TransportMLLP, avro.TransportHTTP})))
 	}
 	if in.MaxConnections < 1 {
 		d.problemAt(p+".max_connections", "must be at least 1")
@@ -222,10 +224,10 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	if in.FirstByteTimeout > in.IdleTimeout && d.written(p+".first_byte_timeout") {
 		d.problemAt(p+".first_byte_timeout", fmt.Sprintf("must be at most idle_timeout (%s): it is the shorter wait for a connection that never sends", in.IdleTimeout))
 	}
-	if in.Transport == "mllp" {
+	if in.Transport == avro.TransportMLLP {
 		d.validateListenerTLS(p+".tls", in.TLS)
 	}
-	if in.Transport == "http" {
+	if in.Transport == avro.TransportHTTP {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -325,7 +327,7 @@ func (d *decoder) checkFiles(path string, t *TLS) {
 
 func (d *decoder) validateDestination(p string, dst Destination) {
 	switch dst.Transport {
-	case "mllp":
+	case avro.TransportMLLP:
 		if dst.Address == "" {
 			d.problemAt(p+".address", "an mllp destination needs address (host:port)")
 		} else if err := checkHostPort(dst.Address, true); err != nil {
@@ -335,23 +337,23 @@ func (d *decoder) validateDestination(p string, dst Destination) {
 		if len(dst.Headers) > 0 {
 			d.problemAt(p+".headers", "apply to http destinations only")
 		}
-		if dst.Format != "hl7v2" {
+		if dst.Format != avro.FormatHL7v2 {
 			d.problemAt(p+".format", fmt.Sprintf("an mllp destination carries hl7v2, not %q", dst.Format))
 		}
-	case "http":
+	case avro.TransportHTTP:
 		d.checkURL(p+".url", dst.URL)
 		d.notFor(p+".address", dst.Address, "http destinations; use url")
-		if dst.Format != "hl7v2" && dst.Format != "json" {
-			d.problemAt(p+".format", fmt.Sprintf("want hl7v2 or json, got %q%s", dst.Format, suggest(dst.Format, []string{"hl7v2", "json"})))
+		if dst.Format != avro.FormatHL7v2 && dst.Format != avro.FormatJSON {
+			d.problemAt(p+".format", fmt.Sprintf("want hl7v2 or json, got %q%s", dst.Format, suggest(dst.Format, []string{avro.FormatHL7v2, avro.FormatJSON})))
 		}
 		if dst.TLS != nil && strings.HasPrefix(dst.URL, "http://") {
 			d.problemAt(p+".tls", "needs an https url")
 		}
 	default:
-		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{"mllp", "http"})))
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{avro.TransportMLLP, avro.TransportHTTP})))
 	}
 	d.checkDestinationCharset(p+".charset", dst.Charset)
-	if dst.Format == "json" && d.written(p+".charset") && !isUTF8Name(dst.Charset) {
+	if dst.Format == avro.FormatJSON && d.written(p+".charset") && !isUTF8Name(dst.Charset) {
 		d.problemAt(p+".charset", "JSON is always UTF-8 (RFC 8259); remove charset or use format: hl7v2")
 	}
 	d.checkFields(p+".fields", dst.Fields)

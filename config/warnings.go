@@ -5,7 +5,11 @@
 
 package config
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/careflow-health/careflow/avro"
+)
 
 // Warnings are the configuration's allowed but unsafe settings, each at the
 // line of its key, in file order.
@@ -32,7 +36,7 @@ func (d *decoder) findWarnings(c *Config) {
 	for i, in := range c.Inbound {
 		p := fmt.Sprintf("inbound[%d]", i)
 		w := in.Writers
-		if in.Transport == "mllp" && in.Listen != "" && !IsLoopback(in.Listen) {
+		if in.Transport == avro.TransportMLLP && in.Listen != "" && !IsLoopback(in.Listen) {
 			switch {
 			case in.TLS == nil && len(w.Addresses) == 0:
 				d.warn(p+".listen", fmt.Sprintf("anyone who can reach %s can write to interface %s, unencrypted: "+
@@ -45,7 +49,7 @@ func (d *decoder) findWarnings(c *Config) {
 		}
 		if in.HTTPWritable() && httpOpen && !w.HasCredentials() && len(w.Addresses) == 0 {
 			key := p + ".http"
-			if in.Transport == "http" {
+			if in.Transport == avro.TransportHTTP {
 				key = p + ".name"
 			}
 			d.warn(key, fmt.Sprintf("anyone who can reach http.listen (%s) can write to interface %s: give writers.tokens or writers.jwt", c.HTTP.Listen, in.Name))

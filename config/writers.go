@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/careflow-health/careflow/avro"
 )
 
 // Writers says who may write to an inbound interface. Every kind that is
@@ -173,9 +175,9 @@ func (d *decoder) validateWriters(p string, in Inbound, httpTLS *TLS, issuers ma
 		}
 	}
 
-	mllpVerifies := in.Transport == "mllp" && in.TLS != nil && in.TLS.ClientCAFile != ""
+	mllpVerifies := in.Transport == avro.TransportMLLP && in.TLS != nil && in.TLS.ClientCAFile != ""
 	httpVerifies := httpTLS != nil && httpTLS.ClientCAFile != ""
-	if len(w.Certificates) > 0 && in.Transport == "mllp" && !mllpVerifies {
+	if len(w.Certificates) > 0 && in.Transport == avro.TransportMLLP && !mllpVerifies {
 		d.problemAt(wp+".certificates", "client certificates are only verified with tls.client_ca_file on this interface")
 	}
 	if !in.HTTPWritable() {

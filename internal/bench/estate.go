@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
@@ -83,7 +84,7 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 	for i := range cfg.Destinations {
 		d := &cfg.Destinations[i]
 		var addr string
-		if d.Transport == "http" {
+		if d.Transport == avro.TransportHTTP {
 			addr, err = e.startHTTP(d.Name)
 			d.URL = "http://" + addr + "/events"
 		} else if d.Name == opts.Down {

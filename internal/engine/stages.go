@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/httpx"
@@ -108,7 +109,7 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		iface := ingest.Interface{
 			Name: in.Name, MaxMessageSize: in.MaxMessageSize, HTTP: in.HTTP, Writers: w, Charset: in.Charset,
 		}
-		if in.Transport == "mllp" {
+		if in.Transport == avro.TransportMLLP {
 			tc, err := serverTLS(in.TLS)
 			if err != nil {
 				return fmt.Errorf("engine: inbound %s: %w", in.Name, err)
@@ -177,13 +178,13 @@ func (e *Engine) startValidate(ctx context.Context) error {
 func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deliver.Metrics) error {
 	var conn deliver.Connector
 	switch d.Transport {
-	case "mllp":
+	case avro.TransportMLLP:
 		tc, err := clientTLS(d.TLS)
 		if err != nil {
 			return fmt.Errorf("engine: destination %s: %w", d.Name, err)
 		}
 		conn = deliver.MLLP{Client: &mllp.Client{Addr: d.Address, DialTimeout: d.ConnectTimeout, ACKTimeout: d.AckTimeout, TLSConfig: tc}}
-	case "http":
+	case avro.TransportHTTP:
 		tc, err := clientTLS(d.TLS)
 		if err != nil {
 			return fmt.Errorf("engine: destination %s: %w", d.Name, err)
@@ -193,7 +194,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 			headers[k] = v.Value()
 		}
 		ct := "application/json"
-		if d.Format == "hl7v2" {
+		if d.Format == avro.FormatHL7v2 {
 			ct = "x-application/hl7-v2+er7; charset=" + httpCharset(d.Charset)
 		}
 		conn = deliver.HTTP{Client: &httpx.Client{Timeout: d.AckTimeout, TLSConfig: tc, Headers: headers}, URL: d.URL, ContentType: ct}

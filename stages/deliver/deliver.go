@@ -229,7 +229,7 @@ func answered(dest string, r Result) string {
 
 func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	t := s.cfg.Destination.Target
-	if t.Format == "json" {
+	if t.Format == avro.FormatJSON {
 		return render.JSON(ev, controlID)
 	}
 	return render.HL7(ev, t, controlID, s.cfg.Now())

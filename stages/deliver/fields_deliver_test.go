@@ -71,8 +71,8 @@ func sendFull(t *testing.T, serde *avro.Serde, target render.Target, fields *del
 func TestProcessSendsOnlyAllowedFields(t *testing.T) {
 	serde := newSerde(t)
 	targets := []render.Target{
-		{Format: render.FormatJSON},
-		{Format: render.FormatHL7, Version: "2.5.1", SendingApplication: "CAREFLOW", ReceivingApplication: "PORTAL"},
+		{Format: avro.FormatJSON},
+		{Format: avro.FormatHL7v2, Version: "2.5.1", SendingApplication: "CAREFLOW", ReceivingApplication: "PORTAL"},
 	}
 	profiles := []struct {
 		name    string
@@ -98,7 +98,7 @@ func TestProcessSendsOnlyAllowedFields(t *testing.T) {
 						t.Errorf("%s (%s): sent = %v, want %v", path, value, found, allowed)
 					}
 				}
-				if target.Format == render.FormatHL7 {
+				if target.Format == avro.FormatHL7v2 {
 					m, err := hl7v2.Parse(sent)
 					if err != nil {
 						t.Fatalf("filtered HL7 does not parse: %v", err)

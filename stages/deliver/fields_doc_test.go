@@ -151,7 +151,7 @@ func TestFieldsDoc(t *testing.T) {
 
 	// Every location holds one of the values planted in its field.
 	ev := fullEvent(t)
-	m, err := hl7v2.Parse(sendFull(t, newSerde(t), render.Target{Format: render.FormatHL7}, nil))
+	m, err := hl7v2.Parse(sendFull(t, newSerde(t), render.Target{Format: avro.FormatHL7v2}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

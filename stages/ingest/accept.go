@@ -18,12 +18,6 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
-// Transports, the RawMessage.Transport values ingest writes.
-const (
-	TransportMLLP = "mllp"
-	TransportHTTP = "http"
-)
-
 // Error codes ingest puts on dead letters beyond hl7v2's parse codes.
 const (
 	CodeTooLarge    = "ingest.too_large"
@@ -319,7 +313,7 @@ func (s *Stage) produce(ctx context.Context, rec *kgo.Record) error {
 // message, and nothing of it is stored.
 func (s *Stage) mllpHandler(in *Interface) mllp.Handler {
 	return mllp.HandlerFunc(func(ctx context.Context, req mllp.Request) []byte {
-		r := receipt{in: in, transport: TransportMLLP, writer: peerOf(req.Remote.String(), req.TLS), payload: req.Payload, start: req.Received}
+		r := receipt{in: in, transport: avro.TransportMLLP, writer: peerOf(req.Remote.String(), req.TLS), payload: req.Payload, start: req.Received}
 		ref := in.Writers.checkAddress(in.Name, r.writer.Address)
 		if ref == nil {
 			ref = in.Writers.checkCertificate(in.Name, req.TLS)

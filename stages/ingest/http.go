@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages/audit"
@@ -43,7 +44,7 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	peer := peerOf(r.RemoteAddr, r.TLS)
-	rc := receipt{in: in, transport: TransportHTTP, writer: peer, start: start}
+	rc := receipt{in: in, transport: avro.TransportHTTP, writer: peer, start: start}
 	// Who it is comes before reading a byte of what they sent.
 	ref := in.Writers.checkAddress(in.Name, peer.Address)
 	if ref == nil && !in.httpWritable() {

@@ -65,7 +65,7 @@ func TestHTTPHandler(t *testing.T) {
 	if err := h.serde.Decode(recs[0].Value, &raw); err != nil {
 		t.Fatal(err)
 	}
-	if raw.Transport != TransportHTTP {
+	if raw.Transport != avro.TransportHTTP {
 		t.Errorf("transport %q, want http", raw.Transport)
 	}
 	dl := h.consume(t, topics.DeadLetter(topics.StageIngest), 2)

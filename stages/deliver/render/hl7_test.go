@@ -15,7 +15,7 @@ var renderTime = time.Date(2024, 3, 4, 5, 6, 7, 0, time.UTC)
 
 func testTarget(version string) Target {
 	return Target{
-		Format:               FormatHL7,
+		Format:               avro.FormatHL7v2,
 		Version:              version,
 		SendingApplication:   "CAREFLOW",
 		SendingFacility:      "MAIN",

@@ -15,15 +15,9 @@ package render
 
 import ()
 
-// Formats a Target can name.
-const (
-	FormatHL7  = "hl7v2"
-	FormatJSON = "json"
-)
-
 // Target says how one destination wants its messages.
 type Target struct {
-	Format               string // FormatHL7 or FormatJSON
+	Format               string // avro.FormatHL7v2 or avro.FormatJSON
 	Version              string // HL7 version written to MSH-12, e.g. "2.5.1"
 	SendingApplication   string // MSH-3
 	SendingFacility      string // MSH-4
