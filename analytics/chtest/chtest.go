@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/careflow-health/careflow/internal/freeport"
 )
 
 // Server is a clickhouse-server process owned by one test.
@@ -63,8 +65,8 @@ func Start(t testing.TB) *Server {
 	// (other tests run in parallel): pick again, a few times.
 	var err error
 	for range 3 {
-		s.tcpPort = freePort(t)
-		if err = writeConfig(s.dir, s.tcpPort, freePort(t)); err != nil {
+		s.tcpPort = freeport.PortFor(t)
+		if err = writeConfig(s.dir, s.tcpPort, freeport.PortFor(t)); err != nil {
 			t.Fatal(err)
 		}
 		if err = s.start(); err == nil {
@@ -157,16 +159,6 @@ func (s *Server) ping() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	return conn.Ping(ctx)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func tail(b []byte, n int) []byte {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/testpki"
 )
 
@@ -310,7 +311,7 @@ func TestClientRetriesOnlyStaleConnections(t *testing.T) {
 				t.Fatalf("second Send error = %v (%T)", err, err)
 			}
 			cl.Close()
-			checkFor(t, 2*time.Second, 5*time.Millisecond, func() error {
+			await.For(t, 2*time.Second, 5*time.Millisecond, func() error {
 				mu.Lock()
 				defer mu.Unlock()
 				if fmt.Sprint(frames) != fmt.Sprint(tt.wantFrames) {

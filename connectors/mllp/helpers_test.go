@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/testpki"
 )
 
@@ -70,7 +71,7 @@ func (e *events) of(local net.Addr) []ConnState {
 // waitCount polls until st has been reported at least n times.
 func (e *events) waitCount(t testing.TB, st ConnState, n int) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 2*time.Millisecond, func() error {
+	await.For(t, 10*time.Second, 2*time.Millisecond, func() error {
 		if got := e.count(st); got < n {
 			return fmt.Errorf("%d %s events, want %d", got, st, n)
 		}
@@ -150,7 +151,7 @@ func served(s *Server) map[string]bool {
 // addresses are given.
 func waitServed(t testing.TB, s *Server, want ...net.Conn) {
 	t.Helper()
-	checkFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 2*time.Millisecond, func() error {
 		got := served(s)
 		if len(got) != len(want) {
 			return fmt.Errorf("server holds %d connections, want %d", len(got), len(want))
@@ -168,7 +169,7 @@ func waitServed(t testing.TB, s *Server, want ...net.Conn) {
 // the client a moment before the server marks its connection idle.
 func waitIdle(t testing.TB, s *Server) {
 	t.Helper()
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	await.For(t, 5*time.Second, time.Millisecond, func() error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for c := range s.conns {

@@ -10,24 +10,11 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/careflow-health/careflow/internal/await"
 )
 
 // checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(every)
-	}
-}
-
 // startServer serves s on a loopback port until the test ends.
 func startServer(t testing.TB, s *Server) string {
 	t.Helper()
@@ -160,7 +147,7 @@ func TestServerMaxConnections(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if n := rejected.Load(); n < flood-max+1 {
 			return fmt.Errorf("%d connections rejected or evicted, want %d", n, flood-max+1)
 		}
@@ -173,7 +160,7 @@ func TestServerMaxConnections(t *testing.T) {
 		c.Close()
 	}
 	// Once the flood is gone, a new good client is served.
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return err

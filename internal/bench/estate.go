@@ -22,6 +22,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/stages/route"
 )
 
@@ -88,7 +89,7 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 			addr, err = e.startHTTP(d.Name)
 			d.URL = "http://" + addr + "/events"
 		} else if d.Name == opts.Down {
-			addr, err = freePort()
+			addr, err = freeport.Addr()
 			d.Address, e.downAddr[d.Name] = addr, addr
 			d.Breaker.OpenFor = cmp.Or(opts.BreakerOpenFor, 500*time.Millisecond)
 		} else {
@@ -100,7 +101,7 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 		}
 	}
 	for i := range cfg.Inbound {
-		if cfg.Inbound[i].Listen, err = freePort(); err != nil {
+		if cfg.Inbound[i].Listen, err = freeport.Addr(); err != nil {
 			return fail(err)
 		}
 		if cfg.Inbound[i].Name == "ehr" {
@@ -236,13 +237,4 @@ func (e *Estate) serveHTTP(dest string, ln net.Listener) error {
 	go func() { defer close(done); _ = srv.Serve(ln) }()
 	e.stops = append(e.stops, func() { _ = srv.Close(); <-done })
 	return nil
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

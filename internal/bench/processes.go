@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/internal/load"
 	"github.com/careflow-health/careflow/topics"
 	"github.com/careflow-health/careflow/topics/kafka"
@@ -60,7 +61,7 @@ func startOutside(cfgPath, dataDir, down string, edit func(yaml string) (string,
 
 	addrs := map[string]string{}
 	for _, old := range demoAddrs {
-		if addrs[old], err = freePort(); err != nil {
+		if addrs[old], err = freeport.Addr(); err != nil {
 			return fail(err)
 		}
 	}

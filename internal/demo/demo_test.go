@@ -20,24 +20,10 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 )
 
 // checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(every)
-	}
-}
-
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // conforms checks m against an inbound interface's accept rules the way
@@ -218,7 +204,7 @@ func TestLabResultsOrders(t *testing.T) {
 		}
 	}
 
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if n := st.resultsACKed.Load(); n != 2 {
 			return fmt.Errorf("%d results ACKed, want 2", n)
 		}
@@ -340,7 +326,7 @@ func TestRunSendsAndStops(t *testing.T) {
 		})
 	}()
 	acked := regexp.MustCompile(`EHR -> careflow +sent +(\d+) +ACKed +(\d+)`)
-	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error {
 		m := acked.FindAllStringSubmatch(out.String(), -1)
 		if len(m) == 0 {
 			return fmt.Errorf("no summary yet")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -76,7 +77,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		if got := len(lab.messages()); got != 12 {
 			return fmt.Errorf("lab has %d of 12", got)
 		}
@@ -167,7 +168,7 @@ func TestResendDeliversOnce(t *testing.T) {
 			}
 		}
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if n := len(lab.messages()); n < 5 {
 			return fmt.Errorf("lab has %d of 5", n)
 		}
@@ -201,7 +202,7 @@ func TestOutageHoldsBacklogAndDrainsInOrder(t *testing.T) {
 		}
 	}
 	// With no lab listening the breaker opens and deliver pauses.
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		resp, err := http.Get("http://" + eng.AdminAddr() + "/metrics")
 		if err != nil {
 			return err
@@ -215,7 +216,7 @@ func TestOutageHoldsBacklogAndDrainsInOrder(t *testing.T) {
 		return nil
 	})
 	lab := startReceiver(t, est.Lab)
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		if n := len(lab.messages()); n < total {
 			return fmt.Errorf("lab has %d of %d", n, total)
 		}
@@ -403,7 +404,7 @@ func TestLargeObservationEndToEnd(t *testing.T) {
 	if ack := send(t, c, msg); ack.Code != "AA" {
 		t.Fatalf("1 MB result answered %s: %s", ack.Code, ack.Text)
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if len(results.messages()) == 0 {
 			return fmt.Errorf("not delivered yet")
 		}
@@ -433,7 +434,7 @@ func TestEmptyControlIDIsRefused(t *testing.T) {
 		t.Fatalf("a message with a control id got %s", ack.Code)
 	}
 	readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageIngest), 1, 15*time.Second)
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if n := len(lab.messages()); n != 1 {
 			return fmt.Errorf("lab has %d messages, want 1", n)
 		}

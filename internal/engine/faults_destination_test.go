@@ -15,6 +15,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -120,7 +121,7 @@ func TestFaultDestination(t *testing.T) {
 			during: func(t *testing.T, r *faultRun) {
 				// Connection refused until the breaker opens (its attempts'
 				// outcomes commit then); the lab comes up while it is open.
-				checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+				await.For(t, 10*time.Second, 10*time.Millisecond, func() error {
 					r.tail.poll()
 					for _, o := range r.tail.outcomes(r.keys[0]) {
 						if o.Status == avro.StatusRetrying && o.ErrorCode == "mllp.connection" {
@@ -138,7 +139,7 @@ func TestFaultDestination(t *testing.T) {
 			name: "lab never answers; the breaker opens; the lab recovers", dest: "lab", own: true, msgs: 5, openFor: "2s",
 			lab: func(int, *hl7v2.Message) labAnswer { return labAnswer{Silent: true} },
 			during: func(t *testing.T, r *faultRun) {
-				checkFor(t, 15*time.Second, 10*time.Millisecond, func() error {
+				await.For(t, 15*time.Second, 10*time.Millisecond, func() error {
 					m, err := faultMetrics(r.eng)
 					if err != nil {
 						return err

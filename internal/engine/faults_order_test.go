@@ -13,6 +13,7 @@ import (
 
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 )
 
 // One patient's ADT^A08 arrives before its ADT^A01, and each patient's
@@ -99,7 +100,7 @@ func TestFaultOutOfOrderArrival(t *testing.T) {
 	}
 
 	tail.settle(sent, 30*time.Second)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n := len(lab.delivered()); n != len(sent) {
 			return fmt.Errorf("lab has %d of %d", n, len(sent))
 		}

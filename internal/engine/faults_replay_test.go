@@ -16,6 +16,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -92,7 +93,7 @@ func TestFaultReplayDeadLetter(t *testing.T) {
 		}
 		return n
 	}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		tail.poll()
 		if a04s() != 1 || delivered(ehrKey("RP-1")) != 1 {
 			return fmt.Errorf("replayed A04: %d at the lab, %d delivered outcomes", a04s(), delivered(ehrKey("RP-1")))
@@ -101,7 +102,7 @@ func TestFaultReplayDeadLetter(t *testing.T) {
 	})
 
 	faultReplay(t, second, orig)
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 		tail.poll()
 		dups := 0
 		for _, o := range tail.outcomes(ehrKey("RP-1")) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 )
 
 // labAnswer is how the scripted lab answers one frame. The zero value
@@ -77,7 +78,7 @@ func startFaultLab(t *testing.T, addr string, script labScript) *faultLab {
 func (l *faultLab) start(t *testing.T) {
 	t.Helper()
 	var ln net.Listener
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 		var err error
 		ln, err = net.Listen("tcp", l.addr)
 		return err

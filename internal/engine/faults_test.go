@@ -27,7 +27,9 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/stages/route"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -55,7 +57,7 @@ func newFaultEstate(t *testing.T) faultEstate {
 	used := map[string]bool{}
 	port := func() string {
 		for {
-			if p := freePort(t); !used[p] {
+			if p := freeport.For(t); !used[p] {
 				used[p] = true
 				return p
 			}
@@ -256,7 +258,7 @@ func (f *faultTail) unaccounted(sent []faultSent) error {
 // settle waits until nothing in sent is unaccounted for.
 func (f *faultTail) settle(sent []faultSent, within time.Duration) {
 	f.t.Helper()
-	checkFor(f.t, within, 20*time.Millisecond, func() error { return f.unaccounted(sent) })
+	await.For(f.t, within, 20*time.Millisecond, func() error { return f.unaccounted(sent) })
 }
 
 // faultMetrics returns the engine's /metrics page.

@@ -20,6 +20,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/internal/testpki"
 	"github.com/careflow-health/careflow/topics"
@@ -228,7 +229,7 @@ func TestFaultMalformedTransport(t *testing.T) {
 			},
 			dlq: 1,
 			after: func(t *testing.T) {
-				checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 					tail.poll()
 					for _, d := range tail.deadLetters(topics.StageIngest) {
 						if d.ErrorCode == "ingest.too_large" && d.header(topics.HeaderDLQCode) == d.ErrorCode &&
@@ -252,7 +253,7 @@ func TestFaultMalformedTransport(t *testing.T) {
 			after: func(t *testing.T) {
 				// The sender got in because silent connections were closed
 				// to make room (max_connections_per_peer 20).
-				checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 					if k, err := faultEvicted(eng, "ehr"); err != nil || k < 181 {
 						return fmt.Errorf("%d connections evicted (%v), want at least 181", k, err)
 					}
@@ -271,7 +272,7 @@ func TestFaultMalformedTransport(t *testing.T) {
 			},
 			after: func(t *testing.T) {
 				// Made room by eviction, not by handshake_timeout (10s).
-				checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+				await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 					if k, err := faultEvicted(eng, "secure"); err != nil || k < 81 {
 						return fmt.Errorf("%d connections evicted (%v), want at least 81", k, err)
 					}
@@ -299,7 +300,7 @@ func TestFaultMalformedTransport(t *testing.T) {
 			for _, id := range stored {
 				sent = append(sent, faultSent{key: ehrKey(id), dests: []string{"lab"}})
 			}
-			checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+			await.For(t, 20*time.Second, 20*time.Millisecond, func() error {
 				for _, m := range lab.delivered() {
 					if m.Get("ORC-2.1") == "PL-"+good {
 						return nil
@@ -318,7 +319,7 @@ func TestFaultMalformedTransport(t *testing.T) {
 	// Every stored message is the one its sender was answered for, and
 	// every one of them reached the lab once, in the order answered.
 	tail.settle(sent, 20*time.Second)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n := len(tail.recs[topics.Raw]); n < len(sent) {
 			tail.poll()
 			return fmt.Errorf("read %d of %d raw records", n, len(sent))

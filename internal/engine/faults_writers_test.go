@@ -16,6 +16,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/testpki"
 	"github.com/careflow-health/careflow/stages/audit"
 	"github.com/careflow-health/careflow/topics"
@@ -155,7 +156,7 @@ func TestFaultForgedWriters(t *testing.T) {
 
 	// Each refusal is audited once, saying who and why.
 	var refused []avro.AuditEvent
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 10*time.Second, 20*time.Millisecond, func() error {
 		tail.poll()
 		refused = nil
 		for _, rec := range tail.recs[topics.Audit] {

@@ -18,34 +18,13 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/stages/route"
 )
 
 // checkFor polls fn until it returns nil or the deadline passes.
-func checkFor(t *testing.T, total, every time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(every)
-	}
-	t.Fatalf("condition not met after %v: %v", total, err)
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // receiver is a stand-in MLLP destination that records what it gets and
 // ACKs it AA.
 type receiver struct {
@@ -70,7 +49,7 @@ func (r *receiver) start(t *testing.T) {
 	var ln net.Listener
 	var err error
 	// The port may still be held briefly after a previous close.
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	await.For(t, 5*time.Second, 20*time.Millisecond, func() error {
 		ln, err = net.Listen("tcp", r.addr)
 		return err
 	})
@@ -151,7 +130,7 @@ func newEstate(t *testing.T) estate {
 	used := map[string]bool{}
 	port := func() string {
 		for {
-			if p := freePort(t); !used[p] {
+			if p := freeport.For(t); !used[p] {
 				used[p] = true
 				return p
 			}

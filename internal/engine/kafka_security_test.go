@@ -15,6 +15,7 @@ import (
 
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/internal/testpki"
 	"github.com/careflow-health/careflow/stages/route"
@@ -130,7 +131,7 @@ func TestSecuredKafkaEndToEnd(t *testing.T) {
 			if ack := send(t, c, orm("SECURE1", "SEC-"+placer, placer)); ack.Code != "AA" {
 				t.Fatalf("ACK %s, want AA", ack.Code)
 			}
-			checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			await.For(t, 30*time.Second, 20*time.Millisecond, func() error {
 				for _, m := range lab.messages() {
 					if m.Get("ORC-2.1") == placer {
 						return nil

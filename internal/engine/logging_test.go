@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 )
 
@@ -64,7 +65,7 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 			}
 		}
 		// Each A01 goes to the lab and the portal.
-		checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		await.For(t, 60*time.Second, 20*time.Millisecond, func() error {
 			if l, p := len(lab.messages()), portal.count(); l < sent || p < sent {
 				return fmt.Errorf("lab has %d, portal %d of %d", l, p, sent)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -144,7 +145,7 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 	} else if strings.Contains(fmt.Sprint(ack), plantedFamily) {
 		t.Errorf("the AR quotes the input: %+v", ack)
 	}
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		if l, p := lab.Load(), portal.Load(); l < 3 || p < 3 {
 			return fmt.Errorf("lab answered %d, portal %d; want 3 each", l, p)
 		}
@@ -170,7 +171,7 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 	if details != 2 {
 		t.Errorf("%d of 2 dead letters keep the destination's text in error_detail", details)
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		delivered := 0
 		for _, r := range readAll(t, eng.Brokers(), topics.Outcomes) {
 			var o avro.DeliveryOutcome

@@ -15,6 +15,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -102,7 +103,7 @@ func TestStagesScaleAcrossCopies(t *testing.T) {
 		}
 		return seen
 	}
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		if n := len(distinct()); n < total {
 			return fmt.Errorf("lab has %d of %d orders", n, total)
 		}

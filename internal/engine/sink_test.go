@@ -15,6 +15,7 @@ import (
 	"github.com/careflow-health/careflow/analytics"
 	"github.com/careflow-health/careflow/analytics/chtest"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -48,7 +49,7 @@ func TestSinkFeedsClickHouse(t *testing.T) {
 			t.Fatalf("ACK %s", ack.Code)
 		}
 	}
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 50*time.Millisecond, func() error {
 		if len(lab.messages()) != 3 || portal.count() != 3 {
 			return fmt.Errorf("lab has %d, portal %d; want 3 each while ClickHouse is down", len(lab.messages()), portal.count())
 		}
@@ -65,7 +66,7 @@ func TestSinkFeedsClickHouse(t *testing.T) {
 		targets[d.Name] = d.SLA
 	}
 	var rows []analytics.SLARow
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 100*time.Millisecond, func() error {
 		rows, err = store.SLA(context.Background(), analytics.Filter{Interface: "ehr"}, targets, time.Now())
 		if err != nil {
 			return err
@@ -101,7 +102,7 @@ func TestSinkFeedsClickHouse(t *testing.T) {
 
 	// The counters follow the insert, and lag is refreshed on a timer.
 	var metrics string
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+	await.For(t, 30*time.Second, 100*time.Millisecond, func() error {
 		metrics = get(t, "http://"+eng.AdminAddr()+"/metrics")
 		for _, name := range []string{"careflow_sink_rows_total", "careflow_sink_batch_rows", "careflow_sink_insert_seconds",
 			"careflow_consumer_lag{", `careflow_sla_deliveries_total{destination="portal"} 3`} {
@@ -193,7 +194,7 @@ func TestSinkAsItsOwnStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	await.For(t, 60*time.Second, 100*time.Millisecond, func() error {
 		rows, err := store.SLA(context.Background(), analytics.Filter{Destination: "lab"}, nil, time.Now())
 		if err != nil {
 			return err

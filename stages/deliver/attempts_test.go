@@ -18,27 +18,13 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
 )
 
 // checkFor polls f until it returns nil or timeout passes.
-func checkFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // silentReceiver reads frames and never answers.
 type silentReceiver struct {
 	addr   string
@@ -146,7 +132,7 @@ func TestDeliverACKTimeoutSendsOncePerAttempt(t *testing.T) {
 		if stages.KindOf(err) != want {
 			t.Fatalf("attempt %d: err %v (kind %v), want kind %v", i, err, stages.KindOf(err), want)
 		}
-		checkFor(t, 2*time.Second, func() error {
+		await.For(t, 2*time.Second, 5*time.Millisecond, func() error {
 			if n := rx.frames.Load(); n < int32(i) {
 				return fmt.Errorf("receiver saw %d frames after attempt %d", n, i)
 			}
@@ -211,7 +197,7 @@ func TestDeliverRedialsKeptAliveConnection(t *testing.T) {
 	if _, err := st.Process(context.Background(), envelope(t, serde, event("k1"))); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	await.For(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if closed.Load() < 1 {
 			return fmt.Errorf("receiver has not closed the idle connection")
 		}

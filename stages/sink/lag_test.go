@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/stages/sink"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -53,7 +54,7 @@ func TestWatchLag(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); sink.WatchLag(wctx, f.cl, m, 50*time.Millisecond, slog.Default()) }()
 	defer func() { cancel(); <-done }()
-	checkFor(t, 10*time.Second, func() error {
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error {
 		got := testutil.ToFloat64(m.Lag.WithLabelValues("deliver", "careflow-deliver-lab", topics.Raw, fmt.Sprint(part)))
 		if got != 3 {
 			return fmt.Errorf("lag = %v; want 3", got)

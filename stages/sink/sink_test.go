@@ -22,25 +22,13 @@ import (
 	"github.com/careflow-health/careflow/analytics/chtest"
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/stages/sink"
 	"github.com/careflow-health/careflow/topics"
 	"github.com/careflow-health/careflow/topics/kafka"
 )
 
 // checkFor polls fn until it returns nil or the deadline passes.
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("condition not met after %v: %v", total, err)
-}
-
 type fixture struct {
 	t     testing.TB
 	serde *avro.Serde
@@ -219,7 +207,7 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	m := sink.NewMetrics(nil)
 	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
 	// The sink cannot connect; it keeps trying and commits nothing.
-	checkFor(t, 10*time.Second, func() error {
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if n := testutil.ToFloat64(m.InsertErrors); n < 3 {
 			return fmt.Errorf("%v failed connection attempts; want 3", n)
 		}
@@ -234,8 +222,8 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	ch.Start()
 	store := openStore(t, ch.DSN("careflow"))
 	wantTransitions := uint64(4*first + 1 + 1) // 4 per journey, the future outcome, the validate dead letter
-	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
-	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error { return expectCount(store, "transitions", wantTransitions) })
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink") })
 	if err := expectCount(store, "audit", 1); err != nil {
 		t.Error(err)
 	}
@@ -272,7 +260,7 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	for i := range second {
 		f.journey(fmt.Sprintf("n%03d", i), ingest)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	await.For(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if testutil.ToFloat64(m.InsertErrors) <= errorsBefore {
 			return fmt.Errorf("no failed insert yet")
 		}
@@ -280,14 +268,14 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	})
 	ch.Start()
 	wantTransitions += 4 * second
-	checkFor(t, 30*time.Second, func() error { return expectCount(store, "transitions", wantTransitions) })
-	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error { return expectCount(store, "transitions", wantTransitions) })
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink") })
 	stop()
 
 	// A replay from the start (a new group) inserts everything again;
 	// queries still count each message once.
 	f.startSink(t, ch.DSN("careflow"), "careflow-sink-replay", nil)
-	checkFor(t, 30*time.Second, func() error { return f.caughtUp("careflow-sink-replay") })
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink-replay") })
 	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1, "audit": 1} {
 		if err := expectCount(store, table, want); err != nil {
 			t.Error(err)
@@ -413,7 +401,7 @@ func TestSinkWaitsForRegistry(t *testing.T) {
 
 	store := openStore(t, ch.DSN("careflow"))
 	// The sink asks again and again, and meanwhile holds the record.
-	checkFor(t, 20*time.Second, func() error {
+	await.For(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if n := refused.Load(); n < 3 {
 			return fmt.Errorf("%d registry requests refused; want 3", n)
 		}
@@ -426,6 +414,6 @@ func TestSinkWaitsForRegistry(t *testing.T) {
 		t.Fatalf("%d dead letters with the registry down; want 0", n)
 	}
 	down.Store(false)
-	checkFor(t, 20*time.Second, func() error { return expectCount(store, "transitions", 1) })
-	checkFor(t, 10*time.Second, func() error { return f.caughtUp("careflow-sink") })
+	await.For(t, 20*time.Second, 50*time.Millisecond, func() error { return expectCount(store, "transitions", 1) })
+	await.For(t, 10*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink") })
 }

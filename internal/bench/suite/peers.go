@@ -6,9 +6,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"time"
 
 	"github.com/careflow-health/careflow/internal/bench"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/internal/load"
 )
 
@@ -72,17 +74,17 @@ func (s *suite) runPeers(ctx context.Context, n int) error {
 }
 
 func (s *suite) peerRate(ctx context.Context, p peer, mix *bench.Mix, conns, n int) (float64, error) {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return 0, err
 	}
-	cmd := p.cmd(port)
+	cmd := p.cmd(strconv.Itoa(port))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	addr := "127.0.0.1:" + port
+	addr := "127.0.0.1:" + strconv.Itoa(port)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
@@ -104,14 +106,4 @@ func (s *suite) peerRate(ctx context.Context, p peer, mix *bench.Mix, conns, n i
 		return 0, fmt.Errorf("%d of %d messages acknowledged AA", res.AA, n)
 	}
 	return res.Rate, nil
-}
-
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	_, port, err := net.SplitHostPort(ln.Addr().String())
-	return port, err
 }
