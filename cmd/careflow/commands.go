@@ -170,10 +170,10 @@ func cmdSend(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", path, err)
 		}
-		msgs := SplitMessages(data)
-		if len(msgs) == 0 {
+		msgs, err := hl7v2.SplitFile(data)
+		if err != nil {
 			failed++
-			fmt.Fprintf(stdout, "%s: no HL7 message in the file\n", path)
+			fmt.Fprintf(stdout, "%s: no message sent: %v\n", path, err)
 		}
 		for i, msg := range msgs {
 			reply, err := c.Send(ctx, msg)
@@ -198,35 +198,6 @@ func cmdSend(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%d message(s) not accepted", failed)
 	}
 	return nil
-}
-
-// SplitMessages splits a file holding one or more HL7 messages: each
-// message starts at a line beginning with "MSH"; line endings become CR. An
-// HL7 batch (FHS/BHS ... BTS/FTS) is unwrapped into its messages.
-func SplitMessages(data []byte) [][]byte {
-	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\r"))
-	data = bytes.ReplaceAll(data, []byte("\n"), []byte("\r"))
-	if t := bytes.TrimSpace(data); bytes.HasPrefix(t, []byte("FHS")) || bytes.HasPrefix(t, []byte("BHS")) {
-		if msgs, err := hl7v2.SplitBatch(t); err == nil {
-			return msgs
-		}
-	}
-	var msgs [][]byte
-	var cur []byte
-	for _, line := range bytes.Split(data, []byte("\r")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		if bytes.HasPrefix(line, []byte("MSH")) && len(cur) > 0 {
-			msgs = append(msgs, cur)
-			cur = nil
-		}
-		cur = append(append(cur, line...), '\r')
-	}
-	if len(cur) > 0 {
-		msgs = append(msgs, cur)
-	}
-	return msgs
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -97,32 +97,25 @@ func TestSend(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "1 message(s) not accepted") {
 		t.Fatalf("send with one AE: exit %d, %q", code, errOut)
 	}
-}
 
-func TestSplitMessages(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int
-	}{
-		{"MSH|a\rPID|1\r", 1},
-		{"MSH|a\nPID|1\n\nMSH|b\r\nPID|2\r\n", 2},
-		{"\n\nMSH|a\n", 1},
-		{"", 0},
-		{"FHS|^~\\&\nBHS|^~\\&\nMSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\nPID|1\nMSH|^~\\&|A|B|C|D|20240101||ADT^A08|2|P|2.5\nBTS|2\nFTS|1\n", 2},
+	// A batch file is unwrapped, as careflow load reads it; a file with
+	// text before its first MSH is refused whole, naming the segment.
+	batch := filepath.Join(t.TempDir(), "batch.hl7")
+	junk := filepath.Join(t.TempDir(), "junk.hl7")
+	if err := os.WriteFile(batch, []byte("FHS|^~\\&\nBHS|^~\\&\n"+msgs+"BTS|2\nFTS|1\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	for _, tc := range tests {
-		got := SplitMessages([]byte(tc.in))
-		if len(got) != tc.want {
-			t.Errorf("SplitMessages(%q) = %d messages, want %d", tc.in, len(got), tc.want)
+	if err := os.WriteFile(junk, []byte("exported by the EHR\n"+msgs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runCLI("send", "--to", ln.Addr().String(), batch, junk)
+	for _, want := range []string{"batch.hl7 #1: AA control id M1", "batch.hl7 #2: AE control id M2", "junk.hl7: no message sent: hl7.bad_segment at segment 1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("send output lacks %q:\n%s", want, out)
 		}
-		for _, m := range got {
-			if !bytes.HasPrefix(m, []byte("MSH")) || bytes.Contains(m, []byte("BTS")) {
-				t.Errorf("message %q is not one message", m)
-			}
-			if bytes.ContainsRune(m, '\n') {
-				t.Errorf("message %q still has LF", m)
-			}
-		}
+	}
+	if strings.Contains(out, "junk.hl7 #") || code != 1 {
+		t.Fatalf("a refused file's messages were sent, or exit %d:\n%s", code, out)
 	}
 }
 

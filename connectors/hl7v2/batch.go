@@ -73,3 +73,64 @@ func isBoundary(line []byte, sep byte) bool {
 	}
 	return delimOK(line[3]) && (sep == 0 || line[3] == sep)
 }
+
+// SplitFile reads a file of HL7 messages as people save them: CR LF or LF
+// line endings become the CR that HL7 requires, blank lines are dropped,
+// and a batch envelope (FHS/BHS ... BTS/FTS) is unwrapped, as SplitBatch
+// does. Every message is a fresh copy. A file with no MSH line at all is
+// hl7.no_msh (hl7.empty when it holds only whitespace); text before the
+// first MSH that is not an envelope segment is hl7.bad_segment, naming the
+// segment, rather than glued to the first message or quietly dropped.
+func SplitFile(data []byte) ([][]byte, error) {
+	var norm []byte
+	hasMSH := false
+	for len(data) > 0 {
+		line := data
+		if i := indexLineEnd(data); i >= 0 {
+			line, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		line = trimCR(line)
+		if isBlank(line) {
+			continue
+		}
+		if len(line) >= 3 && string(line[:3]) == "MSH" {
+			hasMSH = true
+		}
+		norm = append(append(norm, line...), '\r')
+	}
+	if len(norm) == 0 {
+		return nil, perr(CodeEmpty, "", "no HL7 content")
+	}
+	if !hasMSH {
+		return nil, perr(CodeNoMSH, "", "the file holds no MSH segment")
+	}
+	msgs, err := SplitBatch(norm)
+	for i, m := range msgs {
+		m = m[:len(m):len(m)] // an append to one must not overwrite the next
+		if m[len(m)-1] != '\r' {
+			m = append(m, '\r') // SplitBatch trims the file's last terminator
+		}
+		msgs[i] = m
+	}
+	return msgs, err
+}
+
+// indexLineEnd is the index of the first LF, or of a CR not followed by
+// LF, in b; -1 if there is none.
+func indexLineEnd(b []byte) int {
+	for i, c := range b {
+		if c == '\n' || (c == '\r' && (i+1 == len(b) || b[i+1] != '\n')) {
+			return i
+		}
+	}
+	return -1
+}
+
+func trimCR(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		return b[:n-1]
+	}
+	return b
+}

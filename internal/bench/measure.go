@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/internal/load"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -37,7 +38,10 @@ func LoadMix(dir string) (*Mix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load the benchmark mix: %w", err)
 		}
-		msgs := load.SplitMessages(data)
+		msgs, err := hl7v2.SplitFile(data)
+		if err != nil {
+			return nil, fmt.Errorf("load the benchmark mix: %s: %w", f, err)
+		}
 		if len(msgs) != 1 || !bytes.Contains(msgs[0], []byte(mixPatient)) {
 			return nil, fmt.Errorf("load the benchmark mix: %s should hold one message for patient %s", f, mixPatient)
 		}

@@ -1,17 +1,19 @@
 package load
 
 import (
-	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
 // LoadCorpus reads every *.hl7 file in dir (in name order) and returns the
-// messages they hold. A file may hold several messages, each starting at a
-// line beginning with "MSH"; line endings become CR. Files without an MSH
-// segment (deliberately bad examples) are skipped.
+// messages they hold, read as `careflow send` reads them (hl7v2.SplitFile).
+// Files without any MSH segment (deliberately bad examples) are skipped;
+// any other unreadable file is an error naming it.
 func LoadCorpus(dir string) ([][]byte, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.hl7"))
 	if err != nil {
@@ -24,39 +26,18 @@ func LoadCorpus(dir string) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load corpus: %w", err)
 		}
-		msgs = append(msgs, SplitMessages(data)...)
+		got, err := hl7v2.SplitFile(data)
+		var pe *hl7v2.ParseError
+		if errors.As(err, &pe) && (pe.Code == hl7v2.CodeNoMSH || pe.Code == hl7v2.CodeEmpty) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load corpus %s: %w", p, err)
+		}
+		msgs = append(msgs, got...)
 	}
 	if len(msgs) == 0 {
 		return nil, fmt.Errorf("load corpus %s: no *.hl7 file with an MSH segment", dir)
 	}
 	return msgs, nil
-}
-
-// SplitMessages splits data into HL7 messages, each starting at a line that
-// begins with "MSH", with CR segment terminators. Lines before the first
-// MSH are dropped.
-func SplitMessages(data []byte) [][]byte {
-	data = bytes.ReplaceAll(data, []byte("\r\n"), []byte("\r"))
-	data = bytes.ReplaceAll(data, []byte("\n"), []byte("\r"))
-	var msgs [][]byte
-	var cur []byte
-	for _, line := range bytes.Split(data, []byte("\r")) {
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
-		}
-		if bytes.HasPrefix(line, []byte("MSH")) {
-			if len(cur) > 0 {
-				msgs = append(msgs, cur)
-			}
-			cur = []byte{}
-		}
-		if cur == nil {
-			continue // no MSH yet
-		}
-		cur = append(append(cur, line...), '\r')
-	}
-	if len(cur) > 0 {
-		msgs = append(msgs, cur)
-	}
-	return msgs
 }

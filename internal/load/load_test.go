@@ -3,6 +3,8 @@ package load
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -246,8 +248,22 @@ func TestLoadCorpus(t *testing.T) {
 	if _, err := LoadCorpus(t.TempDir()); err == nil {
 		t.Error("empty directory: want an error")
 	}
-	two := SplitMessages([]byte("junk\nMSH|^~\\&|A\nPID|1\n\nMSH|^~\\&|B\r\nPID|2\r\n"))
-	if len(two) != 2 || string(two[0]) != "MSH|^~\\&|A\rPID|1\r" || string(two[1]) != "MSH|^~\\&|B\rPID|2\r" {
-		t.Errorf("SplitMessages = %q", two)
+
+	// A batch is unwrapped as careflow send unwraps it; text before the
+	// first MSH is an error naming the file, not a message glued to junk.
+	dir := t.TempDir()
+	batch := "FHS|^~\\&\nBHS|^~\\&\nMSH|^~\\&|A\nPID|1\n\nMSH|^~\\&|B\r\nPID|2\r\nBTS|2\nFTS|1\n"
+	if err := os.WriteFile(filepath.Join(dir, "batch.hl7"), []byte(batch), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	two, err := LoadCorpus(dir)
+	if err != nil || len(two) != 2 || string(two[0]) != "MSH|^~\\&|A\rPID|1\r" || string(two[1]) != "MSH|^~\\&|B\rPID|2\r" {
+		t.Errorf("LoadCorpus(batch) = %q, %v", two, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "leading.hl7"), []byte("junk\nMSH|^~\\&|A\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCorpus(dir); err == nil || !strings.Contains(err.Error(), "leading.hl7") {
+		t.Errorf("LoadCorpus with text before MSH: %v, want an error naming leading.hl7", err)
 	}
 }
