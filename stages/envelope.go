@@ -1,8 +1,10 @@
-// Package stages is careflow's engine: the record envelope every stage
-// handles, the Processor interface a stage implements, the error kinds that
-// decide what happens to a record that fails, and the Runner that drives a
-// processor inside Kafka transactions. Each subpackage (stages/ingest,
-// stages/validate, ...) holds one stage.
+// Package stages is the frame every stage runs in: the record envelope a
+// stage handles, the Processor interface it implements, the error kinds
+// that decide what happens to a record that fails, the middleware that
+// recovers, retries, dead-letters and measures, and the Runner that drives
+// a processor inside Kafka transactions. Each subpackage (stages/ingest,
+// stages/validate, ...) holds one stage; stages/identity and stages/audit
+// are the rules and the audit trail they share. No stage imports another.
 package stages
 
 import (

@@ -1,6 +1,6 @@
 // Command careflow is the integration engine: one binary, a subcommand per
-// job. It only parses flags and wires packages together; the engine lives
-// in careflow/stages.
+// job. It only parses flags and wires packages together: the stages live
+// in stages/, their assembly into one process in internal/engine.
 package main
 
 import (

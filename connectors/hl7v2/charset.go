@@ -2,6 +2,7 @@
 // the MSH-18 values of HL7 table 0211, the Windows code pages and the IANA
 // names interfaces are configured with. charset_codec.go converts between
 // them and UTF-8; docs/hl7v2.md lists what is supported and why.
+
 package hl7v2
 
 import (

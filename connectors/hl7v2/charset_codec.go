@@ -2,6 +2,7 @@
 // UTF-8: DecodeMessage on the way in (MSH-18, else the interface's
 // charset), Charset.Encode on the way out, and the HL7 location of the
 // first byte or character that does not convert.
+
 package hl7v2
 
 import (

@@ -1,6 +1,7 @@
 // This file says where in a message a byte or character that does not
 // convert sits, in HL7 terms ("PID-5", "OBX[2]-5"), and checks that a
 // parsed message yields only UTF-8.
+
 package hl7v2
 
 import (

@@ -1,8 +1,6 @@
-// Package messages holds synthetic HL7 v2 messages (fictitious patients) an
-// operator can send to the demo estate; this test keeps them honest: each
-// parses, and each passes the accept rules of the interface it is meant for
-// in examples/demo/careflow.yaml, so a send shows the whole pipeline rather
-// than a rejection nobody intended.
+// The messages must show the whole pipeline, not a rejection nobody
+// intended.
+
 package messages
 
 import (

@@ -9,6 +9,7 @@
 // each record they filter, checked when a list is compiled: a field added
 // to avro.ClinicalEvent without a rule makes CompileFields fail (and
 // TestFieldsEveryPathAlone with it) rather than go out unfiltered.
+
 package deliver
 
 import (

@@ -1,5 +1,6 @@
 // This file writes an event as an HL7 v2 message at the destination's
 // version. The layout per message structure is in docs/routing.md.
+
 package render
 
 import (

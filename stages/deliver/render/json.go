@@ -3,6 +3,7 @@
 // only ever added, every key is always present (empty string or empty
 // list rather than missing), and it carries the canonical model only, never
 // the raw inbound payload.
+
 package render
 
 import (

@@ -1,6 +1,7 @@
 // This file maps a message type and trigger event to the abstract message
 // structure written in MSH-9.3 (HL7 table 0354), and says which segments
 // that structure requires. MSH-9.3 exists from HL7 2.3.1 on.
+
 package render
 
 import (
