@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -259,9 +258,6 @@ func (r *Runner) session(ctx context.Context) error {
 			}
 		}),
 	)
-	if os.Getenv("CAREFLOW_KGO_DEBUG") != "" {
-		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string { return r.cfg.Group + "/" + r.cfg.InstanceID + " " })))
-	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("stage %s: create transactional session: %w", r.cfg.Stage, err)

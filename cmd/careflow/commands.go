@@ -42,10 +42,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	withDemo := fs.Bool("demo", false, "also run the simulated hospital systems of examples/demo")
 	instance := fs.String("instance-id", "", "unique name of this copy (default: host name)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	kafkaLevel := fs.String("kafka-log-level", "off", "the Kafka client's own log: off, debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	klog, err := newKafkaLogger(stderr, *kafkaLevel)
 	if err != nil {
 		return err
 	}
@@ -55,7 +60,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: cfg, DataDir: *data, Brokers: splitList(*brokers), SchemaRegistry: *registry,
-		InstanceID: *instance, Logger: log,
+		InstanceID: *instance, Logger: log, KafkaLogger: klog,
 	})
 	if err != nil {
 		return err
@@ -90,10 +95,15 @@ func cmdStage(ctx context.Context, args []string, stderr io.Writer) error {
 	dests := fs.String("destination", "", "deliver only: the destinations this copy serves, comma separated (default: all)")
 	instance := fs.String("instance-id", "", "unique name of this copy (default: host name); copies with the same name fence each other")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	kafkaLevel := fs.String("kafka-log-level", "off", "the Kafka client's own log: off, debug, info, warn, error")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	klog, err := newKafkaLogger(stderr, *kafkaLevel)
 	if err != nil {
 		return err
 	}
@@ -117,7 +127,7 @@ func cmdStage(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Admin.Listen = adminForStage(cfg.Admin.Listen)
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: cfg, Brokers: splitList(*brokers), SchemaRegistry: *registry,
-		Stages: []string{name}, Destinations: splitList(*dests), InstanceID: *instance, Logger: log,
+		Stages: []string{name}, Destinations: splitList(*dests), InstanceID: *instance, Logger: log, KafkaLogger: klog,
 	})
 	if err != nil {
 		return err

@@ -99,6 +99,22 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// newKafkaLogger is the franz-go client's log, nil when off. It is apart
+// from --log-level because the client's info is a line per connection and
+// rebalance: what an operator chasing a stuck consumer group wants, and
+// noise otherwise. The client logs brokers, groups and offsets, never
+// record contents.
+func newKafkaLogger(w io.Writer, level string) (*slog.Logger, error) {
+	if level == "off" || level == "" {
+		return nil, nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--kafka-log-level %q: want off, debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("component", "kafka-client"), nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, x := range strings.Split(s, ",") {

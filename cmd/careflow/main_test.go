@@ -50,6 +50,7 @@ func TestUsageErrors(t *testing.T) {
 		{"stage", "teleport", "--config", "x"},
 		{"send", "--to", "127.0.0.1:1"},
 		{"check"},
+		{"run", "--kafka-log-level", "loud"},
 	}
 	for _, args := range tests {
 		if code, _, _ := runCLI(args...); code != 2 {

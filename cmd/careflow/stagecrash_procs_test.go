@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,9 +51,8 @@ func (p *stageProc) start() {
 		p.t.Error(err)
 		return
 	}
-	cmd := exec.Command(p.bin, p.args...)
-	// The runner's franz-go log shows what a stuck copy waits for.
-	cmd.Env = append(os.Environ(), "CAREFLOW_KGO_DEBUG=1")
+	// The Kafka client's log shows what a stuck copy waits for.
+	cmd := exec.Command(p.bin, append(slices.Clone(p.args), "--kafka-log-level", "info")...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()

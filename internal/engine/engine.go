@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/careflow-health/careflow/avro"
@@ -55,6 +56,10 @@ type Options struct {
 	// EmbeddedPort overrides the embedded broker's port (-1: random).
 	EmbeddedPort int
 	Logger       *slog.Logger
+	// KafkaLogger, when set, receives the Kafka client's own log
+	// (connections, group rebalances, transactions), each stage's client
+	// tagged with its stage. Nil: the client logs nothing.
+	KafkaLogger *slog.Logger
 }
 
 // Engine is a running careflow.
@@ -179,7 +184,11 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		}
 		e.broker = b
 	}
-	kopts, err := e.kafkaOpts(ctx, kgo.SeedBrokers(e.brokers()...), kgo.ProducerBatchMaxBytes(int32(maxBytes)))
+	base := []kgo.Opt{kgo.SeedBrokers(e.brokers()...), kgo.ProducerBatchMaxBytes(int32(maxBytes))}
+	if e.opts.KafkaLogger != nil {
+		base = append(base, kgo.WithLogger(kslog.New(e.opts.KafkaLogger)))
+	}
+	kopts, err := e.kafkaOpts(ctx, base...)
 	if err != nil {
 		return err
 	}

@@ -92,3 +92,35 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 		}
 	}
 }
+
+// The Kafka client's own log is opt-in (careflow run --kafka-log-level)
+// and goes to its own logger, each stage's client tagged with the stage; the
+// engine's log never carries it.
+func TestKafkaClientLogIsOptInAndTaggedByStage(t *testing.T) {
+	est := newEstate(t)
+	logs, klogs := &lockedBuffer{}, &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	eng, err := engine.Start(ctx, engine.Options{
+		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
+		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		KafkaLogger: slog.New(slog.NewTextHandler(klogs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = eng.Wait() })
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, l := range klogs.lines() {
+			if strings.Contains(l, "stage=validate") && strings.Contains(l, "group") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no Kafka client line for the validate stage's group among %d", len(klogs.lines()))
+	})
+	for _, l := range logs.lines() {
+		if strings.Contains(l, "beginning to manage the group lifecycle") || strings.Contains(l, "initializing producer id") {
+			t.Fatalf("the Kafka client's log reached the engine's: %s", l)
+		}
+	}
+}

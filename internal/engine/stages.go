@@ -19,6 +19,8 @@ import (
 	"github.com/careflow-health/careflow/stages/route"
 	"github.com/careflow-health/careflow/stages/validate"
 	"github.com/careflow-health/careflow/topics"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // startStages builds every selected stage and starts it in the engine's
@@ -79,6 +81,9 @@ func (e *Engine) startStages(ctx context.Context) error {
 func (e *Engine) runStage(ctx context.Context, rc stages.RunnerConfig) error {
 	rc.Serde = e.serde
 	rc.Kafka = e.kopts
+	if e.opts.KafkaLogger != nil {
+		rc.Kafka = append(slices.Clone(e.kopts), kgo.WithLogger(kslog.New(e.opts.KafkaLogger.With("stage", rc.Stage))))
+	}
 	rc.Logger = e.log
 	rc.Metrics = e.stageM
 	rc.MaxRecords = e.cfg.Kafka.TransactionRecords
