@@ -15,8 +15,7 @@ build:
 # The engine on its embedded broker with the demo's simulated hospital
 # systems; Ctrl-C stops both. Topics are readable with kcat on 127.0.0.1:9092.
 # When clickhouse-server is installed, a local ClickHouse (data in
-# $(DATA)/clickhouse) gets the analytics: try bin/careflow sla --config
-# $(DATA)/careflow-demo.yaml.
+# $(DATA)/clickhouse) gets the analytics: try bin/careflow sla.
 run: build
 	@cfg=$$(deploy/clickhouse/demo.sh start $(DATA) $(CONFIG)); \
 	trap 'deploy/clickhouse/demo.sh stop $(DATA)' EXIT INT TERM; \

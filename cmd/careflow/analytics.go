@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,22 +15,45 @@ import (
 	"github.com/careflow-health/careflow/config"
 )
 
-// openAnalytics loads the configuration and connects to its ClickHouse
-// (dsn, when given, overrides analytics.clickhouse.dsn).
+// Where sla and trace look when neither --config, --dsn nor
+// $CAREFLOW_CONFIG says: the configuration `make run` writes (the demo's,
+// with its local ClickHouse), and failing that the DSN that ClickHouse
+// listens on. Variables so that tests can point them elsewhere.
+var (
+	demoConfig = "data/careflow-demo.yaml"
+	demoDSN    = "clickhouse://127.0.0.1:9000/careflow"
+)
+
+// openAnalytics connects to the ClickHouse that sla and trace read, and
+// returns the configuration it came from (nil when only a DSN was given or
+// found). In order: --dsn, the configuration (--config, else
+// $CAREFLOW_CONFIG, else make run's demoConfig), else demoDSN. An
+// unreachable server is an error that says which one was tried and why.
 func openAnalytics(ctx context.Context, cfgPath, dsn string) (*config.Config, *analytics.Store, error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
+	from := "--dsn"
+	if cfgPath == "" && os.Getenv(configEnv) == "" && dsn == "" {
+		if _, err := os.Stat(demoConfig); err == nil {
+			cfgPath = demoConfig
+		} else {
+			dsn, from = demoDSN, "the local demo's default (no --config, --dsn or "+configEnv+")"
+		}
 	}
-	if dsn == "" {
-		dsn = cfg.Analytics.ClickHouse.DSN
+	var cfg *config.Config
+	if cfgPath != "" || dsn == "" {
+		var err error
+		if cfg, err = loadConfig(cfgPath); err != nil {
+			return nil, nil, err
+		}
+		if dsn == "" {
+			dsn, from = cfg.Analytics.ClickHouse.DSN, "analytics.clickhouse.dsn in "+cfg.Path
+		}
 	}
 	if dsn == "" {
 		return nil, nil, usageError{"no ClickHouse: set analytics.clickhouse.dsn in " + cfg.Path + " or give --dsn"}
 	}
 	st, err := analytics.Open(ctx, dsn)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("no ClickHouse to read (%s): %w; start one with `make run`, or give --config or --dsn", from, err)
 	}
 	return cfg, st, nil
 }
@@ -57,8 +81,10 @@ func cmdSLA(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer st.Close()
 	targets := analytics.Targets{}
-	for _, d := range cfg.Destinations {
-		targets[d.Name] = d.SLA
+	if cfg != nil {
+		for _, d := range cfg.Destinations {
+			targets[d.Name] = d.SLA
+		}
 	}
 	now := time.Now()
 	rows, err := st.SLA(ctx, analytics.Filter{Since: now.Add(-*since), Interface: *iface, Destination: *dest}, targets, now)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/careflow-health/careflow/analytics"
 	"github.com/careflow-health/careflow/analytics/chtest"
+	"github.com/careflow-health/careflow/internal/freeport"
 )
 
 const analyticsYAML = `
@@ -57,6 +58,7 @@ func TestSLAAndTrace(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sla exited %d: %s", code, errOut)
 	}
+	testSLAWithoutFlags(t, cfg, ch.DSN("cli"), out)
 	var lab string
 	for _, line := range strings.Split(out, "\n") {
 		if strings.Contains(line, " lab ") {
@@ -83,7 +85,7 @@ func TestSLAAndTrace(t *testing.T) {
 	if code, _, errOut := runCLI("trace", "nope", "--config", cfg); code != 1 || !strings.Contains(errOut, "not in ClickHouse") {
 		t.Errorf("trace of an unknown id: exit %d, %s", code, errOut)
 	}
-	for _, args := range [][]string{{"trace", "--config", cfg}, {"sla", "--config", cfg, "--since", "-1h"}, {"sla"}} {
+	for _, args := range [][]string{{"trace", "--config", cfg}, {"sla", "--config", cfg, "--since", "-1h"}} {
 		if code, _, _ := runCLI(args...); code != 2 {
 			t.Errorf("careflow %v exited %d; want 2", args, code)
 		}
@@ -95,5 +97,53 @@ func TestStageSinkNeedsClickHouse(t *testing.T) {
 		"--brokers", "127.0.0.1:1", "--schema-registry", "http://127.0.0.1:1")
 	if code != 2 || !strings.Contains(errOut, "analytics.clickhouse.dsn") {
 		t.Errorf("stage sink without a DSN: exit %d, %q; want 2 naming analytics.clickhouse.dsn", code, errOut)
+	}
+}
+
+// testSLAWithoutFlags: `careflow sla` with no flags reads $CAREFLOW_CONFIG,
+// else the configuration make run writes (data/careflow-demo.yaml under the
+// working directory), else the demo's DSN; want is the output with
+// --config. An unreachable ClickHouse is an error that says what was tried.
+func testSLAWithoutFlags(t *testing.T, cfg, dsn, want string) {
+	t.Setenv(configEnv, cfg)
+	if code, out, errOut := runCLI("sla"); code != 0 || out != want {
+		t.Errorf("sla with %s set: exit %d %s\n%s\nwant\n%s", configEnv, code, errOut, out, want)
+	}
+	if code, out, errOut := runCLI("trace", "msg-slow"); code != 0 || !strings.Contains(out, "message msg-slow") {
+		t.Errorf("trace with %s set: exit %d %s\n%s", configEnv, code, errOut, out)
+	}
+	t.Setenv(configEnv, "")
+
+	dir := t.TempDir()
+	t.Chdir(dir)
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll("data", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(demoConfig, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runCLI("sla"); code != 0 || out != want {
+		t.Errorf("sla beside %s: exit %d %s\n%s\nwant\n%s", demoConfig, code, errOut, out, want)
+	}
+	if err := os.Remove(demoConfig); err != nil {
+		t.Fatal(err)
+	}
+
+	// No configuration anywhere: the demo's DSN, without SLA targets.
+	old := demoDSN
+	t.Cleanup(func() { demoDSN = old })
+	demoDSN = dsn
+	code, out, errOut := runCLI("sla")
+	if code != 0 || !strings.Contains(out, "ehr") || !strings.Contains(out, "lab") {
+		t.Errorf("sla on the demo DSN: exit %d %s\n%s", code, errOut, out)
+	}
+	demoDSN = "clickhouse://" + freeport.For(t) + "/careflow"
+	code, _, errOut = runCLI("sla")
+	if code != 1 || !strings.Contains(errOut, "no ClickHouse to read (the local demo's default") || !strings.Contains(errOut, "make run") {
+		t.Errorf("sla with nothing listening: exit %d, %q; want 1 naming the default and make run", code, errOut)
 	}
 }

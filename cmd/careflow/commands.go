@@ -23,15 +23,23 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
+// loadConfig reads the configuration at path, or at $CAREFLOW_CONFIG when
+// no --config is given.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return nil, usageError{"--config FILE is required"}
+		path = os.Getenv(configEnv)
+	}
+	if path == "" {
+		return nil, usageError{"--config FILE is required (or set " + configEnv + ")"}
 	}
 	return config.Load(path, config.WithExprCheck(func(expr string) error {
 		_, err := route.Compile(expr)
 		return err
 	}))
 }
+
+// configEnv names the configuration file when a command has no --config.
+const configEnv = "CAREFLOW_CONFIG"
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
