@@ -62,11 +62,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Codes of an input record that cannot be decoded, and of failures no
-// stage classified.
+// Codes of an input record that cannot be decoded, of an output that
+// cannot be encoded, and of failures no stage classified. Every stage uses
+// these, so that one code means one thing on every dead letter.
 const (
 	CodeDecode            = "avro.decode"             // not a record of the expected type: never will be
 	CodeSchemaUnavailable = "avro.schema_unavailable" // its writer schema could not be fetched: the registry may be down
+	CodeEncode            = "avro.encode"             // an output record could not be encoded (retried)
+	CodeParse             = "hl7.parse"               // the HL7 parser refused a message without a code of its own
 	CodeInternal          = "internal"                // an error without a code of its own (retried)
 	CodePanic             = "internal.panic"          // the stage panicked on the record (a bug): dead-lettered
 )

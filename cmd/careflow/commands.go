@@ -54,11 +54,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
-	klog, err := newKafkaLogger(stderr, *kafkaLevel)
+	log, klog, err := newLoggers(stderr, *level, *kafkaLevel)
 	if err != nil {
 		return err
 	}
@@ -107,11 +103,7 @@ func cmdStage(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
-	klog, err := newKafkaLogger(stderr, *kafkaLevel)
+	log, klog, err := newLoggers(stderr, *level, *kafkaLevel)
 	if err != nil {
 		return err
 	}

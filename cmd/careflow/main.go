@@ -115,6 +115,18 @@ func newKafkaLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("component", "kafka-client"), nil
 }
 
+// newLoggers is careflow's log and the Kafka client's (nil when off), for
+// run and stage.
+func newLoggers(w io.Writer, level, kafkaLevel string) (log, kafka *slog.Logger, err error) {
+	if log, err = newLogger(w, level); err != nil {
+		return nil, nil, err
+	}
+	if kafka, err = newKafkaLogger(w, kafkaLevel); err != nil {
+		return nil, nil, err
+	}
+	return log, kafka, nil
+}
+
 func splitList(s string) []string {
 	var out []string
 	for _, x := range strings.Split(s, ",") {

@@ -1,7 +1,6 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
+	"github.com/careflow-health/careflow/internal/logbuf"
 )
 
 // checkFor polls f until it returns nil or timeout passes.
@@ -291,31 +291,13 @@ func TestPortal(t *testing.T) {
 	}
 }
 
-// lockedBuffer is an io.Writer Run can print to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRunSendsAndStops runs the whole simulation against a stand-in for
 // careflow's EHR interface: the EHR's messages are ACKed, the summary is
 // printed, and cancelling ctx stops everything.
 func TestRunSendsAndStops(t *testing.T) {
 	engine := &fakeEngine{}
 	ehrAddr := serve(t, engine)
-	out := &lockedBuffer{}
+	out := &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

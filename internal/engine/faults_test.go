@@ -54,15 +54,7 @@ type faultEstate struct {
 
 func newFaultEstate(t *testing.T) faultEstate {
 	t.Helper()
-	used := map[string]bool{}
-	port := func() string {
-		for {
-			if p := freeport.For(t); !used[p] {
-				used[p] = true
-				return p
-			}
-		}
-	}
+	port := freeport.Distinct(t)
 	return faultEstate{
 		EHR: port(), Secure: port(), LabResults: port(), Lab: port(), Portal: port(), Admin: port(), HTTP: port(),
 		AckTimeout: "1s", Failures: 3, OpenFor: "500ms",

@@ -127,15 +127,7 @@ type estate struct {
 }
 
 func newEstate(t *testing.T) estate {
-	used := map[string]bool{}
-	port := func() string {
-		for {
-			if p := freeport.For(t); !used[p] {
-				used[p] = true
-				return p
-			}
-		}
-	}
+	port := freeport.Distinct(t)
 	return estate{
 		EHR: port(), LabResults: port(), Lab: port(), EHRResults: port(),
 		Portal: port(), Admin: port(), HTTP: port(), BreakerOpenFor: "1s",

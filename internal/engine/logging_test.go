@@ -1,37 +1,18 @@
 package engine_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/logbuf"
 )
-
-// lockedBuffer is an io.Writer the engine's goroutines may share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Split(strings.TrimSpace(l.b.String()), "\n")
-}
 
 // Issue 4 and the house rules: at info level nothing is logged per message
 // (a hundred messages add no log lines), and no log line carries patient
@@ -41,7 +22,7 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 	lab := startReceiver(t, est.Lab)
 	startReceiver(t, est.EHRResults)
 	portal := startPortal(t, est.Portal)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
@@ -73,14 +54,14 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 		})
 	}
 	sendMany(5) // warm up: joins, first deliveries, breakers closed
-	before := len(logs.lines())
+	before := len(logs.Lines())
 	if before < 3 {
 		// The engine logs its start and each stage's partitions: fewer
 		// lines means the logger given was not the one used.
-		t.Fatalf("the engine logged %d lines at start: %q", before, logs.lines())
+		t.Fatalf("the engine logged %d lines at start: %q", before, logs.Lines())
 	}
 	sendMany(100)
-	after := logs.lines()
+	after := logs.Lines()
 	if grew := len(after) - before; grew > 5 {
 		t.Errorf("100 messages added %d log lines at info level, want none per message:\n%s", grew, strings.Join(after[before:], "\n"))
 	}
@@ -98,7 +79,7 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 // engine's log never carries it.
 func TestKafkaClientLogIsOptInAndTaggedByStage(t *testing.T) {
 	est := newEstate(t)
-	logs, klogs := &lockedBuffer{}, &lockedBuffer{}
+	logs, klogs := &logbuf.Buffer{}, &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
@@ -111,14 +92,14 @@ func TestKafkaClientLogIsOptInAndTaggedByStage(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); _ = eng.Wait() })
 	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
-		for _, l := range klogs.lines() {
+		for _, l := range klogs.Lines() {
 			if strings.Contains(l, "stage=validate") && strings.Contains(l, "group") {
 				return nil
 			}
 		}
-		return fmt.Errorf("no Kafka client line for the validate stage's group among %d", len(klogs.lines()))
+		return fmt.Errorf("no Kafka client line for the validate stage's group among %d", len(klogs.Lines()))
 	})
-	for _, l := range logs.lines() {
+	for _, l := range logs.Lines() {
 		if strings.Contains(l, "beginning to manage the group lifecycle") || strings.Contains(l, "initializing producer id") {
 			t.Fatalf("the Kafka client's log reached the engine's: %s", l)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/logbuf"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -107,7 +108,7 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 	lab := chattyLab(t, est.Lab)
 	startReceiver(t, est.EHRResults)
 	portal := echoingPortal(t, est.Portal)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
@@ -196,7 +197,7 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 			}
 		}
 	}
-	for _, line := range logs.lines() {
+	for _, line := range logs.Lines() {
 		look("log line", line)
 	}
 	resp, err := http.Get("http://" + eng.AdminAddr() + "/metrics")
@@ -235,8 +236,8 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 	for _, l := range leaks {
 		t.Error(l)
 	}
-	if len(logs.lines()) < 10 {
-		t.Fatalf("only %d log lines at debug: the logger given was not the one used", len(logs.lines()))
+	if len(logs.Lines()) < 10 {
+		t.Fatalf("only %d log lines at debug: the logger given was not the one used", len(logs.Lines()))
 	}
 }
 

@@ -53,3 +53,19 @@ func PortFor(t testing.TB) int {
 	}
 	return p
 }
+
+// Distinct returns a function that gives a different free address on
+// every call, for an estate of listeners started together: the kernel may
+// hand the same just-released port to two calls of For.
+func Distinct(t testing.TB) func() string {
+	used := map[string]bool{}
+	return func() string {
+		t.Helper()
+		for {
+			if a := For(t); !used[a] {
+				used[a] = true
+				return a
+			}
+		}
+	}
+}

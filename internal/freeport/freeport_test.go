@@ -17,3 +17,15 @@ func TestAddrCanBeBound(t *testing.T) {
 		t.Fatalf("Port() = %d, %v", p, err)
 	}
 }
+
+func TestDistinctNeverRepeats(t *testing.T) {
+	next := Distinct(t)
+	seen := map[string]bool{}
+	for range 50 {
+		a := next()
+		if seen[a] {
+			t.Fatalf("Distinct gave %s twice", a)
+		}
+		seen[a] = true
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/logbuf"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
@@ -50,29 +51,11 @@ func longText(what string) string {
 	return "Patient " + plantedName + " (" + plantedID + ") " + what + " " + strings.Repeat("é", avro.MaxErrorDetail)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // captureLogs returns a debug-level logger writing to a buffer, and makes
 // it the default for the test too, so that nothing logs around it.
-func captureLogs(t *testing.T) (*slog.Logger, *syncBuffer) {
+func captureLogs(t *testing.T) (*slog.Logger, *logbuf.Buffer) {
 	t.Helper()
-	buf := &syncBuffer{}
+	buf := &logbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	prev := slog.Default()
 	slog.SetDefault(log)

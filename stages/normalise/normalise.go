@@ -28,8 +28,8 @@ import (
 const (
 	CodeDecode = stages.CodeDecode
 	CodeSchema = stages.CodeSchemaUnavailable
-	CodeEncode = "avro.encode"
-	CodeParse  = "hl7.parse"
+	CodeEncode = stages.CodeEncode
+	CodeParse  = stages.CodeParse
 )
 
 // Config configures the stage.

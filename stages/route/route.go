@@ -29,7 +29,7 @@ import (
 // Error codes this stage records.
 const (
 	CodeDecode    = stages.CodeDecode            // the input is not a ClinicalEvent
-	CodeEncode    = "avro.encode"                // an outcome could not be encoded
+	CodeEncode    = stages.CodeEncode            // an outcome could not be encoded
 	CodeSchema    = stages.CodeSchemaUnavailable // the input's schema id could not be resolved
 	CodeCancelled = "route.cancelled"            // the stage stopped mid-record; retried
 	CodeEvalError = "route.eval_error"           // a condition failed at run time

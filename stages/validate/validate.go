@@ -32,8 +32,8 @@ import (
 const (
 	CodeDecode           = stages.CodeDecode
 	CodeSchema           = stages.CodeSchemaUnavailable
-	CodeEncode           = "avro.encode"
-	CodeParse            = "hl7.parse"
+	CodeEncode           = stages.CodeEncode
+	CodeParse            = stages.CodeParse
 	CodeUnknownInterface = "config.unknown_interface"
 	CodeMessageType      = "hl7.unsupported_message_type"
 	CodeVersion          = "hl7.unsupported_version"
