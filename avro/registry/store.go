@@ -3,8 +3,6 @@
 // Registry REST API (so kcat, Confluent and franz-go clients can fetch
 // careflow's schemas from the admin port), and Remote, a client of a real
 // registry (Confluent, Karapace, Redpanda).
-//
-// This file is the Store's data and its persistence.
 package registry
 
 import (

@@ -31,7 +31,10 @@ var (
 // unreachable server is an error that says which one was tried and why.
 func openAnalytics(ctx context.Context, cfgPath, dsn string) (*config.Config, *analytics.Store, error) {
 	from := "--dsn"
-	if cfgPath == "" && os.Getenv(configEnv) == "" && dsn == "" {
+	if cfgPath == "" {
+		cfgPath = os.Getenv(configEnv)
+	}
+	if cfgPath == "" && dsn == "" {
 		if _, err := os.Stat(demoConfig); err == nil {
 			cfgPath = demoConfig
 		} else {
@@ -39,7 +42,7 @@ func openAnalytics(ctx context.Context, cfgPath, dsn string) (*config.Config, *a
 		}
 	}
 	var cfg *config.Config
-	if cfgPath != "" || dsn == "" {
+	if cfgPath != "" {
 		var err error
 		if cfg, err = loadConfig(cfgPath); err != nil {
 			return nil, nil, err

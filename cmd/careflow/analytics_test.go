@@ -141,9 +141,34 @@ func testSLAWithoutFlags(t *testing.T, cfg, dsn, want string) {
 	if code != 0 || !strings.Contains(out, "ehr") || !strings.Contains(out, "lab") {
 		t.Errorf("sla on the demo DSN: exit %d %s\n%s", code, errOut, out)
 	}
+
+	// --dsn with $CAREFLOW_CONFIG: the file's SLA targets, the flag's server.
+	t.Setenv(configEnv, cfg)
+	if code, out, errOut := runCLI("sla", "--dsn", dsn); code != 0 || out != want {
+		t.Errorf("sla --dsn with %s set: exit %d %s\n%s\nwant\n%s", configEnv, code, errOut, out, want)
+	}
+}
+
+// With no ClickHouse anywhere, sla and trace fail saying what they tried
+// and how to get one; this needs no server, so it runs everywhere.
+func TestSLAWithNoClickHouseSaysWhatItTried(t *testing.T) {
+	t.Setenv(configEnv, "")
+	t.Chdir(t.TempDir()) // no data/careflow-demo.yaml here
+	old := demoDSN
+	t.Cleanup(func() { demoDSN = old })
 	demoDSN = "clickhouse://" + freeport.For(t) + "/careflow"
-	code, _, errOut = runCLI("sla")
-	if code != 1 || !strings.Contains(errOut, "no ClickHouse to read (the local demo's default") || !strings.Contains(errOut, "make run") {
-		t.Errorf("sla with nothing listening: exit %d, %q; want 1 naming the default and make run", code, errOut)
+	for _, args := range [][]string{{"sla"}, {"trace", "some-id"}} {
+		code, _, errOut := runCLI(args...)
+		if code != 1 || !strings.Contains(errOut, "no ClickHouse to read (the local demo's default") || !strings.Contains(errOut, "make run") {
+			t.Errorf("careflow %v with nothing listening: exit %d, %q; want 1 naming the default and make run", args, code, errOut)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "careflow.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.Replace(analyticsYAML, "DSN", demoDSN, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(configEnv, cfg)
+	if code, _, errOut := runCLI("sla"); code != 1 || !strings.Contains(errOut, "analytics.clickhouse.dsn in "+cfg) {
+		t.Errorf("sla with %s set and nothing listening: exit %d, %q; want 1 naming the file's DSN", configEnv, code, errOut)
 	}
 }

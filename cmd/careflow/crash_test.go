@@ -16,6 +16,7 @@ import (
 
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/freeport"
 )
 
 // buildBinary compiles careflow once per test run.
@@ -27,34 +28,6 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-var usedAddrs sync.Map
-
-// freeAddr returns a loopback address no other call of this test binary has
-// returned.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for {
-		if a := probeAddr(t); !isUsed(a) {
-			return a
-		}
-	}
-}
-
-func isUsed(a string) bool {
-	_, loaded := usedAddrs.LoadOrStore(a, true)
-	return loaded
-}
-
-func probeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // labStandIn records every order it receives (ORC-2) in arrival order and
@@ -132,9 +105,9 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	)
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	ehr, labAddr := freeAddr(t), freeAddr(t)
+	ehr, labAddr := freeport.For(t), freeport.For(t)
 	cfgPath := filepath.Join(dir, "careflow.yaml")
-	yaml := fmt.Sprintf(crashYAML, freeAddr(t), freeAddr(t), freeAddr(t), ehr, labAddr, txRecords)
+	yaml := fmt.Sprintf(crashYAML, freeport.For(t), freeport.For(t), freeport.For(t), ehr, labAddr, txRecords)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

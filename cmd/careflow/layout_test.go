@@ -1,7 +1,10 @@
 package main
 
 import (
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,20 +21,46 @@ func goList(t *testing.T, format string) []string {
 	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
-// A file comment that sits right above `package` becomes the package's doc;
-// this keeps `go doc` of every package opening with what the package is.
+// A file comment that sits right above `package` becomes part of the
+// package's doc; this keeps `go doc` of every package opening with what the
+// package is, written once: exactly one non-test file has a doc comment,
+// and it starts "Package NAME" (or "Command").
 func TestEveryPackageOpensWithItsOwnDoc(t *testing.T) {
-	for _, line := range goList(t, "{{.ImportPath}}|{{.Name}}|{{.Doc}}") {
-		path, rest, _ := strings.Cut(line, "|")
-		name, doc, _ := strings.Cut(rest, "|")
+	for _, line := range goList(t, "{{.ImportPath}}|{{.Name}}|{{.Dir}}|{{join .GoFiles \",\"}}") {
+		f := strings.Split(line, "|")
+		path, name, dir, files := f[0], f[1], f[2], strings.Split(f[3], ",")
 		want := "Package " + name + " "
 		if name == "main" {
 			want = "Command "
 		}
-		if !strings.HasPrefix(doc, want) {
-			t.Errorf("go doc %s opens with %q, want a doc starting %q", path, doc, want)
+		var docs []string
+		for _, file := range files {
+			parsed, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, file), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if parsed.Doc == nil {
+				continue
+			}
+			docs = append(docs, file)
+			text := parsed.Doc.Text()
+			if !strings.HasPrefix(text, want) {
+				t.Errorf("%s/%s: its comment above `package` becomes go doc %s, and starts %q, not %q",
+					path, file, path, firstLine(text), want)
+			}
+			if strings.Contains(text, "This file") {
+				t.Errorf("%s/%s: the package doc says \"This file\": what a file holds belongs in a comment apart from `package`", path, file)
+			}
+		}
+		if len(docs) != 1 {
+			t.Errorf("go doc %s is made of %d files' comments (%v), want exactly one", path, len(docs), docs)
 		}
 	}
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // stageRoots are the stages; each may import its own subpackages and the
@@ -55,7 +84,9 @@ func TestNoStageImportsAnotherStage(t *testing.T) {
 		return ""
 	}
 	checked := 0
-	for _, line := range goList(t, "{{.ImportPath}}|{{join .Imports \" \"}}") {
+	// Tests count too: a test that needs two stages belongs above them, in
+	// internal/engine.
+	for _, line := range goList(t, "{{.ImportPath}}|{{join .Imports \" \"}} {{join .TestImports \" \"}} {{join .XTestImports \" \"}}") {
 		path, imports, _ := strings.Cut(line, "|")
 		from := stageOf(path)
 		if from == "" {

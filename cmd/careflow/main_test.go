@@ -110,7 +110,7 @@ func TestSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, _ = runCLI("send", "--to", ln.Addr().String(), batch, junk)
-	for _, want := range []string{"batch.hl7 #1: AA control id M1", "batch.hl7 #2: AE control id M2", "junk.hl7: no message sent: hl7.bad_segment at segment 1"} {
+	for _, want := range []string{"batch.hl7 #1: AA control id M1", "batch.hl7 #2: AE control id M2", "junk.hl7: no message sent: hl7.bad_segment at line 1"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("send output lacks %q:\n%s", want, out)
 		}

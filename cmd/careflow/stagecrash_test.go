@@ -27,6 +27,7 @@ import (
 	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -97,9 +98,9 @@ func TestStageCrashesLoseNothing(t *testing.T) {
 	t.Cleanup(adm.Close)
 	admin := kadm.NewClient(adm)
 
-	ehr, labAddr := freeAddr(t), freeAddr(t)
+	ehr, labAddr := freeport.For(t), freeport.For(t)
 	cfgPath := filepath.Join(dir, "careflow.yaml")
-	yaml := fmt.Sprintf(stageCrashYAML, freeAddr(t), freeAddr(t), ehr, labAddr, txRecords)
+	yaml := fmt.Sprintf(stageCrashYAML, freeport.For(t), freeport.For(t), ehr, labAddr, txRecords)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

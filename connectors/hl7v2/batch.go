@@ -1,6 +1,11 @@
 package hl7v2
 
-import "strconv"
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"strings"
+)
 
 // SplitBatch returns the messages of a batch file (FHS/BHS ... BTS/FTS
 // envelopes, nested or not) or of plain concatenated messages. Each
@@ -75,30 +80,45 @@ func isBoundary(line []byte, sep byte) bool {
 }
 
 // SplitFile reads a file of HL7 messages as people save them: CR LF or LF
-// line endings become the CR that HL7 requires, blank lines are dropped,
-// and a batch envelope (FHS/BHS ... BTS/FTS) is unwrapped, as SplitBatch
-// does. Every message is a fresh copy. A file with no MSH line at all is
+// line endings become the CR that HL7 requires, blank lines are dropped, a
+// UTF-8 byte-order mark and MLLP framing bytes (a capture) are removed, and
+// a batch envelope (FHS/BHS ... BTS/FTS) is unwrapped, as SplitBatch does.
+// Every message is a fresh copy. A file with no MSH line at all is
 // hl7.no_msh (hl7.empty when it holds only whitespace); text before the
-// first MSH that is not an envelope segment is hl7.bad_segment, naming the
-// segment, rather than glued to the first message or quietly dropped.
+// first MSH that is not an envelope segment is hl7.bad_segment at the
+// file's line ("line 3"), rather than sent as a message of its own or
+// quietly dropped.
 func SplitFile(data []byte) ([][]byte, error) {
+	data = bytes.TrimPrefix(data, bom)
 	var norm []byte
+	var lineNos []int // the file's line of each line of norm
 	hasMSH := false
-	for len(data) > 0 {
+	for n := 1; len(data) > 0; n++ {
 		line := data
 		if i := indexLineEnd(data); i >= 0 {
 			line, data = data[:i], data[i+1:]
 		} else {
 			data = nil
 		}
-		line = trimCR(line)
+		line = bytes.TrimRight(bytes.TrimLeft(trimCR(line), "\x0b"), "\x1c")
 		if isBlank(line) {
 			continue
 		}
-		if len(line) >= 3 && string(line[:3]) == "MSH" {
+		name := ""
+		if len(line) >= 3 {
+			name = string(line[:3])
+		}
+		switch {
+		case name == "MSH":
 			hasMSH = true
+		case !hasMSH && name != "FHS" && name != "BHS":
+			if !bytes.Contains(data, []byte("MSH")) {
+				return nil, perr(CodeNoMSH, "", "the file holds no MSH segment")
+			}
+			return nil, perr(CodeBadSegment, "line "+strconv.Itoa(n), "text before the first MSH segment")
 		}
 		norm = append(append(norm, line...), '\r')
+		lineNos = append(lineNos, n)
 	}
 	if len(norm) == 0 {
 		return nil, perr(CodeEmpty, "", "no HL7 content")
@@ -107,6 +127,18 @@ func SplitFile(data []byte) ([][]byte, error) {
 		return nil, perr(CodeNoMSH, "", "the file holds no MSH segment")
 	}
 	msgs, err := SplitBatch(norm)
+	if err != nil {
+		// SplitBatch counts the lines of norm; say the file's line.
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			if k, ok := strings.CutPrefix(pe.Location, "segment "); ok {
+				if i, convErr := strconv.Atoi(k); convErr == nil && i >= 1 && i <= len(lineNos) {
+					pe.Location = "line " + strconv.Itoa(lineNos[i-1])
+				}
+			}
+		}
+		return nil, err
+	}
 	for i, m := range msgs {
 		m = m[:len(m):len(m)] // an append to one must not overwrite the next
 		if m[len(m)-1] != '\r' {
@@ -114,7 +146,7 @@ func SplitFile(data []byte) ([][]byte, error) {
 		}
 		msgs[i] = m
 	}
-	return msgs, err
+	return msgs, nil
 }
 
 // indexLineEnd is the index of the first LF, or of a CR not followed by

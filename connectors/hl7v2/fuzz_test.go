@@ -25,6 +25,13 @@ func FuzzParse(f *testing.F) {
 		h, d := PeekHeader(data)
 		_ = BuildACK(h, d, AckAR, ACKOptions{ControlID: "X", Errors: []AckError{{Code: "207", Location: "MSH-9"}}})
 		_, _ = SplitBatch(data)
+		if msgs, err := SplitFile(data); err == nil {
+			for _, m := range msgs {
+				if len(m) < 3 || string(m[:3]) != "MSH" || m[len(m)-1] != '\r' {
+					t.Fatalf("SplitFile gave %q, not an MSH message ending in CR", m)
+				}
+			}
+		}
 		_, _ = ParseACK(data)
 		m, err := Parse(data)
 		if !bytes.Equal(data, orig) {

@@ -14,7 +14,6 @@ import (
 	"github.com/careflow-health/careflow/internal/await"
 )
 
-// checkFor polls f until it returns nil or timeout passes.
 // startServer serves s on a loopback port until the test ends.
 func startServer(t testing.TB, s *Server) string {
 	t.Helper()

@@ -23,7 +23,6 @@ import (
 	"github.com/careflow-health/careflow/internal/logbuf"
 )
 
-// checkFor polls f until it returns nil or timeout passes.
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // conforms checks m against an inbound interface's accept rules the way

@@ -54,7 +54,7 @@ type faultEstate struct {
 
 func newFaultEstate(t *testing.T) faultEstate {
 	t.Helper()
-	port := freeport.Distinct(t)
+	port := func() string { return freeport.For(t) }
 	return faultEstate{
 		EHR: port(), Secure: port(), LabResults: port(), Lab: port(), Portal: port(), Admin: port(), HTTP: port(),
 		AckTimeout: "1s", Failures: 3, OpenFor: "500ms",

@@ -24,7 +24,6 @@ import (
 	"github.com/careflow-health/careflow/stages/route"
 )
 
-// checkFor polls fn until it returns nil or the deadline passes.
 // receiver is a stand-in MLLP destination that records what it gets and
 // ACKs it AA.
 type receiver struct {
@@ -127,7 +126,7 @@ type estate struct {
 }
 
 func newEstate(t *testing.T) estate {
-	port := freeport.Distinct(t)
+	port := func() string { return freeport.For(t) }
 	return estate{
 		EHR: port(), LabResults: port(), Lab: port(), EHRResults: port(),
 		Portal: port(), Admin: port(), HTTP: port(), BreakerOpenFor: "1s",

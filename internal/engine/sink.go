@@ -7,6 +7,7 @@ import (
 
 	"github.com/careflow-health/careflow/analytics"
 	"github.com/careflow-health/careflow/stages/sink"
+	"github.com/careflow-health/careflow/topics"
 )
 
 // lagEvery is how often consumer lag is refreshed.
@@ -31,7 +32,7 @@ func (e *Engine) startSink(ctx context.Context) error {
 		targets[d.Name] = d.SLA
 	}
 	st, err := sink.New(sink.Config{
-		DSN: a.ClickHouse.DSN, Kafka: e.kopts, Serde: e.serde,
+		DSN: a.ClickHouse.DSN, Kafka: e.kafkaFor(topics.StageSink), Serde: e.serde,
 		BatchRows: a.BatchRows, BatchInterval: a.BatchInterval,
 		Targets: targets, Metrics: m, StageMetrics: e.stageM, Logger: e.log,
 	})

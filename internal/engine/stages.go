@@ -77,13 +77,19 @@ func (e *Engine) startStages(ctx context.Context) error {
 	return nil
 }
 
+// kafkaFor is the engine's Kafka options for a client of stage: with
+// --kafka-log-level, its log lines carry the stage.
+func (e *Engine) kafkaFor(stage string) []kgo.Opt {
+	if e.opts.KafkaLogger == nil {
+		return e.kopts
+	}
+	return append(slices.Clone(e.kopts), kgo.WithLogger(kslog.New(e.opts.KafkaLogger.With("stage", stage))))
+}
+
 // runStage starts a Runner with the engine's Kafka options and defaults.
 func (e *Engine) runStage(ctx context.Context, rc stages.RunnerConfig) error {
 	rc.Serde = e.serde
-	rc.Kafka = e.kopts
-	if e.opts.KafkaLogger != nil {
-		rc.Kafka = append(slices.Clone(e.kopts), kgo.WithLogger(kslog.New(e.opts.KafkaLogger.With("stage", rc.Stage))))
-	}
+	rc.Kafka = e.kafkaFor(rc.Stage)
 	rc.Logger = e.log
 	rc.Metrics = e.stageM
 	rc.MaxRecords = e.cfg.Kafka.TransactionRecords
@@ -173,7 +179,7 @@ func (e *Engine) startValidate(ctx context.Context) error {
 			// The dedup state is the committed output itself: every key
 			// that reached careflow.valid on these partitions.
 			e.loadDedup(ctx, topics.Valid, func(ctx context.Context) error {
-				return validate.RebuildDedup(ctx, dedup, e.kopts, m[topics.Raw])
+				return validate.RebuildDedup(ctx, dedup, e.kafkaFor(topics.StageValidate), m[topics.Raw])
 			})
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[topics.Raw]) },
@@ -239,7 +245,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 		PauseFor:  d.Retry.Max,
 		OnAssigned: func(ctx context.Context, m map[string][]int32) {
 			e.loadDedup(ctx, topics.Outcomes, func(ctx context.Context) error {
-				return deliver.RebuildDedup(ctx, dedup, e.kopts, d.Name, m[in])
+				return deliver.RebuildDedup(ctx, dedup, e.kafkaFor(topics.StageDeliver), d.Name, m[in])
 			})
 		},
 		OnRevoked: func(_ context.Context, m map[string][]int32) { dedup.Forget(m[in]) },

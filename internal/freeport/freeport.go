@@ -6,19 +6,31 @@ package freeport
 import (
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 )
 
+// handed holds every address Addr has returned in this process: the kernel
+// may hand a just-released port to the next caller too, and an estate of
+// listeners started together must not get one twice.
+var handed sync.Map
+
 // Addr returns "127.0.0.1:PORT" for a port the kernel just handed out and
-// released. Another process can take it before the caller binds it; on a
-// test machine that is rare enough to accept.
+// released, never the same one twice in a process. Another process can
+// take it before the caller binds it; on a test machine that is rare
+// enough to accept. Safe for concurrent use.
 func Addr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("find a free port: %w", err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, seen := handed.LoadOrStore(addr, true); !seen {
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 // Port is Addr's port number.
@@ -52,20 +64,4 @@ func PortFor(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// Distinct returns a function that gives a different free address on
-// every call, for an estate of listeners started together: the kernel may
-// hand the same just-released port to two calls of For.
-func Distinct(t testing.TB) func() string {
-	used := map[string]bool{}
-	return func() string {
-		t.Helper()
-		for {
-			if a := For(t); !used[a] {
-				used[a] = true
-				return a
-			}
-		}
-	}
 }

@@ -2,6 +2,7 @@ package freeport
 
 import (
 	"net"
+	"sync"
 	"testing"
 )
 
@@ -18,14 +19,24 @@ func TestAddrCanBeBound(t *testing.T) {
 	}
 }
 
-func TestDistinctNeverRepeats(t *testing.T) {
-	next := Distinct(t)
+func TestForNeverRepeats(t *testing.T) {
+	var mu sync.Mutex
 	seen := map[string]bool{}
-	for range 50 {
-		a := next()
-		if seen[a] {
-			t.Fatalf("Distinct gave %s twice", a)
-		}
-		seen[a] = true
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				a := For(t)
+				mu.Lock()
+				if seen[a] {
+					t.Errorf("For gave %s twice", a)
+				}
+				seen[a] = true
+				mu.Unlock()
+			}
+		}()
 	}
+	wg.Wait()
 }

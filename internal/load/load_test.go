@@ -250,7 +250,7 @@ func TestLoadCorpus(t *testing.T) {
 	}
 
 	// A batch is unwrapped as careflow send unwraps it; text before the
-	// first MSH is an error naming the file, not a message glued to junk.
+	// first MSH is an error naming the file, not a message of its own.
 	dir := t.TempDir()
 	batch := "FHS|^~\\&\nBHS|^~\\&\nMSH|^~\\&|A\nPID|1\n\nMSH|^~\\&|B\r\nPID|2\r\nBTS|2\nFTS|1\n"
 	if err := os.WriteFile(filepath.Join(dir, "batch.hl7"), []byte(batch), 0o600); err != nil {

@@ -24,7 +24,6 @@ import (
 	"github.com/careflow-health/careflow/stages/deliver/render"
 )
 
-// checkFor polls f until it returns nil or timeout passes.
 // silentReceiver reads frames and never answers.
 type silentReceiver struct {
 	addr   string

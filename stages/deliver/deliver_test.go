@@ -17,6 +17,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/internal/freeport"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
@@ -220,9 +221,7 @@ func TestDeliverRetryKeepsControlID(t *testing.T) {
 // destination unavailable without sending, so the runner pauses.
 func TestDeliverBreakerOpens(t *testing.T) {
 	serde := newSerde(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens: connection refused
+	addr := freeport.For(t) // nothing listens: connection refused
 	st := newStage(t, serde, deliver.MLLP{Client: &mllp.Client{Addr: addr, DialTimeout: time.Second}}, nil)
 	in := envelope(t, serde, event("m3"))
 	var err error

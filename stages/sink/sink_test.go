@@ -28,7 +28,6 @@ import (
 	"github.com/careflow-health/careflow/topics/kafka"
 )
 
-// checkFor polls fn until it returns nil or the deadline passes.
 type fixture struct {
 	t     testing.TB
 	serde *avro.Serde
