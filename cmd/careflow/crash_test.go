@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,39 +27,6 @@ func buildBinary(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// labStandIn records every order it receives (ORC-2) in arrival order and
-// ACKs it.
-type labStandIn struct {
-	mu     sync.Mutex
-	orders []string
-	byPat  map[string][]string
-}
-
-func (l *labStandIn) serve(t *testing.T, addr string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &mllp.Server{Handler: mllp.HandlerFunc(func(_ context.Context, req mllp.Request) []byte {
-		m, err := hl7v2.Parse(append([]byte(nil), req.Payload...))
-		if err != nil {
-			t.Errorf("lab got unparseable HL7: %v", err)
-			return nil
-		}
-		l.mu.Lock()
-		ord := m.Get("ORC-2.1")
-		l.orders = append(l.orders, ord)
-		l.byPat[m.Get("PID-3.1")] = append(l.byPat[m.Get("PID-3.1")], ord)
-		l.mu.Unlock()
-		return hl7v2.BuildACK(m.Header(), m.Delimiters(), hl7v2.AckAA, hl7v2.ACKOptions{ControlID: "LAB1", Now: time.Now()})
-	})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
 }
 
 const crashYAML = `
@@ -111,7 +77,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	lab := &labStandIn{byPat: map[string][]string{}}
+	lab := &controlLab{}
 	lab.serve(t, labAddr)
 
 	var (
@@ -196,12 +162,10 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		lab.mu.Lock()
 		got := map[string]int{}
-		for _, o := range lab.orders {
-			got[o]++
+		for _, m := range lab.snapshot() {
+			got[m.order]++
 		}
-		lab.mu.Unlock()
 		missing := 0
 		for i := range total {
 			if got[fmt.Sprintf("ORD%04d", i)] == 0 {
@@ -217,16 +181,15 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	lab.mu.Lock()
-	defer lab.mu.Unlock()
-	dups := len(lab.orders) - total
-	t.Logf("%d kills: %d orders delivered, %d duplicates at the lab", didKill, len(lab.orders), dups)
+	received := lab.snapshot()
+	dups := len(received) - total
+	t.Logf("%d kills: %d orders delivered, %d duplicates at the lab", didKill, len(received), dups)
 	// At-least-once to a third party: a kill can resend what was sent but
 	// not yet committed, at most one transaction's records per kill.
 	if dups > kills*txRecords {
 		t.Fatalf("%d duplicates after %d kills, more than the in-flight bound %d", dups, kills, kills*txRecords)
 	}
-	for p, seq := range lab.byPat {
+	for p, seq := range lab.ordersByPatient() {
 		last := -1
 		seen := map[string]bool{}
 		for _, o := range seq {

@@ -202,6 +202,15 @@ func (l *controlLab) snapshot() []labMessage {
 	return append([]labMessage(nil), l.msgs...)
 }
 
+// ordersByPatient is each patient's orders (ORC-2) in arrival order.
+func (l *controlLab) ordersByPatient() map[string][]string {
+	by := map[string][]string{}
+	for _, m := range l.snapshot() {
+		by[m.patient] = append(by[m.patient], m.order)
+	}
+	return by
+}
+
 func (l *controlLab) distinctOrders() map[string]bool {
 	seen := map[string]bool{}
 	for _, m := range l.snapshot() {

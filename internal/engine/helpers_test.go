@@ -203,8 +203,25 @@ func (e estate) config(t *testing.T) *config.Config {
 // startEngine runs an engine on an embedded broker on a random port.
 func startEngine(t *testing.T, cfg *config.Config, dataDir string) *engine.Engine {
 	t.Helper()
+	return startEngineWith(t, engine.Options{Config: cfg, DataDir: dataDir})
+}
+
+// startEngineWith is startEngine with options of the test's own; the
+// embedded broker's port, the data directory and the instance id default
+// to a test's. The engine stops, and must stop cleanly, when the test ends.
+func startEngineWith(t *testing.T, opts engine.Options) *engine.Engine {
+	t.Helper()
+	if opts.DataDir == "" {
+		opts.DataDir = t.TempDir()
+	}
+	if opts.EmbeddedPort == 0 {
+		opts.EmbeddedPort = -1
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = "test"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := engine.Start(ctx, engine.Options{Config: cfg, DataDir: dataDir, EmbeddedPort: -1, InstanceID: "test"})
+	eng, err := engine.Start(ctx, opts)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

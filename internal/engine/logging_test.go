@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -23,16 +22,10 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 	startReceiver(t, est.EHRResults)
 	portal := startPortal(t, est.Portal)
 	logs := &logbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := engine.Start(ctx, engine.Options{
-		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
+	startEngineWith(t, engine.Options{
+		Config: est.config(t),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = eng.Wait() })
 
 	c := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
 	defer c.Close()
@@ -80,17 +73,11 @@ func TestNoPerMessageLogsAtInfo(t *testing.T) {
 func TestKafkaClientLogIsOptInAndTaggedByStage(t *testing.T) {
 	est := newEstate(t)
 	logs, klogs := &logbuf.Buffer{}, &logbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := engine.Start(ctx, engine.Options{
-		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
+	startEngineWith(t, engine.Options{
+		Config:      est.config(t),
 		Logger:      slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		KafkaLogger: slog.New(slog.NewTextHandler(klogs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = eng.Wait() })
 	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, l := range klogs.Lines() {
 			if strings.Contains(l, "stage=validate") && strings.Contains(l, "group") {

@@ -109,16 +109,10 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 	startReceiver(t, est.EHRResults)
 	portal := echoingPortal(t, est.Portal)
 	logs := &logbuf.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	eng, err := engine.Start(ctx, engine.Options{
-		Config: est.config(t), DataDir: t.TempDir(), EmbeddedPort: -1, InstanceID: "test",
+	eng := startEngineWith(t, engine.Options{
+		Config: est.config(t),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = eng.Wait() })
 
 	c := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
 	defer c.Close()
