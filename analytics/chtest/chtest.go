@@ -20,6 +20,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/careflow-health/careflow/internal/freeport"
+	"github.com/careflow-health/careflow/internal/peer"
 )
 
 // Server is a clickhouse-server process owned by one test.
@@ -54,10 +55,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := binary()
 	if bin == nil {
-		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
-			t.Fatal("clickhouse-server is not installed (apt-get install -y clickhouse-server) and CAREFLOW_REQUIRE_PEERS is set")
-		}
-		t.Skip("clickhouse-server is not installed; apt-get install -y clickhouse-server")
+		peer.Missing(t, "clickhouse-server is not installed (apt-get install -y clickhouse-server)")
 	}
 	s := &Server{t: t, dir: t.TempDir(), cmd: bin}
 	t.Cleanup(s.Stop)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/internal/await"
+	"github.com/careflow-health/careflow/internal/peer"
 	"github.com/careflow-health/careflow/internal/testpki"
 )
 
@@ -184,13 +185,7 @@ func TestTLSRoundTrip(t *testing.T) {
 // TestInteropMLLPSend sends a file with python3-hl7's mllp_send (Debian
 // package python3-hl7; CI installs it) and checks it prints our ACK.
 func TestInteropMLLPSend(t *testing.T) {
-	bin, err := exec.LookPath("mllp_send")
-	if err != nil {
-		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
-			t.Fatal("mllp_send not on PATH (apt-get install python3-hl7); CI requires it")
-		}
-		t.Skip("mllp_send not on PATH (apt-get install python3-hl7)")
-	}
+	bin := peer.Require(t, "mllp_send", "python3-hl7")
 	ack := HandlerFunc(func(_ context.Context, req Request) []byte {
 		if !strings.HasPrefix(string(req.Payload), "MSH|") {
 			return []byte("MSH|^~\\&|||||||ACK||P|2.5\rMSA|AR|?\r")

@@ -18,6 +18,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
+	"github.com/careflow-health/careflow/internal/peer"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -275,12 +276,7 @@ func TestBadInputIsRejectedAndDeadLettered(t *testing.T) {
 
 // Ordinary Kafka tools read every topic, and a registry client decodes it.
 func TestKcatReadsTopics(t *testing.T) {
-	if _, err := exec.LookPath("kcat"); err != nil {
-		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
-			t.Fatal("kcat is not installed")
-		}
-		t.Skip("kcat is not installed")
-	}
+	peer.Require(t, "kcat", "kcat")
 	est := newEstate(t)
 	startReceiver(t, est.Lab)
 	startReceiver(t, est.EHRResults)
@@ -348,13 +344,7 @@ func ioReadFull(resp *http.Response, b []byte) (int, error) {
 // Debian's python3-hl7 mllp_send, an independent MLLP client, gets a
 // correct ACK for every message it sends: AA with MSA-2 = its MSH-10.
 func TestMLLPSendInterop(t *testing.T) {
-	bin, err := exec.LookPath("mllp_send")
-	if err != nil {
-		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
-			t.Fatal("mllp_send is not installed")
-		}
-		t.Skip("mllp_send is not installed (apt-get install python3-hl7)")
-	}
+	bin := peer.Require(t, "mllp_send", "python3-hl7")
 	est := newEstate(t)
 	startReceiver(t, est.Lab)
 	startReceiver(t, est.EHRResults)

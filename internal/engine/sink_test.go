@@ -17,6 +17,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/internal/peer"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -142,8 +143,8 @@ func promtool(t *testing.T, stdin []byte, args ...string) {
 	t.Helper()
 	path, err := exec.LookPath("promtool")
 	if err != nil {
-		if os.Getenv("CAREFLOW_REQUIRE_PEERS") != "" {
-			t.Fatal("promtool is not installed (apt-get install -y prometheus) and CAREFLOW_REQUIRE_PEERS is set")
+		if os.Getenv(peer.RequireEnv) != "" {
+			t.Fatalf("promtool is not installed (apt-get install -y prometheus), and %s is set", peer.RequireEnv)
 		}
 		t.Logf("promtool %s skipped: not installed", strings.Join(args, " "))
 		return
