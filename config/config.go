@@ -129,17 +129,33 @@ type Inbound struct {
 	// Charset is the character set assumed when a message's MSH-18 is
 	// empty.
 	Charset string `yaml:"charset"`
-	Accept  Accept `yaml:"accept"`
+	// Ack is when a sender hears back: AckValidated (the default) after
+	// the interface's accept rules ran, AckCommit as soon as Kafka has the
+	// message.
+	Ack    string `yaml:"ack"`
+	Accept Accept `yaml:"accept"`
 	// DedupWindow is how long a message's idempotency key is remembered,
 	// so that a resend within it is recognised as a duplicate.
 	DedupWindow time.Duration `yaml:"dedup_window"`
 }
 
+// Ack modes of an inbound interface.
+const (
+	// AckCommit answers AA (CA) once the message is in Kafka; a message
+	// that fails the accept rules is dead-lettered by validate afterwards,
+	// and the sender is not told.
+	AckCommit = "commit"
+	// AckValidated answers once the accept rules ran as well: AA (CA) when
+	// the message passes, AE (CE) with an ERR segment naming the rule and
+	// its location when it fails. Either way it is stored first.
+	AckValidated = "validated"
+)
+
 // HTTPWritable reports whether the interface accepts POST /hl7/{name}.
 func (in Inbound) HTTPWritable() bool { return in.Transport == avro.TransportHTTP || in.HTTP }
 
 // Accept holds an interface's conformance rules, applied by the validate
-// stage.
+// stage and, for `ack: validated`, by ingest before it answers.
 type Accept struct {
 	// MessageTypes are patterns "ADT^A01" or "ADT^*"; empty accepts any.
 	MessageTypes []string `yaml:"message_types"`

@@ -43,6 +43,7 @@ func DefaultInbound() Inbound {
 		MaxConnections:        100,
 		MaxConnectionsPerPeer: 20,
 		Charset:               "UTF-8",
+		Ack:                   AckValidated,
 		DedupWindow:           168 * time.Hour,
 	}
 }

@@ -34,6 +34,12 @@ inbound:
     listen: 127.0.0.1:2575
     read_timout: 30s
 `, 5, "inbound[0].read_timout", `unknown key (did you mean "read_timeout"?)`},
+		{"ack mode misspelt", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    ack: validate
+`, 5, "inbound[0].ack", `want validated or commit, got "validate" (did you mean "validated"?)`},
 		{"unknown top-level key", `
 kafak: {partitions: 3}
 inbound: [{name: ehr, listen: 127.0.0.1:2575}]

@@ -239,6 +239,9 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 		}
 	}
 	d.checkCharset(p+".charset", in.Charset)
+	if in.Ack != AckCommit && in.Ack != AckValidated {
+		d.problemAt(p+".ack", fmt.Sprintf("want validated or commit, got %q%s", in.Ack, suggest(in.Ack, []string{AckValidated, AckCommit})))
+	}
 	a, ap := in.Accept, p+".accept"
 	for i, mt := range a.MessageTypes {
 		d.checkMessageType(fmt.Sprintf("%s.message_types[%d]", ap, i), mt)

@@ -64,7 +64,8 @@ func firstLine(s string) string {
 }
 
 // stageRoots are the stages; each may import its own subpackages and the
-// frame they share (stages, stages/identity, stages/audit), never another
+// frame they share (stages, stages/identity, stages/conformance,
+// stages/audit), never another
 // stage, so that a stage can be read, tested and scaled on its own.
 var stageRoots = []string{"ingest", "validate", "normalise", "route", "deliver", "sink"}
 

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/connectors/mllp"
+	"github.com/careflow-health/careflow/topics"
 )
 
 const (
@@ -76,12 +79,46 @@ func TestEndToEndCounts(t *testing.T) {
 			t.Fatalf("latency phase %+v", l)
 		}
 	}
-	ing, err := Ingest(context.Background(), demoConfig, examples, t.TempDir(), 2, 300, 200*time.Millisecond)
+	ing, err := Ingest(context.Background(), demoConfig, examples, t.TempDir(), "", 2, 300, 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ing.Peak.AA != 300 || ing.At50.AA == 0 || !strings.Contains(ing.Peak.String(), "AA 300 ") {
 		t.Fatalf("ingest %+v", ing)
+	}
+}
+
+// The estate's Ack option overrides every interface's ack mode: an ORU to
+// the demo's ehr interface (which takes ADT and orders) is answered AE
+// under the demo's ack: validated and AA under ack: commit; Ingest with no
+// latency phase measures only the peak.
+func TestEstateAckMode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the engine")
+	}
+	oru := []byte("MSH|^~\\&|TRAKCARE|NORTHGATE|CAREFLOW|HOSPITAL|20250101||ORU^R01|B1|P|2.5.1\rPID|1||NG1^^^NORTHGATE^MR||DOE^JO\r")
+	for _, tc := range []struct {
+		ack  string
+		want hl7v2.AckCode
+	}{{"", hl7v2.AckAE}, {config.AckCommit, hl7v2.AckAA}} {
+		est, err := StartEstate(context.Background(), EstateOptions{Config: demoConfig, DataDir: t.TempDir(), Stages: []string{topics.StageIngest}, Ack: tc.ack})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
+		reply, err := c.Send(context.Background(), oru)
+		c.Close()
+		est.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack, err := hl7v2.ParseACK(reply); err != nil || ack.Code != tc.want {
+			t.Errorf("ack %q: ORU to ehr answered %q (%v), want %s", tc.ack, reply, err, tc.want)
+		}
+	}
+	ing, err := Ingest(context.Background(), demoConfig, examples, t.TempDir(), config.AckCommit, 2, 100, 0)
+	if err != nil || ing.Peak.AA != 100 || ing.At50.Sent != 0 {
+		t.Fatalf("Ingest at ack: commit without a latency phase: %+v, %v", ing, err)
 	}
 }
 

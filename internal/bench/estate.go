@@ -72,6 +72,9 @@ type EstateOptions struct {
 	// for BreakerOpenFor (default 500ms) so that it is retried soon after.
 	Down           string
 	BreakerOpenFor time.Duration
+	// Ack, when set, is every inbound interface's ack mode
+	// (config.AckValidated, config.AckCommit); "": the configuration's.
+	Ack string
 }
 
 // StartEstate starts the stand-ins, then the engine.
@@ -106,6 +109,9 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 		}
 		if cfg.Inbound[i].Name == "ehr" {
 			e.EHR = cfg.Inbound[i].Listen
+		}
+		if opts.Ack != "" {
+			cfg.Inbound[i].Ack = opts.Ack
 		}
 	}
 	cfg.Admin.Listen = "127.0.0.1:0"

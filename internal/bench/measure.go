@@ -89,14 +89,16 @@ type IngestResult struct {
 }
 
 // Ingest runs the ingest stage alone (ACK after the acks=all write to the
-// embedded broker) and measures its peak over conns connections with n
-// messages, then ACK latency at half that rate for latencyFor.
-func Ingest(ctx context.Context, cfgPath, examples, dataDir string, conns, n int, latencyFor time.Duration) (IngestResult, error) {
+// embedded broker and, with ack: validated, the accept rules) and measures
+// its peak over conns connections with n messages, then ACK latency at half
+// that rate for latencyFor (none when 0). ack overrides every interface's
+// ack mode; "" keeps the configuration's.
+func Ingest(ctx context.Context, cfgPath, examples, dataDir, ack string, conns, n int, latencyFor time.Duration) (IngestResult, error) {
 	mix, err := LoadMix(examples)
 	if err != nil {
 		return IngestResult{}, err
 	}
-	est, err := StartEstate(ctx, EstateOptions{Config: cfgPath, DataDir: dataDir, Stages: []string{topics.StageIngest}})
+	est, err := StartEstate(ctx, EstateOptions{Config: cfgPath, DataDir: dataDir, Stages: []string{topics.StageIngest}, Ack: ack})
 	if err != nil {
 		return IngestResult{}, err
 	}
@@ -116,7 +118,7 @@ func Ingest(ctx context.Context, cfgPath, examples, dataDir string, conns, n int
 	if _, err := run(0, 200, 0); err != nil { // warm up: connections, topics, producer
 		return out, err
 	}
-	if out.Peak, err = run(0, n, 0); err != nil {
+	if out.Peak, err = run(0, n, 0); err != nil || latencyFor == 0 {
 		return out, err
 	}
 	out.At50, err = run(out.Peak.Rate/2, 0, latencyFor)

@@ -53,7 +53,8 @@ func loadCorpus(t *testing.T) []corpusCase {
 
 // Real-world-shaped messages from every HL7 v2 version, with vendor quirks
 // and malformed ones, sent over MLLP as a sender would: each parseable one
-// is acknowledged (AA, or CA in enhanced mode) after it is stored; each
+// is acknowledged after it is stored, AA (CA in enhanced mode) when the
+// interface's rules take it, AE (CE) and a validate dead letter when not; each
 // unparseable one gets AR/CR and lands in the ingest dead-letter topic;
 // nothing stalls the engine.
 func TestCorpusThroughEngine(t *testing.T) {
@@ -64,7 +65,7 @@ func TestCorpusThroughEngine(t *testing.T) {
 	eng := startEngine(t, est.config(t), t.TempDir())
 	c := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
 	defer c.Close()
-	rejected := 0
+	rejected, invalid := 0, 0
 	for _, tc := range loadCorpus(t) {
 		data, err := os.ReadFile(filepath.Join(corpusDir, tc.file))
 		if err != nil {
@@ -83,6 +84,16 @@ func TestCorpusThroughEngine(t *testing.T) {
 			t.Fatalf("%s: reply is not an ACK: %v\n%q", tc.file, err, reply)
 		}
 		accepted := ack.Code == hl7v2.AckAA || ack.Code == hl7v2.AckCA
+		if ack.Code == hl7v2.AckAE || ack.Code == hl7v2.AckCE {
+			// Stored, but the ehr interface does not take it (ack:
+			// validated): the ERR says which rule, and validate keeps it
+			// as a dead letter.
+			if len(ack.Errors) == 0 || ack.Errors[0].Location == "" {
+				t.Errorf("%s: %s without an ERR location", tc.file, ack.Code)
+			}
+			invalid++
+			accepted = true
+		}
 		if refusedAtIngest[tc.file] {
 			// Parseable, but careflow does not take it (issue 8).
 			tc.ok = false
@@ -107,6 +118,12 @@ func TestCorpusThroughEngine(t *testing.T) {
 	dl := readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageIngest), rejected, 15*time.Second)
 	if len(dl) != rejected {
 		t.Fatalf("%d rejected messages but %d ingest dead letters: a rejected message was lost", rejected, len(dl))
+	}
+	if invalid == 0 {
+		t.Fatal("no corpus message failed the ehr interface's rules; the AE path went untested")
+	}
+	if vd := readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageValidate), invalid, 20*time.Second); len(vd) != invalid {
+		t.Fatalf("%d messages answered AE/CE but %d validate dead letters: ingest and validate disagree", invalid, len(vd))
 	}
 }
 

@@ -257,10 +257,12 @@ func TestBadInputIsRejectedAndDeadLettered(t *testing.T) {
 	if d.Stage != topics.StageIngest || d.ErrorCode == "" || !strings.HasPrefix(string(d.OriginalValue), "PID|1") {
 		t.Fatalf("dead letter %+v", d)
 	}
-	// A message of a type the interface does not accept is ACKed (it is
-	// safely stored) and then dead-lettered by validate with the reason.
-	if ack := send(t, c, []byte("MSH|^~\\&|EHR|HOSP|CF|HOSP|20240101||SIU^S12|S1|P|2.5\rPID|1||9^^^HOSP\r")); ack.Code != "AA" {
-		t.Fatalf("ACK %s", ack.Code)
+	// A message of a type the interface does not accept is stored, answered
+	// AE naming the rule (ack: validated, the default), and dead-lettered
+	// by validate with the same reason.
+	ack := send(t, c, []byte("MSH|^~\\&|EHR|HOSP|CF|HOSP|20240101||SIU^S12|S1|P|2.5\rPID|1||9^^^HOSP\r"))
+	if ack.Code != "AE" || len(ack.Errors) != 1 || ack.Errors[0].Code != "200" || ack.Errors[0].Location != "MSH-9.1" {
+		t.Fatalf("ACK %+v, want AE with ERR 200 at MSH-9.1", ack)
 	}
 	vd := readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageValidate), 1, 20*time.Second)
 	if len(vd) != 1 {

@@ -123,12 +123,14 @@ func TestNoPatientDataInLogsMetricsHeadersOrOutcomes(t *testing.T) {
 			t.Fatalf("ACK %s", ack.Code)
 		}
 	}
-	// A message the interface does not accept (validate dead-letters it)
+	// A message the interface does not accept (AE; validate dead-letters it)
 	// and one with a byte its character set does not define (ingest
 	// refuses it at its field).
 	oru := strings.Replace(string(plantedADT("A01", "PRIVORU")), "ADT^A01^ADT_A01", "ORU^R01", 1)
-	if ack := send(t, c, []byte(oru)); ack.Code != "AA" {
-		t.Fatalf("ORU to ehr: ACK %s", ack.Code)
+	if ack := send(t, c, []byte(oru)); ack.Code != "AE" {
+		t.Fatalf("ORU to ehr: ACK %s, want AE (stored, fails the accept rules)", ack.Code)
+	} else if strings.Contains(fmt.Sprint(ack), plantedFamily) || strings.Contains(fmt.Sprint(ack), plantedMRN) {
+		t.Fatalf("the AE quotes the patient: %+v", ack)
 	}
 	badByte := strings.Replace(string(plantedADT("A01", "PRIVBYTE")), plantedGiven, plantedGiven+"\xe9", 1)
 	if ack := send(t, c, []byte(badByte)); ack.Code != "AR" || len(ack.Errors) == 0 || ack.Errors[0].Location != "PID-5" {

@@ -12,6 +12,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/conformance"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
 	"github.com/careflow-health/careflow/stages/ingest"
@@ -120,6 +121,11 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		iface := ingest.Interface{
 			Name: in.Name, MaxMessageSize: in.MaxMessageSize, HTTP: in.HTTP, Writers: w, Charset: in.Charset,
 		}
+		if in.Ack == config.AckValidated {
+			if iface.Rules, err = conformance.New(rulesOf(in)); err != nil {
+				return fmt.Errorf("engine: inbound %s: accept: %w", in.Name, err)
+			}
+		}
 		if in.Transport == avro.TransportMLLP {
 			tc, err := serverTLS(in.TLS)
 			if err != nil {
@@ -162,10 +168,16 @@ func (e *Engine) startIngest(ctx context.Context) error {
 	return nil
 }
 
+// rulesOf is an interface's accept block as the rules ingest and validate
+// both apply.
+func rulesOf(in config.Inbound) conformance.Rules {
+	return conformance.Rules{MessageTypes: in.Accept.MessageTypes, Versions: in.Accept.Versions, Required: in.Accept.Required}
+}
+
 func (e *Engine) startValidate(ctx context.Context) error {
 	rules := map[string]validate.Rules{}
 	for _, in := range e.cfg.Inbound {
-		rules[in.Name] = validate.Rules{MessageTypes: in.Accept.MessageTypes, Versions: in.Accept.Versions, Required: in.Accept.Required}
+		rules[in.Name] = rulesOf(in)
 	}
 	window := e.dedupWindow()
 	dedup := stages.NewDedup(window)

@@ -38,7 +38,8 @@ type receipt struct {
 // accept is the path every transport shares: parse the payload, check the
 // sender, write it to careflow.raw, and return the ACK to send with the
 // result label. The ACK is AA (CA in enhanced mode) only once Kafka has
-// acknowledged the write. Unparseable input gets AR/CR with an ERR segment
+// acknowledged the write and, for an interface with Rules, the message
+// passed them (AE/CE with the rule's ERR otherwise, the message stored). Unparseable input gets AR/CR with an ERR segment
 // and is dead-lettered; a sender the interface does not allow gets AR/CR
 // and nothing is stored; a failed Kafka write gets AR/CR with ERR 207 so
 // the sender keeps the message and resends.
@@ -133,6 +134,19 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		s.metrics.messages.WithLabelValues(r.in.Name, resultError).Inc()
 		ackOpts.Errors = []hl7v2.AckError{{Code: "207", Text: "message not stored; resend it"}}
 		return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCR, hl7v2.AckAR), ackOpts), charset), resultError
+	}
+	if r.in.Rules != nil {
+		// ack: validated. The rules are validate's own (one package), so
+		// this answer and the message's fate downstream agree: validate
+		// dead-letters it as invalid, with the same code and location.
+		if v := r.in.Rules.Check(msg); v != nil {
+			s.log.Debug("ingest stored a message that fails the accept rules, answering AE", "interface", r.in.Name,
+				"transport", r.transport, "message_id", id, "code", v.Code, "location", v.Location)
+			s.metrics.messages.WithLabelValues(r.in.Name, resultInvalid).Inc()
+			ackOpts.Text = v.Text
+			ackOpts.Errors = []hl7v2.AckError{{Code: v.HL7Code, Location: v.Location, Text: v.Text}}
+			return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCE, hl7v2.AckAE), ackOpts), charset), resultInvalid
+		}
 	}
 	s.log.Debug("ingest accepted", "interface", r.in.Name, "transport", r.transport, "message_id", id,
 		"control_id", h.ControlID, "type", h.MessageType+"^"+h.TriggerEvent, "bytes", len(r.payload))

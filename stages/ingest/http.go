@@ -87,6 +87,10 @@ func (s *Stage) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusRequestEntityTooLarge
 	case result == resultRejected:
 		status = http.StatusBadRequest
+	case result == resultInvalid:
+		// Stored, and dead-lettered by validate: the body is the AE
+		// naming the rule.
+		status = http.StatusUnprocessableEntity
 	case result == resultRefused:
 		status = http.StatusForbidden
 	case result == resultError:

@@ -25,6 +25,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages/audit"
+	"github.com/careflow-health/careflow/stages/conformance"
 )
 
 // Defaults for Config fields left zero.
@@ -58,6 +59,12 @@ type Interface struct {
 	// Charset is the character set assumed when MSH-18 is empty.
 	// Default: UTF-8.
 	Charset string
+	// Rules, when set, make the ACK wait for the interface's conformance
+	// rules (`ack: validated`): AA (CA) when the message passes, AE (CE)
+	// with an ERR segment when it fails. The message is stored either way;
+	// validate dead-letters the failure. Nil: the ACK says only that the
+	// message is stored (`ack: commit`).
+	Rules *conformance.Checker
 }
 
 // httpWritable reports whether the interface accepts POST /hl7/{name}.

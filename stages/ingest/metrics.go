@@ -11,6 +11,7 @@ import (
 // Results of one message, the result label of careflow_ingest_messages_total.
 const (
 	resultAccepted = "accepted" // on careflow.raw, AA/CA sent
+	resultInvalid  = "invalid"  // on careflow.raw but fails the accept rules (ack: validated): AE/CE sent
 	resultRejected = "rejected" // unparseable or oversize: AR/CR sent, dead-lettered
 	resultError    = "error"    // Kafka write failed: AR/CR sent, sender resends
 	resultRefused  = "refused"  // the writer may not write here: AR or 401/403, nothing stored

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +22,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/conformance"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -35,10 +35,14 @@ const (
 	CodeEncode           = stages.CodeEncode
 	CodeParse            = stages.CodeParse
 	CodeUnknownInterface = "config.unknown_interface"
-	CodeMessageType      = "hl7.unsupported_message_type"
-	CodeVersion          = "hl7.unsupported_version"
-	CodeRequired         = "hl7.required_field"
+	CodeMessageType      = conformance.CodeMessageType
+	CodeVersion          = conformance.CodeVersion
+	CodeRequired         = conformance.CodeRequired
 )
+
+// Rules are one inbound interface's conformance rules; ingest applies the
+// same ones to answer `ack: validated` senders.
+type Rules = conformance.Rules
 
 // Config configures the stage.
 type Config struct {
@@ -64,7 +68,7 @@ type Stage struct {
 	serde *avro.Serde
 	now   func() time.Time
 	dedup Deduper
-	rules map[string]compiled
+	rules map[string]*conformance.Checker
 	total *prometheus.CounterVec
 }
 
@@ -81,7 +85,7 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Dedup == nil {
 		return nil, errors.New("validate: config: Dedup is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, dedup: cfg.Dedup, rules: make(map[string]compiled, len(cfg.Interfaces))}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, dedup: cfg.Dedup, rules: make(map[string]*conformance.Checker, len(cfg.Interfaces))}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -91,7 +95,7 @@ func New(cfg Config) (*Stage, error) {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		c, err := compile(cfg.Interfaces[name])
+		c, err := conformance.New(cfg.Interfaces[name])
 		if err != nil {
 			return nil, fmt.Errorf("validate: config: interface %s: %w", name, err)
 		}
@@ -174,7 +178,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 
 // check applies the conformance checks in order and returns the first
 // failure as a Permanent error.
-func (s *Stage) check(raw *avro.RawMessage, rules compiled, known bool) error {
+func (s *Stage) check(raw *avro.RawMessage, rules *conformance.Checker, known bool) error {
 	// Read the message in the character set ingest resolved, as normalise
 	// will: in a multi-byte set a raw trail byte can look like a delimiter.
 	text, _, err := hl7v2.DecodeMessage(raw.Payload, raw.Charset, "")
@@ -197,22 +201,12 @@ func (s *Stage) parseFailure(raw *avro.RawMessage, err error) error {
 }
 
 // checkParsed applies the interface's rules to a parsed message.
-func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules compiled, known bool) error {
+func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules *conformance.Checker, known bool) error {
 	if !known {
 		return stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
 	}
-	h := m.Header()
-	if ok, loc := rules.typeAllowed(h.MessageType, h.TriggerEvent); !ok {
-		return stages.Permanent(CodeMessageType, loc, fmt.Errorf("validate: interface %s does not accept %s^%s", raw.Interface, h.MessageType, h.TriggerEvent))
-	}
-	if !rules.versionAllowed(h.Version) {
-		return stages.Permanent(CodeVersion, "MSH-12", fmt.Errorf("validate: interface %s does not accept HL7 version %q", raw.Interface, h.Version))
-	}
-	if missing := rules.missing(m, h.MessageType, h.TriggerEvent); len(missing) > 0 {
-		return stages.Permanent(CodeRequired, missing[0], fmt.Errorf("validate: interface %s: %s^%s lacks required %s", raw.Interface, h.MessageType, h.TriggerEvent, strings.Join(missing, ", ")))
-	}
-	if patientTypes[h.MessageType] && !identity.HasPatient(m) {
-		return stages.Permanent(CodeRequired, "PID-3", fmt.Errorf("validate: interface %s: %s^%s has no patient identifier (PID-3.1)", raw.Interface, h.MessageType, h.TriggerEvent))
+	if v := rules.Check(m); v != nil {
+		return stages.Permanent(v.Code, v.Location, fmt.Errorf("validate: interface %s: %s", raw.Interface, v.Text))
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func (s *suite) runPeers(ctx context.Context, n int) error {
 		s.logf("round %d of %d: careflow ingest and peers", round+1, s.runs)
 		for _, conns := range []int{1, 8} {
 			res, err := withDir(func(dir string) (bench.IngestResult, error) {
-				return bench.Ingest(ctx, demoConfig, examples, dir, conns, n, s.sz.latencyFor)
+				return bench.Ingest(ctx, demoConfig, examples, dir, "", conns, n, s.sz.latencyFor)
 			})
 			if err != nil {
 				return err

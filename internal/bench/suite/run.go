@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/internal/bench"
 )
 
@@ -63,7 +64,7 @@ func (s *suite) run(ctx context.Context) error {
 		}
 		for _, c := range []struct{ conns, n int }{{1, s.sz.ingest1}, {8, s.sz.ingest8}} {
 			res, err := withDir(func(dir string) (bench.IngestResult, error) {
-				return bench.Ingest(ctx, demoConfig, examples, dir, c.conns, c.n, s.sz.latencyFor)
+				return bench.Ingest(ctx, demoConfig, examples, dir, "", c.conns, c.n, s.sz.latencyFor)
 			})
 			if err != nil {
 				return err
@@ -74,6 +75,15 @@ func (s *suite) run(ctx context.Context) error {
 			put(p+"ack_p99_at_50pct", ms(res.At50.P99))
 			put(p+"ack_failures_at_50pct", float64(res.At50.Sent-res.At50.AA))
 		}
+		// The demo's interfaces use ack: validated; the same run with
+		// ack: commit prices the accept rules before the ACK.
+		commit, err := withDir(func(dir string) (bench.IngestResult, error) {
+			return bench.Ingest(ctx, demoConfig, examples, dir, config.AckCommit, 8, s.sz.ingest8, 0)
+		})
+		if err != nil {
+			return err
+		}
+		put("ingest.ack_commit.conns_8.rate", commit.Peak.Rate)
 		e2e, err := withDir(func(dir string) (bench.E2EResult, error) {
 			return bench.EndToEnd(ctx, demoConfig, examples, dir, s.sz.e2e, s.sz.phase)
 		})
@@ -135,6 +145,7 @@ func (s *suite) run(ctx context.Context) error {
 		s.add(p+"ack_p99_at_50pct", "ms", what, "", samples[p+"ack_p99_at_50pct"])
 		s.add(p+"ack_failures_at_50pct", "msgs", what, "", samples[p+"ack_failures_at_50pct"])
 	}
+	s.add("ingest.ack_commit.conns_8.rate", "msgs/s", cmd(fmt.Sprintf("bench.Ingest with every interface at ack: commit (ACK once stored, rules not run first), %d messages closed loop over 8 connections", s.sz.ingest8)), "ingest.conns_8.rate", samples["ingest.ack_commit.conns_8.rate"])
 	e2eCmd := cmd(fmt.Sprintf("bench.EndToEnd: every stage in one process, demo routes, %d messages closed loop over 8 connections to ACKed delivery, then open loop for %s at 50%% and 90%% of that", s.sz.e2e, s.sz.phase))
 	s.pipelineCeiling(mix, s.sz.e2e)
 	s.add("e2e.one_process.rate", "msgs/s", e2eCmd, "limit.pipeline_copy", samples["e2e.one_process.rate"])
@@ -241,6 +252,7 @@ func (s *suite) ratiosAll() {
 		s.addRatio("ingest ÷ MLLP echo, "+c+" conn", "what parsing, Avro and the durable write cost on top of the bare round trip", "ingest.conns_"+c+".rate", "limit.mllp_echo.conns_"+c)
 		s.addRatio("ingest ÷ Kafka awaited writes, "+c+" conn", "ingest beside the broker taking one awaited write per writer", "ingest.conns_"+c+".rate", "limit.kafka_awaited.conns_"+c)
 	}
+	s.addRatio("ingest ack: validated ÷ ack: commit (8 conns)", "what answering after the accept rules costs beside answering once stored", "ingest.conns_8.rate", "ingest.ack_commit.conns_8.rate")
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
 	small, large := backlogKey(s.sz.backlogSmall), backlogKey(s.sz.backlogLarge)
 	s.addRatio(drainRatio(s.sz), "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", large+"drain_rate", "e2e.one_process.rate")

@@ -1,4 +1,11 @@
-package validate
+// Package conformance holds an inbound interface's conformance rules (the
+// `accept:` block of its configuration: message types, HL7 versions,
+// required segments and fields, a patient identifier on patient messages)
+// and applies them to a parsed message. Two stages apply them: ingest,
+// before it answers a sender of an `ack: validated` interface, and
+// validate, which dead-letters what fails. One package, so that the ACK a
+// sender gets and the fate of its message never disagree.
+package conformance
 
 import (
 	"fmt"
@@ -7,7 +14,71 @@ import (
 	"strings"
 
 	"github.com/careflow-health/careflow/connectors/hl7v2"
+	"github.com/careflow-health/careflow/stages/identity"
 )
+
+// Codes of the rule a message fails; they become the outcome's and dead
+// letter's error code.
+const (
+	CodeMessageType = "hl7.unsupported_message_type"
+	CodeVersion     = "hl7.unsupported_version"
+	CodeRequired    = "hl7.required_field"
+)
+
+// Violation is the first rule a message fails: careflow's code, the HL7
+// location (PID-5, MSH-9.2), the HL7 table 0357 code an ACK's ERR carries,
+// and a sentence for a person, free of patient data.
+type Violation struct {
+	Code     string
+	Location string
+	HL7Code  string
+	Text     string
+}
+
+func (v *Violation) Error() string {
+	if v.Location != "" {
+		return v.Code + " at " + v.Location + ": " + v.Text
+	}
+	return v.Code + ": " + v.Text
+}
+
+// Checker is Rules compiled; the zero Checker accepts everything but a
+// patient message without a patient.
+type Checker struct{ c compiled }
+
+// New compiles r, or says which rule is malformed.
+func New(r Rules) (*Checker, error) {
+	c, err := compile(r)
+	if err != nil {
+		return nil, err
+	}
+	return &Checker{c: c}, nil
+}
+
+// Check applies the rules to m in order (message type, version, required
+// paths in rule order, the patient identifier) and returns the first one m
+// fails, or nil.
+func (k *Checker) Check(m *hl7v2.Message) *Violation {
+	h := m.Header()
+	msgType := h.MessageType + "^" + h.TriggerEvent
+	if ok, loc := k.c.typeAllowed(h.MessageType, h.TriggerEvent); !ok {
+		code := "200" // unsupported message type
+		if loc == "MSH-9.2" {
+			code = "201" // unsupported event code
+		}
+		return &Violation{Code: CodeMessageType, Location: loc, HL7Code: code, Text: "this interface does not accept " + msgType}
+	}
+	if !k.c.versionAllowed(h.Version) {
+		return &Violation{Code: CodeVersion, Location: "MSH-12", HL7Code: "203", Text: fmt.Sprintf("this interface does not accept HL7 version %q", h.Version)}
+	}
+	if missing := k.c.missing(m, h.MessageType, h.TriggerEvent); len(missing) > 0 {
+		return &Violation{Code: CodeRequired, Location: missing[0], HL7Code: "101", Text: msgType + " lacks required " + strings.Join(missing, ", ")}
+	}
+	if patientTypes[h.MessageType] && !identity.HasPatient(m) {
+		return &Violation{Code: CodeRequired, Location: "PID-3", HL7Code: "101", Text: msgType + " has no patient identifier (PID-3.1)"}
+	}
+	return nil
+}
 
 // Rules are one inbound interface's conformance rules.
 type Rules struct {
