@@ -106,6 +106,23 @@ type Audit struct {
 	Count          int
 }
 
+// Exception is one careflow.exceptions record. Table: exceptions.
+type Exception struct {
+	ExceptionID   string // the row's identity
+	Code          string
+	Stage         string
+	Interface     string
+	MessageID     string
+	CorrelationID string
+	ControlID     string
+	PatientHash   string // never the identifier
+	PlacerOrder   string
+	FillerOrder   string
+	Reason        string
+	Action        string
+	At            time.Time
+}
+
 // Batch is what the sink inserts at once.
 type Batch struct {
 	Transitions []Transition
@@ -113,6 +130,7 @@ type Batch struct {
 	DeadLetters []DeadLetter
 	SLAs        []MessageSLA
 	Audits      []Audit
+	Exceptions  []Exception
 }
 
 // Len is the number of rows in b.
@@ -208,6 +226,18 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 				return []any{day(r.Recorded), r.AuditID, ms(r.Recorded), r.Type, r.Action, r.Outcome, r.OutcomeDesc,
 					r.AgentType, r.AgentWho, r.AgentNetwork, r.SourceObserver, r.EntityType, r.EntityWhat, r.EntityDetail,
 					uint32(max(r.Count, 1)), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Exceptions) > 0 {
+		err := s.insert(ctx, "exceptions", `day, row_id, code, stage, interface, message_id, correlation_id,
+			control_id, patient_hash, placer_order, filler_order, reason, action, at_ms, inserted_at`,
+			len(b.Exceptions), func(i int) []any {
+				r := &b.Exceptions[i]
+				return []any{day(r.At), r.ExceptionID, r.Code, r.Stage, r.Interface, r.MessageID, r.CorrelationID,
+					r.ControlID, r.PatientHash, r.PlacerOrder, r.FillerOrder, r.Reason, r.Action, ms(r.At), now}
 			})
 		if err != nil {
 			return err

@@ -158,4 +158,24 @@ var migrations = []migration{
 			inserted_at DateTime
 		) ` + factEngine,
 	}},
+	{version: 5, description: "exceptions", statements: []string{
+		// What careflow would otherwise have overwritten or dropped
+		// silently (careflow.exceptions): stale updates, and later results
+		// without orders and the rest of docs/workflows.md.
+		`CREATE TABLE IF NOT EXISTS exceptions (` + commonColumns + `
+			code String,
+			stage String,
+			interface String,
+			message_id String,
+			correlation_id String,
+			control_id String,
+			patient_hash String,
+			placer_order String,
+			filler_order String,
+			reason String,
+			action String,
+			at_ms Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
 }

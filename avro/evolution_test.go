@@ -191,6 +191,8 @@ func TestSchemasMatchRecords(t *testing.T) {
 		{avro.NameClinicalEvent, "careflow.Order", reflect.TypeFor[avro.Order]()},
 		{avro.NameClinicalEvent, "careflow.Observation", reflect.TypeFor[avro.Observation]()},
 		{avro.NameClinicalEvent, "careflow.Provenance", reflect.TypeFor[avro.Provenance]()},
+		{avro.NameAuditEvent, "careflow.AuditEvent", reflect.TypeFor[avro.AuditEvent]()},
+		{avro.NameException, "careflow.Exception", reflect.TypeFor[avro.Exception]()},
 	}
 	timeType := reflect.TypeFor[time.Time]()
 	for _, tt := range tests {

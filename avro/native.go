@@ -203,6 +203,42 @@ func auditFromNative(m map[string]any) AuditEvent {
 	}
 }
 
+func exceptionToNative(x *Exception) map[string]any {
+	return map[string]any{
+		"exception_id":     x.ExceptionID,
+		"code":             x.Code,
+		"stage":            x.Stage,
+		"source_interface": x.Interface,
+		"message_id":       x.MessageID,
+		"correlation_id":   x.CorrelationID,
+		"control_id":       x.ControlID,
+		"patient_key":      x.PatientKey,
+		"placer_order":     x.PlacerOrder,
+		"filler_order":     x.FillerOrder,
+		"reason":           x.Reason,
+		"action":           x.Action,
+		"at":               millis(x.At),
+	}
+}
+
+func exceptionFromNative(m map[string]any) Exception {
+	return Exception{
+		ExceptionID:   str(m, "exception_id"),
+		Code:          str(m, "code"),
+		Stage:         str(m, "stage"),
+		Interface:     str(m, "source_interface"),
+		MessageID:     str(m, "message_id"),
+		CorrelationID: str(m, "correlation_id"),
+		ControlID:     str(m, "control_id"),
+		PatientKey:    str(m, "patient_key"),
+		PlacerOrder:   str(m, "placer_order"),
+		FillerOrder:   str(m, "filler_order"),
+		Reason:        str(m, "reason"),
+		Action:        str(m, "action"),
+		At:            timeOf(m, "at"),
+	}
+}
+
 // millis is a time as timestamp-millis. The zero time.Time is 0, the
 // schema default, so that "unset" reads back as unset.
 func millis(t time.Time) int64 {

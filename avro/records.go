@@ -152,6 +152,7 @@ const (
 	StatusDuplicate = "duplicate" // a resend suppressed by idempotency key
 	StatusUnrouted  = "unrouted"  // no route took the event
 	StatusRouted    = "routed"    // route chose this destination
+	StatusStale     = "stale"     // not routed: older than the update already applied for its patient (an Exception says why)
 )
 
 // DeliveryOutcome records one attempt or result. Topic: careflow.outcomes.
@@ -251,4 +252,31 @@ const (
 	AuditMinorFailure   = "4"
 	AuditSeriousFailure = "8"
 	AuditMajorFailure   = "12"
+)
+
+// Exception is something careflow will not do silently: deliver an update
+// older than the one applied, take a result for no order. Topic:
+// careflow.exceptions; docs/workflows.md lists the codes.
+type Exception struct {
+	ExceptionID   string    `json:"exception_id"`
+	Code          string    `json:"code"`
+	Stage         string    `json:"stage"`
+	Interface     string    `json:"source_interface"`
+	MessageID     string    `json:"message_id"`
+	CorrelationID string    `json:"correlation_id"`
+	ControlID     string    `json:"control_id"`
+	PatientKey    string    `json:"patient_key"`
+	PlacerOrder   string    `json:"placer_order"`
+	FillerOrder   string    `json:"filler_order"`
+	Reason        string    `json:"reason"` // never patient data
+	Action        string    `json:"action"` // ActionNotDelivered, ...
+	At            time.Time `json:"at"`
+}
+
+// Exception codes, and what careflow did with the message.
+const (
+	ExceptionStaleUpdate = "stale_update" // an ADT update older than the patient's last applied one
+
+	ActionNotDelivered = "not_delivered"
+	ActionDelivered    = "delivered"
 )

@@ -22,21 +22,23 @@ const (
 	NameDeliveryOutcome = "careflow.DeliveryOutcome"
 	NameDeadLetter      = "careflow.DeadLetter"
 	NameAuditEvent      = "careflow.AuditEvent"
+	NameException       = "careflow.Exception"
 )
 
-//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc
+//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc Exception.avsc
 var schemaFiles embed.FS
 
 // schemaTexts maps each full name to its schema text, read once at init so
 // that a missing embed fails the first test rather than the first encode.
 var schemaTexts = func() map[string]string {
-	m := make(map[string]string, 5)
+	m := make(map[string]string, 6)
 	for name, file := range map[string]string{
 		NameRawMessage:      "RawMessage.avsc",
 		NameClinicalEvent:   "ClinicalEvent.avsc",
 		NameDeliveryOutcome: "DeliveryOutcome.avsc",
 		NameDeadLetter:      "DeadLetter.avsc",
 		NameAuditEvent:      "AuditEvent.avsc",
+		NameException:       "Exception.avsc",
 	} {
 		b, err := schemaFiles.ReadFile(file)
 		if err != nil {

@@ -42,10 +42,11 @@ const (
 	kindOutcome
 	kindDeadLetter
 	kindAudit
+	kindException
 	numKinds
 )
 
-var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent}
+var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent, NameException}
 
 // writer is a compiled schema that some record was written with.
 type writer struct {
@@ -126,6 +127,10 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		if r != nil {
 			k, native = kindAudit, auditToNative(r)
 		}
+	case *Exception:
+		if r != nil {
+			k, native = kindException, exceptionToNative(r)
+		}
 	}
 	if native == nil {
 		return nil, fmt.Errorf("avro: encode %T: %w", v, ErrUnsupportedType)
@@ -189,6 +194,8 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 		*r = deadLetterFromNative(m)
 	case *AuditEvent:
 		*r = auditFromNative(m)
+	case *Exception:
+		*r = exceptionFromNative(m)
 	}
 	return nil
 }
@@ -269,6 +276,10 @@ func kindOf(v any) (kind, error) {
 	case *AuditEvent:
 		if r != nil {
 			return kindAudit, nil
+		}
+	case *Exception:
+		if r != nil {
+			return kindException, nil
 		}
 	}
 	return 0, ErrUnsupportedType

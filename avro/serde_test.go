@@ -49,12 +49,14 @@ func TestRoundTrip(t *testing.T) {
 		outcome avro.DeliveryOutcome
 		dead    avro.DeadLetter
 		audit   avro.AuditEvent
+		exc     avro.Exception
 	)
 	fixture(t, "RawMessage", &raw)
 	fixture(t, "ClinicalEvent", &event)
 	fixture(t, "DeliveryOutcome", &outcome)
 	fixture(t, "DeadLetter", &dead)
 	fixture(t, "AuditEvent", &audit)
+	fixture(t, "Exception", &exc)
 	if event.Encounter == nil || len(event.Observations) != 2 || len(dead.OriginalHeaders) != 2 {
 		t.Fatal("fixtures lost data on load; the round trip below would prove little")
 	}
@@ -101,6 +103,8 @@ func TestRoundTrip(t *testing.T) {
 		// count's default is 1: a record always stands for at least one
 		// occurrence.
 		{"AuditEvent zero", &avro.AuditEvent{}, &avro.AuditEvent{Count: 1}, func() any { return new(avro.AuditEvent) }},
+		{"Exception", &exc, nil, func() any { return new(avro.Exception) }},
+		{"Exception zero", &avro.Exception{}, nil, func() any { return new(avro.Exception) }},
 	}
 	s, _ := newSerde(t)
 	for _, tt := range tests {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -143,78 +142,24 @@ type KeyFunc func(r *kgo.Record) (key string, ok bool)
 // the same partition count and the same key, so a record and its output
 // share a partition number.
 func (d *Dedup) Load(ctx context.Context, opts []kgo.Opt, topic string, partitions []int32, keyOf KeyFunc) error {
-	window := d.window
 	if len(partitions) == 0 {
 		return nil
 	}
-	adm, err := kgo.NewClient(opts...)
-	if err != nil {
-		return fmt.Errorf("dedup load from %s: %w", topic, err)
-	}
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
-	adm.Close()
-	if err != nil {
-		return fmt.Errorf("dedup load from %s: list end offsets: %w", topic, err)
-	}
 	start := kgo.NewOffset().AtStart()
-	if window > 0 {
-		start = kgo.NewOffset().AfterMilli(time.Now().Add(-window).UnixMilli())
-	}
-	want := map[int32]kgo.Offset{}
-	remaining := map[int32]int64{}
-	for _, p := range partitions {
-		end, ok := ends.Lookup(topic, p)
-		if !ok || end.Err != nil {
-			continue
-		}
-		if end.Offset > 0 {
-			want[p] = start
-			remaining[p] = end.Offset
-		}
+	if d.window > 0 {
+		start = kgo.NewOffset().AfterMilli(time.Now().Add(-d.window).UnixMilli())
 	}
 	loaded := map[int32]map[dedupKey]int64{}
 	for _, p := range partitions {
 		loaded[p] = map[dedupKey]int64{}
 	}
-	if len(want) > 0 {
-		cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			// The end offset is usually a transaction's commit marker,
-			// which read_committed never returns: keep control records,
-			// so reaching it ends the load instead of two idle polls.
-			kgo.KeepControlRecords(),
-		)...)
-		if err != nil {
-			return fmt.Errorf("dedup load from %s: %w", topic, err)
+	err := ReadToEnd(ctx, opts, topic, partitions, start, func(r *kgo.Record) {
+		if k, ok := keyOf(r); ok {
+			loaded[r.Partition][d.hash(k)] = r.Timestamp.Unix()
 		}
-		defer cl.Close()
-		// Read until every partition reaches the end offset seen at the
-		// start, or until the broker has nothing more to give (a
-		// transaction still open holds the end back).
-		idle := 0
-		for len(remaining) > 0 && idle < 2 {
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			fs := cl.PollFetches(pctx)
-			cancel()
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if fs.NumRecords() == 0 {
-				idle++
-				continue
-			}
-			idle = 0
-			fs.EachRecord(func(r *kgo.Record) {
-				// A marker is not a record: only its offset counts.
-				if k, ok := keyOf(r); ok && !r.Attrs.IsControl() {
-					loaded[r.Partition][d.hash(k)] = r.Timestamp.Unix()
-				}
-				if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
-					delete(remaining, r.Partition)
-				}
-			})
-		}
+	})
+	if err != nil {
+		return fmt.Errorf("dedup load: %w", err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -13,8 +13,17 @@ const (
 	Events   = "careflow.events"   // ClinicalEvent: the canonical model
 	Outcomes = "careflow.outcomes" // DeliveryOutcome: every attempt and final result
 	Audit    = "careflow.audit"    // AuditEvent: who did what to careflow (refused writers, configuration, registry writes)
+	// Exceptions holds Exception records: what careflow would otherwise
+	// have had to overwrite or drop silently (a stale update, a result
+	// for no order), each with its code and reason.
+	Exceptions = "careflow.exceptions"
+	// PatientState is route's changelog (compacted, JSON, internal): per
+	// patient key, the event time of the last ADT applied, so that an
+	// older update is not delivered over a newer one.
+	PatientState = statePrefix + "patients"
 
 	outboundPrefix = "careflow.out."
+	statePrefix    = "careflow.state."
 	dlqPrefix      = "careflow.dlq."
 )
 
@@ -30,6 +39,10 @@ const (
 
 // Stages lists the pipeline stages in flow order.
 var Stages = []string{StageIngest, StageValidate, StageNormalise, StageRoute, StageDeliver}
+
+// IsState reports whether topic is a stage's changelog, which Kafka must
+// compact (keep the last record per key) rather than expire.
+func IsState(topic string) bool { return strings.HasPrefix(topic, statePrefix) }
 
 // Outbound is the topic holding events routed to destination dest.
 func Outbound(dest string) string { return outboundPrefix + dest }

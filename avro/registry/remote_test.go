@@ -53,6 +53,8 @@ func TestSerdeOverRemote(t *testing.T) {
 			v = &avro.DeadLetter{}
 		case avro.NameAuditEvent:
 			v = &avro.AuditEvent{}
+		case avro.NameException:
+			v = &avro.Exception{}
 		}
 		if serde.SchemaID(v) != id {
 			t.Errorf("%s: serde id %d, store id %d", name, serde.SchemaID(v), id)

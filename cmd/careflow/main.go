@@ -25,8 +25,9 @@ Usage:
   careflow token new [--name NAME]
   careflow send  --to host:port FILE...
   careflow demo  [--rate N]
-  careflow sla   --config FILE [--since 1h] [--interface X] [--destination Y]
-  careflow trace MESSAGE_ID --config FILE
+  careflow sla   [--since 1h] [--interface X] [--destination Y] [--config FILE | --dsn DSN]
+  careflow trace MESSAGE_ID [--config FILE | --dsn DSN]
+  careflow exceptions [--since 24h] [--code C] [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSLA(ctx, args[1:], stdout)
 	case "trace":
 		err = cmdTrace(ctx, args[1:], stdout)
+	case "exceptions":
+		err = cmdExceptions(ctx, args[1:], stdout)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

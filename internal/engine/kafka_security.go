@@ -171,3 +171,25 @@ func refusal(k config.Kafka, brokers string, err error, saslDropped bool) error 
 	}
 	return nil
 }
+
+// KafkaClientOptions are the options a tool outside the engine (careflow
+// exceptions, careflow orders) reaches the configuration's Kafka with:
+// brokers, else kafka.brokers, else the embedded broker's kafka.listen;
+// with kafka.tls and kafka.sasl for an external cluster.
+func KafkaClientOptions(k config.Kafka, brokers []string) ([]kgo.Opt, error) {
+	if len(brokers) == 0 {
+		brokers = k.Brokers
+	}
+	if len(brokers) == 0 {
+		brokers = []string{k.Listen}
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	if k.Embedded() {
+		return opts, nil
+	}
+	sec, err := kafkaSecurity(k)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, sec...), nil
+}

@@ -51,11 +51,20 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, r := range e.cfg.Routes {
 			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA})
 		}
-		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log})
+		patients := stages.NewTable(topics.PatientState)
+		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log, Patients: patients})
 		if err != nil {
 			return fmt.Errorf("engine: route: %w", err)
 		}
-		if err := e.runStage(ctx, stages.RunnerConfig{Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st}); err != nil {
+		if err := e.runStage(ctx, stages.RunnerConfig{
+			Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st, State: patients,
+			OnAssigned: func(ctx context.Context, m map[string][]int32) {
+				e.loadDedup(ctx, topics.PatientState, func(ctx context.Context) error {
+					return patients.Restore(ctx, e.kafkaFor(topics.StageRoute), m[topics.Events])
+				})
+			},
+			OnRevoked: func(_ context.Context, m map[string][]int32) { patients.Forget(m[topics.Events]) },
+		}); err != nil {
 			return err
 		}
 	}
@@ -281,10 +290,11 @@ func (e *Engine) dedupWindow() time.Duration {
 	return w
 }
 
-// loadDedup runs a stage's rebuild of its dedup set for newly assigned
-// partitions before any of their records is processed. It retries until
-// the rebuild succeeds or the stage stops: processing on a half-built set
-// would let resends through.
+// loadDedup runs a stage's rebuild of its state (a dedup set, a table's
+// changelog) for newly assigned partitions before any of their records is
+// processed. It retries until the rebuild succeeds or the stage stops:
+// processing on half-built state would let resends or stale updates
+// through.
 func (e *Engine) loadDedup(ctx context.Context, topic string, rebuild func(context.Context) error) {
 	backoff := 200 * time.Millisecond
 	for {
@@ -292,7 +302,7 @@ func (e *Engine) loadDedup(ctx context.Context, topic string, rebuild func(conte
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		e.log.Error("rebuild dedup state from committed output; retrying", "topic", topic, "err", err)
+		e.log.Error("rebuild stage state from Kafka; retrying", "topic", topic, "err", err)
 		select {
 		case <-ctx.Done():
 			return

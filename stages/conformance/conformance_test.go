@@ -97,3 +97,25 @@ func TestNewRefusesMalformedRules(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck is the work ack: validated adds to an ACK: the demo ehr
+// interface's rules on a typical ADT^A01 that passes them.
+func BenchmarkCheck(b *testing.B) {
+	k, err := New(Rules{
+		MessageTypes: []string{"ADT^*", "ORM^O01", "OML^O21"},
+		Required:     map[string][]string{"ADT^*": {"PID", "PID-3", "PID-5"}, "ORM^O01": {"PID-3", "ORC", "OBR"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := hl7v2.Parse([]byte(strings.Join([]string{mshA01, "EVN|A01|20250101120000", pidOK + "||19800101|F", "PV1|1|I|WARD1^101^A"}, "\r") + "\r"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := k.Check(m); v != nil {
+			b.Fatal(v)
+		}
+	}
+}

@@ -12,6 +12,7 @@ type metrics struct {
 	routed     *prometheus.CounterVec // destination, route (the route that won)
 	unrouted   prometheus.Counter
 	evalErrors *prometheus.CounterVec // route
+	exceptions *prometheus.CounterVec // code
 }
 
 // newMetrics creates the series and registers them on reg. A series that a
@@ -31,6 +32,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "careflow_route_eval_errors_total",
 			Help: "Route conditions that failed at run time (treated as no match).",
 		}, []string{"route"}),
+		exceptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_exceptions_total",
+			Help: "Exceptions raised (careflow.exceptions), by code.",
+		}, []string{"code"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -45,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.evalErrors, err = stages.Register(reg, m.evalErrors)
+	if err != nil {
+		return nil, err
+	}
+	m.exceptions, err = stages.Register(reg, m.exceptions)
 	if err != nil {
 		return nil, err
 	}

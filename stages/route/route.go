@@ -53,15 +53,22 @@ type Config struct {
 	// most once a minute per route (the rest at DEBUG). Default:
 	// slog.Default().
 	Logger *slog.Logger
+	// Patients, when set, sequences ADT updates (sequence.go): an update
+	// older than the one applied for its patient is not routed, and an
+	// Exception says so. Its changelog is topics.PatientState; the runner
+	// must commit and abort it (stages.TxnState) and restore it on
+	// assignment.
+	Patients *stages.Table
 }
 
 // Stage is the routing Processor. It is safe for concurrent use.
 type Stage struct {
-	routes  []compiled
-	serde   *avro.Serde
-	now     func() time.Time
-	evalLog *evalLog
-	metrics *metrics
+	routes   []compiled
+	serde    *avro.Serde
+	now      func() time.Time
+	evalLog  *evalLog
+	metrics  *metrics
+	patients *stages.Table
 }
 
 type compiled struct {
@@ -80,7 +87,7 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("route: Config.Serde is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, patients: cfg.Patients}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -136,7 +143,10 @@ type evalError struct {
 	class string
 }
 
-// Process routes one ClinicalEvent. Outputs, in order: for each matched
+// Process routes one ClinicalEvent. An ADT update older than the one
+// applied for its patient (Config.Patients) is not routed: its outputs are
+// an Exception and a stale outcome. Otherwise the outputs are, in order:
+// the patient's new sequencing state, when the event advances it; for each matched
 // destination (in route order, first route wins), the event unchanged on
 // its outbound topic and a routed outcome; for each condition that failed
 // at run time, an outcome with code route.eval_error; and, when no route
@@ -146,14 +156,25 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err := s.serde.DecodeContext(ctx, in.Value, &ev); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err))
 	}
+	// Conditions first: they are pure, and only a cancelled context fails
+	// them, so no sequencing state changes for a record that is retried.
 	matches, failures, err := s.evaluate(ctx, &ev)
 	if err != nil {
 		return nil, err
 	}
-
 	now := s.now()
 	base := in.Headers.Derive(topics.StageRoute, now)
-	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+1)
+	stale, change, err := s.sequence(in, &ev, base.Clone(), now)
+	if err != nil {
+		return nil, err
+	}
+	if stale != nil {
+		return s.staleOutputs(in, &ev, stale, base, now)
+	}
+	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2)
+	if change != nil {
+		out = append(out, *change)
+	}
 	for _, m := range matches {
 		h := base.Clone()
 		h.Set(topics.HeaderDestination, m.destination)

@@ -165,6 +165,16 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			SourceObserver: a.SourceObserver, EntityType: a.EntityType, EntityWhat: a.EntityWhat,
 			EntityDetail: a.EntityDetail, Count: a.Count,
 		})
+	case r.Topic == topics.Exceptions:
+		var x avro.Exception
+		if err := s.decode(r, &x); err != nil {
+			return err
+		}
+		b.Exceptions = append(b.Exceptions, analytics.Exception{
+			ExceptionID: x.ExceptionID, Code: x.Code, Stage: x.Stage, Interface: x.Interface, MessageID: x.MessageID,
+			CorrelationID: x.CorrelationID, ControlID: x.ControlID, PatientHash: hash, PlacerOrder: x.PlacerOrder,
+			FillerOrder: x.FillerOrder, Reason: x.Reason, Action: x.Action, At: x.At,
+		})
 	default:
 		return &decodeError{code: CodeUnknownTopic, err: fmt.Errorf("topic %s is not one the sink reads", r.Topic)}
 	}

@@ -202,6 +202,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	f.produce(topics.Audit, "lab-results", &avro.AuditEvent{AuditID: "a1", Recorded: ingest, Type: "writer_refused",
 		Action: avro.AuditCreate, Outcome: avro.AuditSeriousFailure, OutcomeDesc: "no credential", AgentType: "address",
 		AgentNetwork: "10.1.2.3", EntityType: "interface", EntityWhat: "lab-results", EntityDetail: "http", Count: 7})
+	f.produce(topics.Exceptions, "NG1^HOSP", &avro.Exception{ExceptionID: "m001/exception/stale_update", Code: avro.ExceptionStaleUpdate,
+		Stage: topics.StageRoute, Interface: "ehr", MessageID: "m001", CorrelationID: "m001", ControlID: "C1",
+		PatientKey: "NG1^HOSP", Reason: "older than the update already applied", Action: avro.ActionNotDelivered, At: ingest})
 
 	m := sink.NewMetrics(nil)
 	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
@@ -224,6 +227,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	await.For(t, 30*time.Second, 50*time.Millisecond, func() error { return expectCount(store, "transitions", wantTransitions) })
 	await.For(t, 10*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink") })
 	if err := expectCount(store, "audit", 1); err != nil {
+		t.Error(err)
+	}
+	if err := expectCount(store, "exceptions", 1); err != nil {
 		t.Error(err)
 	}
 

@@ -110,7 +110,7 @@ func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
 
 // Pipeline lists every topic a pipeline with these destinations uses.
 func Pipeline(destinations []string) []string {
-	ts := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit}
+	ts := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.PatientState}
 	for _, d := range destinations {
 		ts = append(ts, topics.Outbound(d))
 	}
@@ -124,12 +124,33 @@ func Pipeline(destinations []string) []string {
 }
 
 // EnsureTopics creates each missing topic with the given partitions and
-// replication factor, allowing records of maxBytes; existing topics are left
-// as they are (an operator who created them owns their settings).
+// replication factor, allowing records of maxBytes, and compacted when it
+// is a stage's changelog (topics.IsState); existing topics are left as
+// they are (an operator who created them owns their settings).
 func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, maxBytes int, names ...string) error {
-	adm := kadm.NewClient(cl)
+	var logs, state []string
+	for _, n := range names {
+		if topics.IsState(n) {
+			state = append(state, n)
+		} else {
+			logs = append(logs, n)
+		}
+	}
 	mb := strconv.Itoa(maxBytes)
-	configs := map[string]*string{"max.message.bytes": &mb}
+	if err := createTopics(ctx, cl, partitions, replication, map[string]*string{"max.message.bytes": &mb}, logs); err != nil {
+		return err
+	}
+	// A stage's changelog keeps the last record per key for ever: its
+	// state must outlive any retention.
+	compact := "compact"
+	return createTopics(ctx, cl, partitions, replication, map[string]*string{"max.message.bytes": &mb, "cleanup.policy": &compact}, state)
+}
+
+func createTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16, configs map[string]*string, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	adm := kadm.NewClient(cl)
 	// A broker that has just started may not answer metadata at once.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
