@@ -82,18 +82,27 @@ type Encounter struct {
 
 // Order is one ORC/OBR pair.
 type Order struct {
-	Control           string `json:"control"` // ORC-1 (NW, CA, SC, RE, ...)
-	PlacerOrderNumber string `json:"placer_order_number"`
-	FillerOrderNumber string `json:"filler_order_number"`
-	Status            string `json:"status"`       // ORC-5
-	ServiceCode       string `json:"service_code"` // OBR-4.1
-	ServiceText       string `json:"service_text"` // OBR-4.2
-	ServiceSystem     string `json:"service_system"`
-	Priority          string `json:"priority"`          // OBR-27.6 / TQ1-9, as sent
-	OrderedAt         string `json:"ordered_at"`        // ORC-9, HL7 DTM
-	OrderingProvider  string `json:"ordering_provider"` // ORC-12.1 / OBR-16.1
-	ResultStatus      string `json:"result_status"`     // OBR-25 (F, P, C, ...)
-	ObservedAt        string `json:"observed_at"`       // OBR-7
+	Control           string `json:"control"`             // ORC-1 (NW, CA, SC, RE, ...)
+	PlacerOrderNumber string `json:"placer_order_number"` // ORC-2.1 (EI.1), else OBR-2.1
+	FillerOrderNumber string `json:"filler_order_number"` // ORC-3.1, else OBR-3.1
+	// The rest of each EI, from the same field as its number: the namespace
+	// (the placer or filler application) and the universal id and its
+	// type. A number is only unique within its namespace.
+	PlacerNamespace       string `json:"placer_namespace"`         // EI.2
+	PlacerUniversalID     string `json:"placer_universal_id"`      // EI.3
+	PlacerUniversalIDType string `json:"placer_universal_id_type"` // EI.4
+	FillerNamespace       string `json:"filler_namespace"`
+	FillerUniversalID     string `json:"filler_universal_id"`
+	FillerUniversalIDType string `json:"filler_universal_id_type"`
+	Status                string `json:"status"`       // ORC-5
+	ServiceCode           string `json:"service_code"` // OBR-4.1
+	ServiceText           string `json:"service_text"` // OBR-4.2
+	ServiceSystem         string `json:"service_system"`
+	Priority              string `json:"priority"`          // OBR-27.6 / TQ1-9, as sent
+	OrderedAt             string `json:"ordered_at"`        // ORC-9, HL7 DTM
+	OrderingProvider      string `json:"ordering_provider"` // ORC-12.1 / OBR-16.1
+	ResultStatus          string `json:"result_status"`     // OBR-25 (F, P, C, ...)
+	ObservedAt            string `json:"observed_at"`       // OBR-7
 }
 
 // Observation is one OBX.

@@ -186,21 +186,21 @@ func TestMapOrdersAndResults(t *testing.T) {
 		{
 			file: "orm_o01_v23.hl7", eventType: EventOrder,
 			orders: []avro.Order{
-				{Control: "NW", PlacerOrderNumber: "PLC100", Status: "SC", ServiceCode: "CBC", ServiceText: "Full blood count", ServiceSystem: "L", Priority: "R", OrderedAt: "200401011155", OrderingProvider: "D010", ObservedAt: "200401011150"},
+				{Control: "NW", PlacerOrderNumber: "PLC100", PlacerNamespace: "CPOE", Status: "SC", ServiceCode: "CBC", ServiceText: "Full blood count", ServiceSystem: "L", Priority: "R", OrderedAt: "200401011155", OrderingProvider: "D010", ObservedAt: "200401011150"},
 				// OBR-4.1 "U\T\E" unescapes to "U&E"; ORC-12 wins over OBR-16.
-				{Control: "NW", PlacerOrderNumber: "PLC101", Status: "SC", ServiceCode: "U&E", ServiceText: "Urea and electrolytes", ServiceSystem: "L", Priority: "S", OrderedAt: "200401011156", OrderingProvider: "D010", ObservedAt: "200401011150"},
+				{Control: "NW", PlacerOrderNumber: "PLC101", PlacerNamespace: "CPOE", Status: "SC", ServiceCode: "U&E", ServiceText: "Urea and electrolytes", ServiceSystem: "L", Priority: "S", OrderedAt: "200401011156", OrderingProvider: "D010", ObservedAt: "200401011150"},
 			},
 		},
 		{
 			// TQ1-9 gives the priority in 2.5+.
 			file: "oml_o21_v251.hl7", eventType: EventOrder,
-			orders: []avro.Order{{Control: "NW", PlacerOrderNumber: "PLC200", Status: "SC", ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", Priority: "R", OrderedAt: "20240307101400", OrderingProvider: "D020", ObservedAt: "20240307100000"}},
+			orders: []avro.Order{{Control: "NW", PlacerOrderNumber: "PLC200", PlacerNamespace: "CPOE", Status: "SC", ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", Priority: "R", OrderedAt: "20240307101400", OrderingProvider: "D020", ObservedAt: "20240307100000"}},
 		},
 		{
 			file: "oru_r01_v251.hl7", eventType: EventResult,
 			orders: []avro.Order{
-				{Control: "RE", PlacerOrderNumber: "PLC200", FillerOrderNumber: "FIL900", Status: "CM", ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", OrderingProvider: "D020", ResultStatus: "F", ObservedAt: "20240308100000"},
-				{PlacerOrderNumber: "PLC201", FillerOrderNumber: "FIL901", ServiceCode: "2345-7", ServiceText: "Glucose", ServiceSystem: "LN", ResultStatus: "P", ObservedAt: "20240308100000"},
+				{Control: "RE", PlacerOrderNumber: "PLC200", PlacerNamespace: "CPOE", FillerOrderNumber: "FIL900", FillerNamespace: "LAB", Status: "CM", ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", OrderingProvider: "D020", ResultStatus: "F", ObservedAt: "20240308100000"},
+				{PlacerOrderNumber: "PLC201", PlacerNamespace: "CPOE", FillerOrderNumber: "FIL901", FillerNamespace: "LAB", ServiceCode: "2345-7", ServiceText: "Glucose", ServiceSystem: "LN", ResultStatus: "P", ObservedAt: "20240308100000"},
 			},
 			obs: []avro.Observation{
 				{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "2093-3", Text: "Cholesterol", CodingSystem: "LN", Value: "5.2", Units: "mmol/L", ReferenceRange: "<5.0", AbnormalFlags: "H", Status: "F", ObservedAt: "20240308140000"},
@@ -212,7 +212,7 @@ func TestMapOrdersAndResults(t *testing.T) {
 		{
 			// OBR without ORC; ED value kept whole.
 			file: "oru_r01_ed_v25.hl7", eventType: EventResult,
-			orders: []avro.Order{{FillerOrderNumber: "RAD55", ServiceCode: "RADRPT", ServiceText: "Radiology report", ServiceSystem: "L", ResultStatus: "F", ObservedAt: "20240309085000"}},
+			orders: []avro.Order{{FillerOrderNumber: "RAD55", FillerNamespace: "PACS", ServiceCode: "RADRPT", ServiceText: "Radiology report", ServiceSystem: "L", ResultStatus: "F", ObservedAt: "20240309085000"}},
 			obs:    []avro.Observation{{SetID: "1", OrderIndex: 0, ValueType: "ED", Code: "PDF", Text: "Report", CodingSystem: "L", Value: "PACS^AP^PDF^Base64^JVBERi0xLjQKJcfsj6IKNSAwIG9iago=", Status: "F"}},
 		},
 		{

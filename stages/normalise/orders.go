@@ -52,19 +52,36 @@ func mapOrders(m *hl7v2.Message) ([]avro.Order, []avro.Observation) {
 // fromORC fills what ORC says about an order.
 func fromORC(o *avro.Order, orc hl7v2.Segment) {
 	o.Control = str(orc.Field(1))
-	o.PlacerOrderNumber = str(orc.Field(2).Component(1))
-	o.FillerOrderNumber = str(orc.Field(3).Component(1))
+	setPlacer(o, orc.Field(2))
+	setFiller(o, orc.Field(3))
 	o.Status = str(orc.Field(5))
 	o.Priority = str(orc.Field(7).Component(6)) // TQ.6, up to 2.6
 	o.OrderedAt = str(orc.Field(9).Component(1))
 	o.OrderingProvider = str(orc.Field(12).Component(1))
 }
 
+// setPlacer and setFiller take a whole EI (number, namespace, universal id
+// and its type) from one field, so that a number never pairs with another
+// field's namespace.
+func setPlacer(o *avro.Order, f hl7v2.Field) {
+	o.PlacerOrderNumber, o.PlacerNamespace = str(f.Component(1)), str(f.Component(2))
+	o.PlacerUniversalID, o.PlacerUniversalIDType = str(f.Component(3)), str(f.Component(4))
+}
+
+func setFiller(o *avro.Order, f hl7v2.Field) {
+	o.FillerOrderNumber, o.FillerNamespace = str(f.Component(1)), str(f.Component(2))
+	o.FillerUniversalID, o.FillerUniversalIDType = str(f.Component(3)), str(f.Component(4))
+}
+
 // fromOBR fills what OBR says, keeping ORC's values where both carry one:
 // ORC is the order's authoritative record, OBR its detail.
 func fromOBR(o *avro.Order, obr hl7v2.Segment) {
-	setIfEmpty(&o.PlacerOrderNumber, str(obr.Field(2).Component(1)))
-	setIfEmpty(&o.FillerOrderNumber, str(obr.Field(3).Component(1)))
+	if o.PlacerOrderNumber == "" {
+		setPlacer(o, obr.Field(2))
+	}
+	if o.FillerOrderNumber == "" {
+		setFiller(o, obr.Field(3))
+	}
 	svc := obr.Field(4)
 	o.ServiceCode = str(svc.Component(1))
 	o.ServiceText = str(svc.Component(2))

@@ -201,15 +201,15 @@ func writeOrder(b *hl7v2.Builder, o *avro.Order, setID int, defaultControl strin
 	}
 	b.Segment("ORC").
 		Set("1", control).
-		Set("2.1", o.PlacerOrderNumber).
-		Set("3.1", o.FillerOrderNumber).
+		Set("2.1", o.PlacerOrderNumber).Set("2.2", o.PlacerNamespace).Set("2.3", o.PlacerUniversalID).Set("2.4", o.PlacerUniversalIDType).
+		Set("3.1", o.FillerOrderNumber).Set("3.2", o.FillerNamespace).Set("3.3", o.FillerUniversalID).Set("3.4", o.FillerUniversalIDType).
 		Set("5", o.Status).
 		Set("9", o.OrderedAt).
 		Set("12.1", o.OrderingProvider)
 	b.Segment("OBR").
 		Set("1", strconv.Itoa(setID)).
-		Set("2.1", o.PlacerOrderNumber).
-		Set("3.1", o.FillerOrderNumber).
+		Set("2.1", o.PlacerOrderNumber).Set("2.2", o.PlacerNamespace).Set("2.3", o.PlacerUniversalID).Set("2.4", o.PlacerUniversalIDType).
+		Set("3.1", o.FillerOrderNumber).Set("3.2", o.FillerNamespace).Set("3.3", o.FillerUniversalID).Set("3.4", o.FillerUniversalIDType).
 		Set("4.1", o.ServiceCode).
 		Set("4.2", o.ServiceText).
 		Set("4.3", o.ServiceSystem).

@@ -226,6 +226,22 @@ func TestHL7Orders(t *testing.T) {
 	if got := om.Get("ORC-9"); got != "20240102030000" {
 		t.Errorf("ORC-9 = %q", got)
 	}
+
+	// Every EI component goes back out (issue 10: ORC-2 "RP1^TRAKCARE"
+	// reached the lab as "RP1", which is unique only within TRAKCARE).
+	ei := orderEvent()
+	o := &ei.Orders[0]
+	o.PlacerOrderNumber, o.PlacerNamespace, o.PlacerUniversalID, o.PlacerUniversalIDType = "RP1", "TRAKCARE", "1.2.826.0.1.99", "ISO"
+	o.FillerOrderNumber, o.FillerNamespace = "F77", "LIMS"
+	em := render(t, ei, "2.5.1")
+	for _, seg := range []string{"ORC", "OBR"} {
+		if got := em.Get(seg + "-2"); got != "RP1^TRAKCARE^1.2.826.0.1.99^ISO" {
+			t.Errorf("%s-2 = %q, want the whole placer EI", seg, got)
+		}
+		if got := em.Get(seg + "-3"); got != "F77^LIMS" {
+			t.Errorf("%s-3 = %q, want the whole filler EI", seg, got)
+		}
+	}
 }
 
 func TestHL7ObservationValues(t *testing.T) {

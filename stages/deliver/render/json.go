@@ -147,18 +147,24 @@ type jsonEncounter struct {
 }
 
 type jsonOrder struct {
-	Control           string `json:"control"`
-	PlacerOrderNumber string `json:"placer_order_number"`
-	FillerOrderNumber string `json:"filler_order_number"`
-	Status            string `json:"status"`
-	ServiceCode       string `json:"service_code"`
-	ServiceText       string `json:"service_text"`
-	ServiceSystem     string `json:"service_system"`
-	Priority          string `json:"priority"`
-	OrderedAt         string `json:"ordered_at"`
-	OrderingProvider  string `json:"ordering_provider"`
-	ResultStatus      string `json:"result_status"`
-	ObservedAt        string `json:"observed_at"`
+	Control               string `json:"control"`
+	PlacerOrderNumber     string `json:"placer_order_number"`
+	FillerOrderNumber     string `json:"filler_order_number"`
+	PlacerNamespace       string `json:"placer_namespace"`
+	PlacerUniversalID     string `json:"placer_universal_id"`
+	PlacerUniversalIDType string `json:"placer_universal_id_type"`
+	FillerNamespace       string `json:"filler_namespace"`
+	FillerUniversalID     string `json:"filler_universal_id"`
+	FillerUniversalIDType string `json:"filler_universal_id_type"`
+	Status                string `json:"status"`
+	ServiceCode           string `json:"service_code"`
+	ServiceText           string `json:"service_text"`
+	ServiceSystem         string `json:"service_system"`
+	Priority              string `json:"priority"`
+	OrderedAt             string `json:"ordered_at"`
+	OrderingProvider      string `json:"ordering_provider"`
+	ResultStatus          string `json:"result_status"`
+	ObservedAt            string `json:"observed_at"`
 }
 
 type jsonObservation struct {
