@@ -15,7 +15,7 @@ var t0 = time.Date(2025, 3, 14, 10, 0, 0, 0, time.UTC)
 func msg(id, msgType, placer, filler, control, status, result, v string) *avro.ClinicalEvent {
 	ev := &avro.ClinicalEvent{EventID: id, CorrelationID: id, MessageType: msgType,
 		Provenance: avro.Provenance{Interface: "ehr"},
-		Orders: []avro.Order{{Control: control, Status: status, ResultStatus: result}}}
+		Orders:     []avro.Order{{Control: control, Status: status, ResultStatus: result}}}
 	o := &ev.Orders[0]
 	o.PlacerOrderNumber, o.PlacerNamespace, _ = strings.Cut(placer, "^")
 	o.FillerOrderNumber, o.FillerNamespace, _ = strings.Cut(filler, "^")
@@ -70,8 +70,8 @@ func TestLifecycle(t *testing.T) {
 			{msg("o1", "ORM", "RP1^TRAKCARE", "", "NW", "", "", ""), Placed, true, "", false},
 			{msg("r0", "ORR", "RP1^TRAKCARE", "F1^LAB", "OK", "", "", ""), Accepted, true, "", false},
 			{msg("r1", "ORU", "RP1^TRAKCARE", "F1^LAB", "RE", "IP", "", ""), InProgress, true, "", false},
-			{msg("r2", "ORU", "RP1", "F1^LAB", "RE", "", "P", "140"), Preliminary, true, "", false}, // namespace left out
-			{msg("r3", "ORU", "", "F1^LAB", "RE", "", "F", "141"), Final, true, "", false},          // by filler number
+			{msg("r2", "ORU", "RP1", "F1^LAB", "RE", "", "P", "140"), Preliminary, true, "", false},      // namespace left out
+			{msg("r3", "ORU", "", "F1^LAB", "RE", "", "F", "141"), Final, true, "", false},               // by filler number
 			{msg("r3b", "ORU", "RP1^TRAKCARE", "F1^LAB", "RE", "", "F", "141"), Final, false, "", false}, // the same final again
 			{msg("r4", "ORU", "RP1^TRAKCARE", "F1^LAB", "RE", "", "C", "139"), Corrected, true, "", false},
 		}},
