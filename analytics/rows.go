@@ -123,6 +123,22 @@ type Exception struct {
 	At            time.Time
 }
 
+// OrderTransition is one careflow.orders record. Table: order_transitions.
+type OrderTransition struct {
+	TransitionID  string // the row's identity
+	PlacerOrder   string
+	FillerOrder   string
+	PatientHash   string
+	FromState     string
+	State         string
+	MessageID     string
+	CorrelationID string
+	Interface     string
+	MessageType   string
+	TriggerEvent  string
+	At            time.Time
+}
+
 // Batch is what the sink inserts at once.
 type Batch struct {
 	Transitions []Transition
@@ -131,6 +147,7 @@ type Batch struct {
 	SLAs        []MessageSLA
 	Audits      []Audit
 	Exceptions  []Exception
+	Orders      []OrderTransition
 }
 
 // Len is the number of rows in b.
@@ -238,6 +255,18 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 				r := &b.Exceptions[i]
 				return []any{day(r.At), r.ExceptionID, r.Code, r.Stage, r.Interface, r.MessageID, r.CorrelationID,
 					r.ControlID, r.PatientHash, r.PlacerOrder, r.FillerOrder, r.Reason, r.Action, ms(r.At), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Orders) > 0 {
+		err := s.insert(ctx, "order_transitions", `day, row_id, placer_order, filler_order, patient_hash, from_state, state,
+			message_id, correlation_id, interface, message_type, trigger_event, at_ms, inserted_at`,
+			len(b.Orders), func(i int) []any {
+				r := &b.Orders[i]
+				return []any{day(r.At), r.TransitionID, r.PlacerOrder, r.FillerOrder, r.PatientHash, r.FromState, r.State,
+					r.MessageID, r.CorrelationID, r.Interface, r.MessageType, r.TriggerEvent, ms(r.At), now}
 			})
 		if err != nil {
 			return err

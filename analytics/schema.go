@@ -178,4 +178,22 @@ var migrations = []migration{
 			inserted_at DateTime
 		) ` + factEngine,
 	}},
+	{version: 6, description: "order_transitions", statements: []string{
+		// Every order changing state (careflow.orders): placed, accepted,
+		// rejected, in_progress, preliminary, final, corrected, cancelled.
+		`CREATE TABLE IF NOT EXISTS order_transitions (` + commonColumns + `
+			placer_order String,
+			filler_order String,
+			patient_hash String,
+			from_state String,
+			state String,
+			message_id String,
+			correlation_id String,
+			interface String,
+			message_type String,
+			trigger_event String,
+			at_ms Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
 }

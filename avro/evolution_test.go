@@ -193,6 +193,7 @@ func TestSchemasMatchRecords(t *testing.T) {
 		{avro.NameClinicalEvent, "careflow.Provenance", reflect.TypeFor[avro.Provenance]()},
 		{avro.NameAuditEvent, "careflow.AuditEvent", reflect.TypeFor[avro.AuditEvent]()},
 		{avro.NameException, "careflow.Exception", reflect.TypeFor[avro.Exception]()},
+		{avro.NameOrderTransition, "careflow.OrderTransition", reflect.TypeFor[avro.OrderTransition]()},
 	}
 	timeType := reflect.TypeFor[time.Time]()
 	for _, tt := range tests {

@@ -239,6 +239,40 @@ func exceptionFromNative(m map[string]any) Exception {
 	}
 }
 
+func transitionToNative(x *OrderTransition) map[string]any {
+	return map[string]any{
+		"transition_id":    x.TransitionID,
+		"placer_order":     x.PlacerOrder,
+		"filler_order":     x.FillerOrder,
+		"patient_key":      x.PatientKey,
+		"from_state":       x.FromState,
+		"state":            x.State,
+		"message_id":       x.MessageID,
+		"correlation_id":   x.CorrelationID,
+		"source_interface": x.Interface,
+		"message_type":     x.MessageType,
+		"trigger_event":    x.TriggerEvent,
+		"at":               millis(x.At),
+	}
+}
+
+func transitionFromNative(m map[string]any) OrderTransition {
+	return OrderTransition{
+		TransitionID:  str(m, "transition_id"),
+		PlacerOrder:   str(m, "placer_order"),
+		FillerOrder:   str(m, "filler_order"),
+		PatientKey:    str(m, "patient_key"),
+		FromState:     str(m, "from_state"),
+		State:         str(m, "state"),
+		MessageID:     str(m, "message_id"),
+		CorrelationID: str(m, "correlation_id"),
+		Interface:     str(m, "source_interface"),
+		MessageType:   str(m, "message_type"),
+		TriggerEvent:  str(m, "trigger_event"),
+		At:            timeOf(m, "at"),
+	}
+}
+
 // millis is a time as timestamp-millis. The zero time.Time is 0, the
 // schema default, so that "unset" reads back as unset.
 func millis(t time.Time) int64 {

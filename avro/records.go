@@ -162,6 +162,7 @@ const (
 	StatusUnrouted  = "unrouted"  // no route took the event
 	StatusRouted    = "routed"    // route chose this destination
 	StatusStale     = "stale"     // not routed: older than the update already applied for its patient (an Exception says why)
+	StatusHeld      = "held"      // not routed: it would overwrite a better result (an Exception says why)
 )
 
 // DeliveryOutcome records one attempt or result. Topic: careflow.outcomes.
@@ -289,3 +290,20 @@ const (
 	ActionNotDelivered = "not_delivered"
 	ActionDelivered    = "delivered"
 )
+
+// OrderTransition is one order changing state. Topic: careflow.orders;
+// docs/workflows.md draws the lifecycle.
+type OrderTransition struct {
+	TransitionID  string    `json:"transition_id"`
+	PlacerOrder   string    `json:"placer_order"` // number^namespace
+	FillerOrder   string    `json:"filler_order"`
+	PatientKey    string    `json:"patient_key"`
+	FromState     string    `json:"from_state"`
+	State         string    `json:"state"`
+	MessageID     string    `json:"message_id"`
+	CorrelationID string    `json:"correlation_id"` // the order's journey
+	Interface     string    `json:"source_interface"`
+	MessageType   string    `json:"message_type"`
+	TriggerEvent  string    `json:"trigger_event"`
+	At            time.Time `json:"at"`
+}

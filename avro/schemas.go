@@ -23,15 +23,16 @@ const (
 	NameDeadLetter      = "careflow.DeadLetter"
 	NameAuditEvent      = "careflow.AuditEvent"
 	NameException       = "careflow.Exception"
+	NameOrderTransition = "careflow.OrderTransition"
 )
 
-//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc Exception.avsc
+//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc Exception.avsc OrderTransition.avsc
 var schemaFiles embed.FS
 
 // schemaTexts maps each full name to its schema text, read once at init so
 // that a missing embed fails the first test rather than the first encode.
 var schemaTexts = func() map[string]string {
-	m := make(map[string]string, 6)
+	m := make(map[string]string, 7)
 	for name, file := range map[string]string{
 		NameRawMessage:      "RawMessage.avsc",
 		NameClinicalEvent:   "ClinicalEvent.avsc",
@@ -39,6 +40,7 @@ var schemaTexts = func() map[string]string {
 		NameDeadLetter:      "DeadLetter.avsc",
 		NameAuditEvent:      "AuditEvent.avsc",
 		NameException:       "Exception.avsc",
+		NameOrderTransition: "OrderTransition.avsc",
 	} {
 		b, err := schemaFiles.ReadFile(file)
 		if err != nil {

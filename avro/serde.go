@@ -43,10 +43,11 @@ const (
 	kindDeadLetter
 	kindAudit
 	kindException
+	kindTransition
 	numKinds
 )
 
-var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent, NameException}
+var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent, NameException, NameOrderTransition}
 
 // writer is a compiled schema that some record was written with.
 type writer struct {
@@ -131,6 +132,10 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		if r != nil {
 			k, native = kindException, exceptionToNative(r)
 		}
+	case *OrderTransition:
+		if r != nil {
+			k, native = kindTransition, transitionToNative(r)
+		}
 	}
 	if native == nil {
 		return nil, fmt.Errorf("avro: encode %T: %w", v, ErrUnsupportedType)
@@ -196,6 +201,8 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 		*r = auditFromNative(m)
 	case *Exception:
 		*r = exceptionFromNative(m)
+	case *OrderTransition:
+		*r = transitionFromNative(m)
 	}
 	return nil
 }
@@ -280,6 +287,10 @@ func kindOf(v any) (kind, error) {
 	case *Exception:
 		if r != nil {
 			return kindException, nil
+		}
+	case *OrderTransition:
+		if r != nil {
+			return kindTransition, nil
 		}
 	}
 	return 0, ErrUnsupportedType

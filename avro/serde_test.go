@@ -50,6 +50,7 @@ func TestRoundTrip(t *testing.T) {
 		dead    avro.DeadLetter
 		audit   avro.AuditEvent
 		exc     avro.Exception
+		trans   avro.OrderTransition
 	)
 	fixture(t, "RawMessage", &raw)
 	fixture(t, "ClinicalEvent", &event)
@@ -57,6 +58,7 @@ func TestRoundTrip(t *testing.T) {
 	fixture(t, "DeadLetter", &dead)
 	fixture(t, "AuditEvent", &audit)
 	fixture(t, "Exception", &exc)
+	fixture(t, "OrderTransition", &trans)
 	if event.Encounter == nil || len(event.Observations) != 2 || len(dead.OriginalHeaders) != 2 {
 		t.Fatal("fixtures lost data on load; the round trip below would prove little")
 	}
@@ -105,6 +107,8 @@ func TestRoundTrip(t *testing.T) {
 		{"AuditEvent zero", &avro.AuditEvent{}, &avro.AuditEvent{Count: 1}, func() any { return new(avro.AuditEvent) }},
 		{"Exception", &exc, nil, func() any { return new(avro.Exception) }},
 		{"Exception zero", &avro.Exception{}, nil, func() any { return new(avro.Exception) }},
+		{"OrderTransition", &trans, nil, func() any { return new(avro.OrderTransition) }},
+		{"OrderTransition zero", &avro.OrderTransition{}, nil, func() any { return new(avro.OrderTransition) }},
 	}
 	s, _ := newSerde(t)
 	for _, tt := range tests {

@@ -21,6 +21,12 @@ const (
 	// patient key, the event time of the last ADT applied, so that an
 	// older update is not delivered over a newer one.
 	PatientState = statePrefix + "patients"
+	// Orders holds OrderTransition records: every order changing state.
+	Orders = "careflow.orders"
+	// OrderState is route's changelog of the order lifecycle (compacted,
+	// JSON, internal): per patient key, that patient's orders and their
+	// states (lifecycle.Patient).
+	OrderState = statePrefix + "orders"
 
 	outboundPrefix = "careflow.out."
 	statePrefix    = "careflow.state."

@@ -55,6 +55,8 @@ func TestSerdeOverRemote(t *testing.T) {
 			v = &avro.AuditEvent{}
 		case avro.NameException:
 			v = &avro.Exception{}
+		case avro.NameOrderTransition:
+			v = &avro.OrderTransition{}
 		}
 		if serde.SchemaID(v) != id {
 			t.Errorf("%s: serde id %d, store id %d", name, serde.SchemaID(v), id)

@@ -28,6 +28,7 @@ Usage:
   careflow sla   [--since 1h] [--interface X] [--destination Y] [--config FILE | --dsn DSN]
   careflow trace MESSAGE_ID [--config FILE | --dsn DSN]
   careflow exceptions [--since 24h] [--code C] [--json] [--config FILE]
+  careflow orders [--state S] [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrace(ctx, args[1:], stdout)
 	case "exceptions":
 		err = cmdExceptions(ctx, args[1:], stdout)
+	case "orders":
+		err = cmdOrders(ctx, args[1:], stdout)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

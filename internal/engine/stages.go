@@ -51,19 +51,24 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, r := range e.cfg.Routes {
 			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA})
 		}
-		patients := stages.NewTable(topics.PatientState)
-		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log, Patients: patients})
+		patients, orders := stages.NewTable(topics.PatientState), stages.NewTable(topics.OrderState)
+		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log, Patients: patients, Orders: orders})
 		if err != nil {
 			return fmt.Errorf("engine: route: %w", err)
 		}
 		if err := e.runStage(ctx, stages.RunnerConfig{
-			Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st, State: patients,
+			Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st, State: stages.TxnStates{patients, orders},
 			OnAssigned: func(ctx context.Context, m map[string][]int32) {
-				e.loadDedup(ctx, topics.PatientState, func(ctx context.Context) error {
-					return patients.Restore(ctx, e.kafkaFor(topics.StageRoute), m[topics.Events])
-				})
+				for _, tb := range []*stages.Table{patients, orders} {
+					e.loadDedup(ctx, tb.Topic(), func(ctx context.Context) error {
+						return tb.Restore(ctx, e.kafkaFor(topics.StageRoute), m[topics.Events])
+					})
+				}
 			},
-			OnRevoked: func(_ context.Context, m map[string][]int32) { patients.Forget(m[topics.Events]) },
+			OnRevoked: func(_ context.Context, m map[string][]int32) {
+				patients.Forget(m[topics.Events])
+				orders.Forget(m[topics.Events])
+			},
 		}); err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ type metrics struct {
 	unrouted   prometheus.Counter
 	evalErrors *prometheus.CounterVec // route
 	exceptions *prometheus.CounterVec // code
+	orders     *prometheus.CounterVec // state
 }
 
 // newMetrics creates the series and registers them on reg. A series that a
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "careflow_exceptions_total",
 			Help: "Exceptions raised (careflow.exceptions), by code.",
 		}, []string{"code"}),
+		orders: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_order_transitions_total",
+			Help: "Orders entering a state (careflow.orders), by the state.",
+		}, []string{"state"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -54,6 +59,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.exceptions, err = stages.Register(reg, m.exceptions)
+	if err != nil {
+		return nil, err
+	}
+	m.orders, err = stages.Register(reg, m.orders)
 	if err != nil {
 		return nil, err
 	}

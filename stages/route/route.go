@@ -59,6 +59,10 @@ type Config struct {
 	// must commit and abort it (stages.TxnState) and restore it on
 	// assignment.
 	Patients *stages.Table
+	// Orders, when set, tracks the order lifecycle (orders.go): per patient
+	// key, the patient's orders, changelog topics.OrderState; the runner
+	// commits, aborts and restores it like Patients.
+	Orders *stages.Table
 }
 
 // Stage is the routing Processor. It is safe for concurrent use.
@@ -69,6 +73,7 @@ type Stage struct {
 	evalLog  *evalLog
 	metrics  *metrics
 	patients *stages.Table
+	orders   *stages.Table
 }
 
 type compiled struct {
@@ -87,7 +92,7 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("route: Config.Serde is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, patients: cfg.Patients}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, patients: cfg.Patients, orders: cfg.Orders}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -171,10 +176,24 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if stale != nil {
 		return s.staleOutputs(in, &ev, stale, base, now)
 	}
-	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2)
+	tr, err := s.track(in, &ev, base, now)
+	if err != nil {
+		return nil, err
+	}
+	if tr.hold {
+		return tr.outs, nil
+	}
+	if tr.value != nil {
+		// The event joined its order's journey: its outbound copies and
+		// outcomes carry the order's correlation id.
+		in.Value = tr.value
+		base.Set(topics.HeaderCorrelationID, ev.CorrelationID)
+	}
+	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2+len(tr.outs))
 	if change != nil {
 		out = append(out, *change)
 	}
+	out = append(out, tr.outs...)
 	for _, m := range matches {
 		h := base.Clone()
 		h.Set(topics.HeaderDestination, m.destination)

@@ -175,6 +175,16 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			CorrelationID: x.CorrelationID, ControlID: x.ControlID, PatientHash: hash, PlacerOrder: x.PlacerOrder,
 			FillerOrder: x.FillerOrder, Reason: x.Reason, Action: x.Action, At: x.At,
 		})
+	case r.Topic == topics.Orders:
+		var x avro.OrderTransition
+		if err := s.decode(r, &x); err != nil {
+			return err
+		}
+		b.Orders = append(b.Orders, analytics.OrderTransition{
+			TransitionID: x.TransitionID, PlacerOrder: x.PlacerOrder, FillerOrder: x.FillerOrder, PatientHash: hash,
+			FromState: x.FromState, State: x.State, MessageID: x.MessageID, CorrelationID: x.CorrelationID,
+			Interface: x.Interface, MessageType: x.MessageType, TriggerEvent: x.TriggerEvent, At: x.At,
+		})
 	default:
 		return &decodeError{code: CodeUnknownTopic, err: fmt.Errorf("topic %s is not one the sink reads", r.Topic)}
 	}

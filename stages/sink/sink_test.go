@@ -205,6 +205,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	f.produce(topics.Exceptions, "NG1^HOSP", &avro.Exception{ExceptionID: "m001/exception/stale_update", Code: avro.ExceptionStaleUpdate,
 		Stage: topics.StageRoute, Interface: "ehr", MessageID: "m001", CorrelationID: "m001", ControlID: "C1",
 		PatientKey: "NG1^HOSP", Reason: "older than the update already applied", Action: avro.ActionNotDelivered, At: ingest})
+	f.produce(topics.Orders, "NG1^HOSP", &avro.OrderTransition{TransitionID: "m001/order/P1/placed", PlacerOrder: "P1^PAS",
+		PatientKey: "NG1^HOSP", State: "placed", MessageID: "m001", CorrelationID: "m001", Interface: "ehr", MessageType: "ORM",
+		TriggerEvent: "O01", At: ingest})
 
 	m := sink.NewMetrics(nil)
 	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
@@ -230,6 +233,9 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 		t.Error(err)
 	}
 	if err := expectCount(store, "exceptions", 1); err != nil {
+		t.Error(err)
+	}
+	if err := expectCount(store, "order_transitions", 1); err != nil {
 		t.Error(err)
 	}
 

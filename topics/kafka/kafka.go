@@ -110,7 +110,7 @@ func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
 
 // Pipeline lists every topic a pipeline with these destinations uses.
 func Pipeline(destinations []string) []string {
-	ts := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.PatientState}
+	ts := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.PatientState, topics.Orders, topics.OrderState}
 	for _, d := range destinations {
 		ts = append(ts, topics.Outbound(d))
 	}

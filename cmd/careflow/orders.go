@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/internal/engine"
+	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// orderLine is one order as `careflow orders --json` prints it.
+type orderLine struct {
+	PlacerOrder   string   `json:"placer_order"`
+	FillerOrder   string   `json:"filler_order"`
+	State         string   `json:"state"`
+	UpdatedAt     string   `json:"updated_at"`
+	LastMessageID string   `json:"last_message_id"`
+	CorrelationID string   `json:"correlation_id"`
+	Interface     string   `json:"source_interface"`
+	Exceptions    []string `json:"exceptions"` // codes raised about this order
+}
+
+// cmdOrders lists the orders careflow tracks, read from the order state
+// store (the careflow.state.orders changelog) and careflow.exceptions in
+// Kafka: no ClickHouse needed.
+func cmdOrders(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
+	cfgPath := fs.String("config", "", "configuration `FILE` (its Kafka and admin port; default $CAREFLOW_CONFIG, else make run's data/careflow-demo.yaml)")
+	brokers := fs.String("brokers", "", "Kafka seed brokers, comma separated (default: the configuration's)")
+	registryURL := fs.String("schema-registry", "", "schema registry `URL` (default: the configuration's admin port)")
+	state := fs.String("state", "", "only orders in this `state` (placed, accepted, rejected, in_progress, preliminary, final, corrected, cancelled)")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"orders takes no arguments, only flags"}
+	}
+	states := []string{lifecycle.Placed, lifecycle.Sent, lifecycle.Accepted, lifecycle.Rejected, lifecycle.InProgress,
+		lifecycle.Preliminary, lifecycle.Final, lifecycle.Corrected, lifecycle.Cancelled}
+	if *state != "" && !slices.Contains(states, *state) {
+		return usageError{fmt.Sprintf("--state %q: want one of %s", *state, strings.Join(states, ", "))}
+	}
+	cfg, err := toolConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	opts, err := engine.KafkaClientOptions(cfg.Kafka, splitList(*brokers))
+	if err != nil {
+		return err
+	}
+	// The changelog keeps the last record per patient: read it all.
+	patients := map[string]lifecycle.Patient{}
+	err = readAll(ctx, opts, *brokers, topics.OrderState, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
+		if r.Value == nil {
+			delete(patients, string(r.Key))
+			return nil
+		}
+		var p lifecycle.Patient
+		if err := json.Unmarshal(r.Value, &p); err != nil {
+			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		patients[string(r.Key)] = p
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	excs, err := exceptionsByOrder(ctx, opts, *brokers, *registryURL, "http://"+cfg.Admin.Listen)
+	if err != nil {
+		return err
+	}
+	var out []orderLine
+	for _, p := range patients {
+		for _, o := range p.Orders {
+			if *state != "" && o.State != *state {
+				continue
+			}
+			out = append(out, orderLine{PlacerOrder: o.Placer, FillerOrder: o.Filler, State: o.State,
+				UpdatedAt: o.Updated.UTC().Format(time.RFC3339Nano), LastMessageID: o.MessageID, CorrelationID: o.CorrelationID,
+				Interface: o.Interface, Exceptions: nonNil(excs[o.Placer])})
+		}
+	}
+	slices.SortFunc(out, func(a, b orderLine) int { return strings.Compare(a.UpdatedAt+a.PlacerOrder, b.UpdatedAt+b.PlacerOrder) })
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		for _, o := range out {
+			if err := enc.Encode(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(out) == 0 {
+		fmt.Fprintln(stdout, "no orders")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "UPDATED\tPLACER\tFILLER\tSTATE\tLAST MESSAGE\tEXCEPTIONS")
+	for _, o := range out {
+		at, _ := time.Parse(time.RFC3339Nano, o.UpdatedAt)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at.Local().Format("2006-01-02 15:04:05"), o.PlacerOrder, dash(o.FillerOrder),
+			o.State, o.LastMessageID, dash(strings.Join(o.Exceptions, ",")))
+	}
+	return tw.Flush()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// exceptionsByOrder reads careflow.exceptions and returns, per placer
+// order, the codes raised about it.
+func exceptionsByOrder(ctx context.Context, opts []kgo.Opt, brokers, url, defaultURL string) (map[string][]string, error) {
+	if url == "" {
+		url = defaultURL
+	}
+	reg, err := registry.NewRemote(url)
+	if err != nil {
+		return nil, err
+	}
+	serde, err := avro.NewSerde(ctx, reg)
+	if err != nil {
+		return nil, fmt.Errorf("schema registry at %s (is careflow running? else give --schema-registry): %w", url, err)
+	}
+	by := map[string][]string{}
+	err = readAll(ctx, opts, brokers, topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
+		var x avro.Exception
+		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
+			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		if x.PlacerOrder != "" && !slices.Contains(by[x.PlacerOrder], x.Code) {
+			by[x.PlacerOrder] = append(by[x.PlacerOrder], x.Code)
+		}
+		return nil
+	})
+	return by, err
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// careflow orders reads the order state store (the last changelog record
+// per patient) and the exceptions about each order: as JSON lines with
+// the keys the issue names, filtered by --state.
+func TestOrdersCommand(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.OrderState, topics.Exceptions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	store, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewServer(store)
+	defer reg.Close()
+	serde, err := avro.NewSerde(context.Background(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	produce := func(topic, key string, value []byte) {
+		t.Helper()
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patient := func(orders ...lifecycle.Order) []byte {
+		b, _ := json.Marshal(lifecycle.Patient{Orders: orders})
+		return b
+	}
+	// P1's first record is superseded by its second: the store is the last.
+	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", State: lifecycle.Placed, Updated: now.Add(-time.Hour)}))
+	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", Filler: "F1^LAB", State: lifecycle.Final, Updated: now, MessageID: "m3"}))
+	produce(topics.OrderState, "P2", patient(lifecycle.Order{Placer: "RP2^TRAKCARE", State: lifecycle.Cancelled, Updated: now.Add(-time.Minute)}))
+	x, _ := serde.Encode(&avro.Exception{Code: lifecycle.ResultAfterCancel, PlacerOrder: "RP2^TRAKCARE", MessageID: "m9", At: now})
+	produce(topics.Exceptions, "P2", x)
+
+	args := func(extra ...string) []string {
+		return append([]string{"orders", "--config", "../../examples/demo/careflow.yaml",
+			"--brokers", strings.Join(cluster.ListenAddrs(), ","), "--schema-registry", reg.URL}, extra...)
+	}
+	code, out, errOut := runCLI(args("--json")...)
+	if code != 0 {
+		t.Fatalf("orders --json exited %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d orders, want 2:\n%s", len(lines), out)
+	}
+	var first, second map[string]any
+	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[1]), &second) != nil {
+		t.Fatalf("not JSON lines:\n%s", out)
+	}
+	for _, k := range []string{"placer_order", "filler_order", "state", "updated_at"} {
+		if _, ok := first[k]; !ok {
+			t.Errorf("an order line lacks %q: %s", k, lines[0])
+		}
+	}
+	if first["placer_order"] != "RP2^TRAKCARE" || first["state"] != "cancelled" || !strings.Contains(lines[0], lifecycle.ResultAfterCancel) {
+		t.Errorf("first (oldest) order %s, want RP2 cancelled with its result_after_cancel", lines[0])
+	}
+	if second["placer_order"] != "RP1^TRAKCARE" || second["state"] != "final" || second["filler_order"] != "F1^LAB" {
+		t.Errorf("second order %s, want RP1's last state, final with its filler", lines[1])
+	}
+	if code, out, _ := runCLI(args("--state", "final")...); code != 0 || !strings.Contains(out, "RP1^TRAKCARE") || strings.Contains(out, "RP2") {
+		t.Errorf("--state final: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := runCLI(args("--state", "finished")...); code != 2 || !strings.Contains(errOut, "want one of") {
+		t.Errorf("--state finished: exit %d, %q", code, errOut)
+	}
+}
