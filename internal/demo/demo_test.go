@@ -177,6 +177,7 @@ func TestLabResultsOrders(t *testing.T) {
 	engineAddr := serve(t, engine)
 	st := &stats{}
 	lab := newLab(st, quiet, engineAddr, "T2", 10*time.Millisecond)
+	lab.plan = func() []step { return []step{{status: "F"}} }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- lab.sendResults(ctx) }()
@@ -343,5 +344,63 @@ func TestRunPortInUse(t *testing.T) {
 	err = Run(context.Background(), Config{Lab: ln.Addr().String(), Out: io.Discard, Logger: quiet})
 	if err == nil || !strings.Contains(err.Error(), "lab listener") {
 		t.Errorf("Run = %v, want a lab listener error", err)
+	}
+}
+
+// TestLabClosesTheLoop: for an order the lab answers ORR^O02 OK with its
+// filler number, then a preliminary, a final and (in the corrected plan) a
+// correction, or refuses it with ORR^O02 UA; every message meets the
+// demo's lab-results rules, so each one moves the order's lifecycle.
+func TestLabClosesTheLoop(t *testing.T) {
+	resultsRules, _ := demoConfig(t).InboundByName("lab-results")
+	for _, tc := range []struct {
+		name string
+		plan []step
+		want []string // MSH-9.1 and ORC-1 or OBR-25 of each message
+	}{
+		{"corrected", planCorrected, []string{"ORR/OK", "ORU/P", "ORU/F", "ORU/C"}},
+		{"refused", planRefused, []string{"ORR/UA"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			engine := &fakeEngine{}
+			engineAddr := serve(t, engine)
+			st := &stats{}
+			lab := newLab(st, quiet, engineAddr, "T3", time.Millisecond)
+			lab.plan = func() []step { return tc.plan }
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- lab.sendResults(ctx) }()
+			defer func() { cancel(); <-done }()
+			labAddr := serve(t, lab)
+			p := newEHRGenerator(1, "T3", 1).patients[0]
+			if a := sendACK(t, labAddr, order(p, false, "ORD-9", panels[0], "C9", time.Now())); a.Code != hl7v2.AckAA {
+				t.Fatalf("order ACK %s", a.Code)
+			}
+			await.For(t, 5*time.Second, 10*time.Millisecond, func() error {
+				if n := len(engine.received()); n != len(tc.want) {
+					return fmt.Errorf("engine received %d messages, want %d", n, len(tc.want))
+				}
+				return nil
+			})
+			for i, msg := range engine.received() {
+				m, err := hl7v2.Parse(msg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := conforms(m, resultsRules.Accept); err != nil {
+					t.Errorf("message %d: %v", i+1, err)
+				}
+				got := m.Get("MSH-9.1") + "/" + m.Get("ORC-1")
+				if m.Get("MSH-9.1") == "ORU" {
+					got = "ORU/" + m.Get("OBR-25")
+				}
+				if got != tc.want[i] || m.Get("ORC-2") != "ORD-9^"+ehrApp {
+					t.Errorf("message %d is %s for ORC-2 %q, want %s for ORD-9^%s", i+1, got, m.Get("ORC-2"), tc.want[i], ehrApp)
+				}
+				if m.Get("MSH-9.1") == "ORR" && tc.want[i] == "ORR/OK" && m.Get("ORC-3.1") == "" {
+					t.Errorf("the acceptance carries no filler number")
+				}
+			}
+		})
 	}
 }

@@ -1,6 +1,9 @@
 // This file is the simulated laboratory system: it acknowledges everything
-// careflow delivers to it and, for each new order, returns a final result to
-// careflow's lab-results interface a moment later, as an analyser would.
+// careflow delivers to it and, for each new order, answers through
+// careflow's lab-results interface a moment later as a laboratory
+// information system would: an ORR^O02 accepting the order (or, now and
+// then, refusing it), a preliminary result, the final one and, sometimes,
+// a correction. Each message moves the order's lifecycle (docs/workflows.md).
 
 package demo
 
@@ -30,6 +33,34 @@ type lab struct {
 	rngMu  sync.Mutex
 	rng    *rand.Rand
 	client *mllp.Client
+	// plan says what the lab sends back for one order; the default draws
+	// one of the plans below at random.
+	plan func() []step
+}
+
+// step is one message the lab sends about an order: an ORR with ORC-1
+// control, or an ORU with OBR-25 status.
+type step struct{ orr, control, status string }
+
+var (
+	planRefused   = []step{{orr: "ORR", control: "UA"}}
+	planFinal     = []step{{orr: "ORR", control: "OK"}, {status: "P"}, {status: "F"}}
+	planCorrected = []step{{orr: "ORR", control: "OK"}, {status: "P"}, {status: "F"}, {status: "C"}}
+)
+
+// randomPlan refuses 6% of orders, corrects 10% of the results, and
+// results the rest preliminary then final.
+func (l *lab) randomPlan() []step {
+	l.rngMu.Lock()
+	u := l.rng.Float64()
+	l.rngMu.Unlock()
+	switch {
+	case u < 0.06:
+		return planRefused
+	case u < 0.16:
+		return planCorrected
+	}
+	return planFinal
 }
 
 type resultJob struct {
@@ -38,13 +69,15 @@ type resultJob struct {
 }
 
 func newLab(st *stats, log *slog.Logger, engineAddr, run string, delay time.Duration) *lab {
-	return &lab{
+	l := &lab{
 		stats: st, log: log, delay: delay, run: run,
 		jobs:   make(chan resultJob, 1024),
 		seen:   map[string]bool{},
 		rng:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
 		client: &mllp.Client{Addr: engineAddr, ACKTimeout: 10 * time.Second},
 	}
+	l.plan = l.randomPlan
+	return l
 }
 
 // ServeMLLP acknowledges a delivered message and queues a result for a
@@ -99,8 +132,9 @@ func (l *lab) sendResults(ctx context.Context) error {
 	}
 }
 
-// sendResult sends the result of one order, retrying a few times while
-// careflow is unreachable, and counts the ACK.
+// sendResult sends what the lab has to say about one order (its plan),
+// each message retried a few times while careflow is unreachable, and
+// counts the ACKs.
 func (l *lab) sendResult(ctx context.Context, orderMsg []byte) {
 	m, err := hl7v2.Parse(orderMsg)
 	if err != nil {
@@ -108,30 +142,46 @@ func (l *lab) sendResult(ctx context.Context, orderMsg []byte) {
 	}
 	l.mu.Lock()
 	l.seq++
-	filler := fmt.Sprintf("F%s-%d", l.run, l.seq)
-	ctl := fmt.Sprintf("L%s-%d", l.run, l.seq)
+	n := l.seq
 	l.mu.Unlock()
-	msg := result(m, filler, ctl, l.value, time.Now())
+	filler := fmt.Sprintf("F%s-%d", l.run, n)
+	for i, s := range l.plan() {
+		ctl := fmt.Sprintf("L%s-%d-%d", l.run, n, i+1)
+		var msg []byte
+		if s.orr != "" {
+			msg = response(m, filler, ctl, s.control, time.Now())
+		} else {
+			msg = result(m, filler, ctl, s.status, l.value, time.Now())
+		}
+		if !l.send(ctx, msg, ctl) {
+			return
+		}
+	}
+}
+
+// send sends one message to careflow, retrying while it is unreachable;
+// false when it gave up or the demo is stopping.
+func (l *lab) send(ctx context.Context, msg []byte, ctl string) bool {
 	l.stats.resultsSent.Add(1)
 	for attempt := 1; ; attempt++ {
 		reply, err := l.client.Send(ctx, msg)
 		if err == nil {
 			countACK(reply, &l.stats.resultsACKed, &l.stats.resultsNAKed)
-			return
+			return true
 		}
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if attempt == 5 {
 			l.stats.resultsFailed.Add(1)
-			l.log.Warn("lab: result not delivered to careflow", "addr", l.client.Addr, "control_id", ctl, "err", err)
-			return
+			l.log.Warn("lab: message not delivered to careflow", "addr", l.client.Addr, "control_id", ctl, "err", err)
+			return false
 		}
 		t := time.NewTimer(time.Duration(attempt) * 500 * time.Millisecond)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return
+			return false
 		case <-t.C:
 		}
 	}

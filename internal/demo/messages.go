@@ -165,10 +165,11 @@ func order(p *patient, oml bool, placer string, pn panel, controlID string, now 
 	return b.Bytes()
 }
 
-// result writes the lab's final ORU^R01 for the order in m: the same
-// patient (PID copied as the EHR sent it) and placer order number, a new
-// filler number, and one OBX per analyte of the ordered panel.
-func result(m *hl7v2.Message, filler, controlID string, values func(analyte) (string, string), now time.Time) []byte {
+// result writes the lab's ORU^R01 for the order in m, with OBR-25 and
+// OBX-11 status (P preliminary, F final, C corrected): the same patient
+// (PID copied as the EHR sent it) and placer order number, the filler
+// number, and one OBX per analyte of the ordered panel.
+func result(m *hl7v2.Message, filler, controlID, status string, values func(analyte) (string, string), now time.Time) []byte {
 	b := hl7v2.NewBuilder(hl7v2.DefaultDelimiters)
 	msh(b, labApp, engineApp, "ORU", "R01", "ORU_R01", controlID, labVersion, now)
 	ps := b.Segment("PID").Set("1", "1")
@@ -188,7 +189,7 @@ func result(m *hl7v2.Message, filler, controlID string, values func(analyte) (st
 		SetRaw("4", string(m.GetRaw("OBR-4"))).
 		Set("7", ts).
 		Set("22", ts).
-		Set("25", "F")
+		Set("25", status)
 	code := m.Get("OBR-4.1")
 	known := false
 	for _, pn := range panels {
@@ -198,7 +199,7 @@ func result(m *hl7v2.Message, filler, controlID string, values func(analyte) (st
 		// An order for a test this demo lab does not run (sent by hand, say)
 		// still gets a final result, as a text note, so it is a valid ORU.
 		b.Segment("OBX").Set("1", "1").Set("2", "TX").Set("3.1", code).Set("3.2", m.Get("OBR-4.2")).
-			Set("5", "Test not performed by the demo laboratory").Set("11", "F").Set("14", ts)
+			Set("5", "Test not performed by the demo laboratory").Set("11", status).Set("14", ts)
 	}
 	for _, pn := range panels {
 		if pn.code != code {
@@ -214,7 +215,7 @@ func result(m *hl7v2.Message, filler, controlID string, values func(analyte) (st
 				Set("6.1", a.units).
 				Set("7", a.rangeText).
 				Set("8", flag).
-				Set("11", "F").
+				Set("11", status).
 				Set("14", ts)
 		}
 	}
@@ -251,4 +252,27 @@ func ack(payload []byte, app string) ([]byte, *hl7v2.Message) {
 	return hl7v2.BuildACK(m.Header(), m.Delimiters(), hl7v2.AckAA, hl7v2.ACKOptions{
 		SendingApplication: app, SendingFacility: hospital,
 	}), m
+}
+
+// response writes the lab's ORR^O02 to the order in m: ORC-1 control OK
+// (accepted, with the filler number) or UA (unable to accept).
+func response(m *hl7v2.Message, filler, controlID, control string, now time.Time) []byte {
+	b := hl7v2.NewBuilder(hl7v2.DefaultDelimiters)
+	msh(b, labApp, engineApp, "ORR", "O02", "ORR_O02", controlID, labVersion, now)
+	b.Segment("MSA").Set("1", "AA").Set("2", m.Get("MSH-10"))
+	ps := b.Segment("PID").Set("1", "1")
+	for _, f := range []string{"3", "5", "7", "8"} {
+		ps.SetRaw(f, string(m.GetRaw("PID-"+f)))
+	}
+	placer := m.Get("ORC-2.1")
+	if placer == "" {
+		placer = m.Get("OBR-2.1")
+	}
+	orc := b.Segment("ORC").Set("1", control).Set("2.1", placer).Set("2.2", ehrApp)
+	if control == "OK" {
+		orc.Set("3.1", filler).Set("3.2", labApp).Set("5", "SC")
+	} else {
+		orc.Set("16.2", "Specimen type not available") // ORC-16 order control code reason
+	}
+	return b.Bytes()
 }
