@@ -77,6 +77,8 @@ func TestEHRStream(t *testing.T) {
 	types := map[string]int{}
 	ids := map[string]bool{}
 	announced := map[string]bool{} // MRNs an A28 has created
+	placed := map[string]bool{}    // placer numbers ordered
+	cancels := 0
 	for i := range 2000 {
 		msg := g.next(now.Add(time.Duration(i) * time.Second))
 		m, err := hl7v2.Parse(msg)
@@ -100,10 +102,26 @@ func TestEHRStream(t *testing.T) {
 				t.Errorf("message %d merges %s, which no A28 created", i, prior)
 			}
 		case "ORM^O01", "OML^O21":
-			if m.Get("ORC-1") != "NW" || m.Get("ORC-2.1") != m.Get("OBR-2.1") {
-				t.Errorf("message %d: order control %q, placer %q vs %q", i, m.Get("ORC-1"), m.Get("ORC-2.1"), m.Get("OBR-2.1"))
+			placer := m.Get("ORC-2.1")
+			switch {
+			case placer != m.Get("OBR-2.1"):
+				t.Errorf("message %d: placer %q vs %q", i, placer, m.Get("OBR-2.1"))
+			case m.Get("ORC-1") == "NW":
+				placed[placer] = true
+			case m.Get("ORC-1") == "CA":
+				// A cancellation names an order placed before, once.
+				if !placed[placer] {
+					t.Errorf("message %d cancels %s, which was not placed (or was cancelled already)", i, placer)
+				}
+				delete(placed, placer)
+				cancels++
+			default:
+				t.Errorf("message %d: order control %q", i, m.Get("ORC-1"))
 			}
 		}
+	}
+	if cancels == 0 {
+		t.Error("no order was cancelled in 2000 messages")
 	}
 	for _, want := range []string{"ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11", "ADT^A13", "ADT^A28", "ADT^A31", "ADT^A40", "ORM^O01", "OML^O21"} {
 		if types[want] == 0 {

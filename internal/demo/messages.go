@@ -165,6 +165,18 @@ func order(p *patient, oml bool, placer string, pn panel, controlID string, now 
 	return b.Bytes()
 }
 
+// cancel writes the EHR's ORM^O01 cancelling order placer (ORC-1 CA).
+func cancel(p *patient, placer string, pn panel, controlID string, now time.Time) []byte {
+	b := hl7v2.NewBuilder(hl7v2.DefaultDelimiters)
+	msh(b, ehrApp, engineApp, "ORM", "O01", "ORM_O01", controlID, ehrVersion, now)
+	pid(b, p, p.mrn)
+	pv1(b, p)
+	b.Segment("ORC").Set("1", "CA").Set("2.1", placer).Set("2.2", ehrApp).Set("9", hl7v2.FormatTime(now)).Set("12.1", p.doctor)
+	b.Segment("OBR").Set("1", "1").Set("2.1", placer).Set("2.2", ehrApp).
+		Set("4.1", pn.code).Set("4.2", pn.text).Set("4.3", loinc).Set("16.1", p.doctor)
+	return b.Bytes()
+}
+
 // result writes the lab's ORU^R01 for the order in m, with OBR-25 and
 // OBX-11 status (P preliminary, F final, C corrected): the same patient
 // (PID copied as the EHR sent it) and placer order number, the filler

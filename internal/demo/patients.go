@@ -33,6 +33,11 @@ type patient struct {
 	// A28 and later merged into mrn by an A40.
 	duplicateMRN       string
 	duplicateAnnounced bool
+
+	// lastOrder is the placer number of the patient's newest order and
+	// its panel, which the EHR may cancel.
+	lastOrder      string
+	lastOrderPanel panel
 }
 
 var (
@@ -130,6 +135,13 @@ func (g *ehrGenerator) next(now time.Time) []byte {
 
 	default: // admitted
 		switch {
+		case u < 0.04 && p.lastOrder != "":
+			// The doctor changes their mind: the lab may have answered
+			// already, so its results can now arrive for a cancelled
+			// order (result_after_cancel).
+			msg := cancel(p, p.lastOrder, p.lastOrderPanel, ctl, now)
+			p.lastOrder = ""
+			return msg
 		case u < 0.4:
 			return g.order(p, ctl, now)
 		case u < 0.55:
@@ -155,7 +167,8 @@ func (g *ehrGenerator) next(now time.Time) []byte {
 // the older ORM^O01 and the newer OML^O21 as an EHR mid-upgrade would.
 func (g *ehrGenerator) order(p *patient, ctl string, now time.Time) []byte {
 	pn := panels[g.rng.IntN(len(panels))]
-	return order(p, g.rng.IntN(2) == 0, g.nextID("ORD"), pn, ctl, now)
+	p.lastOrder, p.lastOrderPanel = g.nextID("ORD"), pn
+	return order(p, g.rng.IntN(2) == 0, p.lastOrder, pn, ctl, now)
 }
 
 func (g *ehrGenerator) assignBed(p *patient) {
