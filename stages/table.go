@@ -50,14 +50,40 @@ func (t *Table) Get(p int32, key string) ([]byte, bool) {
 
 // Put sets key on partition p in the open transaction and returns the
 // changelog record, which the processor must return among its outputs.
+// A processor that may still fail after deciding a change (and be retried,
+// or dead-lettered) should use Change instead and Apply it only once its
+// outputs are certain: a retry must not see its own failed attempt's state.
 func (t *Table) Put(p int32, key string, value []byte, h Headers) Envelope {
+	c := t.Change(p, key, value, h)
+	t.Apply(c)
+	return c.Record
+}
+
+// Change is a change to a table decided but not yet made: its changelog
+// record, and the state to set with Apply.
+type Change struct {
+	Partition int32
+	Key       string
+	Value     []byte
+	Record    Envelope
+}
+
+// Change returns the change setting key on partition p, without making
+// it.
+func (t *Table) Change(p int32, key string, value []byte, h Headers) Change {
+	return Change{Partition: p, Key: key, Value: value, Record: Envelope{Topic: t.topic, Key: []byte(key), Value: value, Headers: h}}
+}
+
+// Apply makes changes in the open transaction.
+func (t *Table) Apply(changes ...Change) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.pending[p] == nil {
-		t.pending[p] = map[string][]byte{}
+	for _, c := range changes {
+		if t.pending[c.Partition] == nil {
+			t.pending[c.Partition] = map[string][]byte{}
+		}
+		t.pending[c.Partition][c.Key] = c.Value
 	}
-	t.pending[p][key] = value
-	return Envelope{Topic: t.topic, Key: []byte(key), Value: value, Headers: h}
 }
 
 // Commit implements TxnState: the open transaction's changes are now what

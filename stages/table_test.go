@@ -113,3 +113,25 @@ func TestTableRestoreMissingTopic(t *testing.T) {
 		t.Fatalf("Restore of a missing topic: %v, %d keys", err, tb.Len())
 	}
 }
+
+// A Change is only decided: the state changes when it is applied, so a
+// processor that fails after deciding (and is retried) never sees its
+// failed attempt's state.
+func TestTableChangeIsAppliedOnlyWhenAsked(t *testing.T) {
+	tb := stages.NewTable("careflow.state.test")
+	c := tb.Change(0, "p1", []byte("v1"), nil)
+	if get(tb, 0, "p1") != "<none>" {
+		t.Fatal("a Change altered the state before Apply")
+	}
+	if c.Record.Topic != "careflow.state.test" || string(c.Record.Key) != "p1" || string(c.Record.Value) != "v1" {
+		t.Fatalf("changelog record %+v", c.Record)
+	}
+	tb.Apply(c)
+	if get(tb, 0, "p1") != "v1" {
+		t.Fatal("Apply did not set the state")
+	}
+	tb.Abort()
+	if get(tb, 0, "p1") != "<none>" {
+		t.Fatal("an applied change outlived its aborted transaction")
+	}
+}

@@ -22,9 +22,10 @@ import (
 // (state change, transitions, exceptions), whether the event is held back,
 // and its value re-encoded when it joined its order's journey.
 type tracked struct {
-	outs  []stages.Envelope
-	hold  bool
-	value []byte // nil: unchanged
+	outs   []stages.Envelope
+	change *stages.Change // the patient's new orders, applied by Process with its outputs
+	hold   bool
+	value  []byte // nil: unchanged
 }
 
 // track applies ev to its patient's orders. ev's CorrelationID becomes its
@@ -48,7 +49,9 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 		return tr, err
 	}
 	if !bytes.Equal(before, after) {
-		tr.outs = append(tr.outs, s.orders.Put(in.Partition, key, after, h.Clone()))
+		c := s.orders.Change(in.Partition, key, after, h.Clone())
+		tr.change = &c
+		tr.outs = append(tr.outs, c.Record)
 	}
 	if out.Correlation != "" && out.Correlation != ev.CorrelationID {
 		ev.CorrelationID = out.Correlation

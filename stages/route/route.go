@@ -181,6 +181,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		return nil, err
 	}
 	if tr.hold {
+		s.apply(tr.change)
 		return tr.outs, nil
 	}
 	if tr.value != nil {
@@ -191,7 +192,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2+len(tr.outs))
 	if change != nil {
-		out = append(out, *change)
+		out = append(out, change.Record)
 	}
 	out = append(out, tr.outs...)
 	for _, m := range matches {
@@ -241,7 +242,25 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		out = append(out, env)
 		s.metrics.unrouted.Inc()
 	}
+	// Every output is built: only now does the state change, so a retry
+	// of a failed attempt never sees that attempt's state.
+	s.apply(change, tr.change)
 	return out, nil
+}
+
+// apply makes the decided state changes in the open transaction.
+func (s *Stage) apply(changes ...*stages.Change) {
+	for _, c := range changes {
+		if c == nil {
+			continue
+		}
+		switch c.Record.Topic {
+		case topics.PatientState:
+			s.patients.Apply(*c)
+		case topics.OrderState:
+			s.orders.Apply(*c)
+		}
+	}
 }
 
 // evaluate runs every condition against ev and returns the destinations

@@ -45,10 +45,11 @@ func eventTime(ev *avro.ClinicalEvent) (time.Time, bool) {
 
 // sequence decides whether an ADT event is older than what was already
 // applied for its patient. It returns the exception to raise when it is
-// (the event is then not routed), and otherwise the changelog record that
-// advances the patient's state, if the event is newer. Events that are not
+// (the event is then not routed), and otherwise the change that advances
+// the patient's state, if the event is newer; Process applies it once its
+// outputs are built. Events that are not
 // ADT, carry no patient key, or carry no readable time pass untouched.
-func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (stale *avro.Exception, change *stages.Envelope, err error) {
+func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (stale *avro.Exception, change *stages.Change, err error) {
 	key := string(in.Key)
 	if s.patients == nil || ev.MessageType != "ADT" || key == "" || key == ev.IdempotencyKey {
 		return nil, nil, nil // keyed by its idempotency key: it has no patient
@@ -88,8 +89,8 @@ func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.He
 	if err != nil {
 		return nil, nil, err
 	}
-	env := s.patients.Put(in.Partition, key, b, h)
-	return nil, &env, nil
+	c := s.patients.Change(in.Partition, key, b, h)
+	return nil, &c, nil
 }
 
 // staleOutputs are the records of an event sequence refused: the exception
