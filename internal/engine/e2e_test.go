@@ -258,11 +258,12 @@ func TestBadInputIsRejectedAndDeadLettered(t *testing.T) {
 		t.Fatalf("dead letter %+v", d)
 	}
 	// A message of a type the interface does not accept is stored, answered
-	// AE naming the rule (ack: validated, the default), and dead-lettered
-	// by validate with the same reason.
+	// AR naming the rule (ack: validated, the default; HL7 answers an
+	// unsupported type AR, a content error AE), and dead-lettered by
+	// validate with the same reason.
 	ack := send(t, c, []byte("MSH|^~\\&|EHR|HOSP|CF|HOSP|20240101||SIU^S12|S1|P|2.5\rPID|1||9^^^HOSP\r"))
-	if ack.Code != "AE" || len(ack.Errors) != 1 || ack.Errors[0].Code != "200" || ack.Errors[0].Location != "MSH-9.1" {
-		t.Fatalf("ACK %+v, want AE with ERR 200 at MSH-9.1", ack)
+	if ack.Code != "AR" || len(ack.Errors) != 1 || ack.Errors[0].Code != "200" || ack.Errors[0].Location != "MSH-9.1" {
+		t.Fatalf("ACK %+v, want AR with ERR 200 at MSH-9.1", ack)
 	}
 	vd := readTopic(t, eng.Brokers(), topics.DeadLetter(topics.StageValidate), 1, 20*time.Second)
 	if len(vd) != 1 {

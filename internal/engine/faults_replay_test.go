@@ -40,7 +40,7 @@ func TestFaultReplayDeadLetter(t *testing.T) {
 	c := &mllp.Client{Addr: fe.EHR}
 	defer c.Close()
 	faultSend(t, c, adt("A01", "RP1", "RP-0"), "AA")
-	faultSend(t, c, adt("A04", "RP1", "RP-1"), "AE") // stored, fails the rules
+	faultSend(t, c, adt("A04", "RP1", "RP-1"), "AR") // stored, a type the interface does not take
 	sent := []faultSent{{ehrKey("RP-0"), []string{"lab"}}, {ehrKey("RP-1"), []string{"lab"}}}
 	tail.settle(sent, 20*time.Second)
 	var dl faultDeadLetter

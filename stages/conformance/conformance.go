@@ -33,6 +33,11 @@ type Violation struct {
 	Location string
 	HL7Code  string
 	Text     string
+	// Reject is true for a message the interface does not take at all (its
+	// type, trigger or version): HL7 answers that AR, "rejected for
+	// reasons unrelated to content". A content error (a required field
+	// missing) is AE.
+	Reject bool
 }
 
 func (v *Violation) Error() string {
@@ -66,13 +71,17 @@ func (k *Checker) Check(m *hl7v2.Message) *Violation {
 		if loc == "MSH-9.2" {
 			code = "201" // unsupported event code
 		}
-		return &Violation{Code: CodeMessageType, Location: loc, HL7Code: code, Text: "this interface does not accept " + msgType}
+		return &Violation{Code: CodeMessageType, Location: loc, HL7Code: code, Text: "this interface does not accept " + msgType, Reject: true}
 	}
 	if !k.c.versionAllowed(h.Version) {
-		return &Violation{Code: CodeVersion, Location: "MSH-12", HL7Code: "203", Text: fmt.Sprintf("this interface does not accept HL7 version %q", h.Version)}
+		return &Violation{Code: CodeVersion, Location: "MSH-12", HL7Code: "203", Text: fmt.Sprintf("this interface does not accept HL7 version %q", h.Version), Reject: true}
 	}
 	if missing := k.c.missing(m, h.MessageType, h.TriggerEvent); len(missing) > 0 {
-		return &Violation{Code: CodeRequired, Location: missing[0], HL7Code: "101", Text: msgType + " lacks required " + strings.Join(missing, ", ")}
+		code := "101" // required field missing
+		if !strings.Contains(missing[0], "-") {
+			code = "100" // segment sequence error: a required segment is missing
+		}
+		return &Violation{Code: CodeRequired, Location: missing[0], HL7Code: code, Text: msgType + " lacks required " + strings.Join(missing, ", ")}
 	}
 	if patientTypes[h.MessageType] && !identity.HasPatient(m) {
 		return &Violation{Code: CodeRequired, Location: "PID-3", HL7Code: "101", Text: msgType + " has no patient identifier (PID-3.1)"}

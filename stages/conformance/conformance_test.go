@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 		{"unknown trigger of a known type", []string{mshA99, pidOK}, CodeMessageType, "MSH-9.2", "201", "does not accept ADT^A99"},
 		{"unknown type", []string{mshSIU, pidOK}, CodeMessageType, "MSH-9.1", "200", "does not accept SIU^S12"},
 		{"unaccepted version", []string{mshV23, pidOK}, CodeVersion, "MSH-12", "203", `"2.3"`},
-		{"missing segment", []string{mshA01}, CodeRequired, "PID", "101", "lacks required PID, PID-5, PV1-3.1"},
+		{"missing segment", []string{mshA01}, CodeRequired, "PID", "100", "lacks required PID, PID-5, PV1-3.1"},
 		{"missing name", []string{mshA01, "PID|1||NG1^^^HOSP^MR", "PV1|1|I|WARD1"}, CodeRequired, "PID-5", "101", "lacks required PID-5"},
 		{"delimiters only are missing", []string{mshA01, "PID|1||NG1^^^HOSP^MR||^^^", "PV1|1|I|WARD1"}, CodeRequired, "PID-5", "101", ""},
 		{"HL7 null is missing", []string{mshA01, "PID|1||NG1^^^HOSP^MR||\"\"", "PV1|1|I|WARD1"}, CodeRequired, "PID-5", "101", ""},
@@ -65,6 +65,9 @@ func TestCheck(t *testing.T) {
 			}
 			if v == nil || v.Code != tc.code || v.Location != tc.loc || v.HL7Code != tc.hl7 || !strings.Contains(v.Text, tc.txt) {
 				t.Fatalf("Check = %+v, want %s at %s (0357 %s) saying %q", v, tc.code, tc.loc, tc.hl7, tc.txt)
+			}
+			if wantReject := tc.code != CodeRequired; v.Reject != wantReject {
+				t.Errorf("Reject = %v, want %v: type and version failures are AR, content failures AE", v.Reject, wantReject)
 			}
 			if strings.Contains(v.Error(), "Jane") || strings.Contains(v.Error(), "NG1") {
 				t.Errorf("the violation names the patient: %v", v)

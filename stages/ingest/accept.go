@@ -38,8 +38,10 @@ type receipt struct {
 // accept is the path every transport shares: parse the payload, check the
 // sender, write it to careflow.raw, and return the ACK to send with the
 // result label. The ACK is AA (CA in enhanced mode) only once Kafka has
-// acknowledged the write and, for an interface with Rules, the message
-// passed them (AE/CE with the rule's ERR otherwise, the message stored). Unparseable input gets AR/CR with an ERR segment
+// acknowledged the write and, for an interface with Rules in original
+// mode, the message passed them (AE, or AR for a type or version the
+// interface does not take, with the rule's ERR otherwise; the message is
+// stored either way). Unparseable input gets AR/CR with an ERR segment
 // and is dead-lettered; a sender the interface does not allow gets AR/CR
 // and nothing is stored; a failed Kafka write gets AR/CR with ERR 207 so
 // the sender keeps the message and resends.
@@ -139,13 +141,20 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		// ack: validated. The rules are validate's own (one package), so
 		// this answer and the message's fate downstream agree: validate
 		// dead-letters it as invalid, with the same code and location.
-		if v := r.in.Rules.Check(msg); v != nil {
-			s.log.Debug("ingest stored a message that fails the accept rules, answering AE", "interface", r.in.Name,
+		//
+		// In enhanced mode the commit ACK says only that the message is
+		// safely stored (CA), as HL7 defines it; what the application
+		// thinks of it belongs to the application acknowledgement. In
+		// original mode the one ACK answers both: AR for a message type or
+		// version the interface does not take, AE for content the rules
+		// refuse.
+		if v := r.in.Rules.Check(msg); v != nil && !enhanced {
+			s.log.Debug("ingest stored a message that fails the accept rules, answering AE/AR", "interface", r.in.Name,
 				"transport", r.transport, "message_id", id, "code", v.Code, "location", v.Location)
 			s.metrics.messages.WithLabelValues(r.in.Name, resultInvalid).Inc()
 			ackOpts.Text = v.Text
 			ackOpts.Errors = []hl7v2.AckError{{Code: v.HL7Code, Location: v.Location, Text: v.Text}}
-			return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(enhanced, hl7v2.AckCE, hl7v2.AckAE), ackOpts), charset), resultInvalid
+			return inCharset(hl7v2.BuildACK(h, msg.Delimiters(), pick(v.Reject, hl7v2.AckAR, hl7v2.AckAE), ackOpts), charset), resultInvalid
 		}
 	}
 	s.log.Debug("ingest accepted", "interface", r.in.Name, "transport", r.transport, "message_id", id,
