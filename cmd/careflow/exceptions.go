@@ -137,9 +137,11 @@ func readAll(ctx context.Context, opts []kgo.Opt, brokers, topic string, start k
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	// Bound the first contact, so a careflow that is not running is an
+	// error in seconds; the read itself takes as long as the topic needs.
+	mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ends, err := kadm.NewClient(cl).ListEndOffsets(mctx, topic)
+	cancel()
 	cl.Close()
 	if err != nil {
 		return fmt.Errorf("reach Kafka for %s (is careflow running?): %w", topic, err)

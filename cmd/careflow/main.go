@@ -67,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "exceptions":
 		err = cmdExceptions(ctx, args[1:], stdout)
 	case "orders":
-		err = cmdOrders(ctx, args[1:], stdout)
+		err = cmdOrders(ctx, args[1:], stdout, stderr)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

@@ -56,8 +56,11 @@ func TestOrdersCommand(t *testing.T) {
 	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", State: lifecycle.Placed, Updated: now.Add(-time.Hour)}))
 	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", Filler: "F1^LAB", State: lifecycle.Final, Updated: now, MessageID: "m3"}))
 	produce(topics.OrderState, "P2", patient(lifecycle.Order{Placer: "RP2^TRAKCARE", State: lifecycle.Cancelled, Updated: now.Add(-time.Minute)}))
-	x, _ := serde.Encode(&avro.Exception{Code: lifecycle.ResultAfterCancel, PlacerOrder: "RP2^TRAKCARE", MessageID: "m9", At: now})
+	x, _ := serde.Encode(&avro.Exception{Code: lifecycle.ResultAfterCancel, PatientKey: "P2", PlacerOrder: "RP2^TRAKCARE", MessageID: "m9", At: now})
 	produce(topics.Exceptions, "P2", x)
+	// The same number for another patient is another order.
+	x, _ = serde.Encode(&avro.Exception{Code: lifecycle.StatusRegressed, PatientKey: "P3", PlacerOrder: "RP1^TRAKCARE", MessageID: "m10", At: now})
+	produce(topics.Exceptions, "P3", x)
 
 	args := func(extra ...string) []string {
 		return append([]string{"orders", "--config", "../../examples/demo/careflow.yaml",
@@ -83,8 +86,15 @@ func TestOrdersCommand(t *testing.T) {
 	if first["placer_order"] != "RP2^TRAKCARE" || first["state"] != "cancelled" || !strings.Contains(lines[0], lifecycle.ResultAfterCancel) {
 		t.Errorf("first (oldest) order %s, want RP2 cancelled with its result_after_cancel", lines[0])
 	}
-	if second["placer_order"] != "RP1^TRAKCARE" || second["state"] != "final" || second["filler_order"] != "F1^LAB" {
-		t.Errorf("second order %s, want RP1's last state, final with its filler", lines[1])
+	if second["placer_order"] != "RP1^TRAKCARE" || second["state"] != "final" || second["filler_order"] != "F1^LAB" || strings.Contains(lines[1], lifecycle.StatusRegressed) {
+		t.Errorf("second order %s, want RP1's last state, final with its filler, and none of another patient's RP1's exceptions", lines[1])
+	}
+	// Without the registry the orders are still listed, and stderr says
+	// the exceptions are missing.
+	code, out, errOut = runCLI("orders", "--config", "../../examples/demo/careflow.yaml",
+		"--brokers", strings.Join(cluster.ListenAddrs(), ","), "--schema-registry", "http://127.0.0.1:1", "--json")
+	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(errOut, "exceptions not shown") {
+		t.Errorf("orders without a registry: exit %d, %q\n%s", code, errOut, out)
 	}
 	if code, out, _ := runCLI(args("--state", "final")...); code != 0 || !strings.Contains(out, "RP1^TRAKCARE") || strings.Contains(out, "RP2") {
 		t.Errorf("--state final: exit %d\n%s", code, out)

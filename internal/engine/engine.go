@@ -214,6 +214,14 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 	if err := kafka.EnsureTopics(tctx, cl, int32(max(k.Partitions, 1)), replication, maxBytes, kafka.Pipeline(dests)...); err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
+	// The dead-letter and audit topics hold no state; the rest must agree.
+	keyed := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.PatientState, topics.OrderState, topics.Orders, topics.Exceptions}
+	for _, d := range dests {
+		keyed = append(keyed, topics.Outbound(d))
+	}
+	if err := kafka.CheckCoPartitioned(tctx, cl, keyed...); err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
 	var reg avro.Registry
 	if e.opts.SchemaRegistry != "" {
 		r, err := registry.NewRemote(e.opts.SchemaRegistry)

@@ -73,8 +73,9 @@ type Transition struct {
 // Exception is one thing Apply will not do silently.
 type Exception struct {
 	Code   string
-	Order  string // the placer (or filler) number it is about
-	Reason string // never patient data
+	Order  string // the placer number it is about (the filler's when it names no placer)
+	Filler string // the filler number, when known
+	Reason string // never a name or a patient identifier
 	// Deliver says whether the message should still go to its
 	// destinations: a result for an unknown or cancelled order must reach
 	// a person; a regression or a conflicting final would overwrite a
@@ -239,11 +240,13 @@ func (p *Patient) response(ev *avro.ClinicalEvent, o *avro.Order, at int, placer
 		return nil, nil
 	}
 	switch {
-	case o.Control == "UA" || o.Control == "UC" || o.Control == "UX" || o.Control == "UM":
+	case o.Control == "UA":
+		// Unable to accept. UC, UX and UM refuse a later request (to
+		// cancel, change, replace): the order itself still stands.
 		t := p.move(at, Rejected, ev, now)
-		return t, &Exception{Code: OrderRejected, Order: ord.Placer, Deliver: true,
-			Reason: fmt.Sprintf("the filler rejected order %s (ORC-1 %s)", ord.Placer, o.Control)}
-	case o.Control == "CA" || o.Control == "OC" || o.Control == "CR":
+		return t, &Exception{Code: OrderRejected, Order: ord.Placer, Filler: ord.Filler, Deliver: true,
+			Reason: fmt.Sprintf("the filler rejected order %s (ORC-1 UA)", ord.Placer)}
+	case o.Control == "CA" || o.Control == "OC" || o.Control == "CR" || o.Control == "OD" || o.Control == "DR":
 		return p.move(at, Cancelled, ev, now), nil
 	case o.Status == "IP" || o.Status == "SC":
 		if rank[ord.State] < rank[InProgress] {
@@ -261,7 +264,9 @@ func (p *Patient) response(ev *avro.ClinicalEvent, o *avro.Order, at int, placer
 // it says nothing the lifecycle tracks).
 func resultState(o *avro.Order) string {
 	switch o.ResultStatus {
-	case "P", "R", "S", "I", "A":
+	case "I", "S":
+		return InProgress // specimen in lab, or scheduled: no results yet
+	case "P", "R", "A":
 		return Preliminary
 	case "F":
 		return Final
@@ -288,7 +293,7 @@ func (p *Patient) result(ev *avro.ClinicalEvent, i, at int, placer, filler strin
 		name = filler
 	}
 	if at < 0 {
-		return nil, &Exception{Code: ResultForUnknownOrder, Order: name, Deliver: true,
+		return nil, &Exception{Code: ResultForUnknownOrder, Order: name, Filler: filler, Deliver: true,
 			Reason: fmt.Sprintf("no order %s was placed through careflow for this patient", name)}
 	}
 	ord := &p.Orders[at]
@@ -300,10 +305,10 @@ func (p *Patient) result(ev *avro.ClinicalEvent, i, at int, placer, filler strin
 	case to == "":
 		return nil, nil
 	case ord.State == Cancelled:
-		return nil, &Exception{Code: ResultAfterCancel, Order: ord.Placer, Deliver: true,
+		return nil, &Exception{Code: ResultAfterCancel, Order: ord.Placer, Filler: ord.Filler, Deliver: true,
 			Reason: fmt.Sprintf("a %s result for order %s, which was cancelled", to, ord.Placer)}
 	case ord.State == Rejected:
-		return nil, &Exception{Code: ResultAfterCancel, Order: ord.Placer, Deliver: true,
+		return nil, &Exception{Code: ResultAfterCancel, Order: ord.Placer, Filler: ord.Filler, Deliver: true,
 			Reason: fmt.Sprintf("a %s result for order %s, which the filler rejected", to, ord.Placer)}
 	case to == Cancelled:
 		return p.move(at, Cancelled, ev, now), nil
@@ -314,10 +319,10 @@ func (p *Patient) result(ev *avro.ClinicalEvent, i, at int, placer, filler strin
 		if ord.FinalHash == hash {
 			return nil, nil // the same final again: a resend
 		}
-		return nil, &Exception{Code: ConflictingFinal, Order: ord.Placer,
+		return nil, &Exception{Code: ConflictingFinal, Order: ord.Placer, Filler: ord.Filler,
 			Reason: fmt.Sprintf("a second final result for order %s with different values and no correction (OBR-25 C): not delivered", ord.Placer)}
 	case rank[to] < rank[ord.State]:
-		return nil, &Exception{Code: StatusRegressed, Order: ord.Placer,
+		return nil, &Exception{Code: StatusRegressed, Order: ord.Placer, Filler: ord.Filler,
 			Reason: fmt.Sprintf("a %s result for order %s, which is already %s: not delivered", to, ord.Placer, ord.State)}
 	case to == ord.State && to != Corrected:
 		return nil, nil // another preliminary: no new state
@@ -340,4 +345,29 @@ func observationsHash(ev *avro.ClinicalEvent, i int) string {
 	slices.Sort(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x1e")))
 	return hex.EncodeToString(sum[:8])
+}
+
+// Retention bounds one patient's orders: a closed order (final,
+// corrected, cancelled, rejected) is forgotten this long after its last
+// transition, and at most MaxOrders are kept, the oldest closed ones going
+// first. A result for a forgotten order is then a result for an unknown
+// one. Without the bound a long-stay patient's entry would outgrow Kafka's
+// record limit, and route would stop on it.
+const (
+	Retention = 90 * 24 * time.Hour
+	MaxOrders = 200
+)
+
+func closed(s string) bool { return s == Final || s == Corrected || s == Cancelled || s == Rejected }
+
+// Prune applies Retention and MaxOrders to p.
+func (p *Patient) Prune(now time.Time) {
+	p.Orders = slices.DeleteFunc(p.Orders, func(o Order) bool { return closed(o.State) && now.Sub(o.Updated) > Retention })
+	for len(p.Orders) > MaxOrders {
+		i := slices.IndexFunc(p.Orders, func(o Order) bool { return closed(o.State) })
+		if i < 0 {
+			i = 0 // all open: the oldest goes
+		}
+		p.Orders = slices.Delete(p.Orders, i, i+1)
+	}
 }

@@ -96,6 +96,15 @@ func TestLifecycle(t *testing.T) {
 			{msg("r0", "ORR", "RP5", "", "UA", "", "", ""), Rejected, true, OrderRejected, false},
 			{msg("r1", "ORU", "RP5", "", "RE", "", "F", "1"), Rejected, false, ResultAfterCancel, false},
 		}},
+		{"unable to cancel leaves the order standing", []step{
+			{msg("o1", "ORM", "RP10", "", "NW", "", "", ""), Placed, true, "", false},
+			{msg("r0", "ORR", "RP10", "F10", "UC", "", "", ""), Placed, false, "", false},
+			{msg("r1", "ORU", "RP10", "F10", "RE", "", "F", "1"), Final, true, "", false},
+		}},
+		{"OBR-25 I is in progress, not preliminary", []step{
+			{msg("o1", "ORM", "RP11", "", "NW", "", "", ""), Placed, true, "", false},
+			{msg("r1", "ORU", "RP11", "", "RE", "", "I", ""), InProgress, true, "", false},
+		}},
 		{"a result for an order never placed", []step{
 			{msg("r1", "ORU", "RP6", "", "RE", "", "F", "1"), "", false, ResultForUnknownOrder, false},
 		}},
@@ -135,5 +144,27 @@ func TestResultsJoinTheOrdersJourney(t *testing.T) {
 	if len(out.Transitions) != 1 || out.Transitions[0].From != Placed || out.Transitions[0].Order.State != Preliminary ||
 		out.Transitions[0].Order.Filler != "F1" || out.Transitions[0].Order.MessageID != "r1" {
 		t.Errorf("transition %+v", out.Transitions)
+	}
+}
+
+// Closed orders are forgotten after Retention, and a patient never holds
+// more than MaxOrders.
+func TestPrune(t *testing.T) {
+	now := t0
+	p := Patient{Orders: []Order{
+		{Placer: "old-final", State: Final, Updated: now.Add(-Retention - time.Hour)},
+		{Placer: "old-open", State: Placed, Updated: now.Add(-Retention - time.Hour)},
+		{Placer: "new-final", State: Final, Updated: now},
+	}}
+	p.Prune(now)
+	if len(p.Orders) != 2 || p.Orders[0].Placer != "old-open" || p.Orders[1].Placer != "new-final" {
+		t.Fatalf("after retention %+v, want the open order and the recent final", p.Orders)
+	}
+	for i := range MaxOrders + 5 {
+		p.Orders = append(p.Orders, Order{Placer: "o" + string(rune('a'+i%26)), State: Cancelled, Updated: now})
+	}
+	p.Prune(now)
+	if len(p.Orders) != MaxOrders || p.Orders[0].Placer != "old-open" {
+		t.Fatalf("%d orders, first %s; want %d with the open one kept", len(p.Orders), p.Orders[0].Placer, MaxOrders)
 	}
 }

@@ -33,7 +33,10 @@ type tracked struct {
 func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (tracked, error) {
 	var tr tracked
 	key := string(in.Key)
-	if s.orders == nil || lifecycle.KindOf(ev) == lifecycle.KindNone || key == "" {
+	if s.orders == nil || lifecycle.KindOf(ev) == lifecycle.KindNone || key == "" || key == ev.IdempotencyKey {
+		// Keyed by its idempotency key, the message names no patient (an
+		// ORR without PID, say): it lands on another partition than its
+		// order's, so it can neither find nor move it.
 		return tr, nil
 	}
 	var p lifecycle.Patient
@@ -44,17 +47,20 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 		}
 	}
 	out := lifecycle.Apply(&p, ev, now)
+	p.Prune(now)
 	after, err := json.Marshal(&p)
 	if err != nil {
 		return tr, err
 	}
-	if !bytes.Equal(before, after) {
+	if (found || len(p.Orders) > 0) && !bytes.Equal(before, after) {
 		c := s.orders.Change(in.Partition, key, after, h.Clone())
 		tr.change = &c
 		tr.outs = append(tr.outs, c.Record)
 	}
 	if out.Correlation != "" && out.Correlation != ev.CorrelationID {
 		ev.CorrelationID = out.Correlation
+		h = h.Clone()
+		h.Set(topics.HeaderCorrelationID, out.Correlation)
 		if tr.value, err = s.serde.Encode(ev); err != nil {
 			return tr, stages.Transient(CodeEncode, fmt.Errorf("encode event joined to its order: %w", err))
 		}
@@ -82,7 +88,7 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 			ExceptionID: identity.OutcomeID(ev.EventID, "exception", x.Code, x.Order),
 			Code:        x.Code, Stage: topics.StageRoute, Interface: ev.Provenance.Interface,
 			MessageID: ev.EventID, CorrelationID: ev.CorrelationID, ControlID: ev.Provenance.ControlID,
-			PatientKey: key, PlacerOrder: x.Order, Reason: x.Reason, Action: action, At: now.UTC(),
+			PatientKey: key, PlacerOrder: x.Order, FillerOrder: x.Filler, Reason: x.Reason, Action: action, At: now.UTC(),
 		}
 		b, err := s.serde.Encode(rec)
 		if err != nil {

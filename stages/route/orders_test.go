@@ -96,6 +96,24 @@ func TestRouteTracksOrders(t *testing.T) {
 		x.Code != lifecycle.ResultForUnknownOrder || x.Action != avro.ActionDelivered || x.PlacerOrder != "P9^TRAKCARE" {
 		t.Errorf("unknown order: exception %+v, outputs %v", x, keys(by))
 	}
+	if len(by[topics.OrderState]) != 0 {
+		t.Errorf("a result for an unknown order changed the patient's state: %v", keys(by))
+	}
+	// A patient careflow tracks no orders for gets no entry either: the
+	// compacted changelog would keep an empty one for ever.
+	stranger := res("r4", "F", "1")
+	stranger.Orders[0].PlacerOrderNumber = "P10"
+	in := h.input(t, stranger)
+	in.Key = []byte("OTHER^HOSP")
+	outs, err := h.stage.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range outs {
+		if o.Topic == topics.OrderState {
+			t.Error("an empty patient was written to the order state")
+		}
+	}
 }
 
 func keys(by map[string][]stages.Envelope) []string {

@@ -173,3 +173,35 @@ func createTopics(ctx context.Context, cl *kgo.Client, partitions int32, replica
 		}
 	}
 }
+
+// CheckCoPartitioned returns an error naming the first topic of names whose
+// partition count differs from the first's. careflow's state follows its
+// input's partition number (dedup sets are rebuilt from the same
+// partition of a stage's output, a stages.Table from the same partition
+// of its changelog), so topics created by hand, or before kafka.partitions
+// changed, must agree.
+func CheckCoPartitioned(ctx context.Context, cl *kgo.Client, names ...string) error {
+	if len(names) < 2 {
+		return nil
+	}
+	td, err := kadm.NewClient(cl).ListTopics(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	want := -1
+	for _, n := range names {
+		d, ok := td[n]
+		if !ok || d.Err != nil {
+			continue
+		}
+		switch got := len(d.Partitions); {
+		case want < 0:
+			want = got
+		case got != want:
+			return fmt.Errorf("topic %s has %d partitions but %s has %d: careflow keeps each stage's state on the partition of its input, "+
+				"so every careflow topic needs the same count; add partitions to the smaller (kafka-topics --alter --partitions %d) "+
+				"or recreate it", n, got, names[0], want, max(got, want))
+		}
+	}
+	return nil
+}
