@@ -89,9 +89,9 @@ func TestEndToEndCounts(t *testing.T) {
 }
 
 // The estate's Ack option overrides every interface's ack mode: an ORU to
-// the demo's ehr interface (which takes ADT and orders) is answered AE
-// under the demo's ack: validated and AA under ack: commit; Ingest with no
-// latency phase measures only the peak.
+// the demo's ehr interface (which takes ADT and orders) is answered AR (a
+// type it does not take) under the demo's ack: validated and AA under ack:
+// commit; Ingest with no latency phase measures only the peak.
 func TestEstateAckMode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the engine")
@@ -100,7 +100,7 @@ func TestEstateAckMode(t *testing.T) {
 	for _, tc := range []struct {
 		ack  string
 		want hl7v2.AckCode
-	}{{"", hl7v2.AckAE}, {config.AckCommit, hl7v2.AckAA}} {
+	}{{"", hl7v2.AckAR}, {config.AckCommit, hl7v2.AckAA}} {
 		est, err := StartEstate(context.Background(), EstateOptions{Config: demoConfig, DataDir: t.TempDir(), Stages: []string{topics.StageIngest}, Ack: tc.ack})
 		if err != nil {
 			t.Fatal(err)
