@@ -17,21 +17,29 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
-// careflow exceptions reads careflow.exceptions from Kafka (no ClickHouse):
-// the last --since, one --code, as a table or as JSON lines with the keys
-// the issue names.
-func TestExceptionsCommand(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.Exceptions))
+// toolFixture is what the reading commands (orders, exceptions) need
+// around them: a broker with their topics, a schema registry over HTTP and
+// a serde and client to write records with.
+type toolFixture struct {
+	cluster *kfake.Cluster
+	reg     *httptest.Server
+	serde   *avro.Serde
+	client  *kgo.Client
+}
+
+func newToolFixture(t *testing.T, seed ...string) toolFixture {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, seed...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close)
 	store, err := registry.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := httptest.NewServer(store)
-	defer reg.Close()
+	t.Cleanup(reg.Close)
 	serde, err := avro.NewSerde(context.Background(), store)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +48,16 @@ func TestExceptionsCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
+	return toolFixture{cluster: cluster, reg: reg, serde: serde, client: cl}
+}
+
+// careflow exceptions reads careflow.exceptions from Kafka (no ClickHouse):
+// the last --since, one --code, as a table or as JSON lines with the keys
+// the issue names.
+func TestExceptionsCommand(t *testing.T) {
+	fx := newToolFixture(t, topics.Exceptions)
+	cluster, reg, serde, cl := fx.cluster, fx.reg, fx.serde, fx.client
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for i, x := range []avro.Exception{
 		{Code: avro.ExceptionStaleUpdate, MessageID: "m-old", ControlID: "C1", Interface: "ehr", Reason: "older", Action: avro.ActionNotDelivered, At: now.Add(-48 * time.Hour)},

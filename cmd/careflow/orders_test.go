@@ -3,16 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
-	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -21,26 +18,8 @@ import (
 // per patient) and the exceptions about each order: as JSON lines with
 // the keys the issue names, filtered by --state.
 func TestOrdersCommand(t *testing.T) {
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics.OrderState, topics.Exceptions))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	store, err := registry.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := httptest.NewServer(store)
-	defer reg.Close()
-	serde, err := avro.NewSerde(context.Background(), store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	fx := newToolFixture(t, topics.OrderState, topics.Exceptions)
+	cluster, reg, serde, cl := fx.cluster, fx.reg, fx.serde, fx.client
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	produce := func(topic, key string, value []byte) {
 		t.Helper()

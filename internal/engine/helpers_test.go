@@ -82,6 +82,22 @@ func (r *receiver) messages() []*hl7v2.Message {
 	return append([]*hl7v2.Message(nil), r.msgs...)
 }
 
+// await waits until the receiver holds exactly want, each message as
+// describe puts it, in arrival order.
+func (r *receiver) await(t *testing.T, describe func(*hl7v2.Message) string, want ...string) {
+	t.Helper()
+	await.For(t, 30*time.Second, 20*time.Millisecond, func() error {
+		var got []string
+		for _, m := range r.messages() {
+			got = append(got, describe(m))
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			return fmt.Errorf("%s has %v, want %v", r.addr, got, want)
+		}
+		return nil
+	})
+}
+
 // portal is a stand-in HTTP destination recording JSON documents.
 type portal struct {
 	mu   sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/stages/lifecycle"
@@ -51,16 +52,7 @@ func TestOrderLifecycleEndToEnd(t *testing.T) {
 	}
 	resultsHave := func(want ...string) {
 		t.Helper()
-		await.For(t, 30*time.Second, 20*time.Millisecond, func() error {
-			var got []string
-			for _, m := range results.messages() {
-				got = append(got, m.Get("OBR-2.1")+"/"+m.Get("OBR-25"))
-			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				return fmt.Errorf("EHR results inbox has %v, want %v", got, want)
-			}
-			return nil
-		})
+		results.await(t, func(m *hl7v2.Message) string { return m.Get("OBR-2.1") + "/" + m.Get("OBR-25") }, want...)
 	}
 	sendAA(ehr, orm("LC1", "LC-ORD-1", "RP1^TRAKCARE"))
 	await.For(t, 30*time.Second, 20*time.Millisecond, func() error {

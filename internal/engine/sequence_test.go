@@ -1,14 +1,13 @@
 package engine_test
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
-	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -43,16 +42,7 @@ func TestOlderUpdateAfterNewerIsNotDelivered(t *testing.T) {
 	}
 	labHas := func(want ...string) {
 		t.Helper()
-		await.For(t, 30*time.Second, 20*time.Millisecond, func() error {
-			var got []string
-			for _, m := range lab.messages() {
-				got = append(got, m.Get("PID-3.1")+"/"+m.Get("EVN-2"))
-			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				return fmt.Errorf("lab has %v, want %v", got, want)
-			}
-			return nil
-		})
+		lab.await(t, func(m *hl7v2.Message) string { return m.Get("PID-3.1") + "/" + m.Get("EVN-2") }, want...)
 	}
 	labHas("SEQ1/20250314100000", "SEQ2/20250314080000")
 	exc := readTopic(t, eng.Brokers(), topics.Exceptions, 1, 20*time.Second)
