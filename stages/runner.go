@@ -21,6 +21,11 @@ import (
 type RunnerConfig struct {
 	Stage     string   // stage name, e.g. topics.StageValidate
 	Inputs    []string // topics consumed
+	// CoPartitioned says the inputs are keyed alike (the patient key) and
+	// the processor keeps state per partition number: partition p of every
+	// input must go to the same copy. The group then uses Kafka's range
+	// balancer, which assigns them so; the default balancer would not.
+	CoPartitioned bool
 	Processor Processor
 	Serde     *avro.Serde // encodes dead letters
 
@@ -212,6 +217,9 @@ func (r *Runner) session(ctx context.Context) error {
 	// session's state before doing work that would be thrown away.
 	var revoked atomic.Bool
 	opts := append([]kgo.Opt{}, r.cfg.Kafka...)
+	if r.cfg.CoPartitioned {
+		opts = append(opts, kgo.Balancers(kgo.RangeBalancer()))
+	}
 	opts = append(opts,
 		kgo.TransactionalID(r.transactionalID()),
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),

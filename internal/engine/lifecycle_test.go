@@ -27,7 +27,7 @@ func oru(p, id, placer, filler, status, value string) []byte {
 }
 
 // Issue 10, end to end over MLLP: an order placed by the EHR reaches the
-// lab; its results come back through lab-results joined to the order's
+// lab, whose AA (deliver's outcome) makes it sent and accepted; its results come back through lab-results joined to the order's
 // journey (the order's correlation id), and careflow.orders records placed,
 // preliminary and final. A preliminary sent after the final is not
 // delivered to the EHR (status_regressed); a result for an order never
@@ -64,6 +64,13 @@ func TestOrderLifecycleEndToEnd(t *testing.T) {
 	if got := lab.messages()[0].Get("ORC-2"); got != "RP1^TRAKCARE" {
 		t.Errorf("the lab got ORC-2 %q, want the whole EI RP1^TRAKCARE", got)
 	}
+	// The lab's AA reaches route as deliver's outcome: sent, then accepted.
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		if n := len(readTopic(t, eng.Brokers(), topics.Orders, 3, time.Second)); n < 3 {
+			return fmt.Errorf("%d order transitions, want placed, sent, accepted", n)
+		}
+		return nil
+	})
 	sendAA(labOut, oru("LC1", "LC-RES-1", "RP1^TRAKCARE", "F1^LAB", "P", "140"))
 	sendAA(labOut, oru("LC1", "LC-RES-2", "RP1^TRAKCARE", "F1^LAB", "F", "141"))
 	sendAA(labOut, oru("LC1", "LC-RES-3", "RP1^TRAKCARE", "F1^LAB", "P", "139")) // after the final
@@ -72,7 +79,7 @@ func TestOrderLifecycleEndToEnd(t *testing.T) {
 
 	states := map[string][]string{}
 	var orderCorrelation string
-	for _, r := range readTopic(t, eng.Brokers(), topics.Orders, 3, 20*time.Second) {
+	for _, r := range readTopic(t, eng.Brokers(), topics.Orders, 5, 20*time.Second) {
 		var x avro.OrderTransition
 		if err := eng.Serde().Decode(r.Value, &x); err != nil {
 			t.Fatal(err)
@@ -80,8 +87,8 @@ func TestOrderLifecycleEndToEnd(t *testing.T) {
 		states[x.PlacerOrder] = append(states[x.PlacerOrder], x.State)
 		orderCorrelation = x.CorrelationID
 	}
-	if got := strings.Join(states["RP1^TRAKCARE"], ","); got != "placed,preliminary,final" {
-		t.Errorf("RP1's transitions %q, want placed,preliminary,final", got)
+	if got := strings.Join(states["RP1^TRAKCARE"], ","); got != "placed,sent,accepted,preliminary,final" {
+		t.Errorf("RP1's transitions %q, want placed,sent,accepted,preliminary,final", got)
 	}
 	codes := map[string]bool{}
 	for _, r := range readTopic(t, eng.Brokers(), topics.Exceptions, 2, 20*time.Second) {

@@ -57,17 +57,22 @@ func (e *Engine) startStages(ctx context.Context) error {
 			return fmt.Errorf("engine: route: %w", err)
 		}
 		if err := e.runStage(ctx, stages.RunnerConfig{
-			Stage: topics.StageRoute, Inputs: []string{topics.Events}, Processor: st, State: stages.TxnStates{patients, orders},
+			// Deliver's outcomes move orders (sent, accepted): route reads
+			// them beside the events, partition p of both on one copy.
+			Stage: topics.StageRoute, Inputs: []string{topics.Events, topics.Outcomes}, CoPartitioned: true,
+			Processor: st, State: stages.TxnStates{patients, orders},
 			OnAssigned: func(ctx context.Context, m map[string][]int32) {
+				parts := partitionsOf(m, topics.Events, topics.Outcomes)
 				for _, tb := range []*stages.Table{patients, orders} {
 					e.loadDedup(ctx, tb.Topic(), func(ctx context.Context) error {
-						return tb.Restore(ctx, e.kafkaFor(topics.StageRoute), m[topics.Events])
+						return tb.Restore(ctx, e.kafkaFor(topics.StageRoute), parts)
 					})
 				}
 			},
 			OnRevoked: func(_ context.Context, m map[string][]int32) {
-				patients.Forget(m[topics.Events])
-				orders.Forget(m[topics.Events])
+				parts := partitionsOf(m, topics.Events, topics.Outcomes)
+				patients.Forget(parts)
+				orders.Forget(parts)
 			},
 		}); err != nil {
 			return err
@@ -180,6 +185,19 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		e.serveHTTP(ctx, e.httpSrv, ln)
 	}
 	return nil
+}
+
+// partitionsOf is the union of m's partitions of the topics named.
+func partitionsOf(m map[string][]int32, names ...string) []int32 {
+	var out []int32
+	for _, n := range names {
+		for _, p := range m[n] {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // rulesOf is an interface's accept block as the rules ingest and validate

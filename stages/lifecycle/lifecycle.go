@@ -57,6 +57,7 @@ type Order struct {
 	Updated       time.Time `json:"updated"`   // when the last transition happened
 	FinalHash     string    `json:"final"`     // the final result's observations, to spot a conflicting final
 	Interface     string    `json:"interface"` // where the order was placed
+	PlacedBy      string    `json:"placed_by"` // the placing message's id: its delivery outcomes move the order
 }
 
 // Patient is one patient's orders, the value kept per patient key.
@@ -210,7 +211,7 @@ func (p *Patient) order(ev *avro.ClinicalEvent, o *avro.Order, at int, placer, f
 			return nil, nil // placed before: a resend, or a replay
 		}
 		p.Orders = append(p.Orders, Order{Placer: placer, Filler: filler, State: Placed, CorrelationID: ev.CorrelationID,
-			MessageID: ev.EventID, Updated: now.UTC(), Interface: ev.Provenance.Interface})
+			MessageID: ev.EventID, Updated: now.UTC(), Interface: ev.Provenance.Interface, PlacedBy: ev.EventID})
 		return &Transition{Order: p.Orders[len(p.Orders)-1]}, nil
 	case "CA", "OC", "CR", "DC", "OD":
 		if at < 0 {
@@ -345,6 +346,51 @@ func observationsHash(ev *avro.ClinicalEvent, i int) string {
 	slices.Sort(parts)
 	sum := sha256.Sum256([]byte(strings.Join(parts, "\x1e")))
 	return hex.EncodeToString(sum[:8])
+}
+
+// Delivery is deliver's final word on one message to one destination
+// (a DeliveryOutcome): delivered with the destination's ACK code, or
+// rejected.
+type Delivery struct {
+	MessageID   string
+	Destination string
+	Delivered   bool   // false: rejected (AE, AR, HTTP 4xx)
+	AckCode     string // AA, CA, ... ("" over HTTP)
+	Reason      string // careflow's words for a rejection
+}
+
+// ApplyDelivery moves the orders the delivered message placed: to sent
+// once a destination has it, and on to accepted when its answer was AA
+// (in HL7's original mode the receiving application's acceptance; a CA
+// only says it is stored). A rejected delivery rejects the order.
+func ApplyDelivery(p *Patient, d Delivery, now time.Time) Outcome {
+	var out Outcome
+	for i := range p.Orders {
+		o := &p.Orders[i]
+		if o.PlacedBy != d.MessageID || d.MessageID == "" || !Open(o.State) {
+			continue
+		}
+		out.Correlation = o.CorrelationID
+		move := func(s string) {
+			from := o.State
+			o.State, o.Updated = s, now.UTC()
+			out.Transitions = append(out.Transitions, Transition{Order: *o, From: from})
+		}
+		switch {
+		case !d.Delivered:
+			move(Rejected)
+			out.Exceptions = append(out.Exceptions, Exception{Code: OrderRejected, Order: o.Placer, Filler: o.Filler, Deliver: true,
+				Reason: fmt.Sprintf("%s rejected order %s: %s", d.Destination, o.Placer, d.Reason)})
+		default:
+			if o.State == Placed {
+				move(Sent)
+			}
+			if d.AckCode == "AA" && rank[o.State] < rank[Accepted] {
+				move(Accepted)
+			}
+		}
+	}
+	return out
 }
 
 // Retention bounds one patient's orders: a closed order (final,

@@ -168,3 +168,49 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("%d orders, first %s; want %d with the open one kept", len(p.Orders), p.Orders[0].Placer, MaxOrders)
 	}
 }
+
+// Deliver's outcomes move the orders their message placed: delivered is
+// sent, an AA also accepted (a CA only stored), a rejection rejects; an
+// outcome for another message, or for a closed order, changes nothing.
+func TestApplyDelivery(t *testing.T) {
+	tests := []struct {
+		name  string
+		d     Delivery
+		state string
+		from  []string // the transitions' from states
+		exc   string
+	}{
+		{"AA", Delivery{MessageID: "o1", Delivered: true, AckCode: "AA"}, Accepted, []string{Placed, Sent}, ""},
+		{"CA", Delivery{MessageID: "o1", Delivered: true, AckCode: "CA"}, Sent, []string{Placed}, ""},
+		{"HTTP 2xx", Delivery{MessageID: "o1", Delivered: true}, Sent, []string{Placed}, ""},
+		{"AE", Delivery{MessageID: "o1", Destination: "lab", Delivered: false, AckCode: "AE", Reason: "unknown test code"}, Rejected, []string{Placed}, OrderRejected},
+		{"another message", Delivery{MessageID: "r9", Delivered: true, AckCode: "AA"}, Placed, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var p Patient
+			Apply(&p, msg("o1", "ORM", "RP1", "", "NW", "", "", ""), t0)
+			out := ApplyDelivery(&p, tc.d, t0.Add(time.Minute))
+			var from []string
+			for _, tr := range out.Transitions {
+				from = append(from, tr.From)
+			}
+			if p.Orders[0].State != tc.state || strings.Join(from, ",") != strings.Join(tc.from, ",") {
+				t.Errorf("state %s via %v, want %s via %v", p.Orders[0].State, from, tc.state, tc.from)
+			}
+			exc := ""
+			if len(out.Exceptions) > 0 {
+				exc = out.Exceptions[0].Code
+			}
+			if exc != tc.exc || (exc != "" && !strings.Contains(out.Exceptions[0].Reason, "unknown test code")) {
+				t.Errorf("exceptions %+v, want %q with the reason", out.Exceptions, tc.exc)
+			}
+		})
+	}
+	var p Patient
+	Apply(&p, msg("o1", "ORM", "RP1", "", "NW", "", "", ""), t0)
+	Apply(&p, msg("o2", "ORM", "RP1", "", "CA", "", "", ""), t0)
+	if out := ApplyDelivery(&p, Delivery{MessageID: "o1", Delivered: true, AckCode: "AA"}, t0); len(out.Transitions) != 0 || p.Orders[0].State != Cancelled {
+		t.Errorf("a cancelled order moved on delivery: %+v", out)
+	}
+}

@@ -1,7 +1,9 @@
 // This file tracks the order lifecycle (stages/lifecycle) on the way
 // through route: transitions on careflow.orders, exceptions on
-// careflow.exceptions, results joined to their order's journey, and a
-// result that would overwrite a better one held back.
+// careflow.exceptions, results joined to their order's journey, a result
+// that would overwrite a better one held back, and deliver's outcomes
+// (careflow.outcomes, route's second input) moving orders to sent and
+// accepted.
 
 package route
 
@@ -18,8 +20,8 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
-// tracked is what the lifecycle made of one event: the records to write
-// (state change, transitions, exceptions), whether the event is held back,
+// tracked is what the lifecycle made of one record: the records to write
+// (state change, transitions, exceptions), whether an event is held back,
 // and its value re-encoded when it joined its order's journey.
 type tracked struct {
 	outs   []stages.Envelope
@@ -28,27 +30,29 @@ type tracked struct {
 	value  []byte // nil: unchanged
 }
 
-// track applies ev to its patient's orders. ev's CorrelationID becomes its
-// order's when it names a known order.
-func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (tracked, error) {
+// about is the message a lifecycle record is about.
+type about struct {
+	messageID, correlationID, controlID, iface, messageType, trigger string
+}
+
+// patientOrders is the patient's orders as the table holds them.
+func (s *Stage) patientOrders(in stages.Envelope) (p lifecycle.Patient, raw []byte, found bool) {
+	raw, found = s.orders.Get(in.Partition, string(in.Key))
+	if found && json.Unmarshal(raw, &p) != nil {
+		p = lifecycle.Patient{} // careflow's own entry unreadable: start the patient afresh
+	}
+	return p, raw, found
+}
+
+// record builds the outputs of one lifecycle outcome: the patient's new
+// state when it changed, a transition record each, an exception record
+// each; holdAction says what became of the message when one is held.
+func (s *Stage) record(in stages.Envelope, p *lifecycle.Patient, before []byte, found bool, out lifecycle.Outcome,
+	m about, h stages.Headers, now time.Time) (tracked, error) {
 	var tr tracked
 	key := string(in.Key)
-	if s.orders == nil || lifecycle.KindOf(ev) == lifecycle.KindNone || key == "" || key == ev.IdempotencyKey {
-		// Keyed by its idempotency key, the message names no patient (an
-		// ORR without PID, say): it lands on another partition than its
-		// order's, so it can neither find nor move it.
-		return tr, nil
-	}
-	var p lifecycle.Patient
-	before, found := s.orders.Get(in.Partition, key)
-	if found {
-		if err := json.Unmarshal(before, &p); err != nil {
-			p = lifecycle.Patient{} // careflow's own entry unreadable: start the patient afresh
-		}
-	}
-	out := lifecycle.Apply(&p, ev, now)
 	p.Prune(now)
-	after, err := json.Marshal(&p)
+	after, err := json.Marshal(p)
 	if err != nil {
 		return tr, err
 	}
@@ -57,20 +61,12 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 		tr.change = &c
 		tr.outs = append(tr.outs, c.Record)
 	}
-	if out.Correlation != "" && out.Correlation != ev.CorrelationID {
-		ev.CorrelationID = out.Correlation
-		h = h.Clone()
-		h.Set(topics.HeaderCorrelationID, out.Correlation)
-		if tr.value, err = s.serde.Encode(ev); err != nil {
-			return tr, stages.Transient(CodeEncode, fmt.Errorf("encode event joined to its order: %w", err))
-		}
-	}
 	for _, t := range out.Transitions {
 		rec := &avro.OrderTransition{
-			TransitionID: identity.OutcomeID(ev.EventID, "order", t.Order.Placer, t.Order.State),
+			TransitionID: identity.OutcomeID(m.messageID, "order", t.Order.Placer, t.Order.State),
 			PlacerOrder:  t.Order.Placer, FillerOrder: t.Order.Filler, PatientKey: key,
-			FromState: t.From, State: t.Order.State, MessageID: ev.EventID, CorrelationID: t.Order.CorrelationID,
-			Interface: ev.Provenance.Interface, MessageType: ev.MessageType, TriggerEvent: ev.TriggerEvent, At: now.UTC(),
+			FromState: t.From, State: t.Order.State, MessageID: m.messageID, CorrelationID: t.Order.CorrelationID,
+			Interface: m.iface, MessageType: m.messageType, TriggerEvent: m.trigger, At: now.UTC(),
 		}
 		b, err := s.serde.Encode(rec)
 		if err != nil {
@@ -85,9 +81,9 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 			action = avro.ActionNotDelivered
 		}
 		rec := &avro.Exception{
-			ExceptionID: identity.OutcomeID(ev.EventID, "exception", x.Code, x.Order),
-			Code:        x.Code, Stage: topics.StageRoute, Interface: ev.Provenance.Interface,
-			MessageID: ev.EventID, CorrelationID: ev.CorrelationID, ControlID: ev.Provenance.ControlID,
+			ExceptionID: identity.OutcomeID(m.messageID, "exception", x.Code, x.Order),
+			Code:        x.Code, Stage: topics.StageRoute, Interface: m.iface,
+			MessageID: m.messageID, CorrelationID: m.correlationID, ControlID: m.controlID,
 			PatientKey: key, PlacerOrder: x.Order, FillerOrder: x.Filler, Reason: x.Reason, Action: action, At: now.UTC(),
 		}
 		b, err := s.serde.Encode(rec)
@@ -97,6 +93,42 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 		tr.outs = append(tr.outs, stages.Envelope{Topic: topics.Exceptions, Key: in.Key, Value: b, Headers: h.Clone()})
 		s.metrics.exceptions.WithLabelValues(x.Code).Inc()
 	}
+	return tr, nil
+}
+
+// tracks reports whether a record keyed in.Key can be tracked: it must
+// name a patient. Keyed by its idempotency key (an ORR without PID, say),
+// a message lands on another partition than its order's, so it can
+// neither find nor move it.
+func (s *Stage) tracks(in stages.Envelope, idempotencyKey string) bool {
+	key := string(in.Key)
+	return s.orders != nil && key != "" && key != idempotencyKey
+}
+
+// track applies ev to its patient's orders. ev's CorrelationID becomes its
+// order's when it names a known order.
+func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (tracked, error) {
+	if !s.tracks(in, ev.IdempotencyKey) || lifecycle.KindOf(ev) == lifecycle.KindNone {
+		return tracked{}, nil
+	}
+	p, before, found := s.patientOrders(in)
+	out := lifecycle.Apply(&p, ev, now)
+	var value []byte
+	if out.Correlation != "" && out.Correlation != ev.CorrelationID {
+		ev.CorrelationID = out.Correlation
+		h = h.Clone()
+		h.Set(topics.HeaderCorrelationID, out.Correlation)
+		var err error
+		if value, err = s.serde.Encode(ev); err != nil {
+			return tracked{}, stages.Transient(CodeEncode, fmt.Errorf("encode event joined to its order: %w", err))
+		}
+	}
+	m := about{ev.EventID, ev.CorrelationID, ev.Provenance.ControlID, ev.Provenance.Interface, ev.MessageType, ev.TriggerEvent}
+	tr, err := s.record(in, &p, before, found, out, m, h, now)
+	if err != nil {
+		return tr, err
+	}
+	tr.value = value
 	if out.Hold {
 		tr.hold = true
 		o := s.outcome(ev, now)
@@ -111,4 +143,40 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 		tr.outs = append(tr.outs, env)
 	}
 	return tr, nil
+}
+
+// delivered applies one of deliver's final outcomes (careflow.outcomes) to
+// the orders its message placed. Every other outcome, route's own among
+// them, is passed over by its status header without being decoded.
+func (s *Stage) delivered(in stages.Envelope) ([]stages.Envelope, error) {
+	status := in.Headers.Get(topics.HeaderOutcomeStatus)
+	if s.orders == nil || (status != avro.StatusDelivered && status != avro.StatusRejected) {
+		return nil, nil
+	}
+	var o avro.DeliveryOutcome
+	if err := s.serde.Decode(in.Value, &o); err != nil {
+		return nil, stages.DecodeError(fmt.Errorf("decode DeliveryOutcome from %s: %w", in.Topic, err))
+	}
+	if !s.tracks(in, o.IdempotencyKey) {
+		return nil, nil
+	}
+	p, before, found := s.patientOrders(in)
+	if !found {
+		return nil, nil // no orders for this patient: nothing to move
+	}
+	now := s.now()
+	out := lifecycle.ApplyDelivery(&p, lifecycle.Delivery{MessageID: o.MessageID, Destination: o.Destination,
+		Delivered: o.Status == avro.StatusDelivered, AckCode: o.AckCode, Reason: o.ErrorText}, now)
+	if len(out.Transitions) == 0 {
+		return nil, nil
+	}
+	h := in.Headers.Derive(topics.StageRoute, now)
+	// The outcome knows careflow's outbound control id, not the sender's.
+	m := about{o.MessageID, out.Correlation, "", o.Interface, o.MessageType, o.TriggerEvent}
+	tr, err := s.record(in, &p, before, found, out, m, h, now)
+	if err != nil {
+		return nil, err
+	}
+	s.apply(tr.change)
+	return tr.outs, nil
 }

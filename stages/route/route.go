@@ -61,7 +61,9 @@ type Config struct {
 	Patients *stages.Table
 	// Orders, when set, tracks the order lifecycle (orders.go): per patient
 	// key, the patient's orders, changelog topics.OrderState; the runner
-	// commits, aborts and restores it like Patients.
+	// commits, aborts and restores it like Patients. With Orders the stage
+	// also reads careflow.outcomes (deliver's results move orders to sent
+	// and accepted), co-partitioned with careflow.events.
 	Orders *stages.Table
 }
 
@@ -157,6 +159,9 @@ type evalError struct {
 // at run time, an outcome with code route.eval_error; and, when no route
 // matched, one unrouted outcome.
 func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	if in.Topic == topics.Outcomes {
+		return s.delivered(in) // deliver's word on an order message (orders.go)
+	}
 	var ev avro.ClinicalEvent
 	if err := s.serde.DecodeContext(ctx, in.Value, &ev); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err))
