@@ -19,15 +19,15 @@ import (
 // RunnerConfig says what a Runner consumes, what it runs and how it talks to
 // Kafka. Zero values take the defaults noted on each field.
 type RunnerConfig struct {
-	Stage     string   // stage name, e.g. topics.StageValidate
-	Inputs    []string // topics consumed
+	Stage  string   // stage name, e.g. topics.StageValidate
+	Inputs []string // topics consumed
 	// CoPartitioned says the inputs are keyed alike (the patient key) and
 	// the processor keeps state per partition number: partition p of every
 	// input must go to the same copy. The group then uses Kafka's range
 	// balancer, which assigns them so; the default balancer would not.
 	CoPartitioned bool
-	Processor Processor
-	Serde     *avro.Serde // encodes dead letters
+	Processor     Processor
+	Serde         *avro.Serde // encodes dead letters
 
 	// Group is the consumer group. Default: "careflow-" + Stage.
 	Group string
