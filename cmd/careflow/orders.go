@@ -15,6 +15,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/topics"
@@ -48,10 +49,8 @@ func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 {
 		return usageError{"orders takes no arguments, only flags"}
 	}
-	states := []string{lifecycle.Placed, lifecycle.Sent, lifecycle.Accepted, lifecycle.Rejected, lifecycle.InProgress,
-		lifecycle.Preliminary, lifecycle.Final, lifecycle.Corrected, lifecycle.Cancelled}
-	if *state != "" && !slices.Contains(states, *state) {
-		return usageError{fmt.Sprintf("--state %q: want one of %s", *state, strings.Join(states, ", "))}
+	if *state != "" && !slices.Contains(orderStates, *state) {
+		return usageError{fmt.Sprintf("--state %q: want one of %s", *state, strings.Join(orderStates, ", "))}
 	}
 	cfg, err := toolConfig(*cfgPath)
 	if err != nil {
@@ -156,4 +155,85 @@ func exceptionsByOrder(ctx context.Context, opts []kgo.Opt, brokers, url, defaul
 		return nil
 	})
 	return by, err
+}
+
+// careflowSummary is the demo's view of what careflow holds: orders by
+// state (from the order state store) and exceptions by code, as summary
+// lines. A failure becomes a line too: the demo goes on.
+func careflowSummary(cfg *config.Config) func(context.Context) []string {
+	var serde *avro.Serde // made once careflow's registry answers
+	return func(ctx context.Context) []string {
+		opts, err := engine.KafkaClientOptions(cfg.Kafka, nil)
+		if err != nil {
+			return []string{"careflow: " + err.Error()}
+		}
+		patients := map[string]lifecycle.Patient{}
+		err = readAll(ctx, opts, "", topics.OrderState, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
+			var p lifecycle.Patient
+			if r.Value != nil && json.Unmarshal(r.Value, &p) == nil {
+				patients[string(r.Key)] = p // the last record per patient is its state
+			}
+			return nil
+		})
+		if err != nil {
+			return []string{"careflow orders: not read yet"}
+		}
+		states := map[string]int{}
+		for _, p := range patients {
+			for _, o := range p.Orders {
+				states[o.State]++
+			}
+		}
+		lines := []string{"careflow orders          " + counts(states, orderStates)}
+		if serde == nil {
+			reg, err := registry.NewRemote("http://" + cfg.Admin.Listen)
+			if err == nil {
+				serde, _ = avro.NewSerde(ctx, reg)
+			}
+		}
+		if serde == nil {
+			return lines
+		}
+		codes := map[string]int{}
+		err = readAll(ctx, opts, "", topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
+			var x avro.Exception
+			if serde.DecodeContext(ctx, r.Value, &x) == nil {
+				codes[x.Code]++
+			}
+			return nil
+		})
+		if err == nil {
+			lines = append(lines, "careflow exceptions      "+counts(codes, nil))
+		}
+		return lines
+	}
+}
+
+// orderStates are the lifecycle's states in their order.
+var orderStates = []string{lifecycle.Placed, lifecycle.Sent, lifecycle.Accepted, lifecycle.Rejected, lifecycle.InProgress,
+	lifecycle.Preliminary, lifecycle.Final, lifecycle.Corrected, lifecycle.Cancelled}
+
+// counts writes "name n" pairs: the names of order, then any others sorted;
+// "none" when there are none.
+func counts(m map[string]int, order []string) string {
+	var parts []string
+	for _, k := range order {
+		if m[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+		}
+	}
+	var rest []string
+	for k := range m {
+		if !slices.Contains(order, k) {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	for _, k := range rest {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, "  ")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -80,5 +81,32 @@ func TestOrdersCommand(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(args("--state", "finished")...); code != 2 || !strings.Contains(errOut, "want one of") {
 		t.Errorf("--state finished: exit %d, %q", code, errOut)
+	}
+}
+
+// The demo's summary of what careflow holds: orders by state in lifecycle
+// order, exceptions by code.
+func TestCareflowSummary(t *testing.T) {
+	fx := newToolFixture(t, topics.OrderState, topics.Exceptions)
+	produce := func(topic, key string, value []byte) {
+		t.Helper()
+		if err := fx.client.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := json.Marshal(lifecycle.Patient{Orders: []lifecycle.Order{{Placer: "A", State: lifecycle.Final}, {Placer: "B", State: lifecycle.Placed}}})
+	produce(topics.OrderState, "P1", b)
+	b, _ = json.Marshal(lifecycle.Patient{Orders: []lifecycle.Order{{Placer: "C", State: lifecycle.Final}}})
+	produce(topics.OrderState, "P2", b)
+	x, _ := fx.serde.Encode(&avro.Exception{Code: lifecycle.OrderRejected, PlacerOrder: "B"})
+	produce(topics.Exceptions, "P1", x)
+	cfg := &config.Config{Kafka: config.Kafka{Brokers: fx.cluster.ListenAddrs()}, Admin: config.Admin{Listen: strings.TrimPrefix(fx.reg.URL, "http://")}}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	got := strings.Join(careflowSummary(cfg)(ctx), "\n")
+	for _, want := range []string{"careflow orders          placed 1  final 2", "careflow exceptions      order_rejected 1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -42,6 +43,11 @@ type Config struct {
 	Out io.Writer
 	// Logger receives connection problems. Default: slog.Default().
 	Logger *slog.Logger
+	// Careflow, when set, says what careflow itself holds (orders by
+	// state, exceptions by code): lines printed after the flows. It runs
+	// in its own goroutine every careflowInterval, bounded by a timeout, so
+	// a slow answer never holds up the summary; the last answer is shown.
+	Careflow func(context.Context) []string
 }
 
 // Defaults.
@@ -57,9 +63,11 @@ const (
 // Timings of the simulation: how long the lab takes to result an order and
 // how often the summary is printed.
 const (
-	resultDelay     = 1500 * time.Millisecond
-	summaryInterval = 2 * time.Second
-	numPatients     = 8
+	resultDelay      = 1500 * time.Millisecond
+	summaryInterval  = 2 * time.Second
+	careflowInterval = 10 * time.Second
+	careflowTimeout  = 5 * time.Second
+	numPatients      = 8
 )
 
 func (c Config) withDefaults() Config {
@@ -119,6 +127,10 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error {
 		return runEHR(ctx, cfg, st, newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients))
 	})
+	var lines careflowLines
+	if cfg.Careflow != nil {
+		g.Go(func() error { lines.refresh(ctx, cfg.Careflow); return nil })
+	}
 	g.Go(func() error {
 		t := time.NewTicker(summaryInterval)
 		defer t.Stop()
@@ -129,13 +141,48 @@ func Run(ctx context.Context, cfg Config) error {
 			case now := <-t.C:
 				fmt.Fprintf(cfg.Out, "--- %s\n", now.Format(time.TimeOnly))
 				st.print(cfg.Out)
+				lines.print(cfg.Out)
 			}
 		}
 	})
 	err = g.Wait()
 	fmt.Fprintln(cfg.Out, "--- final")
 	st.print(cfg.Out)
+	lines.print(cfg.Out)
 	return err
+}
+
+// careflowLines holds the last answer of Config.Careflow.
+type careflowLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// refresh asks fn every careflowInterval until ctx ends.
+func (c *careflowLines) refresh(ctx context.Context, fn func(context.Context) []string) {
+	t := time.NewTicker(careflowInterval)
+	defer t.Stop()
+	for {
+		fctx, cancel := context.WithTimeout(ctx, careflowTimeout)
+		got := fn(fctx)
+		cancel()
+		c.mu.Lock()
+		c.lines = got
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (c *careflowLines) print(w io.Writer) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.lines {
+		fmt.Fprintln(w, l)
+	}
 }
 
 func serveMLLP(ctx context.Context, s *mllp.Server, ln net.Listener, name string) error {

@@ -323,6 +323,12 @@ func TestRunSendsAndStops(t *testing.T) {
 			EHR: ehrAddr, LabResults: "127.0.0.1:1", // nothing is ordered back in this test
 			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0",
 			Rate: 50, Out: out, Logger: quiet,
+			Careflow: func(ctx context.Context) []string {
+				if _, ok := ctx.Deadline(); !ok {
+					return []string{"careflow asked without a deadline"}
+				}
+				return []string{"orders   final 3"}
+			},
 		})
 	}()
 	acked := regexp.MustCompile(`EHR -> careflow +sent +(\d+) +ACKed +(\d+)`)
@@ -350,6 +356,10 @@ func TestRunSendsAndStops(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "--- final") {
 		t.Error("no final summary")
+	}
+	// What careflow holds is printed after the flows, asked with a deadline.
+	if final := out.String()[strings.LastIndex(out.String(), "--- final"):]; !strings.Contains(final, "orders   final 3") {
+		t.Errorf("the final summary lacks careflow's lines:\n%s", final)
 	}
 }
 
