@@ -163,6 +163,7 @@ const (
 	StatusRouted    = "routed"    // route chose this destination
 	StatusStale     = "stale"     // not routed: older than the update already applied for its patient (an Exception says why)
 	StatusHeld      = "held"      // not routed: it would overwrite a better result (an Exception says why)
+	StatusWarning   = "warning"   // handled as usual, but something in it had to be read another way (error_code says what)
 )
 
 // DeliveryOutcome records one attempt or result. Topic: careflow.outcomes.

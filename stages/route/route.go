@@ -195,9 +195,16 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		in.Value = tr.value
 		base.Set(topics.HeaderCorrelationID, ev.CorrelationID)
 	}
-	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2+len(tr.outs))
+	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+3+len(tr.outs))
 	if change != nil {
 		out = append(out, change.Record)
+	}
+	if _, _, fellBack := eventTime(&ev); fellBack && s.patients != nil && ev.MessageType == "ADT" {
+		w, err := s.warnEventTime(in, &ev, base, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
 	}
 	out = append(out, tr.outs...)
 	for _, m := range matches {

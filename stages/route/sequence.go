@@ -32,15 +32,32 @@ type patientState struct {
 
 // eventTime is when an event happened, for ordering: EVN-2 (Provenance
 // EventTime), else MSH-7 when EVN-2 is absent or malformed; false when
-// neither reads as an HL7 time.
-func eventTime(ev *avro.ClinicalEvent) (time.Time, bool) {
+// neither reads as an HL7 time. fellBack says EVN-2 was there but not a
+// time, which Process reports as a warning outcome.
+func eventTime(ev *avro.ClinicalEvent) (t time.Time, ok, fellBack bool) {
 	if t, err := hl7v2.ParseTime(ev.Provenance.EventTime); err == nil {
-		return t, true
+		return t, true, false
 	}
+	// Normalise fills EventTime from MSH-7 when EVN-2 is empty, so an
+	// unreadable EventTime is an unreadable EVN-2 (or MSH-7 itself).
 	if t, err := hl7v2.ParseTime(ev.Provenance.MessageTime); err == nil {
-		return t, true
+		return t, true, ev.Provenance.EventTime != ""
 	}
-	return time.Time{}, false
+	return time.Time{}, false, false
+}
+
+// CodeBadEventTime is the warning outcome of an ADT whose EVN-2 is not an
+// HL7 time: MSH-7 ordered it instead.
+const CodeBadEventTime = "route.bad_event_time"
+
+// warnEventTime is the warning outcome for ev, routed as usual.
+func (s *Stage) warnEventTime(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (stages.Envelope, error) {
+	o := s.outcome(ev, now)
+	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusWarning, CodeBadEventTime)
+	o.Status = avro.StatusWarning
+	o.ErrorCode, o.ErrorLocation = CodeBadEventTime, "EVN-2"
+	o.ErrorText = "EVN-2 is not an HL7 time; MSH-7 ordered this update against the patient's others"
+	return s.outcomeEnvelope(in, h.Clone(), o)
 }
 
 // sequence decides whether an ADT event is older than what was already
@@ -54,7 +71,7 @@ func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.He
 	if s.patients == nil || ev.MessageType != "ADT" || key == "" || key == ev.IdempotencyKey {
 		return nil, nil, nil // keyed by its idempotency key: it has no patient
 	}
-	at, ok := eventTime(ev)
+	at, ok, _ := eventTime(ev)
 	if !ok {
 		return nil, nil, nil
 	}

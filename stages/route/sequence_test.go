@@ -93,13 +93,39 @@ func TestSequenceRefusesStaleUpdates(t *testing.T) {
 		}
 		tb.Commit()
 	}
+	// m6's malformed EVN-2 was stale; a malformed EVN-2 on a newer update
+	// is routed with a warning outcome naming EVN-2.
+	outs, err := h.stage.Process(context.Background(), h.input(t, at("A08", "m10", "2025-03-14", "20250314120000")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned, routed := false, false
+	for _, o := range outs {
+		if topics.DestinationOf(o.Topic) != "" {
+			routed = true
+		}
+		if o.Topic != topics.Outcomes {
+			continue
+		}
+		var oc avro.DeliveryOutcome
+		if err := h.serde.Decode(o.Value, &oc); err != nil {
+			t.Fatal(err)
+		}
+		if oc.Status == avro.StatusWarning && oc.ErrorCode == CodeBadEventTime && oc.ErrorLocation == "EVN-2" {
+			warned = true
+		}
+	}
+	if !warned || !routed {
+		t.Errorf("malformed EVN-2 on a newer update: warned %v, routed %v; want both (%v)", warned, routed, topicsOf(outs))
+	}
+	tb.Commit()
 	if got := testutil.ToFloat64(h.stage.metrics.exceptions.WithLabelValues(avro.ExceptionStaleUpdate)); got != 4 {
 		t.Errorf("careflow_exceptions_total{code=stale_update} = %v, want 4", got)
 	}
 	var st patientState
 	b, _ := tb.Get(3, "MRN001^HOSP")
-	if err := json.Unmarshal(b, &st); err != nil || st.MessageID != "m8" {
-		t.Errorf("patient state %s (%v), want the newest applied, m8", b, err)
+	if err := json.Unmarshal(b, &st); err != nil || st.MessageID != "m10" {
+		t.Errorf("patient state %s (%v), want the newest applied, m10", b, err)
 	}
 }
 
