@@ -121,6 +121,21 @@ func (t *Table) Forget(partitions []int32) {
 	}
 }
 
+// Seed sets key on partition p as committed state when the table has no
+// value for it: for state rebuilt from elsewhere when the changelog lost
+// it. The changelog learns the key at its next Put.
+func (t *Table) Seed(p int32, key string, value []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.committed[p][key]; ok {
+		return
+	}
+	if t.committed[p] == nil {
+		t.committed[p] = map[string][]byte{}
+	}
+	t.committed[p][key] = value
+}
+
 // Len is the number of committed keys held.
 func (t *Table) Len() int {
 	t.mu.Lock()

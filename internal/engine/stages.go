@@ -68,6 +68,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 						return tb.Restore(ctx, e.kafkaFor(topics.StageRoute), parts)
 					})
 				}
+				// Patients the order changelog lost come back from the
+				// transitions recorded on careflow.orders.
+				e.loadDedup(ctx, topics.Orders, func(ctx context.Context) error {
+					return st.RebuildOrders(ctx, e.kafkaFor(topics.StageRoute), parts)
+				})
 			},
 			OnRevoked: func(_ context.Context, m map[string][]int32) {
 				parts := partitionsOf(m, topics.Events, topics.Outcomes)

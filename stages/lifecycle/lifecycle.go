@@ -320,6 +320,12 @@ func (p *Patient) result(ev *avro.ClinicalEvent, i, at int, placer, filler strin
 		if ord.FinalHash == hash {
 			return nil, nil // the same final again: a resend
 		}
+		if ord.FinalHash == "" {
+			// Rebuilt from careflow.orders, which does not keep values:
+			// the first final seen again is taken for the one recorded.
+			ord.FinalHash = hash
+			return nil, nil
+		}
 		return nil, &Exception{Code: ConflictingFinal, Order: ord.Placer, Filler: ord.Filler,
 			Reason: fmt.Sprintf("a second final result for order %s with different values and no correction (OBR-25 C): not delivered", ord.Placer)}
 	case rank[to] < rank[ord.State]:
@@ -416,4 +422,24 @@ func (p *Patient) Prune(now time.Time) {
 		}
 		p.Orders = slices.Delete(p.Orders, i, i+1)
 	}
+}
+
+// Replay folds one recorded transition (careflow.orders) into p: how the
+// order state is rebuilt when its changelog is gone. What transitions do
+// not record (the final result's values) is learnt again from the next
+// final.
+func Replay(p *Patient, x *avro.OrderTransition) {
+	i := slices.IndexFunc(p.Orders, func(o Order) bool { return o.Placer == x.PlacerOrder })
+	if i < 0 {
+		p.Orders = append(p.Orders, Order{Placer: x.PlacerOrder, CorrelationID: x.CorrelationID, Interface: x.Interface})
+		i = len(p.Orders) - 1
+	}
+	o := &p.Orders[i]
+	if x.State == Placed && x.FromState == "" {
+		o.PlacedBy, o.Interface = x.MessageID, x.Interface
+	}
+	if x.FillerOrder != "" {
+		o.Filler = x.FillerOrder
+	}
+	o.State, o.MessageID, o.Updated = x.State, x.MessageID, x.At
 }

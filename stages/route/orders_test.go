@@ -3,6 +3,10 @@ package route
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages"
@@ -124,4 +128,75 @@ func keys(by map[string][]stages.Envelope) []string {
 		}
 	}
 	return ks
+}
+
+// When the order changelog is gone (deleted, or lost with its broker),
+// the state comes back from the transitions on careflow.orders: a
+// preliminary after the recorded final is still held, and the first final
+// seen again is not a conflict (transitions do not keep the values).
+func TestRebuildOrdersFromTransitions(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topics.Orders, topics.OrderState))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	tb := stages.NewTable(topics.OrderState)
+	h := newHarnessWith(t, demoRoutes, func(c *Config) { c.Orders = tb })
+	opts := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, x := range []avro.OrderTransition{
+		{PlacerOrder: "P1^TRAKCARE", State: lifecycle.Placed, MessageID: "o1", CorrelationID: "o1", Interface: "ehr", At: routeTime},
+		{PlacerOrder: "P1^TRAKCARE", FillerOrder: "F1", FromState: lifecycle.Placed, State: lifecycle.Final, MessageID: "r1", CorrelationID: "o1", At: routeTime},
+	} {
+		b, err := h.serde.Encode(&x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: topics.Orders, Key: []byte("MRN001^HOSP"), Value: b}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := h.stage.RebuildOrders(ctx, opts, []int32{0}); err != nil {
+		t.Fatal(err)
+	}
+	res := func(id, status, value string) *avro.ClinicalEvent {
+		ev := result("lab", status)
+		ev.EventID, ev.CorrelationID = id, id
+		ev.Orders[0].PlacerOrderNumber, ev.Orders[0].PlacerNamespace = "P1", "TRAKCARE"
+		ev.Observations = []avro.Observation{{Code: "HB", Value: value, OrderIndex: 0}}
+		return ev
+	}
+	in := h.input(t, res("r2", "P", "1"))
+	in.Partition = 0
+	outs, err := h.stage.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := false
+	for _, o := range outs {
+		if topics.DestinationOf(o.Topic) != "" {
+			t.Fatalf("a preliminary after the rebuilt final was routed")
+		}
+		held = held || o.Topic == topics.Exceptions
+	}
+	if !held {
+		t.Fatalf("no exception for a preliminary after the rebuilt final: %v", topicsOf(outs))
+	}
+	in = h.input(t, res("r3", "F", "2"))
+	in.Partition = 0
+	outs, err = h.stage.Process(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range outs {
+		if o.Topic == topics.Exceptions {
+			t.Fatalf("the first final after a rebuild was taken for a conflicting one")
+		}
+	}
 }
