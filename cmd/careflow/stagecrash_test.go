@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/mllp"
@@ -266,6 +267,45 @@ func TestStageCrashesLoseNothing(t *testing.T) {
 		}
 		if len(byKey) != total {
 			t.Errorf("%s holds %d distinct messages, want %d", topic, len(byKey), total)
+		}
+	}
+
+	// The order lifecycle: route, killed and restarted with the others,
+	// restored its state and wrote each order's placed, sent and accepted
+	// (the lab's AA, through deliver's outcome) exactly once.
+	serde, err := avro.NewSerde(context.Background(), store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	transitions := func() (map[string]int, error) {
+		ends, err := settledEnds(admin, []string{topics.Orders})
+		if err != nil {
+			return nil, err
+		}
+		n := map[string]int{}
+		for _, r := range readTopic(t, cluster.ListenAddrs(), topics.Orders, ends, kgo.ReadCommitted()) {
+			var x avro.OrderTransition
+			if err := serde.Decode(r.Value, &x); err != nil {
+				t.Fatalf("careflow.orders: %v", err)
+			}
+			n[x.PlacerOrder+"/"+x.State]++
+		}
+		return n, nil
+	}
+	var byState map[string]int
+	stageCheckFor(t, 60*time.Second, func() error {
+		var err error
+		if byState, err = transitions(); err != nil {
+			return err
+		}
+		if len(byState) < 3*total {
+			return fmt.Errorf("%d distinct order transitions, want %d (placed, sent, accepted for %d orders)", len(byState), 3*total, total)
+		}
+		return nil
+	}, logs)
+	for k, n := range byState {
+		if n != 1 {
+			t.Errorf("order transition %s written %d times, want once", k, n)
 		}
 	}
 
