@@ -3,9 +3,9 @@
 // that decide what happens to a record that fails, the middleware that
 // recovers, retries, dead-letters and measures, and the Runner that drives
 // a processor inside Kafka transactions. Each subpackage (stages/ingest,
-// stages/validate, ...) holds one stage; stages/identity, stages/conformance
-// and stages/audit are the rules and the audit trail they share. No stage
-// imports another.
+// stages/validate, ...) holds one stage; stages/identity, stages/conformance,
+// stages/lifecycle and stages/audit are the rules and the audit trail they
+// share. No stage imports another.
 package stages
 
 import (

@@ -65,7 +65,7 @@ func firstLine(s string) string {
 
 // stageRoots are the stages; each may import its own subpackages and the
 // frame they share (stages, stages/identity, stages/conformance,
-// stages/audit), never another
+// stages/lifecycle, stages/audit), never another
 // stage, so that a stage can be read, tested and scaled on its own.
 var stageRoots = []string{"ingest", "validate", "normalise", "route", "deliver", "sink"}
 

@@ -174,7 +174,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	now := s.now()
 	base := in.Headers.Derive(topics.StageRoute, now)
-	stale, change, err := s.sequence(in, &ev, base.Clone(), now)
+	stale, change, badEVN, err := s.sequence(in, &ev, base.Clone(), now)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if change != nil {
 		out = append(out, change.Record)
 	}
-	if _, _, fellBack := eventTime(&ev); fellBack && s.patients != nil && ev.MessageType == "ADT" {
+	if badEVN {
 		w, err := s.warnEventTime(in, &ev, base, now)
 		if err != nil {
 			return nil, err

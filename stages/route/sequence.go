@@ -64,16 +64,17 @@ func (s *Stage) warnEventTime(in stages.Envelope, ev *avro.ClinicalEvent, h stag
 // applied for its patient. It returns the exception to raise when it is
 // (the event is then not routed), and otherwise the change that advances
 // the patient's state, if the event is newer; Process applies it once its
-// outputs are built. Events that are not
-// ADT, carry no patient key, or carry no readable time pass untouched.
-func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (stale *avro.Exception, change *stages.Change, err error) {
+// outputs are built. badEVN says MSH-7 stood in for an unreadable EVN-2.
+// Events that are not ADT, carry no patient key, or carry no readable time
+// pass untouched.
+func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (stale *avro.Exception, change *stages.Change, badEVN bool, err error) {
 	key := string(in.Key)
 	if s.patients == nil || ev.MessageType != "ADT" || key == "" || key == ev.IdempotencyKey {
-		return nil, nil, nil // keyed by its idempotency key: it has no patient
+		return nil, nil, false, nil // keyed by its idempotency key: it has no patient
 	}
-	at, ok, _ := eventTime(ev)
+	at, ok, badEVN := eventTime(ev)
 	if !ok {
-		return nil, nil, nil
+		return nil, nil, false, nil
 	}
 	var prev patientState
 	if b, found := s.patients.Get(in.Partition, key); found {
@@ -85,7 +86,7 @@ func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.He
 	}
 	if !prev.EventTime.IsZero() && at.Before(prev.EventTime) {
 		if !UpdateTriggers[ev.TriggerEvent] {
-			return nil, nil, nil // an older admission or the like: delivered, state unchanged
+			return nil, nil, badEVN, nil // an older admission or the like: delivered, state unchanged
 		}
 		return &avro.Exception{
 			ExceptionID:   identity.OutcomeID(ev.EventID, "exception", avro.ExceptionStaleUpdate),
@@ -100,14 +101,14 @@ func (s *Stage) sequence(in stages.Envelope, ev *avro.ClinicalEvent, h stages.He
 				ev.MessageType, ev.TriggerEvent, hl7v2.FormatTime(at), "ADT", prev.Trigger, hl7v2.FormatTime(prev.EventTime), prev.MessageID),
 			Action: avro.ActionNotDelivered,
 			At:     now.UTC(),
-		}, nil, nil
+		}, nil, badEVN, nil
 	}
 	b, err := json.Marshal(patientState{EventTime: at.UTC(), MessageID: ev.EventID, Trigger: ev.TriggerEvent})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	c := s.patients.Change(in.Partition, key, b, h)
-	return nil, &c, nil
+	return nil, &c, badEVN, nil
 }
 
 // staleOutputs are the records of an event sequence refused: the exception
