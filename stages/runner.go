@@ -72,9 +72,28 @@ type RunnerConfig struct {
 	// OnRevoked runs when partitions are revoked or lost.
 	OnRevoked func(ctx context.Context, revoked map[string][]int32)
 
+	// TickEvery is how often a Processor that is also a Ticker is asked
+	// for the work its timers make due, when no record arrives sooner.
+	// Default: 1s.
+	TickEvery time.Duration
+
 	Logger  *slog.Logger
 	Metrics *Metrics
 	Now     func() time.Time
+}
+
+// Ticker is a Processor with timers: work that falls due with time rather
+// than with a record (a result that waited long enough for its order, an
+// acknowledgement whose destinations never answered). The runner calls
+// Tick, at most every TickEvery, between polls, while the partitions it
+// owns cannot be revoked, and writes what it returns in a transaction of
+// its own or beside the records of the poll, so a timer's output is as
+// exactly-once as a record's. Tick must decide only on state the partitions
+// this copy owns hold, and return the changelog records of every state it
+// changes (stages.Table) among its outputs; a Tick that returns nothing
+// changed nothing.
+type Ticker interface {
+	Tick(ctx context.Context, now time.Time) ([]Envelope, error)
 }
 
 // TxnState is processor state that must commit or roll back with the
@@ -93,10 +112,12 @@ type RetryAfter interface{ RetryAfter() time.Duration }
 // crash at any instant neither loses nor duplicates a record on the output
 // topics.
 type Runner struct {
-	cfg   RunnerConfig
-	log   *slog.Logger
-	chain Processor // cfg.Processor inside the middleware
-	ready atomic.Bool
+	cfg    RunnerConfig
+	log    *slog.Logger
+	chain  Processor // cfg.Processor inside the middleware
+	ticker Ticker    // cfg.Processor when it has timers
+	ready  atomic.Bool
+	ticked time.Time // last Tick; the session goroutine's only
 }
 
 // Ready reports whether the runner has a working transactional session (for
@@ -144,6 +165,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TickEvery <= 0 {
+		cfg.TickEvery = time.Second
+	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil)
 	}
@@ -158,6 +182,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		Retry(cfg.Stage, RetryPolicy{Initial: cfg.RetryInitial, Max: cfg.RetryMax, Multiplier: cfg.RetryMultiplier, HoldLimit: cfg.HoldLimit}, cfg.Metrics, r.log),
 		Recover(cfg.Stage, r.log),
 	)
+	r.ticker, _ = cfg.Processor.(Ticker)
 	return r, nil
 }
 
@@ -284,14 +309,14 @@ func (r *Runner) session(ctx context.Context) error {
 	}
 
 	for {
-		fetches := sess.PollRecords(ctx, r.cfg.MaxRecords)
+		fetches := r.poll(ctx, sess)
 		if ctx.Err() != nil {
 			return nil
 		}
 		var fatal error
 		fetches.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
-				return
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return // shutting down, or a Ticker's poll timed out
 			}
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			if errors.Is(err, kgo.ErrClientClosed) {
@@ -313,7 +338,11 @@ func (r *Runner) session(ctx context.Context) error {
 			continue
 		}
 		if fetches.NumRecords() == 0 {
+			err := r.tickAlone(ctx, sess)
 			sess.AllowRebalance()
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		pause, err := r.transaction(ctx, sess, fetches)
@@ -325,6 +354,60 @@ func (r *Runner) session(ctx context.Context) error {
 			r.pause(ctx, sess, pause)
 		}
 	}
+}
+
+// poll waits for records; for a Ticker, no longer than until its next
+// tick.
+func (r *Runner) poll(ctx context.Context, sess *kgo.GroupTransactSession) kgo.Fetches {
+	if r.ticker == nil {
+		return sess.PollRecords(ctx, r.cfg.MaxRecords)
+	}
+	wait := max(time.Until(r.ticked.Add(r.cfg.TickEvery)), time.Millisecond)
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	return sess.PollRecords(pctx, r.cfg.MaxRecords)
+}
+
+// tickDue reports whether the Ticker's next tick is due.
+func (r *Runner) tickDue() bool {
+	return r.ticker != nil && time.Since(r.ticked) >= r.cfg.TickEvery
+}
+
+// tick asks the Ticker for its due work. A failed Tick is logged and
+// tried again at the next tick: its state changes are dropped with the
+// transaction's.
+func (r *Runner) tick(ctx context.Context) ([]Envelope, error) {
+	r.ticked = time.Now()
+	outs, err := r.ticker.Tick(ctx, r.cfg.Now())
+	if err != nil {
+		r.log.Warn("timer work failed; trying again at the next tick", "err", err)
+		return nil, err
+	}
+	return outs, nil
+}
+
+// tickAlone runs a due tick in a transaction of its own, when no record
+// came to carry it. It returns an error only when the session is broken.
+func (r *Runner) tickAlone(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	if !r.tickDue() {
+		return nil
+	}
+	work, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.TransactionTimeout)
+	defer cancel()
+	outs, err := r.tick(work)
+	if err != nil || len(outs) == 0 {
+		if r.cfg.State != nil {
+			r.cfg.State.Abort()
+		}
+		return nil
+	}
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("stage %s: begin transaction: %w", r.cfg.Stage, err)
+	}
+	t := &txn{r: r, sess: sess, ctx: work}
+	t.produce(outs)
+	_, err = r.end(ctx, work, sess, t, 0)
+	return err
 }
 
 // pause stops fetching the inputs for d, then resumes. Records stay in
@@ -390,6 +473,17 @@ func (r *Runner) transaction(ctx context.Context, sess *kgo.GroupTransactSession
 		// covers exactly the records processed.
 		sess.Client().SetOffsets(rewind)
 	}
+	if r.tickDue() && t.produceErr() == nil {
+		if outs, err := r.tick(work); err == nil {
+			t.produce(outs)
+		}
+	}
+	return r.end(ctx, work, sess, t, pause)
+}
+
+// end commits the transaction t (aborts it when a produce failed), tells
+// the state, and returns how long to pause the input.
+func (r *Runner) end(ctx, work context.Context, sess *kgo.GroupTransactSession, t *txn, pause time.Duration) (time.Duration, error) {
 	commit := kgo.TryCommit
 	if t.produceErr() != nil {
 		r.log.Warn("produce failed; aborting transaction", "err", t.produceErr())
