@@ -3,7 +3,10 @@
 
 package avro
 
-const nameEncounter = "careflow.Encounter"
+const (
+	nameEncounter      = "careflow.Encounter"
+	nameAcknowledgment = "careflow.Acknowledgment"
+)
 
 func eventToNative(e *ClinicalEvent) map[string]any {
 	var encounter any // nil encodes the "null" branch
@@ -18,7 +21,12 @@ func eventToNative(e *ClinicalEvent) map[string]any {
 	for i := range e.Observations {
 		observations[i] = observationToNative(&e.Observations[i])
 	}
+	var ack any
+	if e.Acknowledgment != nil {
+		ack = union(nameAcknowledgment, ackToNative(e.Acknowledgment))
+	}
 	return map[string]any{
+		"acknowledgment":  ack,
 		"event_id":        e.EventID,
 		"correlation_id":  e.CorrelationID,
 		"idempotency_key": e.IdempotencyKey,
@@ -47,6 +55,10 @@ func eventFromNative(m map[string]any) ClinicalEvent {
 	if r := unionRecordOf(m, "encounter"); r != nil {
 		enc := encounterFromNative(r)
 		e.Encounter = &enc
+	}
+	if r := unionRecordOf(m, "acknowledgment"); r != nil {
+		a := ackFromNative(r)
+		e.Acknowledgment = &a
 	}
 	if a := arrayOf(m, "orders"); len(a) > 0 {
 		e.Orders = make([]Order, len(a))
@@ -273,6 +285,8 @@ func provenanceToNative(p *Provenance) map[string]any {
 		"event_time":            p.EventTime,
 		"message_time":          p.MessageTime,
 		"ingest_time":           millis(p.IngestTime),
+		"accept_ack_type":       p.AcceptAckType,
+		"app_ack_type":          p.AppAckType,
 	}
 }
 
@@ -289,5 +303,25 @@ func provenanceFromNative(m map[string]any) Provenance {
 		EventTime:            str(m, "event_time"),
 		MessageTime:          str(m, "message_time"),
 		IngestTime:           timeOf(m, "ingest_time"),
+		AcceptAckType:        str(m, "accept_ack_type"),
+		AppAckType:           str(m, "app_ack_type"),
 	}
+}
+
+func ackToNative(a *Acknowledgment) map[string]any {
+	errs := make([]any, len(a.Errors))
+	for i, x := range a.Errors {
+		errs[i] = map[string]any{"code": x.Code, "application_code": x.ApplicationCode, "location": x.Location, "severity": x.Severity, "text": x.Text}
+	}
+	return map[string]any{"code": a.Code, "control_id": a.ControlID, "text": a.Text, "errors": errs}
+}
+
+func ackFromNative(m map[string]any) Acknowledgment {
+	a := Acknowledgment{Code: str(m, "code"), ControlID: str(m, "control_id"), Text: str(m, "text")}
+	for _, v := range arrayOf(m, "errors") {
+		r, _ := v.(map[string]any)
+		a.Errors = append(a.Errors, AckError{Code: str(r, "code"), ApplicationCode: str(r, "application_code"),
+			Location: str(r, "location"), Severity: str(r, "severity"), Text: str(r, "text")})
+	}
+	return a
 }

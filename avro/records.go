@@ -134,6 +134,27 @@ type Provenance struct {
 	EventTime            string    `json:"event_time"`   // EVN-2, else MSH-7, HL7 DTM as sent
 	MessageTime          string    `json:"message_time"` // MSH-7
 	IngestTime           time.Time `json:"ingest_time"`
+	AcceptAckType        string    `json:"accept_ack_type"` // MSH-15
+	AppAckType           string    `json:"app_ack_type"`    // MSH-16
+}
+
+// Acknowledgment is careflow's answer to a sender, carried by an event
+// whose message type is ACK (an application acknowledgement) or an order
+// response (a return notification). Rendered as MSA and ERR.
+type Acknowledgment struct {
+	Code      string     `json:"code"`       // MSA-1
+	ControlID string     `json:"control_id"` // MSA-2
+	Text      string     `json:"text"`       // MSA-3
+	Errors    []AckError `json:"errors"`
+}
+
+// AckError is one ERR segment of an Acknowledgment.
+type AckError struct {
+	Code            string `json:"code"`             // ERR-3.1, HL7 table 0357
+	ApplicationCode string `json:"application_code"` // ERR-5.1, careflow's code
+	Location        string `json:"location"`         // an HL7 location such as PID-5 (ERR-2)
+	Severity        string `json:"severity"`         // ERR-4
+	Text            string `json:"text"`             // ERR-8
 }
 
 // ClinicalEvent is the canonical model every destination is rendered from.
@@ -150,6 +171,8 @@ type ClinicalEvent struct {
 	Orders         []Order       `json:"orders"`
 	Observations   []Observation `json:"observations"`
 	Provenance     Provenance    `json:"provenance"`
+	// Acknowledgment is set only on careflow's own answers to a sender.
+	Acknowledgment *Acknowledgment `json:"acknowledgment"`
 }
 
 // Outcome statuses.

@@ -46,6 +46,9 @@ type AckError struct {
 	Location string
 	Severity string // E (error), W (warning), I (information); "" means E
 	Text     string // for a person; never patient data
+	// ApplicationCode is the receiving application's own error code
+	// (ERR-5, from 2.5), e.g. careflow's exception code "order_rejected".
+	ApplicationCode string
 }
 
 // ACKOptions are the parts of an ACK that do not come from the message
@@ -103,6 +106,16 @@ func BuildACK(in Header, d Delimiters, code AckCode, opts ACKOptions) []byte {
 	b.MSH(h)
 	b.Segment("MSA").Set("1", string(code)).Set("2", in.ControlID).Set("3", opts.Text)
 	for _, e := range opts.Errors {
+		WriteERR(b, in.Version, e)
+	}
+	return b.Bytes()
+}
+
+// WriteERR appends e to b as one ERR segment in the layout of HL7 version
+// (see BuildACK).
+func WriteERR(b *Builder, version string, e AckError) {
+	v := parseVersion(version)
+	{
 		loc := parseLocation(e.Location)
 		err := b.Segment("ERR")
 		text := cmpOr(e.Text, errText(e.Code))
@@ -114,16 +127,19 @@ func BuildACK(in Header, d Delimiters, code AckCode, opts ACKOptions) []byte {
 			if e.Code != "" {
 				err.Set("1.4.3", "HL70357")
 			}
-			continue
+			return
 		}
 		if loc.seg != "" {
 			err.Set("2.1", loc.seg).Set("2.2", itoaNZ(loc.segIdx)).Set("2.3", itoaNZ(loc.field)).
 				Set("2.4", itoaNZ(loc.rep)).Set("2.5", itoaNZ(loc.comp)).Set("2.6", itoaNZ(loc.sub))
 		}
 		err.Set("3.1", cmpOr(e.Code, "207")).Set("3.2", errText(cmpOr(e.Code, "207"))).Set("3.3", "HL70357")
-		err.Set("4", cmpOr(e.Severity, "E")).Set("8", e.Text)
+		err.Set("4", cmpOr(e.Severity, "E"))
+		if e.ApplicationCode != "" {
+			err.Set("5.1", e.ApplicationCode).Set("5.3", "careflow")
+		}
+		err.Set("8", e.Text)
 	}
-	return b.Bytes()
 }
 
 // parseLocation reads "PID-3[2].1"; a location that is not a path gives a

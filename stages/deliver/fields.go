@@ -311,4 +311,5 @@ var eventRules = rules[avro.ClinicalEvent]{
 	list("orders", func(x *avro.ClinicalEvent) *[]avro.Order { return &x.Orders }, orderRules),
 	list("observations", func(x *avro.ClinicalEvent) *[]avro.Observation { return &x.Observations }, observationRules),
 	value("provenance", func(x *avro.ClinicalEvent) *avro.Provenance { return &x.Provenance }),
+	value("acknowledgment", func(x *avro.ClinicalEvent) **avro.Acknowledgment { return &x.Acknowledgment }),
 }

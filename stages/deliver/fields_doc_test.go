@@ -3,6 +3,7 @@ package deliver_test
 import (
 	"flag"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -120,6 +121,19 @@ var hl7Uses = map[string]hl7Use{
 	"provenance.event_time":            {note: "EVN-2 (ADT)"},
 	"provenance.message_time":          {note: "EVN-2 when event_time is empty (ADT)"},
 	"provenance.ingest_time":           {note: "not sent"},
+	"provenance.accept_ack_type":       {note: "not sent (MSH-15 is careflow's)"},
+	"provenance.app_ack_type":          {note: "not sent (MSH-16 is careflow's)"},
+
+	"acknowledgment":                         {note: "MSA and ERR after MSH, on careflow's answers to a sender (docs/workflows.md)"},
+	"acknowledgment.code":                    {at: []string{"MSA-1"}},
+	"acknowledgment.control_id":              {at: []string{"MSA-2"}},
+	"acknowledgment.text":                    {at: []string{"MSA-3"}},
+	"acknowledgment.errors":                  {note: "one ERR each"},
+	"acknowledgment.errors.code":             {at: []string{"ERR-3.1"}},
+	"acknowledgment.errors.application_code": {at: []string{"ERR-5.1"}},
+	"acknowledgment.errors.location":         {note: "ERR-2 (PID-5 as PID^1^5^1)"},
+	"acknowledgment.errors.severity":         {at: []string{"ERR-4"}},
+	"acknowledgment.errors.text":             {at: []string{"ERR-8"}},
 }
 
 // fieldsTable renders the table of every catalogue path for the doc.
@@ -165,6 +179,12 @@ func TestFieldsDoc(t *testing.T) {
 	for value, path := range plantedClinical(t) {
 		planted[path] = append(planted[path], value)
 	}
+	// The acknowledgment is envelope, not clinical, but is sent.
+	walkValues(ev, func(p string, v reflect.Value) {
+		if strings.HasPrefix(p, "acknowledgment.") && v.Kind() == reflect.String {
+			planted[p] = append(planted[p], v.String())
+		}
+	})
 	for path, u := range hl7Uses {
 		for _, loc := range u.at {
 			got := m.Get(loc)

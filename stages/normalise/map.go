@@ -3,6 +3,7 @@ package normalise
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
@@ -129,6 +130,8 @@ func mapProvenance(m *hl7v2.Message, h hl7v2.Header, raw *avro.RawMessage) avro.
 		MessageTime:          h.DateTime,
 		EventTime:            h.DateTime,
 		IngestTime:           raw.ReceivedAt,
+		AcceptAckType:        strings.TrimSpace(h.AcceptAckType),
+		AppAckType:           strings.TrimSpace(h.AppAckType),
 	}
 	if evn, ok := m.Segment("EVN"); ok {
 		if t := str(evn.Field(2).Component(1)); t != "" {

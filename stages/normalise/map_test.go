@@ -165,6 +165,7 @@ func TestMapProvenance(t *testing.T) {
 		Interface: "ehr", MessageID: "msg-1", ControlID: "MSG00001",
 		SendingApplication: "EPIC", SendingFacility: "NORTHSIDE", ReceivingApplication: "CAREFLOW", ReceivingFacility: "REGION",
 		Version: "2.5.1", EventTime: "20240301115500", MessageTime: "20240301120000+0100", IngestTime: received,
+		AcceptAckType: "AL", AppAckType: "NE",
 	})
 	// Without EVN the event time is the message time.
 	ev, err = mapFixture(t, "orm_o01_v23.hl7")
@@ -173,6 +174,18 @@ func TestMapProvenance(t *testing.T) {
 	}
 	if ev.Provenance.EventTime != "200401011200" || ev.Provenance.MessageTime != "200401011200" {
 		t.Errorf("ORM event/message time = %q/%q", ev.Provenance.EventTime, ev.Provenance.MessageTime)
+	}
+	// Original mode leaves the acknowledgement types empty; enhanced mode
+	// keeps MSH-15 and MSH-16 for route's application acknowledgement.
+	if ev.Provenance.AcceptAckType != "" || ev.Provenance.AppAckType != "" {
+		t.Errorf("original mode: ack types %q/%q, want empty", ev.Provenance.AcceptAckType, ev.Provenance.AppAckType)
+	}
+	ev, err = mapFixture(t, "oml_o21_enhanced_v251.hl7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Provenance.AcceptAckType != "AL" || ev.Provenance.AppAckType != "ER" {
+		t.Errorf("enhanced mode: ack types %q/%q, want AL/ER", ev.Provenance.AcceptAckType, ev.Provenance.AppAckType)
 	}
 }
 

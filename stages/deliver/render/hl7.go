@@ -80,6 +80,19 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		Charset:              msh18,
 	})
 
+	if a := ev.Acknowledgment; a != nil {
+		// careflow's answer to a sender: MSA and ERR follow MSH (ACK,
+		// ORR_O02, ORL_O22 alike).
+		b.Segment("MSA").Set("1", a.Code).Set("2", a.ControlID).Set("3", a.Text)
+		for _, e := range a.Errors {
+			hl7v2.WriteERR(b, ver, hl7v2.AckError{Code: e.Code, Location: e.Location, Severity: e.Severity,
+				Text: e.Text, ApplicationCode: e.ApplicationCode})
+		}
+	}
+	if ev.MessageType == "ACK" {
+		return finish(b, cs, ev)
+	}
+
 	isADT := ev.MessageType == "ADT"
 	if isADT {
 		evt := ev.Provenance.EventTime
@@ -133,7 +146,11 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		writeOBXs(b, d, ev.Observations, byOrder[i])
 	}
 	writeOBXs(b, d, ev.Observations, loose)
+	return finish(b, cs, ev)
+}
 
+// finish encodes the built message in the destination's character set.
+func finish(b *hl7v2.Builder, cs hl7v2.Charset, ev *avro.ClinicalEvent) ([]byte, error) {
 	if err := b.Err(); err != nil {
 		return nil, fmt.Errorf("render hl7 %s^%s: %w", ev.MessageType, ev.TriggerEvent, err)
 	}

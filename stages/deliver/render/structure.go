@@ -30,11 +30,16 @@ var structures = map[string]string{
 	"ORM^O01": "ORM_O01",
 	"OML^O21": "OML_O21",
 	"ORU^R01": "ORU_R01",
+	"ORR^O02": "ORR_O02",
+	"ORL^O22": "ORL_O22",
 }
 
 // Structure returns the MSH-9.3 message structure of messageType^trigger,
-// or "" when careflow does not know it.
+// or "" when careflow does not know it. Every ACK is structure ACK.
 func Structure(messageType, trigger string) string {
+	if messageType == "ACK" {
+		return "ACK"
+	}
 	return structures[messageType+"^"+trigger]
 }
 
