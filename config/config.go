@@ -137,7 +137,32 @@ type Inbound struct {
 	// DedupWindow is how long a message's idempotency key is remembered,
 	// so that a resend within it is recognised as a duplicate.
 	DedupWindow time.Duration `yaml:"dedup_window"`
+
+	// The return path (docs/workflows.md).
+
+	// ReplyTo names the destination that carries careflow's answers back
+	// to this interface's sender: application acknowledgements when a
+	// message asks for one (enhanced mode, MSH-16 AL or ER) and return
+	// notifications about the orders it placed. "" sends neither.
+	ReplyTo string `yaml:"reply_to"`
+	// ReplyTimeout is how long an application acknowledgement waits for
+	// every destination's answer before it is sent as AE, "no answer
+	// from DEST".
+	ReplyTimeout time.Duration `yaml:"reply_timeout"`
+	// CorrelationWait is how long a result that names an order careflow
+	// does not know (yet) waits for that order: results can overtake
+	// their orders. 0 raises result_for_unknown_order at once.
+	CorrelationWait time.Duration `yaml:"correlation_wait"`
+	// UnknownOrder is what becomes of such a result once the wait is
+	// over: UnknownOrderDeliver (the default) or UnknownOrderHold.
+	UnknownOrder string `yaml:"unknown_order"`
 }
+
+// What becomes of a result for an order careflow does not know.
+const (
+	UnknownOrderDeliver = "deliver" // routed like any result, beside the exception
+	UnknownOrderHold    = "hold"    // not routed: the exception is its record
+)
 
 // Ack modes of an inbound interface.
 const (

@@ -45,6 +45,8 @@ func DefaultInbound() Inbound {
 		Charset:               "UTF-8",
 		Ack:                   AckValidated,
 		DedupWindow:           168 * time.Hour,
+		ReplyTimeout:          5 * time.Minute,
+		UnknownOrder:          UnknownOrderDeliver,
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/careflow-health/careflow/avro"
 )
@@ -89,11 +90,36 @@ func (d *decoder) validate(c *Config) {
 		d.validateRoute(p, r, dests, destNames)
 		routed[r.Destination] = true
 	}
+	d.validateReplies(c, dests, destNames, routed)
 	for i, dst := range c.Destinations {
 		if dst.Name != "" && !routed[dst.Name] {
 			d.problemAt(fmt.Sprintf("destinations[%d].name", i),
 				fmt.Sprintf("no route sends to destination %q; add a route or remove the destination", dst.Name))
 		}
+	}
+}
+
+// validateReplies checks every reply_to: it must name an HL7 v2
+// destination (acknowledgements are HL7 messages), and that destination
+// counts as sent to, so needs no route of its own.
+func (d *decoder) validateReplies(c *Config, dests map[string]string, destNames []string, routed map[string]bool) {
+	formats := map[string]string{}
+	for _, dst := range c.Destinations {
+		formats[dst.Name] = dst.Format
+	}
+	for i, in := range c.Inbound {
+		if in.ReplyTo == "" {
+			continue
+		}
+		p := fmt.Sprintf("inbound[%d].reply_to", i)
+		if _, ok := dests[in.ReplyTo]; !ok {
+			d.problemAt(p, fmt.Sprintf("unknown destination %q%s", in.ReplyTo, suggest(in.ReplyTo, destNames)))
+			continue
+		}
+		if formats[in.ReplyTo] != avro.FormatHL7v2 {
+			d.problemAt(p, fmt.Sprintf("destination %q takes %s; acknowledgements and notifications are HL7 v2 messages, so reply_to needs an hl7v2 destination", in.ReplyTo, formats[in.ReplyTo]))
+		}
+		routed[in.ReplyTo] = true
 	}
 }
 
@@ -241,6 +267,16 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	d.checkCharset(p+".charset", in.Charset)
 	if in.Ack != AckCommit && in.Ack != AckValidated {
 		d.problemAt(p+".ack", fmt.Sprintf("want validated or commit, got %q%s", in.Ack, suggest(in.Ack, []string{AckValidated, AckCommit})))
+	}
+	if in.UnknownOrder != UnknownOrderDeliver && in.UnknownOrder != UnknownOrderHold {
+		d.problemAt(p+".unknown_order", fmt.Sprintf("want deliver or hold, got %q%s", in.UnknownOrder,
+			suggest(in.UnknownOrder, []string{UnknownOrderDeliver, UnknownOrderHold})))
+	}
+	if in.ReplyTimeout <= 0 {
+		d.problemAt(p+".reply_timeout", fmt.Sprintf("must be positive, got %s", in.ReplyTimeout))
+	}
+	if in.CorrelationWait < 0 || in.CorrelationWait > 24*time.Hour {
+		d.problemAt(p+".correlation_wait", fmt.Sprintf("want 0 (no wait) up to 24h, got %s", in.CorrelationWait))
 	}
 	a, ap := in.Accept, p+".accept"
 	for i, mt := range a.MessageTypes {

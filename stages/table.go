@@ -136,6 +136,17 @@ func (t *Table) Seed(p int32, key string, value []byte) {
 	t.committed[p][key] = value
 }
 
+// Each calls fn for every committed key of partition p (the open
+// transaction's changes are not seen), in no particular order. fn must not
+// call the table.
+func (t *Table) Each(p int32, fn func(key string, value []byte)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, v := range t.committed[p] {
+		fn(k, v)
+	}
+}
+
 // Len is the number of committed keys held.
 func (t *Table) Len() int {
 	t.mu.Lock()

@@ -255,6 +255,12 @@ func ParseACK(data []byte) (ACK, error) {
 	if err != nil {
 		return ACK{}, err
 	}
+	return ReadAnswer(m)
+}
+
+// ReadAnswer reads the MSA and ERR segments of a parsed message: an ACK,
+// or a response that carries them (ORR^O02, ORL^O22).
+func ReadAnswer(m *Message) (ACK, error) {
 	msa, ok := m.Segment("MSA")
 	if !ok {
 		return ACK{}, perr(CodeNoMSA, "", "acknowledgement has no MSA segment")

@@ -215,7 +215,9 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 		return fmt.Errorf("engine: %w", err)
 	}
 	// The dead-letter and audit topics hold no state; the rest must agree.
-	keyed := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.PatientState, topics.OrderState, topics.Orders, topics.Exceptions}
+	keyed := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.PatientState, topics.OrderState, topics.Orders, topics.Exceptions,
+		// deliver's dead letters tell route of rejections, beside the events.
+		topics.DeadLetter(topics.StageDeliver)}
 	for _, d := range dests {
 		keyed = append(keyed, topics.Outbound(d))
 	}

@@ -47,22 +47,30 @@ func (e *Engine) startStages(ctx context.Context) error {
 		}
 	}
 	if e.runs(topics.StageRoute) {
+		routeInputs := []string{topics.Events, topics.Outcomes, topics.DeadLetter(topics.StageDeliver)}
 		var routes []route.Route
 		for _, r := range e.cfg.Routes {
 			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA})
 		}
+		policies := map[string]route.Policy{}
+		for _, in := range e.cfg.Inbound {
+			policies[in.Name] = route.Policy{ReplyTo: in.ReplyTo, ReplyTimeout: in.ReplyTimeout,
+				CorrelationWait: in.CorrelationWait, HoldUnknown: in.UnknownOrder == config.UnknownOrderHold}
+		}
 		patients, orders := stages.NewTable(topics.PatientState), stages.NewTable(topics.OrderState)
-		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log, Patients: patients, Orders: orders})
+		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log,
+			Patients: patients, Orders: orders, Interfaces: policies})
 		if err != nil {
 			return fmt.Errorf("engine: route: %w", err)
 		}
 		if err := e.runStage(ctx, stages.RunnerConfig{
-			// Deliver's outcomes move orders (sent, accepted): route reads
-			// them beside the events, partition p of both on one copy.
-			Stage: topics.StageRoute, Inputs: []string{topics.Events, topics.Outcomes}, CoPartitioned: true,
+			// Deliver's outcomes and dead letters move orders (sent,
+			// accepted, rejected) and acknowledgements: route reads them
+			// beside the events, partition p of each on one copy.
+			Stage: topics.StageRoute, Inputs: routeInputs, CoPartitioned: true,
 			Processor: st, State: stages.TxnStates{patients, orders},
 			OnAssigned: func(ctx context.Context, m map[string][]int32) {
-				parts := partitionsOf(m, topics.Events, topics.Outcomes)
+				parts := partitionsOf(m, routeInputs...)
 				for _, tb := range []*stages.Table{patients, orders} {
 					e.loadDedup(ctx, tb.Topic(), func(ctx context.Context) error {
 						return tb.Restore(ctx, e.kafkaFor(topics.StageRoute), parts)
@@ -73,11 +81,13 @@ func (e *Engine) startStages(ctx context.Context) error {
 				e.loadDedup(ctx, topics.Orders, func(ctx context.Context) error {
 					return st.RebuildOrders(ctx, e.kafkaFor(topics.StageRoute), parts)
 				})
+				st.Reindex(parts) // the waits and acknowledgements restored
 			},
 			OnRevoked: func(_ context.Context, m map[string][]int32) {
-				parts := partitionsOf(m, topics.Events, topics.Outcomes)
+				parts := partitionsOf(m, routeInputs...)
 				patients.Forget(parts)
 				orders.Forget(parts)
+				st.ForgetTimers(parts)
 			},
 		}); err != nil {
 			return err

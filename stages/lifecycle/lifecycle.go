@@ -49,15 +49,16 @@ const (
 
 // Order is one order's state, as kept between messages.
 type Order struct {
-	Placer        string    `json:"placer"`    // number^namespace, the order's identity
-	Filler        string    `json:"filler"`    // number^namespace, once the filler said it
-	State         string    `json:"state"`     // one of the states above
-	CorrelationID string    `json:"corr"`      // the placing message's: every result joins its journey
-	MessageID     string    `json:"msg"`       // the message of the last transition
-	Updated       time.Time `json:"updated"`   // when the last transition happened
-	FinalHash     string    `json:"final"`     // the final result's observations, to spot a conflicting final
-	Interface     string    `json:"interface"` // where the order was placed
-	PlacedBy      string    `json:"placed_by"` // the placing message's id: its delivery outcomes move the order
+	Placer        string    `json:"placer"`            // number^namespace, the order's identity
+	Filler        string    `json:"filler"`            // number^namespace, once the filler said it
+	State         string    `json:"state"`             // one of the states above
+	CorrelationID string    `json:"corr"`              // the placing message's: every result joins its journey
+	MessageID     string    `json:"msg"`               // the message of the last transition
+	Updated       time.Time `json:"updated"`           // when the last transition happened
+	FinalHash     string    `json:"final"`             // the final result's observations, to spot a conflicting final
+	Interface     string    `json:"interface"`         // where the order was placed
+	PlacedBy      string    `json:"placed_by"`         // the placing message's id: its delivery outcomes move the order
+	ControlID     string    `json:"control,omitempty"` // the placing message's MSH-10: a notification's MSA-2
 }
 
 // Patient is one patient's orders, the value kept per patient key.
@@ -77,6 +78,10 @@ type Exception struct {
 	Order  string // the placer number it is about (the filler's when it names no placer)
 	Filler string // the filler number, when known
 	Reason string // never a name or a patient identifier
+	// Detail is the other system's own words (a filler's MSA-3 and ERR
+	// text), which may name the patient: it goes back to the placer in
+	// the return notification, never to the exception record.
+	Detail string
 	// Deliver says whether the message should still go to its
 	// destinations: a result for an unknown or cancelled order must reach
 	// a person; a regression or a conflicting final would overwrite a
@@ -116,6 +121,12 @@ func sameOrder(have, key string) bool {
 	hn, hns, _ := strings.Cut(have, "^")
 	kn, kns, _ := strings.Cut(key, "^")
 	return hn == kn && (hns == "" || kns == "" || hns == kns)
+}
+
+// Knows reports whether p has an order numbered n (number^namespace),
+// as placer or filler number.
+func (p *Patient) Knows(n string) bool {
+	return slices.ContainsFunc(p.Orders, func(o Order) bool { return sameOrder(o.Placer, n) || sameOrder(o.Filler, n) })
 }
 
 func (p *Patient) find(placer, filler string) int {
@@ -211,7 +222,8 @@ func (p *Patient) order(ev *avro.ClinicalEvent, o *avro.Order, at int, placer, f
 			return nil, nil // placed before: a resend, or a replay
 		}
 		p.Orders = append(p.Orders, Order{Placer: placer, Filler: filler, State: Placed, CorrelationID: ev.CorrelationID,
-			MessageID: ev.EventID, Updated: now.UTC(), Interface: ev.Provenance.Interface, PlacedBy: ev.EventID})
+			MessageID: ev.EventID, Updated: now.UTC(), Interface: ev.Provenance.Interface, PlacedBy: ev.EventID,
+			ControlID: ev.Provenance.ControlID})
 		return &Transition{Order: p.Orders[len(p.Orders)-1]}, nil
 	case "CA", "OC", "CR", "DC", "OD":
 		if at < 0 {
@@ -246,7 +258,7 @@ func (p *Patient) response(ev *avro.ClinicalEvent, o *avro.Order, at int, placer
 		// cancel, change, replace): the order itself still stands.
 		t := p.move(at, Rejected, ev, now)
 		return t, &Exception{Code: OrderRejected, Order: ord.Placer, Filler: ord.Filler, Deliver: true,
-			Reason: fmt.Sprintf("the filler rejected order %s (ORC-1 UA)", ord.Placer)}
+			Reason: fmt.Sprintf("the filler rejected order %s (ORC-1 UA)", ord.Placer), Detail: answerText(ev.Acknowledgment)}
 	case o.Control == "CA" || o.Control == "OC" || o.Control == "CR" || o.Control == "OD" || o.Control == "DR":
 		return p.move(at, Cancelled, ev, now), nil
 	case o.Status == "IP" || o.Status == "SC":
@@ -363,6 +375,25 @@ type Delivery struct {
 	Delivered   bool   // false: rejected (AE, AR, HTTP 4xx)
 	AckCode     string // AA, CA, ... ("" over HTTP)
 	Reason      string // careflow's words for a rejection
+	Detail      string // the destination's own words (Exception.Detail)
+}
+
+// answerText is what an answer says in its sender's words: MSA-3, then
+// each ERR-8.
+func answerText(a *avro.Acknowledgment) string {
+	if a == nil {
+		return ""
+	}
+	parts := []string{}
+	if a.Text != "" {
+		parts = append(parts, a.Text)
+	}
+	for _, e := range a.Errors {
+		if e.Text != "" {
+			parts = append(parts, e.Text)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // ApplyDelivery moves the orders the delivered message placed: to sent
@@ -386,7 +417,7 @@ func ApplyDelivery(p *Patient, d Delivery, now time.Time) Outcome {
 		case !d.Delivered:
 			move(Rejected)
 			out.Exceptions = append(out.Exceptions, Exception{Code: OrderRejected, Order: o.Placer, Filler: o.Filler, Deliver: true,
-				Reason: fmt.Sprintf("%s rejected order %s: %s", d.Destination, o.Placer, d.Reason)})
+				Reason: fmt.Sprintf("%s rejected order %s: %s", d.Destination, o.Placer, d.Reason), Detail: d.Detail})
 		default:
 			if o.State == Placed {
 				move(Sent)

@@ -93,7 +93,24 @@ func Map(m *hl7v2.Message, raw *avro.RawMessage) (*avro.ClinicalEvent, error) {
 	}
 	ev.Orders, ev.Observations = mapOrders(m)
 	ev.Provenance = mapProvenance(m, h, raw)
+	ev.Acknowledgment = mapAnswer(m)
 	return ev, nil
+}
+
+// mapAnswer reads the MSA and ERR of a response (ORR^O02, ORL^O22): the
+// filler's own account of what it did with an order, which careflow
+// carries back to the placer when the filler rejects it. nil when the
+// message has no readable MSA.
+func mapAnswer(m *hl7v2.Message) *avro.Acknowledgment {
+	a, err := hl7v2.ReadAnswer(m)
+	if err != nil {
+		return nil
+	}
+	out := &avro.Acknowledgment{Code: string(a.Code), ControlID: a.ControlID, Text: a.Text}
+	for _, e := range a.Errors {
+		out.Errors = append(out.Errors, avro.AckError{Code: e.Code, Location: e.Location, Severity: e.Severity, Text: e.Text})
+	}
+	return out
 }
 
 // mapEncounter reads PV1. A PV1 that is present but empty still yields an

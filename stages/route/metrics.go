@@ -14,6 +14,9 @@ type metrics struct {
 	evalErrors *prometheus.CounterVec // route
 	exceptions *prometheus.CounterVec // code
 	orders     *prometheus.CounterVec // state
+	replies    *prometheus.CounterVec // interface, code (AA, AE)
+	// notifications counts return notifications by interface and code.
+	notifications *prometheus.CounterVec
 }
 
 // newMetrics creates the series and registers them on reg. A series that a
@@ -41,6 +44,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "careflow_order_transitions_total",
 			Help: "Orders entering a state (careflow.orders), by the state.",
 		}, []string{"state"}),
+		replies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_application_acks_total",
+			Help: "Application acknowledgements sent to senders (enhanced mode), by inbound interface and MSA-1.",
+		}, []string{"interface", "code"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "careflow_return_notifications_total",
+			Help: "Return notifications sent to senders, by inbound interface and exception code.",
+		}, []string{"interface", "code"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -63,6 +74,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.orders, err = stages.Register(reg, m.orders)
+	if err != nil {
+		return nil, err
+	}
+	m.replies, err = stages.Register(reg, m.replies)
+	if err != nil {
+		return nil, err
+	}
+	m.notifications, err = stages.Register(reg, m.notifications)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@
 package route
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,13 +23,16 @@ import (
 )
 
 // tracked is what the lifecycle made of one record: the records to write
-// (state change, transitions, exceptions), whether an event is held back,
-// and its value re-encoded when it joined its order's journey.
+// (transitions, exceptions, notifications, a held outcome), whether an
+// event is held back and why, whether it placed an order (results waiting
+// for it are then released), and its value re-encoded when it joined its
+// order's journey.
 type tracked struct {
-	outs   []stages.Envelope
-	change *stages.Change // the patient's new orders, applied by Process with its outputs
-	hold   bool
-	value  []byte // nil: unchanged
+	outs                 []stages.Envelope
+	hold                 bool
+	holdCode, holdReason string
+	placed               bool
+	value                []byte // nil: unchanged
 }
 
 // about is the message a lifecycle record is about.
@@ -38,44 +40,25 @@ type about struct {
 	messageID, correlationID, controlID, iface, messageType, trigger string
 }
 
-// patientOrders is the patient's orders as the table holds them.
-func (s *Stage) patientOrders(in stages.Envelope) (p lifecycle.Patient, raw []byte, found bool) {
-	raw, found = s.orders.Get(in.Partition, string(in.Key))
-	if found && json.Unmarshal(raw, &p) != nil {
-		p = lifecycle.Patient{} // careflow's own entry unreadable: start the patient afresh
-	}
-	return p, raw, found
-}
-
-// record builds the outputs of one lifecycle outcome: the patient's new
-// state when it changed, a transition record each, an exception record
-// each; holdAction says what became of the message when one is held.
-func (s *Stage) record(in stages.Envelope, p *lifecycle.Patient, before []byte, found bool, out lifecycle.Outcome,
-	m about, h stages.Headers, now time.Time) (tracked, error) {
-	var tr tracked
-	key := string(in.Key)
-	p.Prune(now)
-	after, err := json.Marshal(p)
-	if err != nil {
-		return tr, err
-	}
-	if (found || len(p.Orders) > 0) && !bytes.Equal(before, after) {
-		c := s.orders.Change(in.Partition, key, after, h.Clone())
-		tr.change = &c
-		tr.outs = append(tr.outs, c.Record)
-	}
+// record builds the outputs of one lifecycle outcome: a transition record
+// each, an exception record each, and the return notification of each
+// exception the placer must see. ev is the message that made them, when
+// it is an event.
+func (s *Stage) record(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, out lifecycle.Outcome,
+	m about, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
+	var outs []stages.Envelope
 	for _, t := range out.Transitions {
 		rec := &avro.OrderTransition{
 			TransitionID: identity.OutcomeID(m.messageID, "order", t.Order.Placer, t.Order.State),
-			PlacerOrder:  t.Order.Placer, FillerOrder: t.Order.Filler, PatientKey: key,
+			PlacerOrder:  t.Order.Placer, FillerOrder: t.Order.Filler, PatientKey: ks.key,
 			FromState: t.From, State: t.Order.State, MessageID: m.messageID, CorrelationID: t.Order.CorrelationID,
 			Interface: m.iface, MessageType: m.messageType, TriggerEvent: m.trigger, At: now.UTC(),
 		}
 		b, err := s.serde.Encode(rec)
 		if err != nil {
-			return tr, stages.Transient(CodeEncode, fmt.Errorf("encode order transition: %w", err))
+			return nil, stages.Transient(CodeEncode, fmt.Errorf("encode order transition: %w", err))
 		}
-		tr.outs = append(tr.outs, stages.Envelope{Topic: topics.Orders, Key: in.Key, Value: b, Headers: h.Clone()})
+		outs = append(outs, stages.Envelope{Topic: topics.Orders, Key: in.Key, Value: b, Headers: h.Clone()})
 		s.metrics.orders.WithLabelValues(t.Order.State).Inc()
 	}
 	for _, x := range out.Exceptions {
@@ -87,16 +70,21 @@ func (s *Stage) record(in stages.Envelope, p *lifecycle.Patient, before []byte, 
 			ExceptionID: identity.OutcomeID(m.messageID, "exception", x.Code, x.Order),
 			Code:        x.Code, Stage: topics.StageRoute, Interface: m.iface,
 			MessageID: m.messageID, CorrelationID: m.correlationID, ControlID: m.controlID,
-			PatientKey: key, PlacerOrder: x.Order, FillerOrder: x.Filler, Reason: x.Reason, Action: action, At: now.UTC(),
+			PatientKey: ks.key, PlacerOrder: x.Order, FillerOrder: x.Filler, Reason: x.Reason, Action: action, At: now.UTC(),
 		}
 		b, err := s.serde.Encode(rec)
 		if err != nil {
-			return tr, stages.Transient(CodeEncode, fmt.Errorf("encode %s exception: %w", x.Code, err))
+			return nil, stages.Transient(CodeEncode, fmt.Errorf("encode %s exception: %w", x.Code, err))
 		}
-		tr.outs = append(tr.outs, stages.Envelope{Topic: topics.Exceptions, Key: in.Key, Value: b, Headers: h.Clone()})
+		outs = append(outs, stages.Envelope{Topic: topics.Exceptions, Key: in.Key, Value: b, Headers: h.Clone()})
 		s.metrics.exceptions.WithLabelValues(x.Code).Inc()
+		n, err := s.notify(ks, ev, m.messageID, x, now)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, n...)
 	}
-	return tr, nil
+	return outs, nil
 }
 
 // tracks reports whether a record keyed in.Key can be tracked: it must
@@ -108,37 +96,57 @@ func (s *Stage) tracks(in stages.Envelope, idempotencyKey string) bool {
 	return s.orders != nil && key != "" && key != idempotencyKey
 }
 
-// track applies ev to its patient's orders. ev's CorrelationID becomes its
-// order's when it names a known order.
-func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) (tracked, error) {
-	if !s.tracks(in, ev.IdempotencyKey) || lifecycle.KindOf(ev) == lifecycle.KindNone {
+// track applies ev to its patient's orders in ks. ev's CorrelationID
+// becomes its order's when it names a known one. pol is ev's interface's:
+// with unknown_order: hold, a result for an unknown order is held.
+func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState, h stages.Headers, now time.Time, pol Policy) (tracked, error) {
+	kind := lifecycle.KindOf(ev)
+	if ks == nil || !s.tracks(in, ev.IdempotencyKey) || kind == lifecycle.KindNone {
 		return tracked{}, nil
 	}
-	p, before, found := s.patientOrders(in)
-	out := lifecycle.Apply(&p, ev, now)
-	var value []byte
+	out := lifecycle.Apply(&ks.e.Patient, ev, now)
+	if pol.HoldUnknown {
+		for i := range out.Exceptions {
+			if out.Exceptions[i].Code == lifecycle.ResultForUnknownOrder {
+				out.Exceptions[i].Deliver = false
+				out.Hold = true
+			}
+		}
+	}
+	var tr tracked
 	if out.Correlation != "" && out.Correlation != ev.CorrelationID {
 		ev.CorrelationID = out.Correlation
 		h = h.Clone()
 		h.Set(topics.HeaderCorrelationID, out.Correlation)
 		var err error
-		if value, err = s.serde.Encode(ev); err != nil {
+		if tr.value, err = s.serde.Encode(ev); err != nil {
 			return tracked{}, stages.Transient(CodeEncode, fmt.Errorf("encode event joined to its order: %w", err))
 		}
 	}
+	for _, t := range out.Transitions {
+		if t.From == "" && t.Order.State == lifecycle.Placed {
+			tr.placed = true
+		}
+	}
 	m := about{ev.EventID, ev.CorrelationID, ev.Provenance.ControlID, ev.Provenance.Interface, ev.MessageType, ev.TriggerEvent}
-	tr, err := s.record(in, &p, before, found, out, m, h, now)
+	outs, err := s.record(ks, in, ev, out, m, h, now)
 	if err != nil {
 		return tr, err
 	}
-	tr.value = value
+	tr.outs = outs
 	if out.Hold {
-		tr.hold = true
+		x := out.Exceptions[0]
+		for _, e := range out.Exceptions {
+			if !e.Deliver {
+				x = e
+				break
+			}
+		}
+		tr.hold, tr.holdCode, tr.holdReason = true, x.Code, x.Reason
 		o := s.outcome(ev, now)
 		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld)
 		o.Status = avro.StatusHeld
-		o.ErrorCode = out.Exceptions[0].Code
-		o.ErrorText = out.Exceptions[0].Reason
+		o.ErrorCode, o.ErrorText = x.Code, x.Reason
 		env, err := s.outcomeEnvelope(in, h.Clone(), o)
 		if err != nil {
 			return tr, err
@@ -148,40 +156,81 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Heade
 	return tr, nil
 }
 
-// delivered applies one of deliver's final outcomes (careflow.outcomes) to
-// the orders its message placed. Every other outcome, route's own among
-// them, is passed over by its status header without being decoded.
+// delivered applies one of deliver's delivered outcomes
+// (careflow.outcomes) to the orders its message placed and to the
+// acknowledgement its sender awaits. A rejection comes as deliver's dead
+// letter instead (rejectedBy), which carries the destination's own words.
+// Every other outcome, route's own among them, is passed over by its
+// status header without being decoded.
 func (s *Stage) delivered(in stages.Envelope) ([]stages.Envelope, error) {
-	status := in.Headers.Get(topics.HeaderOutcomeStatus)
-	if s.orders == nil || (status != avro.StatusDelivered && status != avro.StatusRejected) {
+	if s.orders == nil || in.Headers.Get(topics.HeaderOutcomeStatus) != avro.StatusDelivered {
 		return nil, nil
 	}
 	var o avro.DeliveryOutcome
 	if err := s.serde.Decode(in.Value, &o); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("decode DeliveryOutcome from %s: %w", in.Topic, err))
 	}
-	if !s.tracks(in, o.IdempotencyKey) {
+	d := lifecycle.Delivery{MessageID: o.MessageID, Destination: o.Destination, Delivered: true, AckCode: o.AckCode}
+	a := destAnswer{Name: o.Destination, Code: "AA"}
+	return s.answer(in, o.IdempotencyKey, d, a, about{o.MessageID, "", "", o.Interface, o.MessageType, o.TriggerEvent})
+}
+
+// rejectedBy applies deliver's dead letter of a message a destination
+// rejected (careflow.deadletter.deliver): the orders it placed are
+// rejected, and its sender's acknowledgement carries the destination's
+// answer.
+func (s *Stage) rejectedBy(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
+	dest := in.Headers.Get(topics.HeaderDestination)
+	if s.orders == nil || dest == "" {
 		return nil, nil
 	}
-	p, before, found := s.patientOrders(in)
-	if !found {
-		return nil, nil // no orders for this patient: nothing to move
+	var dl avro.DeadLetter
+	if err := s.serde.DecodeContext(ctx, in.Value, &dl); err != nil {
+		return nil, stages.DecodeError(fmt.Errorf("decode DeadLetter from %s: %w", in.Topic, err))
+	}
+	text := fmt.Sprintf("%s rejected it", dest)
+	if dl.ErrorCode != "" {
+		text = fmt.Sprintf("%s rejected it (%s)", dest, dl.ErrorCode)
+	}
+	d := lifecycle.Delivery{MessageID: dl.MessageID, Destination: dest, Reason: dl.ErrorText, Detail: dl.ErrorDetail}
+	a := destAnswer{Name: dest, Code: "AE", Error: dl.ErrorCode, Location: dl.ErrorLocation, Text: text, Detail: dl.ErrorDetail}
+	return s.answer(in, in.Headers.Get(topics.HeaderIdempotencyKey), d, a, about{dl.MessageID, "", "", dl.Interface, "", ""})
+}
+
+// answer applies a destination's answer d (a) to the orders and the
+// acknowledgement of the key in.Key.
+func (s *Stage) answer(in stages.Envelope, idempotencyKey string, d lifecycle.Delivery, a destAnswer, m about) ([]stages.Envelope, error) {
+	ks := s.load(in.Partition, string(in.Key))
+	if !ks.found {
+		return nil, nil // nothing kept for this key: nothing to move
 	}
 	now := s.now()
-	out := lifecycle.ApplyDelivery(&p, lifecycle.Delivery{MessageID: o.MessageID, Destination: o.Destination,
-		Delivered: o.Status == avro.StatusDelivered, AckCode: o.AckCode, Reason: o.ErrorText}, now)
-	if len(out.Transitions) == 0 {
-		return nil, nil
-	}
 	h := in.Headers.Derive(topics.StageRoute, now)
-	// The outcome knows careflow's outbound control id, not the sender's.
-	m := about{o.MessageID, out.Correlation, "", o.Interface, o.MessageType, o.TriggerEvent}
-	tr, err := s.record(in, &p, before, found, out, m, h, now)
+	var out []stages.Envelope
+	if s.tracks(in, idempotencyKey) {
+		lo := lifecycle.ApplyDelivery(&ks.e.Patient, d, now)
+		// The outcome knows careflow's outbound control id, not the sender's.
+		m.correlationID = lo.Correlation
+		outs, err := s.record(ks, in, nil, lo, m, h, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+	}
+	acks, err := s.answered(ks, d.MessageID, a, now)
 	if err != nil {
 		return nil, err
 	}
-	s.apply(tr.change)
-	return tr.outs, nil
+	out = append(out, acks...)
+	kc, err := s.save(ks, h, now)
+	if err != nil {
+		return nil, err
+	}
+	if kc == nil {
+		return out, nil
+	}
+	s.apply(kc)
+	return append(out, kc.Record), nil
 }
 
 // RebuildOrders fills the order table, for partitions, with the patients

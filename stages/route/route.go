@@ -65,9 +65,14 @@ type Config struct {
 	// also reads careflow.outcomes (deliver's results move orders to sent
 	// and accepted), co-partitioned with careflow.events.
 	Orders *stages.Table
+	// Interfaces is each inbound interface's return path, by name: where
+	// its acknowledgements and notifications go, how long they and its
+	// results wait (replies.go, waiting.go). They need Orders.
+	Interfaces map[string]Policy
 }
 
-// Stage is the routing Processor. It is safe for concurrent use.
+// Stage is the routing Processor, and a stages.Ticker for its timers. It
+// is safe for concurrent use.
 type Stage struct {
 	routes   []compiled
 	serde    *avro.Serde
@@ -76,6 +81,8 @@ type Stage struct {
 	metrics  *metrics
 	patients *stages.Table
 	orders   *stages.Table
+	policies map[string]Policy
+	timers   timerIndex
 }
 
 type compiled struct {
@@ -94,7 +101,7 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("route: Config.Serde is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, patients: cfg.Patients, orders: cfg.Orders}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, patients: cfg.Patients, orders: cfg.Orders, policies: cfg.Interfaces}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -152,25 +159,25 @@ type evalError struct {
 
 // Process routes one ClinicalEvent. An ADT update older than the one
 // applied for its patient (Config.Patients) is not routed: its outputs are
-// an Exception and a stale outcome. Otherwise the outputs are, in order:
-// the patient's new sequencing state, when the event advances it; for each matched
-// destination (in route order, first route wins), the event unchanged on
-// its outbound topic and a routed outcome; for each condition that failed
-// at run time, an outcome with code route.eval_error; and, when no route
-// matched, one unrouted outcome.
+// an Exception and a stale outcome. Otherwise the outputs are: the state
+// changes (the patient's sequence, the key's orders, waits and replies);
+// the order lifecycle's transitions, exceptions and notifications; for
+// each matched destination (in route order, first route wins), the event
+// on its outbound topic and a routed outcome; for each condition that
+// failed at run time, an outcome with code route.eval_error; when no route
+// matched, one unrouted outcome; and any results that were waiting for an
+// order this event placed, routed in turn. Deliver's outcomes and dead
+// letters (the stage's other inputs) move orders and acknowledgements.
 func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envelope, error) {
-	if in.Topic == topics.Outcomes {
-		return s.delivered(in) // deliver's word on an order message (orders.go)
+	switch in.Topic {
+	case topics.Outcomes:
+		return s.delivered(in) // deliver's word on a message (orders.go)
+	case topics.DeadLetter(topics.StageDeliver):
+		return s.rejectedBy(ctx, in) // a destination's rejection, with its words
 	}
 	var ev avro.ClinicalEvent
 	if err := s.serde.DecodeContext(ctx, in.Value, &ev); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("decode ClinicalEvent from %s: %w", in.Topic, err))
-	}
-	// Conditions first: they are pure, and only a cancelled context fails
-	// them, so no sequencing state changes for a record that is retried.
-	matches, failures, err := s.evaluate(ctx, &ev)
-	if err != nil {
-		return nil, err
 	}
 	now := s.now()
 	base := in.Headers.Derive(topics.StageRoute, now)
@@ -178,16 +185,77 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return nil, err
 	}
-	if stale != nil {
-		return s.staleOutputs(in, &ev, stale, base, now)
+	ks := s.load(in.Partition, string(in.Key))
+	var out []stages.Envelope
+	if change != nil {
+		out = append(out, change.Record)
 	}
-	tr, err := s.track(in, &ev, base, now)
+	if stale != nil {
+		outs, err := s.staleOutputs(in, &ev, stale, base, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+		pol := s.policy(ev.Provenance.Interface)
+		if appAckMode(&ev) != "" {
+			outs, err = s.refuse(ks, &ev, pol, CodeStaleUpdate, stale.Reason, now)
+		} else {
+			outs, err = s.notifyStale(ks, &ev, pol, stale.Reason, now)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+	} else {
+		if badEVN {
+			w, err := s.warnEventTime(in, &ev, base, now)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, w)
+		}
+		outs, err := s.dispatch(ctx, in, &ev, ks, base, now, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+	}
+	kc, err := s.save(ks, base, now)
+	if err != nil {
+		return nil, err
+	}
+	if kc != nil {
+		out = append(out, kc.Record)
+	}
+	// Every output is built: only now does the state change, so a retry
+	// of a failed attempt never sees that attempt's state.
+	s.apply(change, kc)
+	return out, nil
+}
+
+// dispatch routes one event that sequencing let through, against its
+// key's state ks (nil without an order table), which it changes in
+// memory. waited says the event is a result coming back from its wait for
+// an order (waiting.go): it does not wait again.
+func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState,
+	base stages.Headers, now time.Time, waited bool) ([]stages.Envelope, error) {
+	matches, failures, err := s.evaluate(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	pol := s.policy(ev.Provenance.Interface)
+	if !waited {
+		if env, ok, err := s.wait(ks, in, ev, pol, base, now); ok || err != nil {
+			return env, err
+		}
+	}
+	tr, err := s.track(in, ev, ks, base, now, pol)
 	if err != nil {
 		return nil, err
 	}
 	if tr.hold {
-		s.apply(tr.change)
-		return tr.outs, nil
+		outs, err := s.refuse(ks, ev, pol, tr.holdCode, tr.holdReason, now)
+		return append(tr.outs, outs...), err
 	}
 	if tr.value != nil {
 		// The event joined its order's journey: its outbound copies and
@@ -195,23 +263,13 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		in.Value = tr.value
 		base.Set(topics.HeaderCorrelationID, ev.CorrelationID)
 	}
-	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+3+len(tr.outs))
-	if change != nil {
-		out = append(out, change.Record)
-	}
-	if badEVN {
-		w, err := s.warnEventTime(in, &ev, base, now)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
+	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2+len(tr.outs))
 	out = append(out, tr.outs...)
 	for _, m := range matches {
 		h := base.Clone()
 		h.Set(topics.HeaderDestination, m.destination)
 		out = append(out, stages.Envelope{Topic: topics.Outbound(m.destination), Key: in.Key, Value: in.Value, Headers: h})
-		o := s.outcome(&ev, now)
+		o := s.outcome(ev, now)
 		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, m.destination)
 		o.Status = avro.StatusRouted
 		o.Destination = m.destination
@@ -229,7 +287,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	for _, f := range failures {
 		h := base.Clone()
 		h.Set(topics.HeaderDestination, f.route.Destination)
-		o := s.outcome(&ev, now)
+		o := s.outcome(ev, now)
 		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, "error", f.route.Name)
 		// No status says "errored" yet; unrouted with an error code is
 		// the closest truth: this route did not take the event.
@@ -244,7 +302,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		out = append(out, env)
 	}
 	if len(matches) == 0 {
-		o := s.outcome(&ev, now)
+		o := s.outcome(ev, now)
 		o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusUnrouted)
 		o.Status = avro.StatusUnrouted
 		env, err := s.outcomeEnvelope(in, base.Clone(), o)
@@ -254,9 +312,18 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		out = append(out, env)
 		s.metrics.unrouted.Inc()
 	}
-	// Every output is built: only now does the state change, so a retry
-	// of a failed attempt never sees that attempt's state.
-	s.apply(change, tr.change)
+	acks, err := s.await(ks, in, ev, matches, pol, now)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, acks...)
+	if tr.placed {
+		released, err := s.releaseFor(ctx, ks, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, released...)
+	}
 	return out, nil
 }
 

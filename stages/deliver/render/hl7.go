@@ -104,7 +104,11 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		}
 		b.Segment("EVN").Set("1", ev.TriggerEvent).Set("2", evt)
 	}
-	writePID(b, &ev.Patient)
+	// A notification about an order careflow learnt of from a
+	// destination's answer may know no patient: ORR_O02's PID is optional.
+	if ev.Acknowledgment == nil || !noPatient(&ev.Patient) {
+		writePID(b, &ev.Patient)
+	}
 	// MRG directly follows PID (ADT_A39: PID [PD1] MRG [PV1]).
 	if len(ev.Patient.PriorIdentifiers) > 0 {
 		mrg := b.Segment("MRG")
@@ -159,6 +163,12 @@ func finish(b *hl7v2.Builder, cs hl7v2.Charset, ev *avro.ClinicalEvent) ([]byte,
 		return nil, fmt.Errorf("render hl7 %s^%s in %s: %w", ev.MessageType, ev.TriggerEvent, cs.Name(), err)
 	}
 	return out, nil
+}
+
+// noPatient reports whether p says nothing at all.
+func noPatient(p *avro.Patient) bool {
+	return len(p.Identifiers) == 0 && p.FamilyName == "" && len(p.GivenNames) == 0 && p.BirthDate == "" &&
+		p.Sex == "" && len(p.Addresses) == 0 && len(p.PriorIdentifiers) == 0
 }
 
 func writePID(b *hl7v2.Builder, p *avro.Patient) {

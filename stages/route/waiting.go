@@ -1,0 +1,157 @@
+// This file lets a result wait for its order: results can overtake the
+// orders they answer (the placer's interface is slower, or down), and an
+// interface's correlation_wait says how long such a result is kept back,
+// in the key's state, before it counts as a result for an unknown order.
+// The order's arrival releases it at once, joined to the order's journey;
+// the wait's end (Tick) releases it with the exception, delivered or held
+// as the interface says.
+
+package route
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/identity"
+	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// waiting is a result kept back until its order is placed or Until.
+type waiting struct {
+	EventID string         `json:"event"`
+	Orders  []string       `json:"orders"` // the order numbers it names that careflow did not know
+	Value   []byte         `json:"value"`  // the event as route read it
+	Headers stages.Headers `json:"headers"`
+	Until   time.Time      `json:"until"`
+}
+
+// wait keeps ev back when it is a result naming an order ks does not know
+// and its interface waits for orders. ok says it was kept (or was already
+// waiting); the outputs are then its held outcome.
+func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, pol Policy, h stages.Headers, now time.Time) ([]stages.Envelope, bool, error) {
+	if ks == nil || pol.CorrelationWait <= 0 || lifecycle.KindOf(ev) != lifecycle.KindResult || !s.tracks(in, ev.IdempotencyKey) {
+		return nil, false, nil
+	}
+	if slices.ContainsFunc(ks.e.Waiting, func(w waiting) bool { return w.EventID == ev.EventID }) {
+		return nil, true, nil // a resend of a result already waiting
+	}
+	// Try the result on a copy: only its verdict is wanted here.
+	trial := clonePatient(&ks.e.Patient)
+	out := lifecycle.Apply(&trial, ev, now)
+	var unknown []string
+	for _, x := range out.Exceptions {
+		if x.Code == lifecycle.ResultForUnknownOrder && x.Order != "" {
+			unknown = append(unknown, x.Order)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil, false, nil
+	}
+	ks.e.Waiting = append(ks.e.Waiting, waiting{EventID: ev.EventID, Orders: unknown, Value: in.Value,
+		Headers: in.Headers.Clone(), Until: now.Add(pol.CorrelationWait)})
+	o := s.outcome(ev, now)
+	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeAwaiting)
+	o.Status = avro.StatusHeld
+	o.ErrorCode = CodeAwaiting
+	o.ErrorText = fmt.Sprintf("waiting up to %s for order %s, which careflow has not seen placed", pol.CorrelationWait, unknown[0])
+	env, err := s.outcomeEnvelope(in, h.Clone(), o)
+	if err != nil {
+		return nil, true, err
+	}
+	return []stages.Envelope{env}, true, nil
+}
+
+func clonePatient(p *lifecycle.Patient) lifecycle.Patient {
+	return lifecycle.Patient{Orders: slices.Clone(p.Orders)}
+}
+
+// releaseFor routes, in the order they arrived, the waiting results of ks
+// that name an order ks now knows.
+func (s *Stage) releaseFor(ctx context.Context, ks *keyState, now time.Time) ([]stages.Envelope, error) {
+	if ks == nil || len(ks.e.Waiting) == 0 {
+		return nil, nil
+	}
+	var ready, kept []waiting
+	for _, w := range ks.e.Waiting {
+		if slices.ContainsFunc(w.Orders, func(n string) bool { return ks.e.Knows(n) }) {
+			ready = append(ready, w)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	ks.e.Waiting = kept
+	return s.release(ctx, ks, ready, now)
+}
+
+// release routes results that waited, as route would have on arrival had
+// their orders been known.
+func (s *Stage) release(ctx context.Context, ks *keyState, ws []waiting, now time.Time) ([]stages.Envelope, error) {
+	var out []stages.Envelope
+	for _, w := range ws {
+		in := stages.Envelope{Topic: topics.Events, Partition: ks.partition, Key: []byte(ks.key), Value: w.Value, Headers: w.Headers}
+		var ev avro.ClinicalEvent
+		if err := s.serde.DecodeContext(ctx, w.Value, &ev); err != nil {
+			// It decoded when it arrived; a registry that cannot resolve
+			// it now is careflow's fault: try again later.
+			return nil, stages.Transient(stages.CodeSchemaUnavailable, fmt.Errorf("decode waiting result %s: %w", w.EventID, err))
+		}
+		outs, err := s.dispatch(ctx, in, &ev, ks, w.Headers.Derive(topics.StageRoute, now), now, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+	}
+	return out, nil
+}
+
+// Tick implements stages.Ticker: results whose correlation_wait is over
+// are routed as results for unknown orders, and acknowledgements whose
+// reply_timeout is over are sent as AE.
+func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, error) {
+	if s.orders == nil {
+		return nil, nil
+	}
+	var out []stages.Envelope
+	var changes []*stages.Change
+	for _, d := range s.timers.dueBy(now) {
+		ks := s.load(d.p, d.key)
+		var due, kept []waiting
+		for _, w := range ks.e.Waiting {
+			if now.Before(w.Until) {
+				kept = append(kept, w)
+			} else {
+				due = append(due, w)
+			}
+		}
+		ks.e.Waiting = kept
+		outs, err := s.release(ctx, ks, due, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, outs...)
+		acks, err := s.expireReplies(ks, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, acks...)
+		var h stages.Headers
+		h.Set(topics.StageTime(topics.StageRoute), now.UTC().Format(topics.TimeFormat))
+		kc, err := s.save(ks, h, now)
+		if err != nil {
+			return nil, err
+		}
+		if kc == nil {
+			s.timers.set(d.p, d.key, ks.e.due()) // nothing was due after all
+			continue
+		}
+		out = append(out, kc.Record)
+		changes = append(changes, kc)
+	}
+	s.apply(changes...)
+	return out, nil
+}
