@@ -163,7 +163,7 @@ type ClinicalEvent struct {
 	EventID        string        `json:"event_id"` // = the RawMessage's MessageID
 	CorrelationID  string        `json:"correlation_id"`
 	IdempotencyKey string        `json:"idempotency_key"`
-	EventType      string        `json:"event_type"` // admit, transfer, discharge, register, update, cancel_admit, cancel_discharge, person_add, person_update, merge, order, result
+	EventType      string        `json:"event_type"` // admit, transfer, discharge, register, update, cancel_admit, cancel_discharge, person_add, person_update, merge, order, result, order_response, acknowledgment
 	MessageType    string        `json:"message_type"`
 	TriggerEvent   string        `json:"trigger_event"`
 	Patient        Patient       `json:"patient"`

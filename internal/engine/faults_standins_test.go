@@ -30,6 +30,7 @@ type labAnswer struct {
 	Delay     time.Duration // answer this much later (a slow lab)
 	Silent    bool          // never answer
 	ControlID string        // MSA-2 to answer with instead of the frame's MSH-10
+	Errors    []hl7v2.AckError
 }
 
 // labScript chooses the answer to frame n (counted from 1 over every
@@ -128,7 +129,7 @@ func (l *faultLab) serve(ctx context.Context, req mllp.Request) []byte {
 		l.answered = append(l.answered, m)
 		l.mu.Unlock()
 	}
-	return hl7v2.BuildACK(h, m.Delimiters(), code, hl7v2.ACKOptions{Now: time.Now(), Text: "lab says " + string(code)})
+	return hl7v2.BuildACK(h, m.Delimiters(), code, hl7v2.ACKOptions{Now: time.Now(), Text: "lab says " + string(code), Errors: a.Errors})
 }
 
 // setScript changes how the lab answers from the next frame on.

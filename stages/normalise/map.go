@@ -30,6 +30,13 @@ const (
 	EventMerge           = "merge"
 	EventOrder           = "order"
 	EventResult          = "result"
+	// EventOrderResponse is a filler's answer to an order (ORC-1 OK,
+	// UA, ...), which moves the order's lifecycle.
+	EventOrderResponse = "order_response"
+	// EventAcknowledgment is careflow's own answer to a sender (route's
+	// application acknowledgements and return notifications); no inbound
+	// message maps to it.
+	EventAcknowledgment = "acknowledgment"
 )
 
 // eventTypes maps "TYPE^TRIGGER" to the canonical event type. Anything else
@@ -49,6 +56,8 @@ var eventTypes = map[string]string{
 	"ORM^O01": EventOrder,
 	"OML^O21": EventOrder,
 	"ORU^R01": EventResult,
+	"ORR^O02": EventOrderResponse,
+	"ORL^O22": EventOrderResponse,
 }
 
 // EventTypeOf returns the canonical event type of an HL7 message type and

@@ -82,6 +82,7 @@ type Stage struct {
 	patients *stages.Table
 	orders   *stages.Table
 	policies map[string]Policy
+	maxWait  time.Duration // the longest correlation_wait (waiting.go)
 	timers   timerIndex
 }
 
@@ -110,6 +111,9 @@ func New(cfg Config) (*Stage, error) {
 		log = slog.Default()
 	}
 	s.evalLog = newEvalLog(log, s.now)
+	for _, p := range cfg.Interfaces {
+		s.maxWait = max(s.maxWait, p.CorrelationWait)
+	}
 	var errs []error
 	seen := make(map[string]bool, len(cfg.Routes))
 	for i, r := range cfg.Routes {

@@ -1,7 +1,9 @@
 // This file lets a result wait for its order: results can overtake the
-// orders they answer (the placer's interface is slower, or down), and an
-// interface's correlation_wait says how long such a result is kept back,
-// in the key's state, before it counts as a result for an unknown order.
+// orders they answer (the placer's interface is slower, or down), and the
+// placer interface's correlation_wait says how long such a result is kept
+// back, in the key's state, before it counts as a result for an unknown
+// order. Which interface an unknown order would come from is not known,
+// so a result waits the longest correlation_wait configured.
 // The order's arrival releases it at once, joined to the order's journey;
 // the wait's end (Tick) releases it with the exception, delivered or held
 // as the interface says.
@@ -31,10 +33,10 @@ type waiting struct {
 }
 
 // wait keeps ev back when it is a result naming an order ks does not know
-// and its interface waits for orders. ok says it was kept (or was already
+// and some interface waits for its orders. ok says it was kept (or was already
 // waiting); the outputs are then its held outcome.
 func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, pol Policy, h stages.Headers, now time.Time) ([]stages.Envelope, bool, error) {
-	if ks == nil || pol.CorrelationWait <= 0 || lifecycle.KindOf(ev) != lifecycle.KindResult || !s.tracks(in, ev.IdempotencyKey) {
+	if ks == nil || s.maxWait <= 0 || lifecycle.KindOf(ev) != lifecycle.KindResult || !s.tracks(in, ev.IdempotencyKey) {
 		return nil, false, nil
 	}
 	if slices.ContainsFunc(ks.e.Waiting, func(w waiting) bool { return w.EventID == ev.EventID }) {
@@ -53,12 +55,12 @@ func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, p
 		return nil, false, nil
 	}
 	ks.e.Waiting = append(ks.e.Waiting, waiting{EventID: ev.EventID, Orders: unknown, Value: in.Value,
-		Headers: in.Headers.Clone(), Until: now.Add(pol.CorrelationWait)})
+		Headers: in.Headers.Clone(), Until: now.Add(s.maxWait)})
 	o := s.outcome(ev, now)
 	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeAwaiting)
 	o.Status = avro.StatusHeld
 	o.ErrorCode = CodeAwaiting
-	o.ErrorText = fmt.Sprintf("waiting up to %s for order %s, which careflow has not seen placed", pol.CorrelationWait, unknown[0])
+	o.ErrorText = fmt.Sprintf("waiting up to %s for order %s, which careflow has not seen placed", s.maxWait, unknown[0])
 	env, err := s.outcomeEnvelope(in, h.Clone(), o)
 	if err != nil {
 		return nil, true, err

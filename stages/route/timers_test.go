@@ -1,0 +1,153 @@
+package route
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// clock is a settable Now.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+// Route's timers, on a clock of the test's: an application acknowledgement
+// whose destination never answers goes out as AE "no answer from lab"
+// once reply_timeout has passed, exactly once; a result for an order
+// careflow does not know waits correlation_wait, then is routed (or held,
+// with unknown_order: hold) with result_for_unknown_order; one whose
+// order arrives in time is routed with the order, with no exception.
+func TestTimers(t *testing.T) {
+	tests := []struct {
+		name        string
+		holdUnknown bool
+	}{{"deliver after the wait", false}, {"hold after the wait", true}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{t: routeTime}
+			tb := stages.NewTable(topics.OrderState)
+			h := newHarnessWith(t, demoRoutes, func(c *Config) {
+				c.Orders, c.Now = tb, clk.now
+				c.Interfaces = map[string]Policy{
+					"ehr":         {ReplyTo: "ehr-notifications", ReplyTimeout: time.Minute, CorrelationWait: 30 * time.Second},
+					"lab-results": {HoldUnknown: tc.holdUnknown},
+				}
+			})
+			step := func(outs []stages.Envelope, err error) map[string][]stages.Envelope {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+				tb.Commit()
+				by := map[string][]stages.Envelope{}
+				for _, o := range outs {
+					by[o.Topic] = append(by[o.Topic], o)
+				}
+				return by
+			}
+			process := func(ev *avro.ClinicalEvent) map[string][]stages.Envelope {
+				t.Helper()
+				return step(h.stage.Process(context.Background(), h.input(t, ev)))
+			}
+			tick := func(after time.Duration) map[string][]stages.Envelope {
+				t.Helper()
+				clk.t = routeTime.Add(after)
+				return step(h.stage.Tick(context.Background(), clk.t))
+			}
+			decode := func(env stages.Envelope) avro.ClinicalEvent {
+				t.Helper()
+				var ev avro.ClinicalEvent
+				if err := h.serde.Decode(env.Value, &ev); err != nil {
+					t.Fatal(err)
+				}
+				return ev
+			}
+
+			// An enhanced-mode order whose lab never answers.
+			ord := order("ORM", "O01")
+			ord.EventID, ord.CorrelationID = "o1", "o1"
+			ord.Provenance.Interface, ord.Provenance.ControlID = "ehr", "EHR-1"
+			ord.Provenance.AcceptAckType, ord.Provenance.AppAckType = "AL", "AL"
+			if by := process(ord); len(by[topics.Outbound("lab")]) != 1 || len(by[topics.Outbound("ehr-notifications")]) != 0 {
+				t.Fatalf("order: outputs %v", keys(by))
+			}
+			// A result for an order never placed, and one whose order
+			// comes in time.
+			lost := result("lab-results", "F")
+			lost.EventID, lost.Orders[0].PlacerOrderNumber = "r-lost", "LOST1"
+			early := result("lab-results", "F")
+			early.EventID, early.Orders[0].PlacerOrderNumber = "r-early", "EARLY1"
+			for _, ev := range []*avro.ClinicalEvent{lost, early} {
+				by := process(ev)
+				if len(by[topics.Outbound("ehr-results")]) != 0 || len(by[topics.Exceptions]) != 0 {
+					t.Fatalf("%s routed before the wait: %v", ev.EventID, keys(by))
+				}
+				if o := decodeOutcome(t, h, by[topics.Outcomes]); o.Status != avro.StatusHeld || o.ErrorCode != CodeAwaiting {
+					t.Errorf("%s: outcome %s %s, want held %s", ev.EventID, o.Status, o.ErrorCode, CodeAwaiting)
+				}
+			}
+			late := order("ORM", "O01")
+			late.EventID, late.CorrelationID = "o-early", "o-early"
+			late.Provenance.Interface = "ehr"
+			late.Orders[0].PlacerOrderNumber = "EARLY1"
+			by := process(late)
+			released := by[topics.Outbound("ehr-results")]
+			if len(released) != 1 || decode(released[0]).EventID != "r-early" || decode(released[0]).CorrelationID != "o-early" {
+				t.Fatalf("the order did not release its result, joined: %v", keys(by))
+			}
+			if len(by[topics.Exceptions]) != 0 {
+				t.Errorf("a result whose order came in time raised an exception")
+			}
+
+			if by := tick(29 * time.Second); len(by) != 0 {
+				t.Errorf("tick before any timer: outputs %v", keys(by))
+			}
+			by = tick(31 * time.Second)
+			if got := len(by[topics.Outbound("ehr-results")]); got != map[bool]int{false: 1, true: 0}[tc.holdUnknown] {
+				t.Errorf("after the wait: %d routed to ehr-results", got)
+			}
+			if len(by[topics.Exceptions]) != 1 {
+				t.Fatalf("after the wait: outputs %v, want one exception", keys(by))
+			}
+			var x avro.Exception
+			if err := h.serde.Decode(by[topics.Exceptions][0].Value, &x); err != nil || x.Code != lifecycle.ResultForUnknownOrder || x.PlacerOrder != "LOST1" {
+				t.Errorf("exception %+v (%v), want result_for_unknown_order for LOST1", x, err)
+			}
+			if by := tick(45 * time.Second); len(by) != 0 {
+				t.Errorf("the wait fired twice: %v", keys(by))
+			}
+
+			by = tick(61 * time.Second)
+			acks := by[topics.Outbound("ehr-notifications")]
+			if len(acks) != 1 {
+				t.Fatalf("after reply_timeout: outputs %v, want one application ACK", keys(by))
+			}
+			ack := decode(acks[0])
+			if ack.MessageType != "ACK" || ack.Acknowledgment == nil || ack.Acknowledgment.Code != "AE" ||
+				ack.Acknowledgment.ControlID != "EHR-1" || len(ack.Acknowledgment.Errors) != 1 ||
+				ack.Acknowledgment.Errors[0].ApplicationCode != CodeNoAnswer || ack.Acknowledgment.Text != "no answer from lab" {
+				t.Errorf("application ACK %+v %+v", ack, ack.Acknowledgment)
+			}
+			if by := tick(2 * time.Minute); len(by) != 0 {
+				t.Errorf("the acknowledgement was sent twice: %v", keys(by))
+			}
+		})
+	}
+}
+
+func decodeOutcome(t *testing.T, h *harness, envs []stages.Envelope) avro.DeliveryOutcome {
+	t.Helper()
+	if len(envs) != 1 {
+		t.Fatalf("%d outcomes, want 1", len(envs))
+	}
+	var o avro.DeliveryOutcome
+	if err := h.serde.Decode(envs[0].Value, &o); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
