@@ -40,6 +40,40 @@ inbound:
     listen: 127.0.0.1:2575
     ack: validate
 `, 5, "inbound[0].ack", `want validated or commit, got "validate" (did you mean "validated"?)`},
+		{"reply_to names no destination", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    reply_to: ehr-notification
+destinations:
+  - {name: ehr-notifications, address: 127.0.0.1:6664}
+`, 5, "inbound[0].reply_to", `unknown destination "ehr-notification" (did you mean "ehr-notifications"?)`},
+		{"reply_to a JSON destination", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    reply_to: portal
+destinations:
+  - {name: portal, transport: http, url: "http://127.0.0.1:8090/events", format: json}
+`, 5, "inbound[0].reply_to", `destination "portal" takes json; acknowledgements and notifications are HL7 v2 messages, so reply_to needs an hl7v2 destination`},
+		{"unknown_order misspelt", `
+inbound:
+  - name: lab-results
+    listen: 127.0.0.1:2576
+    unknown_order: held
+`, 5, "inbound[0].unknown_order", `want deliver or hold, got "held" (did you mean "hold"?)`},
+		{"correlation_wait negative", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    correlation_wait: -5s
+`, 5, "inbound[0].correlation_wait", `want a positive duration, got "-5s"`},
+		{"correlation_wait over a day", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    correlation_wait: 48h
+`, 5, "inbound[0].correlation_wait", `want 0 (no wait) up to 24h, got 48h0m0s`},
 		{"unknown top-level key", `
 kafak: {partitions: 3}
 inbound: [{name: ehr, listen: 127.0.0.1:2575}]
