@@ -244,7 +244,8 @@ func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Wr
 	err := demo.Run(ctx, demo.Config{
 		EHR: addr("ehr", true), LabResults: addr("lab-results", true),
 		Lab: addr("lab", false), EHRResults: addr("ehr-results", false), Portal: addr("portal", false),
-		Rate: rate, Out: stdout, Logger: log, Careflow: careflowSummary(cfg),
+		Notifications: addr("ehr-notifications", false),
+		Rate:          rate, Out: stdout, Logger: log, Careflow: careflowSummary(cfg),
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -37,6 +37,10 @@ type Config struct {
 	// results inbox (MLLP) and the portal (HTTP, POST /events) listen.
 	// Default: 127.0.0.1:6661, 127.0.0.1:6662 and 127.0.0.1:6663.
 	Lab, EHRResults, Portal string
+	// Notifications is where the EHR hears careflow's application
+	// acknowledgements and return notifications (MLLP). Default:
+	// 127.0.0.1:6664.
+	Notifications string
 	// Rate is how many messages a second the EHR sends. Default: 2.
 	Rate float64
 	// Out receives the live summary every 2 s. Default: os.Stdout.
@@ -57,6 +61,7 @@ const (
 	DefaultLab        = "127.0.0.1:6661"
 	DefaultEHRResults = "127.0.0.1:6662"
 	DefaultPortal     = "127.0.0.1:6663"
+	DefaultNotify     = "127.0.0.1:6664"
 	DefaultRate       = 2
 )
 
@@ -76,6 +81,7 @@ func (c Config) withDefaults() Config {
 	c.Lab = cmp.Or(c.Lab, DefaultLab)
 	c.EHRResults = cmp.Or(c.EHRResults, DefaultEHRResults)
 	c.Portal = cmp.Or(c.Portal, DefaultPortal)
+	c.Notifications = cmp.Or(c.Notifications, DefaultNotify)
 	c.Rate = cmp.Or(c.Rate, DefaultRate)
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -111,21 +117,33 @@ func Run(ctx context.Context, cfg Config) error {
 		resLn.Close()
 		return fmt.Errorf("demo: portal listener: %w", err)
 	}
+	notifyLn, err := lc.Listen(ctx, "tcp", cfg.Notifications)
+	if err != nil {
+		labLn.Close()
+		resLn.Close()
+		portalLn.Close()
+		return fmt.Errorf("demo: ehr-notifications listener: %w", err)
+	}
 
 	st := &stats{}
 	run := strconv.FormatInt(time.Now().Unix(), 36)
 	lab := newLab(st, cfg.Logger, cfg.LabResults, run, resultDelay)
 	labSrv := &mllp.Server{Handler: lab, Logger: cfg.Logger}
 	resSrv := &mllp.Server{Handler: ehrResults(st), Logger: cfg.Logger}
+	notifySrv := &mllp.Server{Handler: ehrNotifications(st), Logger: cfg.Logger}
 	portalSrv := &http.Server{Handler: portal(st), ReadHeaderTimeout: 10 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMLLP(ctx, labSrv, labLn, "lab") })
 	g.Go(func() error { return serveMLLP(ctx, resSrv, resLn, "ehr-results") })
+	g.Go(func() error { return serveMLLP(ctx, notifySrv, notifyLn, "ehr-notifications") })
 	g.Go(func() error { return serveHTTP(ctx, portalSrv, portalLn) })
 	g.Go(func() error { return lab.sendResults(ctx) })
+	g.Go(func() error { return lab.sendEarly(ctx) })
 	g.Go(func() error {
-		return runEHR(ctx, cfg, st, newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients))
+		gen := newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients)
+		gen.resultFirst = lab.resultFirst
+		return runEHR(ctx, cfg, st, gen)
 	})
 	var lines careflowLines
 	if cfg.Careflow != nil {
@@ -257,6 +275,21 @@ func ehrResults(st *stats) mllp.Handler {
 		if m == nil {
 			st.ehrResultsUnparseable.Add(1)
 		}
+		return reply
+	})
+}
+
+// ehrNotifications is where the EHR hears careflow's answers: it counts
+// application acknowledgements by MSA-1 and return notifications by the
+// exception code careflow puts in ERR-5, and acknowledges each.
+func ehrNotifications(st *stats) mllp.Handler {
+	return mllp.HandlerFunc(func(_ context.Context, req mllp.Request) []byte {
+		reply, m := ack(req.Payload, ehrApp)
+		if m == nil {
+			st.notifyUnparseable.Add(1)
+			return reply
+		}
+		st.notified(m.Get("MSH-9.1"), m.Get("MSA-1"), m.Get("ERR-5.1"))
 		return reply
 	})
 }

@@ -321,7 +321,7 @@ func TestRunSendsAndStops(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Config{
 			EHR: ehrAddr, LabResults: "127.0.0.1:1", // nothing is ordered back in this test
-			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0",
+			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0", Notifications: "127.0.0.1:0",
 			Rate: 50, Out: out, Logger: quiet,
 			Careflow: func(ctx context.Context) []string {
 				if _, ok := ctx.Deadline(); !ok {
@@ -432,3 +432,49 @@ func TestLabClosesTheLoop(t *testing.T) {
 		})
 	}
 }
+
+// The EHR's orders exercise the return path: some ask for an application
+// acknowledgement (MSH-15 AL, MSH-16 AL or ER), and an order whose result
+// the lab sends first (resultFirst) reaches careflow only
+// resultFirstDelay later, after its result.
+func TestEHROrdersReturnPath(t *testing.T) {
+	g := newEHRGenerator(7, "T4", numPatients)
+	early := map[string]time.Time{} // placer → when the lab was asked to result it
+	g.resultFirst = func(order []byte) {
+		m, err := hl7v2.Parse(order)
+		if err != nil {
+			t.Fatal(err)
+		}
+		early[m.Get("ORC-2.1")] = now0
+	}
+	start := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	modes := map[string]int{}
+	late := 0
+	for i := range 3000 {
+		now := start.Add(time.Duration(i) * 500 * time.Millisecond)
+		now0 = now
+		m, err := hl7v2.Parse(g.next(now))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := m.Header()
+		if h.MessageType != "ORM" && h.MessageType != "OML" || m.Get("ORC-1") != "NW" {
+			continue
+		}
+		modes[h.AcceptAckType+"/"+h.AppAckType]++
+		if at, ok := early[m.Get("ORC-2.1")]; ok {
+			if now.Sub(at) < resultFirstDelay {
+				t.Errorf("order %s sent %s after its result, want at least %s", m.Get("ORC-2.1"), now.Sub(at), resultFirstDelay)
+			}
+			late++
+		}
+	}
+	if modes["/"] == 0 || modes["AL/AL"] == 0 || modes["AL/ER"] == 0 {
+		t.Errorf("acknowledgement modes of the orders: %v, want original, AL/AL and AL/ER", modes)
+	}
+	if len(early) == 0 || late == 0 {
+		t.Errorf("%d orders resulted first, %d of them sent after", len(early), late)
+	}
+}
+
+var now0 time.Time // the generator's clock, for resultFirst

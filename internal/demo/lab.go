@@ -22,17 +22,20 @@ import (
 // lab is the laboratory: an mllp.Handler for orders and a sender of
 // results. Construct with newLab; run sendResults in one goroutine.
 type lab struct {
-	stats  *stats
-	log    *slog.Logger
-	delay  time.Duration // order received → result sent
-	run    string
-	jobs   chan resultJob
-	mu     sync.Mutex
-	seen   map[string]bool // placer order numbers already resulted, so a redelivery gets no second result
-	seq    int
-	rngMu  sync.Mutex
-	rng    *rand.Rand
-	client *mllp.Client
+	stats *stats
+	log   *slog.Logger
+	delay time.Duration // order received → result sent
+	run   string
+	jobs  chan resultJob
+	early chan []byte // orders to result before careflow has them
+	mu    sync.Mutex
+	seen  map[string]bool // placer order numbers already resulted, so a redelivery gets no second result
+	// resultedEarly are the orders resulted before careflow delivered them.
+	resultedEarly map[string]bool
+	seq           int
+	rngMu         sync.Mutex
+	rng           *rand.Rand
+	client        *mllp.Client
 	// plan says what the lab sends back for one order; the default draws
 	// one of the plans below at random.
 	plan func() []step
@@ -71,10 +74,12 @@ type resultJob struct {
 func newLab(st *stats, log *slog.Logger, engineAddr, run string, delay time.Duration) *lab {
 	l := &lab{
 		stats: st, log: log, delay: delay, run: run,
-		jobs:   make(chan resultJob, 1024),
-		seen:   map[string]bool{},
-		rng:    rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		client: &mllp.Client{Addr: engineAddr, ACKTimeout: 10 * time.Second},
+		jobs:          make(chan resultJob, 1024),
+		early:         make(chan []byte, 64),
+		seen:          map[string]bool{},
+		resultedEarly: map[string]bool{},
+		rng:           rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
+		client:        &mllp.Client{Addr: engineAddr, ACKTimeout: 10 * time.Second},
 	}
 	l.plan = l.randomPlan
 	return l
@@ -96,7 +101,12 @@ func (l *lab) ServeMLLP(ctx context.Context, req mllp.Request) []byte {
 		l.mu.Lock()
 		dup := l.seen[placer]
 		l.seen[placer] = true
+		early := l.resultedEarly[placer]
+		delete(l.resultedEarly, placer)
 		l.mu.Unlock()
+		if early {
+			return reply // resulted already: the order only catches up
+		}
 		if dup {
 			l.stats.labRedelivered.Add(1)
 			return reply
@@ -108,6 +118,54 @@ func (l *lab) ServeMLLP(ctx context.Context, req mllp.Request) []byte {
 		}
 	}
 	return reply
+}
+
+// resultFirst sends a final result for order at once, before careflow has
+// the order (the EHR sends it late): the lab marks the order resulted, so
+// the delivery that follows gets only its ACK.
+func (l *lab) resultFirst(order []byte) {
+	m, err := hl7v2.Parse(order)
+	if err != nil {
+		return
+	}
+	l.mu.Lock()
+	l.seen[m.Get("ORC-2.1")] = true
+	l.resultedEarly[m.Get("ORC-2.1")] = true
+	l.mu.Unlock()
+	select {
+	case l.early <- append([]byte(nil), order...):
+	default: // the lab is busy: this order is simply resulted later
+	}
+}
+
+// sendEarly sends the results resultFirst queued, until ctx ends.
+func (l *lab) sendEarly(ctx context.Context) error {
+	client := &mllp.Client{Addr: l.client.Addr, ACKTimeout: 10 * time.Second}
+	defer client.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case order := <-l.early:
+			m, err := hl7v2.Parse(order)
+			if err != nil {
+				continue
+			}
+			l.mu.Lock()
+			l.seq++
+			n := l.seq
+			l.mu.Unlock()
+			ctl := fmt.Sprintf("L%s-%d-early", l.run, n)
+			msg := result(m, fmt.Sprintf("F%s-%d", l.run, n), ctl, "F", l.value, time.Now())
+			l.stats.resultsSent.Add(1)
+			l.stats.resultsEarly.Add(1)
+			if reply, err := client.Send(ctx, msg); err == nil {
+				countACK(reply, &l.stats.resultsACKed, &l.stats.resultsNAKed)
+			} else if ctx.Err() == nil {
+				l.stats.resultsFailed.Add(1)
+			}
+		}
+	}
 }
 
 // sendResults sends each queued result when it is due, until ctx ends.

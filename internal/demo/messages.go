@@ -34,9 +34,11 @@ var structures = map[string]string{
 	"A31": "ADT_A05", "A40": "ADT_A39",
 }
 
-// msh writes the message header.
-func msh(b *hl7v2.Builder, from, to, typ, trigger, structure, controlID, version string, now time.Time) {
-	b.MSH(hl7v2.Header{
+// msh writes the message header. appAck, when given, asks for HL7's
+// enhanced mode: MSH-15 AL (the commit ACK) and MSH-16 appAck (AL: an
+// application acknowledgement always; ER: only on error).
+func msh(b *hl7v2.Builder, from, to, typ, trigger, structure, controlID, version string, now time.Time, appAck ...string) {
+	h := hl7v2.Header{
 		SendingApplication:   from,
 		SendingFacility:      hospital,
 		ReceivingApplication: to,
@@ -48,7 +50,11 @@ func msh(b *hl7v2.Builder, from, to, typ, trigger, structure, controlID, version
 		ControlID:            controlID,
 		ProcessingID:         processingP,
 		Version:              version,
-	})
+	}
+	if len(appAck) > 0 && appAck[0] != "" {
+		h.AcceptAckType, h.AppAckType = "AL", appAck[0]
+	}
+	b.MSH(h)
 }
 
 // pid writes the patient identification segment for mrn (which may be a
@@ -142,13 +148,13 @@ var panels = []panel{
 
 // order writes an ORM^O01 (v2.3-style) or OML^O21 (v2.5-style) new order
 // for panel pn.
-func order(p *patient, oml bool, placer string, pn panel, controlID string, now time.Time) []byte {
+func order(p *patient, oml bool, placer string, pn panel, controlID string, now time.Time, appAck ...string) []byte {
 	typ, trigger, structure := "ORM", "O01", "ORM_O01"
 	if oml {
 		typ, trigger, structure = "OML", "O21", "OML_O21"
 	}
 	b := hl7v2.NewBuilder(hl7v2.DefaultDelimiters)
-	msh(b, ehrApp, engineApp, typ, trigger, structure, controlID, ehrVersion, now)
+	msh(b, ehrApp, engineApp, typ, trigger, structure, controlID, ehrVersion, now, appAck...)
 	pid(b, p, p.mrn)
 	pv1(b, p)
 	b.Segment("ORC").

@@ -55,7 +55,22 @@ type ehrGenerator struct {
 	run      string // distinguishes this run's ids from an earlier run's
 	patients []*patient
 	seq      int
+	// resultFirst, when set, has the lab result an order before the EHR
+	// sends it (resultFirstDelay later): careflow must hold the result
+	// until its order arrives (correlation_wait).
+	resultFirst func(order []byte)
+	deferred    []deferredOrder
 }
+
+// deferredOrder is an order the EHR sends late, after its result.
+type deferredOrder struct {
+	msg []byte
+	due time.Time
+}
+
+// resultFirstDelay is how long after its result an overtaken order is
+// sent: well inside the demo's correlation_wait (20s).
+const resultFirstDelay = 3 * time.Second
 
 // newEHRGenerator returns a generator of n synthetic patients. run goes
 // into every control id, placer order number and MRN, so that a second
@@ -86,6 +101,11 @@ func (g *ehrGenerator) nextID(prefix string) string {
 
 // next returns the next message of the stream.
 func (g *ehrGenerator) next(now time.Time) []byte {
+	if len(g.deferred) > 0 && !now.Before(g.deferred[0].due) {
+		msg := g.deferred[0].msg
+		g.deferred = g.deferred[1:]
+		return msg
+	}
 	p := g.patients[g.rng.IntN(len(g.patients))]
 	ctl := g.nextID("E")
 	u := g.rng.Float64()
@@ -165,10 +185,28 @@ func (g *ehrGenerator) next(now time.Time) []byte {
 
 // order writes a new order for one of the lab panels, alternating between
 // the older ORM^O01 and the newer OML^O21 as an EHR mid-upgrade would.
+//
+// A third of the orders ask for an application acknowledgement (enhanced
+// mode, MSH-16 AL or ER), and now and then the lab's result overtakes its
+// order: the order goes to the lab first and to careflow a few seconds
+// later, with an ADT update sent in its place now.
 func (g *ehrGenerator) order(p *patient, ctl string, now time.Time) []byte {
 	pn := panels[g.rng.IntN(len(panels))]
 	p.lastOrder, p.lastOrderPanel = g.nextID("ORD"), pn
-	return order(p, g.rng.IntN(2) == 0, p.lastOrder, pn, ctl, now)
+	appAck := ""
+	switch u := g.rng.Float64(); {
+	case u < 0.2:
+		appAck = "AL"
+	case u < 0.33:
+		appAck = "ER"
+	}
+	msg := order(p, g.rng.IntN(2) == 0, p.lastOrder, pn, ctl, now, appAck)
+	if g.resultFirst != nil && g.rng.Float64() < 0.08 {
+		g.resultFirst(msg)
+		g.deferred = append(g.deferred, deferredOrder{msg: msg, due: now.Add(resultFirstDelay)})
+		return adt(p, "A08", p.mrn, g.nextID("E"), now)
+	}
+	return msg
 }
 
 func (g *ehrGenerator) assignBed(p *patient) {

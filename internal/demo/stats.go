@@ -4,8 +4,12 @@
 package demo
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/careflow-health/careflow/connectors/hl7v2"
@@ -17,11 +21,34 @@ type stats struct {
 
 	labReceived, labOrders, labRedelivered, labUnparseable atomic.Int64
 
-	resultsSent, resultsACKed, resultsNAKed, resultsFailed atomic.Int64
+	resultsSent, resultsACKed, resultsNAKed, resultsFailed, resultsEarly atomic.Int64
 
 	ehrResultsReceived, ehrResultsUnparseable atomic.Int64
 
 	portalReceived, portalBad atomic.Int64
+
+	appAA, appAE, notifyUnparseable atomic.Int64
+	mu                              sync.Mutex
+	notifications                   map[string]int // by ERR-5 code
+}
+
+// notified counts one message on ehr-notifications: an ACK is an
+// application acknowledgement, anything else a return notification.
+func (s *stats) notified(msgType, code, reason string) {
+	if msgType == "ACK" && reason != "stale_update" {
+		if code == "AA" {
+			s.appAA.Add(1)
+		} else {
+			s.appAE.Add(1)
+		}
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.notifications == nil {
+		s.notifications = map[string]int{}
+	}
+	s.notifications[reason]++
 }
 
 // countACK parses reply and counts it as accepted (AA, CA) or not.
@@ -41,10 +68,19 @@ func (s *stats) print(w io.Writer) {
 		s.ehrSent.Load(), s.ehrACKed.Load(), s.ehrNAKed.Load(), s.ehrFailed.Load())
 	fmt.Fprintf(w, "careflow -> lab          received %6d  (orders %d, redelivered %d, unparseable %d)\n",
 		s.labReceived.Load(), s.labOrders.Load(), s.labRedelivered.Load(), s.labUnparseable.Load())
-	fmt.Fprintf(w, "lab -> careflow          results sent %6d  ACKed %6d  NAKed %4d  failed %4d\n",
-		s.resultsSent.Load(), s.resultsACKed.Load(), s.resultsNAKed.Load(), s.resultsFailed.Load())
+	fmt.Fprintf(w, "lab -> careflow          results sent %6d  ACKed %6d  NAKed %4d  failed %4d  (before their order %d)\n",
+		s.resultsSent.Load(), s.resultsACKed.Load(), s.resultsNAKed.Load(), s.resultsFailed.Load(), s.resultsEarly.Load())
 	fmt.Fprintf(w, "careflow -> ehr-results  received %6d  (unparseable %d)\n",
 		s.ehrResultsReceived.Load(), s.ehrResultsUnparseable.Load())
 	fmt.Fprintf(w, "careflow -> portal       received %6d  (rejected %d)\n",
 		s.portalReceived.Load(), s.portalBad.Load())
+	s.mu.Lock()
+	var codes []string
+	for c, n := range s.notifications {
+		codes = append(codes, fmt.Sprintf("%s %d", c, n))
+	}
+	s.mu.Unlock()
+	slices.Sort(codes)
+	fmt.Fprintf(w, "careflow -> ehr-notif.   application ACKs AA %d  AE %d;  notifications: %s\n",
+		s.appAA.Load(), s.appAE.Load(), cmp.Or(strings.Join(codes, ", "), "none"))
 }
