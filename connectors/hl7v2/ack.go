@@ -239,6 +239,22 @@ func AckModeEnhanced(h Header) bool {
 	return strings.TrimSpace(h.AcceptAckType) != "" || strings.TrimSpace(h.AppAckType) != ""
 }
 
+// AppAckRequested is the application acknowledgement the sender of a
+// message with header h asks for: "AL" (always) or "ER" (only on error),
+// or "" for none: original mode (whose one ACK is the application's),
+// MSH-16 NE or SU, or MSH-16 empty, which careflow takes as NE rather
+// than send an unsolicited message.
+func AppAckRequested(h Header) string {
+	if !AckModeEnhanced(h) {
+		return ""
+	}
+	switch m := strings.ToUpper(strings.TrimSpace(h.AppAckType)); m {
+	case "AL", "ER":
+		return m
+	}
+	return ""
+}
+
 // ACK is a parsed acknowledgement.
 type ACK struct {
 	Code      AckCode

@@ -223,12 +223,14 @@ func rulesOf(in config.Inbound) conformance.Rules {
 
 func (e *Engine) startValidate(ctx context.Context) error {
 	rules := map[string]validate.Rules{}
+	replyTo := map[string]string{}
 	for _, in := range e.cfg.Inbound {
 		rules[in.Name] = rulesOf(in)
+		replyTo[in.Name] = in.ReplyTo
 	}
 	window := e.dedupWindow()
 	dedup := stages.NewDedup(window)
-	st, err := validate.New(validate.Config{Interfaces: rules, Serde: e.serde, Dedup: dedup, Registerer: e.metrics})
+	st, err := validate.New(validate.Config{Interfaces: rules, Serde: e.serde, Dedup: dedup, Registerer: e.metrics, ReplyTo: replyTo})
 	if err != nil {
 		return fmt.Errorf("engine: validate: %w", err)
 	}

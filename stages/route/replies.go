@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/stages/lifecycle"
@@ -69,17 +70,9 @@ type destAnswer struct {
 }
 
 // appAckMode is the application acknowledgement ev's sender asked for:
-// AL or ER, or "" for none (original mode, NE, SU, or MSH-16 empty).
+// AL or ER, or "" for none (hl7v2.AppAckRequested).
 func appAckMode(ev *avro.ClinicalEvent) string {
-	p := ev.Provenance
-	if p.AcceptAckType == "" && p.AppAckType == "" {
-		return "" // original mode: the ACK ingest sent was the only one
-	}
-	switch m := strings.ToUpper(p.AppAckType); m {
-	case "AL", "ER":
-		return m
-	}
-	return ""
+	return hl7v2.AppAckRequested(hl7v2.Header{AcceptAckType: ev.Provenance.AcceptAckType, AppAckType: ev.Provenance.AppAckType})
 }
 
 // await records that ev's sender wants an application acknowledgement

@@ -60,6 +60,12 @@ type Config struct {
 	// Registerer receives the stage's metrics. Default: none (metrics are
 	// counted but not exported).
 	Registerer prometheus.Registerer
+	// ReplyTo is each inbound interface's reply_to destination, by name.
+	// A message that fails its rules and asked for an application
+	// acknowledgement (enhanced mode, MSH-16 AL or ER) gets it from here:
+	// AE (AR for a type or version the interface does not take) with the
+	// ERR of the rule, MSA-2 its MSH-10.
+	ReplyTo map[string]string
 }
 
 // Stage is the validate processor. It is safe for concurrent use if its
@@ -69,6 +75,7 @@ type Stage struct {
 	now   func() time.Time
 	dedup Deduper
 	rules map[string]*conformance.Checker
+	reply map[string]string
 	total *prometheus.CounterVec
 }
 
@@ -85,7 +92,8 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Dedup == nil {
 		return nil, errors.New("validate: config: Dedup is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, dedup: cfg.Dedup, rules: make(map[string]*conformance.Checker, len(cfg.Interfaces))}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, dedup: cfg.Dedup, reply: cfg.ReplyTo,
+		rules: make(map[string]*conformance.Checker, len(cfg.Interfaces))}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -159,9 +167,17 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		return []stages.Envelope{out}, nil
 	}
 
-	if err := s.check(&raw, rules, known); err != nil {
+	if m, v, err := s.check(&raw, rules, known); err != nil {
 		s.total.WithLabelValues(label, "invalid").Inc()
-		return s.reject(in, &raw, now, err)
+		outs, perm := s.reject(in, &raw, now, err)
+		if v != nil && perm != nil && stages.KindOf(perm) == stages.KindPermanent {
+			ack, aerr := s.appAck(in, &raw, m, v, now)
+			if aerr != nil {
+				return nil, aerr
+			}
+			outs = append(outs, ack...)
+		}
+		return outs, perm
 	}
 	if key != "" {
 		s.dedup.Add(in.Partition, key)
@@ -177,18 +193,20 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 }
 
 // check applies the conformance checks in order and returns the first
-// failure as a Permanent error.
-func (s *Stage) check(raw *avro.RawMessage, rules *conformance.Checker, known bool) error {
+// failure as a Permanent error, with the message and the rule it broke
+// when it could be read.
+func (s *Stage) check(raw *avro.RawMessage, rules *conformance.Checker, known bool) (*hl7v2.Message, *conformance.Violation, error) {
 	// Read the message in the character set ingest resolved, as normalise
 	// will: in a multi-byte set a raw trail byte can look like a delimiter.
 	text, _, err := hl7v2.DecodeMessage(raw.Payload, raw.Charset, "")
 	if err == nil {
 		var m *hl7v2.Message
 		if m, err = hl7v2.Parse(text); err == nil {
-			return s.checkParsed(raw, m, rules, known)
+			v, err := s.checkParsed(raw, m, rules, known)
+			return m, v, err
 		}
 	}
-	return s.parseFailure(raw, err)
+	return nil, nil, s.parseFailure(raw, err)
 }
 
 // parseFailure is the permanent error for a message that cannot be read.
@@ -201,14 +219,47 @@ func (s *Stage) parseFailure(raw *avro.RawMessage, err error) error {
 }
 
 // checkParsed applies the interface's rules to a parsed message.
-func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules *conformance.Checker, known bool) error {
+func (s *Stage) checkParsed(raw *avro.RawMessage, m *hl7v2.Message, rules *conformance.Checker, known bool) (*conformance.Violation, error) {
 	if !known {
-		return stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
+		return nil, stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
 	}
 	if v := rules.Check(m); v != nil {
-		return stages.Permanent(v.Code, v.Location, fmt.Errorf("validate: interface %s: %s", raw.Interface, v.Text))
+		return v, stages.Permanent(v.Code, v.Location, fmt.Errorf("validate: interface %s: %s", raw.Interface, v.Text))
 	}
-	return nil
+	return nil, nil
+}
+
+// appAck is the application acknowledgement of a message that broke rule
+// v, when its sender asked for one and its interface has a reply_to: an
+// ACK event on that destination's outbound topic (docs/workflows.md).
+func (s *Stage) appAck(in stages.Envelope, raw *avro.RawMessage, m *hl7v2.Message, v *conformance.Violation, now time.Time) ([]stages.Envelope, error) {
+	h := m.Header()
+	dest := s.reply[raw.Interface]
+	if dest == "" || hl7v2.AppAckRequested(h) == "" {
+		return nil, nil
+	}
+	code := "AE"
+	if v.Reject {
+		code = "AR"
+	}
+	id := identity.OutcomeID(raw.MessageID, topics.StageValidate, "app-ack")
+	ev := &avro.ClinicalEvent{EventID: id, CorrelationID: raw.CorrelationID, IdempotencyKey: id, EventType: "acknowledgment",
+		MessageType: "ACK", TriggerEvent: h.TriggerEvent,
+		Acknowledgment: &avro.Acknowledgment{Code: code, ControlID: h.ControlID, Text: v.Text,
+			Errors: []avro.AckError{{Code: v.HL7Code, ApplicationCode: v.Code, Location: v.Location, Severity: "E", Text: v.Text}}},
+		Provenance: avro.Provenance{Interface: raw.Interface, MessageID: id, IngestTime: now.UTC()}}
+	b, err := s.serde.Encode(ev)
+	if err != nil {
+		return nil, stages.Transient(CodeEncode, fmt.Errorf("validate: encode application ACK for %s: %w", dest, err))
+	}
+	var hd stages.Headers
+	hd.Set(topics.HeaderMessageID, id)
+	hd.Set(topics.HeaderCorrelationID, raw.CorrelationID)
+	hd.Set(topics.HeaderIdempotencyKey, id)
+	hd.Set(topics.HeaderInterface, raw.Interface)
+	hd.Set(topics.HeaderDestination, dest)
+	hd.Set(topics.StageTime(topics.StageValidate), now.UTC().Format(topics.TimeFormat))
+	return []stages.Envelope{{Topic: topics.Outbound(dest), Key: in.Key, Value: b, Headers: hd}}, nil
 }
 
 // reject returns the invalid outcome for in together with perm, so that

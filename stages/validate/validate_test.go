@@ -341,3 +341,71 @@ func testRegistry(t testing.TB) *registry.Store {
 	}
 	return reg
 }
+
+// A message that breaks its interface's rules and asked for an application
+// acknowledgement (enhanced mode) gets it on the interface's reply_to
+// destination, beside the invalid outcome: AE for a content error, AR for a
+// type the interface does not take, MSA-2 its MSH-10, the rule's ERR. An
+// original-mode message, an enhanced one with MSH-16 NE, or an interface
+// without reply_to get none (their ACK from ingest said it all).
+func TestApplicationACKForInvalid(t *testing.T) {
+	serde := newSerde(t)
+	stage := func(replyTo map[string]string) *Stage {
+		st, err := New(Config{Interfaces: testRules, Serde: serde, Now: func() time.Time { return testNow }, Dedup: NewMemoryDedup(), ReplyTo: replyTo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	f := fixture{serde: serde}
+	msg := func(typ, msh16 string) string {
+		return "MSH|^~\\&|EHR|HOSP|CF|HOSP|20240301120000||" + typ + "|CTRL-" + msh16 + "|P|2.5.1|||" + map[bool]string{true: "AL", false: ""}[msh16 != ""] + "|" + msh16 +
+			"\rEVN|A01|20240301120000\rPID|1||100234^^^NORTHSIDE^MR||DOE^JANE\rPV1|1|I|WARD1"
+	}
+	tests := []struct {
+		name, iface, payload string
+		want                 string // MSA-1/ERR code/location, "" for no ACK
+	}{
+		{"AL, missing PID-7", "ehr", msg("ADT^A01", "AL"), "AE/101/PID-7/CTRL-AL"},
+		{"ER, missing PID-7", "ehr", msg("ADT^A01", "ER"), "AE/101/PID-7/CTRL-ER"},
+		{"AL, trigger not taken", "ehr", msg("ADT^A08", "AL"), "AR/201/MSH-9.2/CTRL-AL"},
+		{"NE", "ehr", msg("ADT^A01", "NE"), ""},
+		{"original mode", "ehr", msg("ADT^A01", ""), ""},
+		{"no reply_to", "no-reply", msg("ADT^A01", "AL"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			replyTo := map[string]string{"ehr": "ehr-notifications"}
+			if tc.iface == "no-reply" {
+				replyTo = nil
+			}
+			outs, err := stage(replyTo).Process(context.Background(), f.envelope(t, "ehr", tc.name, tc.payload))
+			var acks []stages.Envelope
+			for _, o := range outs {
+				if o.Topic == topics.Outbound("ehr-notifications") {
+					acks = append(acks, o)
+				}
+			}
+			if tc.want == "" {
+				if len(acks) != 0 {
+					t.Errorf("%d application ACKs, want none", len(acks))
+				}
+				return
+			}
+			if stages.KindOf(err) != stages.KindPermanent || len(acks) != 1 {
+				t.Fatalf("err %v, %d application ACKs; want a permanent error and one ACK", err, len(acks))
+			}
+			var ev avro.ClinicalEvent
+			if err := serde.Decode(acks[0].Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+			a := ev.Acknowledgment
+			if ev.MessageType != "ACK" || a == nil || len(a.Errors) != 1 {
+				t.Fatalf("ACK event %+v", ev)
+			}
+			if got := a.Code + "/" + a.Errors[0].Code + "/" + a.Errors[0].Location + "/" + a.ControlID; got != tc.want {
+				t.Errorf("ACK %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
