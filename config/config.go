@@ -261,6 +261,24 @@ type Route struct {
 	// SLA overrides the destination's SLA for events taken by this route;
 	// Load sets it to the destination's when the file leaves it out.
 	SLA time.Duration `yaml:"sla"`
+	// Expect is how soon the orders this route sends should be accepted
+	// and resulted (docs/workflows.md, "Timeliness"). nil expects nothing.
+	Expect *Expect `yaml:"expect"`
+}
+
+// Expect is a route's timeliness expectation for its orders, counted from
+// when each is placed: a default, and overrides by the order's priority
+// as sent (OBR-27.6, ORC-7.6 or TQ1-9), e.g. S for stat.
+type Expect struct {
+	AcceptedWithin time.Duration          `yaml:"accepted_within"`
+	ResultedWithin time.Duration          `yaml:"resulted_within"`
+	Priority       map[string]ExpectTimes `yaml:"priority"`
+}
+
+// ExpectTimes is one priority's expectation.
+type ExpectTimes struct {
+	AcceptedWithin time.Duration `yaml:"accepted_within"`
+	ResultedWithin time.Duration `yaml:"resulted_within"`
 }
 
 // Option changes how Load and Parse work.

@@ -74,6 +74,25 @@ inbound:
     listen: 127.0.0.1:2575
     correlation_wait: 48h
 `, 5, "inbound[0].correlation_wait", `want 0 (no wait) up to 24h, got 48h0m0s`},
+		{"expect with nothing", `
+inbound: [{name: ehr, listen: 127.0.0.1:2575}]
+destinations: [{name: lab, address: 127.0.0.1:6661}]
+routes:
+  - name: orders-to-lab
+    destination: lab
+    when: 'true'
+    expect: {priority: {S: {}}}
+`, 8, "routes[0].expect.priority[\"S\"]", `expects nothing: give accepted_within or resulted_within`},
+		{"expect key misspelt", `
+inbound: [{name: ehr, listen: 127.0.0.1:2575}]
+destinations: [{name: lab, address: 127.0.0.1:6661}]
+routes:
+  - name: orders-to-lab
+    destination: lab
+    when: 'true'
+    expect:
+      accept_within: 5m
+`, 9, "routes[0].expect.accept_within", `unknown key (did you mean "accepted_within"?)`},
 		{"unknown top-level key", `
 kafak: {partitions: 3}
 inbound: [{name: ehr, listen: 127.0.0.1:2575}]

@@ -453,6 +453,21 @@ func (d *decoder) validateRoute(p string, r Route, dests map[string]string, dest
 			d.problemAt(p+".when", oneLine(err.Error()))
 		}
 	}
+	if e := r.Expect; e != nil {
+		ep := p + ".expect"
+		if e.AcceptedWithin == 0 && e.ResultedWithin == 0 && len(e.Priority) == 0 {
+			d.problemAt(ep, "expects nothing: give accepted_within, resulted_within or priority overrides")
+		}
+		for prio, t := range e.Priority {
+			pp := fmt.Sprintf("%s.priority[%q]", ep, prio)
+			if strings.TrimSpace(prio) == "" {
+				d.problemAt(pp, "a priority code is needed, as the order sends it in OBR-27.6 (S for stat, R for routine)")
+			}
+			if t.AcceptedWithin == 0 && t.ResultedWithin == 0 {
+				d.problemAt(pp, "expects nothing: give accepted_within or resulted_within")
+			}
+		}
+	}
 }
 
 // oneLine keeps a multi-line expression error on one line of Problems,

@@ -31,6 +31,7 @@ type orderLine struct {
 	CorrelationID string   `json:"correlation_id"`
 	Interface     string   `json:"source_interface"`
 	Exceptions    []string `json:"exceptions"` // codes raised about this order
+	Late          []string `json:"late"`       // deadlines missed: late_acceptance, late_result
 }
 
 // cmdOrders lists the orders careflow tracks, read from the order state
@@ -43,12 +44,14 @@ func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	registryURL := fs.String("schema-registry", "", "schema registry `URL` (default: the configuration's admin port)")
 	state := fs.String("state", "", "only orders in this `state` (placed, accepted, rejected, in_progress, preliminary, final, corrected, cancelled)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
+	late := fs.Bool("late", false, "only orders past their route's expect: not accepted or not resulted in time")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{"orders takes no arguments, only flags"}
 	}
+	now := time.Now()
 	if *state != "" && !slices.Contains(orderStates, *state) {
 		return usageError{fmt.Sprintf("--state %q: want one of %s", *state, strings.Join(orderStates, ", "))}
 	}
@@ -91,9 +94,13 @@ func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if *state != "" && o.State != *state {
 				continue
 			}
+			lateBy := o.LateAt(now)
+			if *late && len(lateBy) == 0 {
+				continue
+			}
 			out = append(out, orderLine{PlacerOrder: o.Placer, FillerOrder: o.Filler, State: o.State,
 				UpdatedAt: o.Updated.UTC().Format(time.RFC3339Nano), LastMessageID: o.MessageID, CorrelationID: o.CorrelationID,
-				Interface: o.Interface, Exceptions: nonNil(excs[patientKey+"|"+o.Placer])})
+				Interface: o.Interface, Exceptions: nonNil(excs[patientKey+"|"+o.Placer]), Late: nonNil(lateBy)})
 		}
 	}
 	slices.SortFunc(out, func(a, b orderLine) int { return strings.Compare(a.UpdatedAt+a.PlacerOrder, b.UpdatedAt+b.PlacerOrder) })
@@ -111,11 +118,11 @@ func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "UPDATED\tPLACER\tFILLER\tSTATE\tLAST MESSAGE\tEXCEPTIONS")
+	fmt.Fprintln(tw, "UPDATED\tPLACER\tFILLER\tSTATE\tLATE\tLAST MESSAGE\tEXCEPTIONS")
 	for _, o := range out {
 		at, _ := time.Parse(time.RFC3339Nano, o.UpdatedAt)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", at.Local().Format("2006-01-02 15:04:05"), o.PlacerOrder, dash(o.FillerOrder),
-			o.State, o.LastMessageID, dash(strings.Join(o.Exceptions, ",")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", at.Local().Format("2006-01-02 15:04:05"), o.PlacerOrder, dash(o.FillerOrder),
+			o.State, dash(strings.Join(o.Late, ",")), o.LastMessageID, dash(strings.Join(o.Exceptions, ",")))
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,11 @@ func TestOrdersCommand(t *testing.T) {
 	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", State: lifecycle.Placed, Updated: now.Add(-time.Hour)}))
 	produce(topics.OrderState, "P1", patient(lifecycle.Order{Placer: "RP1^TRAKCARE", Filler: "F1^LAB", State: lifecycle.Final, Updated: now, MessageID: "m3"}))
 	produce(topics.OrderState, "P2", patient(lifecycle.Order{Placer: "RP2^TRAKCARE", State: lifecycle.Cancelled, Updated: now.Add(-time.Minute)}))
+	// P4's order was due accepted a minute ago; P5's is due in an hour.
+	produce(topics.OrderState, "P4", patient(lifecycle.Order{Placer: "RP4^TRAKCARE", State: lifecycle.Sent, Updated: now.Add(-10 * time.Minute),
+		AcceptBy: now.Add(-time.Minute), ResultBy: now.Add(time.Hour)}))
+	produce(topics.OrderState, "P5", patient(lifecycle.Order{Placer: "RP5^TRAKCARE", State: lifecycle.Sent, Updated: now.Add(-10 * time.Minute),
+		AcceptBy: now.Add(time.Hour)}))
 	x, _ := serde.Encode(&avro.Exception{Code: lifecycle.ResultAfterCancel, PatientKey: "P2", PlacerOrder: "RP2^TRAKCARE", MessageID: "m9", At: now})
 	produce(topics.Exceptions, "P2", x)
 	// The same number for another patient is another order.
@@ -51,9 +57,10 @@ func TestOrdersCommand(t *testing.T) {
 		t.Fatalf("orders --json exited %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("%d orders, want 2:\n%s", len(lines), out)
+	if len(lines) != 4 {
+		t.Fatalf("%d orders, want 4:\n%s", len(lines), out)
 	}
+	lines = slices.DeleteFunc(lines, func(l string) bool { return strings.Contains(l, "RP4") || strings.Contains(l, "RP5") })
 	var first, second map[string]any
 	if json.Unmarshal([]byte(lines[0]), &first) != nil || json.Unmarshal([]byte(lines[1]), &second) != nil {
 		t.Fatalf("not JSON lines:\n%s", out)
@@ -73,11 +80,16 @@ func TestOrdersCommand(t *testing.T) {
 	// the exceptions are missing.
 	code, out, errOut = runCLI("orders", "--config", "../../examples/demo/careflow.yaml",
 		"--brokers", strings.Join(cluster.ListenAddrs(), ","), "--schema-registry", "http://127.0.0.1:1", "--json")
-	if code != 0 || strings.Count(out, "\n") != 2 || !strings.Contains(errOut, "exceptions not shown") {
+	if code != 0 || strings.Count(out, "\n") != 4 || !strings.Contains(errOut, "exceptions not shown") {
 		t.Errorf("orders without a registry: exit %d, %q\n%s", code, errOut, out)
 	}
 	if code, out, _ := runCLI(args("--state", "final")...); code != 0 || !strings.Contains(out, "RP1^TRAKCARE") || strings.Contains(out, "RP2") {
 		t.Errorf("--state final: exit %d\n%s", code, out)
+	}
+	// --late: only the order past its deadline, saying which.
+	code, out, _ = runCLI(args("--late", "--json")...)
+	if code != 0 || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"placer_order":"RP4^TRAKCARE"`) || !strings.Contains(out, `"late":["late_acceptance"]`) {
+		t.Errorf("--late: exit %d\n%s", code, out)
 	}
 	if code, _, errOut := runCLI(args("--state", "finished")...); code != 2 || !strings.Contains(errOut, "want one of") {
 		t.Errorf("--state finished: exit %d, %q", code, errOut)

@@ -16,6 +16,7 @@ import (
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
 	"github.com/careflow-health/careflow/stages/ingest"
+	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/stages/normalise"
 	"github.com/careflow-health/careflow/stages/route"
 	"github.com/careflow-health/careflow/stages/validate"
@@ -50,7 +51,7 @@ func (e *Engine) startStages(ctx context.Context) error {
 		routeInputs := []string{topics.Events, topics.Outcomes, topics.DeadLetter(topics.StageDeliver)}
 		var routes []route.Route
 		for _, r := range e.cfg.Routes {
-			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA})
+			routes = append(routes, route.Route{Name: r.Name, Destination: r.Destination, When: r.When, SLA: r.SLA, Expect: expectationOf(r)})
 		}
 		policies := map[string]route.Policy{}
 		for _, in := range e.cfg.Inbound {
@@ -110,6 +111,22 @@ func (e *Engine) startStages(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// expectationOf is a route's timeliness expectation, as route keeps it.
+func expectationOf(r config.Route) route.Expectation {
+	var x route.Expectation
+	if r.Expect == nil {
+		return x
+	}
+	x.Expect = lifecycle.Expect{AcceptedWithin: r.Expect.AcceptedWithin, ResultedWithin: r.Expect.ResultedWithin}
+	for prio, t := range r.Expect.Priority {
+		if x.ByPriority == nil {
+			x.ByPriority = map[string]lifecycle.Expect{}
+		}
+		x.ByPriority[prio] = lifecycle.Expect{AcceptedWithin: t.AcceptedWithin, ResultedWithin: t.ResultedWithin}
+	}
+	return x
 }
 
 // kafkaFor is the engine's Kafka options for a client of stage: with

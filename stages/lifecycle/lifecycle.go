@@ -45,6 +45,8 @@ const (
 	OrderRejected         = "order_rejected"
 	StatusRegressed       = "status_regressed"
 	ConflictingFinal      = "conflicting_final"
+	LateAcceptance        = "late_acceptance"
+	LateResult            = "late_result"
 )
 
 // Order is one order's state, as kept between messages.
@@ -59,6 +61,12 @@ type Order struct {
 	Interface     string    `json:"interface"`         // where the order was placed
 	PlacedBy      string    `json:"placed_by"`         // the placing message's id: its delivery outcomes move the order
 	ControlID     string    `json:"control,omitempty"` // the placing message's MSH-10: a notification's MSA-2
+	// AcceptBy and ResultBy are the route's timeliness expectation
+	// (Expect); Late lists the breaches already raised, so each is
+	// raised once.
+	AcceptBy time.Time `json:"accept_by,omitzero"`
+	ResultBy time.Time `json:"result_by,omitzero"`
+	Late     []string  `json:"late,omitempty"`
 }
 
 // Patient is one patient's orders, the value kept per patient key.

@@ -42,6 +42,7 @@ func (e *entry) due() time.Time {
 	for _, r := range e.Replies {
 		earlier(r.Until)
 	}
+	earlier(e.NextDeadline())
 	return d
 }
 

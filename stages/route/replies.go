@@ -214,7 +214,9 @@ func (s *Stage) finish(ks *keyState, r pendingReply, pol Policy, now time.Time, 
 // no reply_to. ev is the message that raised it, when it names the
 // patient.
 func (s *Stage) notify(ks *keyState, ev *avro.ClinicalEvent, triggerID string, x lifecycle.Exception, now time.Time) ([]stages.Envelope, error) {
-	if ks == nil || x.Order == "" {
+	if ks == nil || x.Order == "" || x.Code == lifecycle.LateAcceptance || x.Code == lifecycle.LateResult {
+		// Lateness is the estate's to watch (careflow orders --late,
+		// the exception's metric and row), not a message to the EHR.
 		return nil, nil
 	}
 	i := slices.IndexFunc(ks.e.Orders, func(o lifecycle.Order) bool { return o.Placer == x.Order })

@@ -41,6 +41,10 @@ type Route struct {
 	Destination string        // the outbound topic is topics.Outbound(Destination)
 	When        string        // CEL condition returning bool, type-checked; see Compile
 	SLA         time.Duration // delivery target for analytics; routing ignores it
+	// Expect is how soon the orders this route sends should be accepted
+	// and resulted; a breach is a late_acceptance or late_result
+	// exception (timeliness.go).
+	Expect Expectation
 }
 
 // Config is what New needs.
@@ -153,6 +157,7 @@ type match struct {
 	destination string
 	routes      []string
 	sla         time.Duration
+	expect      []Expectation // of the routes that chose it
 }
 
 // evalError is one route whose condition failed on an event.
@@ -322,6 +327,7 @@ func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.Clini
 	}
 	out = append(out, acks...)
 	if tr.placed {
+		s.expect(ks, ev, matches, now)
 		released, err := s.releaseFor(ctx, ks, now)
 		if err != nil {
 			return nil, err
@@ -382,9 +388,10 @@ func (s *Stage) evaluate(ctx context.Context, ev *avro.ClinicalEvent) ([]match, 
 			if r.SLA > 0 && (m.sla == 0 || r.SLA < m.sla) {
 				m.sla = r.SLA
 			}
+			m.expect = append(m.expect, r.Expect)
 			continue
 		}
-		matches = append(matches, match{destination: r.Destination, routes: []string{r.Name}, sla: r.SLA})
+		matches = append(matches, match{destination: r.Destination, routes: []string{r.Name}, sla: r.SLA, expect: []Expectation{r.Expect}})
 	}
 	return matches, failures, nil
 }

@@ -2,6 +2,8 @@ package route
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,4 +152,62 @@ func decodeOutcome(t *testing.T, h *harness, envs []stages.Envelope) avro.Delive
 		t.Fatal(err)
 	}
 	return o
+}
+
+// A route's expect raises late_acceptance and late_result on the orders
+// it sent, once each, tighter for a stat order (priority S).
+func TestLateOrders(t *testing.T) {
+	clk := &clock{t: routeTime}
+	tb := stages.NewTable(topics.OrderState)
+	routes := []Route{{Name: "lab-orders", Destination: "lab", When: `event.message_type in ["ORM", "OML"]`,
+		Expect: Expectation{Expect: lifecycle.Expect{AcceptedWithin: 5 * time.Minute, ResultedWithin: time.Hour},
+			ByPriority: map[string]lifecycle.Expect{"S": {AcceptedWithin: time.Minute}}}}}
+	h := newHarnessWith(t, routes, func(c *Config) { c.Orders, c.Now = tb, clk.now })
+	for _, o := range []struct{ id, placer, priority string }{{"o-routine", "R1", "R"}, {"o-stat", "S1", "s"}} {
+		ev := order("ORM", "O01")
+		ev.EventID, ev.CorrelationID = o.id, o.id
+		ev.Orders[0].PlacerOrderNumber, ev.Orders[0].Priority = o.placer, o.priority
+		if _, err := h.stage.Process(context.Background(), h.input(t, ev)); err != nil {
+			t.Fatal(err)
+		}
+		tb.Commit()
+	}
+	late := func(after time.Duration) []string {
+		t.Helper()
+		clk.t = routeTime.Add(after)
+		outs, err := h.stage.Tick(context.Background(), clk.t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Commit()
+		var got []string
+		for _, o := range outs {
+			if o.Topic != topics.Exceptions {
+				continue
+			}
+			var x avro.Exception
+			if err := h.serde.Decode(o.Value, &x); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, x.PlacerOrder+" "+x.Code)
+		}
+		return got
+	}
+	for _, step := range []struct {
+		after time.Duration
+		want  string
+	}{
+		{30 * time.Second, ""},
+		{2 * time.Minute, "S1 late_acceptance"},
+		{6 * time.Minute, "R1 late_acceptance"},
+		{7 * time.Minute, ""},
+		{61 * time.Minute, "R1 late_result,S1 late_result"},
+		{2 * time.Hour, ""},
+	} {
+		got := late(step.after)
+		slices.Sort(got)
+		if strings.Join(got, ",") != step.want {
+			t.Errorf("after %s: exceptions %q, want %q", step.after, got, step.want)
+		}
+	}
 }

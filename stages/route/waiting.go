@@ -112,8 +112,9 @@ func (s *Stage) release(ctx context.Context, ks *keyState, ws []waiting, now tim
 }
 
 // Tick implements stages.Ticker: results whose correlation_wait is over
-// are routed as results for unknown orders, and acknowledgements whose
-// reply_timeout is over are sent as AE.
+// are routed as results for unknown orders, acknowledgements whose
+// reply_timeout is over are sent as AE, and orders past their route's
+// expectation raise late_acceptance or late_result.
 func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, error) {
 	if s.orders == nil {
 		return nil, nil
@@ -141,6 +142,11 @@ func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, err
 			return nil, err
 		}
 		out = append(out, acks...)
+		late, err := s.overdue(ks, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, late...)
 		var h stages.Headers
 		h.Set(topics.StageTime(topics.StageRoute), now.UTC().Format(topics.TimeFormat))
 		kc, err := s.save(ks, h, now)
