@@ -156,6 +156,17 @@ type Inbound struct {
 	// UnknownOrder is what becomes of such a result once the wait is
 	// over: UnknownOrderDeliver (the default) or UnknownOrderHold.
 	UnknownOrder string `yaml:"unknown_order"`
+	// OutOfOrder is what becomes of an ADT update older than the last one
+	// applied for its patient: `reject` (the default: not delivered,
+	// stale_update), or `{hold: 30s}`: every ADT message of the interface
+	// waits that long and each patient's are routed in event-time order,
+	// so an update overtaken by less than the hold is re-sequenced.
+	OutOfOrder OutOfOrder `yaml:"out_of_order"`
+}
+
+// OutOfOrder is an interface's out_of_order: a zero Hold rejects.
+type OutOfOrder struct {
+	Hold time.Duration `yaml:"hold"`
 }
 
 // What becomes of a result for an order careflow does not know.

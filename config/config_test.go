@@ -352,3 +352,39 @@ routes: [{name: all, destination: lab}]
 		})
 	}
 }
+
+// The return-path keys read as written: out_of_order as the word reject or
+// a hold, and the rest with their defaults when left out.
+func TestReturnPathKeys(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    reply_to: notes
+    correlation_wait: 20s
+    out_of_order: {hold: 30s}
+  - name: lab-results
+    listen: 127.0.0.1:2576
+    out_of_order: reject
+    unknown_order: hold
+destinations: [{name: notes, address: 127.0.0.1:6664}, {name: lab, address: 127.0.0.1:6661}]
+routes:
+  - name: r
+    destination: lab
+    when: 'true'
+    expect: {accepted_within: 5m, priority: {S: {accepted_within: 1m}}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ehr, lab := cfg.Inbound[0], cfg.Inbound[1]
+	if ehr.ReplyTo != "notes" || ehr.CorrelationWait != 20*time.Second || ehr.OutOfOrder.Hold != 30*time.Second || ehr.ReplyTimeout != 5*time.Minute || ehr.UnknownOrder != config.UnknownOrderDeliver {
+		t.Errorf("ehr %+v", ehr)
+	}
+	if lab.OutOfOrder.Hold != 0 || lab.UnknownOrder != config.UnknownOrderHold || lab.ReplyTo != "" {
+		t.Errorf("lab-results %+v", lab)
+	}
+	if e := cfg.Routes[0].Expect; e == nil || e.AcceptedWithin != 5*time.Minute || e.Priority["S"].AcceptedWithin != time.Minute {
+		t.Errorf("expect %+v", e)
+	}
+}

@@ -43,10 +43,11 @@ var elemDefaults = map[reflect.Type]func() reflect.Value{
 }
 
 var (
-	durationType = reflect.TypeFor[time.Duration]()
-	secretType   = reflect.TypeFor[Secret]()
-	digestType   = reflect.TypeFor[Digest]()
-	yamlLine     = regexp.MustCompile(`^yaml: line (\d+): `)
+	durationType   = reflect.TypeFor[time.Duration]()
+	secretType     = reflect.TypeFor[Secret]()
+	digestType     = reflect.TypeFor[Digest]()
+	outOfOrderType = reflect.TypeFor[OutOfOrder]()
+	yamlLine       = regexp.MustCompile(`^yaml: line (\d+): `)
 )
 
 func (d *decoder) nodePos(n *yaml.Node) Pos {
@@ -179,6 +180,18 @@ func (d *decoder) decodeValue(path string, n *yaml.Node, v reflect.Value, size b
 			v.Set(reflect.ValueOf(dg))
 		}
 		return
+	case outOfOrderType:
+		// `out_of_order: reject`, or a mapping {hold: 30s}.
+		if n.Kind == yaml.ScalarNode {
+			switch n.Value {
+			case "reject":
+			case "hold":
+				d.problem(n, path, "hold needs a time: write out_of_order: {hold: 30s}")
+			default:
+				d.problem(n, path, fmt.Sprintf("want reject or {hold: DURATION}, got %q%s", n.Value, suggest(n.Value, []string{"reject", "hold"})))
+			}
+			return
+		}
 	}
 	switch v.Kind() {
 	case reflect.Struct:

@@ -93,6 +93,24 @@ routes:
     expect:
       accept_within: 5m
 `, 9, "routes[0].expect.accept_within", `unknown key (did you mean "accepted_within"?)`},
+		{"out_of_order misspelt", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    out_of_order: rejected
+`, 5, "inbound[0].out_of_order", `want reject or {hold: DURATION}, got "rejected" (did you mean "reject"?)`},
+		{"out_of_order hold without a time", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    out_of_order: hold
+`, 5, "inbound[0].out_of_order", `hold needs a time: write out_of_order: {hold: 30s}`},
+		{"out_of_order hold too long", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    out_of_order: {hold: 1h}
+`, 5, "inbound[0].out_of_order.hold", `want a hold up to 10m (every ADT message of the interface waits it), got 1h0m0s`},
 		{"unknown top-level key", `
 kafak: {partitions: 3}
 inbound: [{name: ehr, listen: 127.0.0.1:2575}]

@@ -275,6 +275,9 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	if in.ReplyTimeout <= 0 {
 		d.problemAt(p+".reply_timeout", fmt.Sprintf("must be positive, got %s", in.ReplyTimeout))
 	}
+	if h := in.OutOfOrder.Hold; h < 0 || h > 10*time.Minute {
+		d.problemAt(p+".out_of_order.hold", fmt.Sprintf("want a hold up to 10m (every ADT message of the interface waits it), got %s", h))
+	}
 	if in.CorrelationWait < 0 || in.CorrelationWait > 24*time.Hour {
 		d.problemAt(p+".correlation_wait", fmt.Sprintf("want 0 (no wait) up to 24h, got %s", in.CorrelationWait))
 	}

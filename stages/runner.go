@@ -474,9 +474,13 @@ func (r *Runner) transaction(ctx context.Context, sess *kgo.GroupTransactSession
 		sess.Client().SetOffsets(rewind)
 	}
 	if r.tickDue() && t.produceErr() == nil {
-		if outs, err := r.tick(work); err == nil {
-			t.produce(outs)
+		outs, err := r.tick(work)
+		if err != nil {
+			// A failed Tick may have changed state halfway: the whole
+			// transaction goes, and its records are processed again.
+			t.fail(err)
 		}
+		t.produce(outs)
 	}
 	return r.end(ctx, work, sess, t, pause)
 }

@@ -42,6 +42,15 @@ func (t *txn) produce(outs []Envelope) {
 	}
 }
 
+// fail aborts the transaction with err, as a failed produce would.
+func (t *txn) fail(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.err == nil {
+		t.err = err
+	}
+}
+
 func (t *txn) produceErr() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -56,7 +56,8 @@ func (e *Engine) startStages(ctx context.Context) error {
 		policies := map[string]route.Policy{}
 		for _, in := range e.cfg.Inbound {
 			policies[in.Name] = route.Policy{ReplyTo: in.ReplyTo, ReplyTimeout: in.ReplyTimeout,
-				CorrelationWait: in.CorrelationWait, HoldUnknown: in.UnknownOrder == config.UnknownOrderHold}
+				CorrelationWait: in.CorrelationWait, HoldUnknown: in.UnknownOrder == config.UnknownOrderHold,
+				Resequence: in.OutOfOrder.Hold}
 		}
 		patients, orders := stages.NewTable(topics.PatientState), stages.NewTable(topics.OrderState)
 		st, err := route.New(route.Config{Routes: routes, Serde: e.serde, Metrics: e.metrics, Logger: e.log,

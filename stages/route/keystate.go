@@ -26,6 +26,7 @@ type entry struct {
 	lifecycle.Patient
 	Waiting []waiting      `json:"waiting,omitempty"`
 	Replies []pendingReply `json:"replies,omitempty"`
+	Held    []heldADT      `json:"held,omitempty"`
 }
 
 // due is the earliest time something in e falls due; zero for never.
@@ -41,6 +42,9 @@ func (e *entry) due() time.Time {
 	}
 	for _, r := range e.Replies {
 		earlier(r.Until)
+	}
+	for _, x := range e.Held {
+		earlier(x.Until)
 	}
 	earlier(e.NextDeadline())
 	return d
@@ -80,7 +84,7 @@ func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Cha
 	if err != nil {
 		return nil, err
 	}
-	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0
+	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0
 	if (!ks.found && empty) || bytes.Equal(ks.before, after) {
 		return nil, nil
 	}

@@ -29,6 +29,11 @@ type Policy struct {
 	ReplyTimeout    time.Duration // an acknowledgement's wait for its destinations. Default: 5m.
 	CorrelationWait time.Duration // a result's wait for an order careflow does not know; 0: none
 	HoldUnknown     bool          // after the wait, hold the result instead of delivering it
+	// Resequence holds every ADT message of the interface this long and
+	// routes each patient's in event-time order (out_of_order: hold), so
+	// an update overtaken by less than this is put back in order instead
+	// of refused as stale_update. 0: refuse (out_of_order: reject).
+	Resequence time.Duration
 }
 
 func (s *Stage) policy(iface string) Policy {

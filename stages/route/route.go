@@ -190,44 +190,15 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	now := s.now()
 	base := in.Headers.Derive(topics.StageRoute, now)
-	stale, change, badEVN, err := s.sequence(in, &ev, base.Clone(), now)
-	if err != nil {
-		return nil, err
-	}
 	ks := s.load(in.Partition, string(in.Key))
 	var out []stages.Envelope
-	if change != nil {
-		out = append(out, change.Record)
-	}
-	if stale != nil {
-		outs, err := s.staleOutputs(in, &ev, stale, base, now)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, outs...)
-		pol := s.policy(ev.Provenance.Interface)
-		if appAckMode(&ev) != "" {
-			outs, err = s.refuse(ks, &ev, pol, CodeStaleUpdate, stale.Reason, now)
-		} else {
-			outs, err = s.notifyStale(ks, &ev, pol, stale.Reason, now)
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, outs...)
-	} else {
-		if badEVN {
-			w, err := s.warnEventTime(in, &ev, base, now)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, w)
-		}
-		outs, err := s.dispatch(ctx, in, &ev, ks, base, now, false)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, outs...)
+	var change *stages.Change
+	if held, err := s.holdBack(ks, in, &ev, base, now); err != nil {
+		return nil, err
+	} else if held != nil {
+		out = held // re-sequenced later (resequence.go)
+	} else if out, change, err = s.sequenced(ctx, in, &ev, ks, base, now); err != nil {
+		return nil, err
 	}
 	kc, err := s.save(ks, base, now)
 	if err != nil {
@@ -240,6 +211,50 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	// of a failed attempt never sees that attempt's state.
 	s.apply(change, kc)
 	return out, nil
+}
+
+// sequenced puts an event through ADT sequencing, then routes it: a stale
+// update's outputs are its exception, outcome and the sender's
+// notification. change is the patient's new sequencing state, for the
+// caller to apply once its outputs are certain.
+func (s *Stage) sequenced(ctx context.Context, in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState,
+	base stages.Headers, now time.Time) (out []stages.Envelope, change *stages.Change, err error) {
+	stale, change, badEVN, err := s.sequence(in, ev, base.Clone(), now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if change != nil {
+		out = append(out, change.Record)
+	}
+	if stale != nil {
+		outs, err := s.staleOutputs(in, ev, stale, base, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, outs...)
+		pol := s.policy(ev.Provenance.Interface)
+		if appAckMode(ev) != "" {
+			outs, err = s.refuse(ks, ev, pol, CodeStaleUpdate, stale.Reason, now)
+		} else {
+			outs, err = s.notifyStale(ks, ev, pol, stale.Reason, now)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(out, outs...), change, nil
+	}
+	if badEVN {
+		w, err := s.warnEventTime(in, ev, base, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, w)
+	}
+	outs, err := s.dispatch(ctx, in, ev, ks, base, now, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(out, outs...), change, nil
 }
 
 // dispatch routes one event that sequencing let through, against its

@@ -113,7 +113,8 @@ func (s *Stage) release(ctx context.Context, ks *keyState, ws []waiting, now tim
 
 // Tick implements stages.Ticker: results whose correlation_wait is over
 // are routed as results for unknown orders, acknowledgements whose
-// reply_timeout is over are sent as AE, and orders past their route's
+// reply_timeout is over are sent as AE, held ADT messages whose hold is
+// over are routed in event-time order, and orders past their route's
 // expectation raise late_acceptance or late_result.
 func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, error) {
 	if s.orders == nil {
@@ -142,6 +143,11 @@ func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, err
 			return nil, err
 		}
 		out = append(out, acks...)
+		adts, err := s.releaseHeld(ctx, ks, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, adts...)
 		late, err := s.overdue(ks, now)
 		if err != nil {
 			return nil, err
