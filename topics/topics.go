@@ -27,6 +27,13 @@ const (
 	// JSON, internal): per patient key, that patient's orders and their
 	// states (lifecycle.Patient).
 	OrderState = statePrefix + "orders"
+	// OrderClaims holds route's claim of each order number it sees placed
+	// (JSON, internal), keyed by the number (number^namespace) rather
+	// than the patient, so that one copy sees every claim of a number.
+	OrderClaims = "careflow.order-claims"
+	// OrderIndex is the order index's changelog (compacted, JSON,
+	// internal): per order number, the patient that placed it first.
+	OrderIndex = statePrefix + "order-index"
 
 	outboundPrefix = "careflow.out."
 	statePrefix    = "careflow.state."

@@ -217,7 +217,7 @@ func (e *Engine) startBackbone(ctx context.Context) error {
 	// The dead-letter and audit topics hold no state; the rest must agree.
 	keyed := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.PatientState, topics.OrderState, topics.Orders, topics.Exceptions,
 		// deliver's dead letters tell route of rejections, beside the events.
-		topics.DeadLetter(topics.StageDeliver)}
+		topics.DeadLetter(topics.StageDeliver), topics.OrderClaims, topics.OrderIndex}
 	for _, d := range dests {
 		keyed = append(keyed, topics.Outbound(d))
 	}

@@ -185,6 +185,12 @@ func TestReturnPathEndToEnd(t *testing.T) {
 	sendOK(labOut, oru("RF", "RF-RES-2", "RF1^TRAKCARE", "F-RF1^LAB", "F", "200"), hl7v2.AckAA)
 	sendOK(labOut, oru("RF", "RF-RES-3", "RF1^TRAKCARE", "F-RF1^LAB", "C", "150"), hl7v2.AckAA)
 
+	// One order number for two patients: tracked apart, an exception for
+	// the second.
+	sendOK(ehr, ormFor("DA", "DA-ORD-1", "DUP1^TRAKCARE", "NW", ""), hl7v2.AckAA)
+	accepted("DUP1^TRAKCARE")
+	sendOK(ehr, ormFor("DB", "DB-ORD-1", "DUP1^TRAKCARE", "NW", ""), hl7v2.AckAA)
+
 	// Enhanced mode: the commit ACK at once, the application ACK later.
 	sendOK(ehr, ormFor("EA", "EA-ORD-1", "EA1^TRAKCARE", "NW", "AL^AL"), hl7v2.AckCA)
 	sendOK(ehr, ormFor("EB", "EB-ORD-1", "REJ2^TRAKCARE", "NW", "AL^AL"), hl7v2.AckCA)
@@ -230,16 +236,25 @@ func TestReturnPathEndToEnd(t *testing.T) {
 	// The result that waited joined its order's journey and raised no
 	// exception; the rest raised theirs.
 	codes := map[string][]string{}
-	for _, r := range readTopic(t, eng.Brokers(), topics.Exceptions, 6, 10*time.Second) {
+	for _, r := range readTopic(t, eng.Brokers(), topics.Exceptions, 8, 10*time.Second) {
 		var x avro.Exception
 		if err := eng.Serde().Decode(r.Value, &x); err != nil {
 			t.Fatal(err)
 		}
-		codes[x.PlacerOrder] = append(codes[x.PlacerOrder], x.Code)
+		codes[x.PlacerOrder] = append(codes[x.PlacerOrder], x.Code+"@"+x.PatientKey)
+	}
+	for placer, cs := range codes {
+		for i, c := range cs {
+			code, patient, _ := strings.Cut(c, "@")
+			if code == "order_number_reused" && patient != "DB^HOSP" {
+				t.Errorf("order_number_reused raised for %s, want the second patient DB^HOSP", patient)
+			}
+			codes[placer][i] = code
+		}
 	}
 	want := map[string]string{"RU1^TRAKCARE": "result_for_unknown_order", "RC1^TRAKCARE": "result_after_cancel",
 		"REJ1^TRAKCARE": "order_rejected", "RS1^TRAKCARE": "order_rejected", "RF1^TRAKCARE": "conflicting_final",
-		"REJ2^TRAKCARE": "order_rejected", "REJ3^TRAKCARE": "order_rejected"}
+		"REJ2^TRAKCARE": "order_rejected", "REJ3^TRAKCARE": "order_rejected", "DUP1^TRAKCARE": "order_number_reused"}
 	for placer, code := range want {
 		if got := strings.Join(codes[placer], ","); got != code {
 			t.Errorf("exceptions for %s: %q, want %q", placer, got, code)

@@ -18,6 +18,7 @@ import (
 	"github.com/careflow-health/careflow/stages/ingest"
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/stages/normalise"
+	"github.com/careflow-health/careflow/stages/orderindex"
 	"github.com/careflow-health/careflow/stages/route"
 	"github.com/careflow-health/careflow/stages/validate"
 	"github.com/careflow-health/careflow/topics"
@@ -95,6 +96,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 			return err
 		}
 	}
+	if e.runs(topics.StageRoute) {
+		if err := e.startOrderIndex(ctx); err != nil {
+			return err
+		}
+	}
 	if e.runs(topics.StageDeliver) {
 		m := deliver.NewMetrics(e.metrics)
 		for _, d := range e.cfg.Destinations {
@@ -112,6 +118,27 @@ func (e *Engine) startStages(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startOrderIndex runs the order index beside route, in a group of its
+// own: it reads route's claims by order number (stages/orderindex).
+func (e *Engine) startOrderIndex(ctx context.Context) error {
+	idx := stages.NewTable(topics.OrderIndex)
+	st, err := orderindex.New(orderindex.Config{Index: idx, Serde: e.serde, Metrics: e.metrics})
+	if err != nil {
+		return fmt.Errorf("engine: order index: %w", err)
+	}
+	return e.runStage(ctx, stages.RunnerConfig{
+		Stage: topics.StageRoute, Group: "careflow-route-order-index", Inputs: []string{topics.OrderClaims},
+		Processor: st, State: idx,
+		OnAssigned: func(ctx context.Context, m map[string][]int32) {
+			parts := partitionsOf(m, topics.OrderClaims)
+			e.loadDedup(ctx, idx.Topic(), func(ctx context.Context) error {
+				return idx.Restore(ctx, e.kafkaFor(topics.StageRoute), parts)
+			})
+		},
+		OnRevoked: func(_ context.Context, m map[string][]int32) { idx.Forget(partitionsOf(m, topics.OrderClaims)) },
+	})
 }
 
 // expectationOf is a route's timeliness expectation, as route keeps it.

@@ -19,6 +19,7 @@ import (
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/stages/orderindex"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -60,6 +61,16 @@ func (s *Stage) record(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent,
 		}
 		outs = append(outs, stages.Envelope{Topic: topics.Orders, Key: in.Key, Value: b, Headers: h.Clone()})
 		s.metrics.orders.WithLabelValues(t.Order.State).Inc()
+		if t.From == "" && t.Order.State == lifecycle.Placed {
+			// One patient's number: the order index (by number) sees
+			// every patient that claims it.
+			c, err := orderindex.ClaimRecord(orderindex.Claim{Order: t.Order.Placer, PatientKey: ks.key, MessageID: m.messageID,
+				CorrelationID: t.Order.CorrelationID, ControlID: m.controlID, Interface: m.iface, At: now.UTC()}, h.Clone())
+			if err != nil {
+				return nil, err
+			}
+			outs = append(outs, c)
+		}
 	}
 	for _, x := range out.Exceptions {
 		action := avro.ActionDelivered
