@@ -13,8 +13,14 @@ import (
 // This fails when a named test is not in the package named (renamed,
 // moved, deleted, never written), so the page cannot promise what nothing
 // checks. A name given without a package must exist somewhere.
-func TestSecurityDocNamesRealTests(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/security.md")
+func TestSecurityDocNamesRealTests(t *testing.T) { docNamesRealTests(t, "docs/security.md", 30) }
+
+// docs/workflows.md names the tests of each loop it draws; each must
+// exist.
+func TestWorkflowsDocNamesRealTests(t *testing.T) { docNamesRealTests(t, "docs/workflows.md", 20) }
+
+func docNamesRealTests(t *testing.T, docPath string, atLeast int) {
+	doc, err := os.ReadFile("../../" + docPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +40,8 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 			pending = nil
 		}
 	}
-	if len(named) < 30 {
-		t.Fatalf("docs/security.md names %d tests; the tables were not read", len(named))
+	if len(named) < atLeast {
+		t.Fatalf("%s names %d tests; the tables were not read", docPath, len(named))
 	}
 	decl := regexp.MustCompile(`(?m)^func ((?:Test|Fuzz)[A-Za-z0-9_]+)\(`)
 	definedIn := map[string][]string{} // test → package dirs that define it
@@ -66,9 +72,9 @@ func TestSecurityDocNamesRealTests(t *testing.T) {
 		dirs := definedIn[name]
 		switch {
 		case len(dirs) == 0:
-			t.Errorf("docs/security.md names %s, which no test file defines", name)
+			t.Errorf("%s names %s, which no test file defines", docPath, name)
 		case pkg != "" && !contains(dirs, pkg):
-			t.Errorf("docs/security.md places %s in %s; it is in %v", name, pkg, dirs)
+			t.Errorf("%s places %s in %s; it is in %v", docPath, name, pkg, dirs)
 		}
 	}
 }
