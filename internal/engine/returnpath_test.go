@@ -21,7 +21,7 @@ import (
 )
 
 // returnYAML is an estate whose EHR hears back: its reply_to is a
-// notifications receiver, and results wait 3s for orders.
+// notifications receiver, and results wait 3s (by default) for orders.
 const returnYAML = `
 kafka: {partitions: 3}
 admin: {listen: %[1]s}
@@ -31,7 +31,7 @@ inbound:
     listen: %[3]s
     reply_to: ehr-notifications
     reply_timeout: 20s
-    correlation_wait: 3s
+    correlation_wait: %[8]s
     accept:
       message_types: ["ADT^*", "ORM^O01", "OML^O21"]
   - name: lab-results
@@ -58,12 +58,17 @@ routes:
 
 type returnEstate struct {
 	admin, http, ehr, labResults, lab, ehrResults, notifications string
+	correlationWait                                              string // default 3s
 }
 
 func (e returnEstate) config(t *testing.T) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "careflow.yaml")
-	yaml := fmt.Sprintf(returnYAML, e.admin, e.http, e.ehr, e.labResults, e.lab, e.ehrResults, e.notifications)
+	wait := e.correlationWait
+	if wait == "" {
+		wait = "3s"
+	}
+	yaml := fmt.Sprintf(returnYAML, e.admin, e.http, e.ehr, e.labResults, e.lab, e.ehrResults, e.notifications, wait)
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -312,4 +317,82 @@ func sameSet(msgs []*hl7v2.Message, describe func(*hl7v2.Message) string, want .
 		return fmt.Errorf("got %q, want %q", got, w)
 	}
 	return nil
+}
+
+// What waits in route's state survives a restart: a result that overtook
+// its order is released by the order sent after the restart, joined to it;
+// another, whose order never comes, is delivered with
+// result_for_unknown_order once its wait ends, by a timer restored from
+// the changelog; and an enhanced-mode order's application ACK, pending
+// when careflow stopped, is sent once the lab answers after the restart.
+func TestWaitsSurviveARestart(t *testing.T) {
+	p := func() string { return freeport.For(t) }
+	// The wait outlasts the restart, so WA1's order, sent after it, is in
+	// time.
+	est := returnEstate{admin: p(), http: p(), ehr: p(), labResults: p(), lab: p(), ehrResults: p(), notifications: p(),
+		correlationWait: "12s"}
+	lab := newFaultLab(t, est.lab, nil) // down until the restart
+	results := startReceiver(t, est.ehrResults)
+	notes := startReceiver(t, est.notifications)
+	cfg := est.config(t)
+	dataDir := t.TempDir()
+	eng := startEngine(t, cfg, dataDir)
+	labOut := &mllp.Client{Addr: est.labResults, ACKTimeout: 10 * time.Second}
+	ehr := &mllp.Client{Addr: est.ehr, ACKTimeout: 10 * time.Second}
+	if ack := send(t, labOut, oru("WA", "WA-RES-1", "WA1^TRAKCARE", "F-WA1^LAB", "F", "7")); ack.Code != hl7v2.AckAA {
+		t.Fatalf("result ACK %s", ack.Code)
+	}
+	if ack := send(t, labOut, oru("WB", "WB-RES-1", "WB1^TRAKCARE", "F-WB1^LAB", "F", "8")); ack.Code != hl7v2.AckAA {
+		t.Fatalf("result ACK %s", ack.Code)
+	}
+	if ack := send(t, ehr, ormFor("WC", "WC-ORD-1", "WC1^TRAKCARE", "NW", "AL^AL")); ack.Code != hl7v2.AckCA {
+		t.Fatalf("order ACK %s", ack.Code)
+	}
+	// Both results are held, the order is routed: state to keep.
+	await.For(t, 20*time.Second, 50*time.Millisecond, func() error {
+		held := 0
+		for _, r := range readTopic(t, eng.Brokers(), topics.Outcomes, 1<<20, 300*time.Millisecond) {
+			var o avro.DeliveryOutcome
+			if err := eng.Serde().Decode(r.Value, &o); err != nil {
+				t.Fatal(err)
+			}
+			if o.Status == avro.StatusHeld && o.ErrorCode == route.CodeAwaiting {
+				held++
+			}
+		}
+		if held < 2 {
+			return fmt.Errorf("%d results held for their orders, want 2", held)
+		}
+		return nil
+	})
+	labOut.Close()
+	ehr.Close()
+	if err := eng.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	lab.start(t)
+	eng = startEngine(t, cfg, dataDir)
+	ehr = &mllp.Client{Addr: est.ehr, ACKTimeout: 10 * time.Second}
+	defer ehr.Close()
+	if ack := send(t, ehr, ormFor("WA", "WA-ORD-1", "WA1^TRAKCARE", "NW", "")); ack.Code != hl7v2.AckAA {
+		t.Fatalf("order ACK %s", ack.Code)
+	}
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		return sameSet(results.messages(), func(m *hl7v2.Message) string { return m.Get("OBR-2.1") }, "WA1", "WB1")
+	})
+	await.For(t, 30*time.Second, 50*time.Millisecond, func() error {
+		return sameSet(notes.messages(), func(m *hl7v2.Message) string { return m.Get("MSH-9.1") + "/" + m.Get("MSA-1") + "/" + m.Get("MSA-2") }, "ACK/AA/WC-ORD-1")
+	})
+	codes := map[string]string{}
+	for _, r := range readTopic(t, eng.Brokers(), topics.Exceptions, 1, 10*time.Second) {
+		var x avro.Exception
+		if err := eng.Serde().Decode(r.Value, &x); err != nil {
+			t.Fatal(err)
+		}
+		codes[x.PlacerOrder] += x.Code
+	}
+	if codes["WB1^TRAKCARE"] != "result_for_unknown_order" || codes["WA1^TRAKCARE"] != "" {
+		t.Errorf("exceptions %v, want result_for_unknown_order for WB1 only", codes)
+	}
 }
