@@ -51,12 +51,25 @@ func (e *entry) due() time.Time {
 }
 
 // keyState is one key's entry while a record (or a tick) is processed.
+// A record that cannot change the entry (an ADT message, most of them)
+// has a keyState with the key only: loading and saving a long-stay
+// patient's orders for each of their ADT messages would cost more than
+// routing them.
 type keyState struct {
 	partition int32
 	key       string
 	e         entry
 	before    []byte
 	found     bool
+	loaded    bool // false: the key only; e is empty and is not saved
+}
+
+// keyOnly is ks for a record that needs its key but not its entry.
+func (s *Stage) keyOnly(p int32, key string) *keyState {
+	if s.orders == nil {
+		return nil
+	}
+	return &keyState{partition: p, key: key}
 }
 
 // load reads key's entry on partition p; nil when the stage keeps no
@@ -65,7 +78,7 @@ func (s *Stage) load(p int32, key string) *keyState {
 	if s.orders == nil {
 		return nil
 	}
-	ks := &keyState{partition: p, key: key}
+	ks := &keyState{partition: p, key: key, loaded: true}
 	ks.before, ks.found = s.orders.Get(p, key)
 	if ks.found && json.Unmarshal(ks.before, &ks.e) != nil {
 		ks.e = entry{} // careflow's own entry unreadable: start the key afresh
@@ -76,16 +89,19 @@ func (s *Stage) load(p int32, key string) *keyState {
 // save returns the change writing ks's entry, nil when it did not change.
 // The caller applies it once every output is built.
 func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Change, error) {
-	if ks == nil {
+	if ks == nil || !ks.loaded {
 		return nil, nil
 	}
 	ks.e.Prune(now)
+	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0
+	if !ks.found && empty {
+		return nil, nil // most keys: nothing kept, nothing to write
+	}
 	after, err := json.Marshal(&ks.e)
 	if err != nil {
 		return nil, err
 	}
-	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0
-	if (!ks.found && empty) || bytes.Equal(ks.before, after) {
+	if bytes.Equal(ks.before, after) {
 		return nil, nil
 	}
 	c := s.orders.Change(ks.partition, ks.key, after, h.Clone())
@@ -141,6 +157,14 @@ func (x *timerIndex) dueBy(now time.Time) []struct {
 		}
 	}
 	return out
+}
+
+// has reports whether key on partition p holds a timer.
+func (x *timerIndex) has(p int32, key string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	_, ok := x.due[p][key]
+	return ok
 }
 
 func (x *timerIndex) forget(parts []int32) {

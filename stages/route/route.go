@@ -23,6 +23,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
+	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -190,7 +191,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	now := s.now()
 	base := in.Headers.Derive(topics.StageRoute, now)
-	ks := s.load(in.Partition, string(in.Key))
+	ks := s.keyStateFor(in, &ev)
 	var out []stages.Envelope
 	var change *stages.Change
 	if held, err := s.holdBack(ks, in, &ev, base, now); err != nil {
@@ -211,6 +212,19 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	// of a failed attempt never sees that attempt's state.
 	s.apply(change, kc)
 	return out, nil
+}
+
+// keyStateFor loads the entry of ev's key when ev may change it: an order
+// message, a response or a result, a message whose sender wants an
+// application acknowledgement, an ADT message its interface re-sequences,
+// or a key with a timer. Any other gets the key alone.
+func (s *Stage) keyStateFor(in stages.Envelope, ev *avro.ClinicalEvent) *keyState {
+	key := string(in.Key)
+	if lifecycle.KindOf(ev) != lifecycle.KindNone || appAckMode(ev) != "" ||
+		(ev.MessageType == "ADT" && s.policy(ev.Provenance.Interface).Resequence > 0) || s.timers.has(in.Partition, key) {
+		return s.load(in.Partition, key)
+	}
+	return s.keyOnly(in.Partition, key)
 }
 
 // sequenced puts an event through ADT sequencing, then routes it: a stale

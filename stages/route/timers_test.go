@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -208,6 +209,41 @@ func TestLateOrders(t *testing.T) {
 		slices.Sort(got)
 		if strings.Join(got, ",") != step.want {
 			t.Errorf("after %s: exceptions %q, want %q", step.after, got, step.want)
+		}
+	}
+}
+
+// BenchmarkRouteWithState is route with its state stores on, over a mix of
+// ADT updates, orders and results for 200 patients: what the lifecycle,
+// the sequencing and the key state add to BenchmarkRoute.
+func BenchmarkRouteWithState(b *testing.B) {
+	patients, orders := stages.NewTable(topics.PatientState), stages.NewTable(topics.OrderState)
+	h := newHarnessWith(b, demoRoutes, func(c *Config) { c.Patients, c.Orders = patients, orders })
+	var ins []stages.Envelope
+	for i := range 200 {
+		key := []byte(fmt.Sprintf("MRN%03d^HOSP", i))
+		a := at("A08", fmt.Sprintf("a%d", i), "20250314100000", "20250314100000")
+		o := order("ORM", "O01")
+		o.EventID, o.Orders[0].PlacerOrderNumber = fmt.Sprintf("o%d", i), fmt.Sprintf("P%d", i)
+		r := result("lab-results", "F")
+		r.EventID, r.Orders[0].PlacerOrderNumber = fmt.Sprintf("r%d", i), fmt.Sprintf("P%d", i)
+		for _, ev := range []*avro.ClinicalEvent{a, o, r} {
+			in := h.input(b, ev)
+			in.Key = key
+			ins = append(ins, in)
+		}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := h.stage.Process(ctx, ins[i%len(ins)]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		if i%100 == 0 {
+			patients.Commit()
+			orders.Commit()
 		}
 	}
 }
