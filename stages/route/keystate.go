@@ -106,6 +106,9 @@ func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Cha
 	}
 	c := s.orders.Change(ks.partition, ks.key, after, h.Clone())
 	s.timers.set(ks.partition, ks.key, ks.e.due())
+	// Set before the change is applied; if the transaction aborts, the
+	// index may name a key with nothing waiting, which costs one read.
+	s.timers.setReplies(ks.partition, ks.key, len(ks.e.Replies) > 0)
 	return &c, nil
 }
 
@@ -114,9 +117,39 @@ func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Cha
 // transaction that set it aborted): Tick then finds nothing due and drops
 // it. It never misses one: save sets it before the change is applied, and
 // Reindex rebuilds it from the table when partitions are assigned.
+//
+// It also says which keys have an application acknowledgement waiting,
+// so that deliver's outcomes for the rest need not read their entry.
 type timerIndex struct {
-	mu  sync.Mutex
-	due map[int32]map[string]time.Time
+	mu      sync.Mutex
+	due     map[int32]map[string]time.Time
+	replies map[int32]map[string]bool
+}
+
+// setReplies records whether key on partition p has acknowledgements
+// waiting.
+func (x *timerIndex) setReplies(p int32, key string, waiting bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !waiting {
+		delete(x.replies[p], key)
+		return
+	}
+	if x.replies == nil {
+		x.replies = map[int32]map[string]bool{}
+	}
+	if x.replies[p] == nil {
+		x.replies[p] = map[string]bool{}
+	}
+	x.replies[p][key] = true
+}
+
+// awaitsReply reports whether key on partition p may have an
+// acknowledgement waiting.
+func (x *timerIndex) awaitsReply(p int32, key string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.replies[p][key]
 }
 
 func (x *timerIndex) set(p int32, key string, at time.Time) {
@@ -159,19 +192,12 @@ func (x *timerIndex) dueBy(now time.Time) []struct {
 	return out
 }
 
-// has reports whether key on partition p holds a timer.
-func (x *timerIndex) has(p int32, key string) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	_, ok := x.due[p][key]
-	return ok
-}
-
 func (x *timerIndex) forget(parts []int32) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, p := range parts {
 		delete(x.due, p)
+		delete(x.replies, p)
 	}
 }
 
@@ -188,6 +214,7 @@ func (s *Stage) Reindex(partitions []int32) {
 			var e entry
 			if json.Unmarshal(value, &e) == nil {
 				s.timers.set(p, key, e.due())
+				s.timers.setReplies(p, key, len(e.Replies) > 0)
 			}
 		})
 	}

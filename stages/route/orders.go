@@ -181,9 +181,9 @@ func (s *Stage) delivered(in stages.Envelope) ([]stages.Envelope, error) {
 	if err := s.serde.Decode(in.Value, &o); err != nil {
 		return nil, stages.DecodeError(fmt.Errorf("decode DeliveryOutcome from %s: %w", in.Topic, err))
 	}
-	if lifecycle.KindOf(&avro.ClinicalEvent{MessageType: o.MessageType}) != lifecycle.KindOrder && !s.timers.has(in.Partition, string(in.Key)) {
-		// Neither an order that moves on, nor (no timer) an
-		// acknowledgement waiting: the key's entry need not be read.
+	if lifecycle.KindOf(&avro.ClinicalEvent{MessageType: o.MessageType}) != lifecycle.KindOrder && !s.timers.awaitsReply(in.Partition, string(in.Key)) {
+		// Neither an order that moves on, nor an acknowledgement
+		// waiting: the key's entry need not be read.
 		return nil, nil
 	}
 	d := lifecycle.Delivery{MessageID: o.MessageID, Destination: o.Destination, Delivered: true, AckCode: o.AckCode}

@@ -216,12 +216,12 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 
 // keyStateFor loads the entry of ev's key when ev may change it: an order
 // message, a response or a result, a message whose sender wants an
-// application acknowledgement, an ADT message its interface re-sequences,
-// or a key with a timer. Any other gets the key alone.
+// application acknowledgement, or an ADT message its interface
+// re-sequences. Any other (most ADT messages) gets the key alone.
 func (s *Stage) keyStateFor(in stages.Envelope, ev *avro.ClinicalEvent) *keyState {
 	key := string(in.Key)
 	if lifecycle.KindOf(ev) != lifecycle.KindNone || appAckMode(ev) != "" ||
-		(ev.MessageType == "ADT" && s.policy(ev.Provenance.Interface).Resequence > 0) || s.timers.has(in.Partition, key) {
+		(ev.MessageType == "ADT" && s.policy(ev.Provenance.Interface).Resequence > 0) {
 		return s.load(in.Partition, key)
 	}
 	return s.keyOnly(in.Partition, key)
