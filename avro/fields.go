@@ -55,7 +55,7 @@ type EventField struct {
 var envelopeFields = map[string]bool{
 	"event_id": true, "correlation_id": true, "idempotency_key": true,
 	"event_type": true, "message_type": true, "trigger_event": true,
-	"provenance": true, "acknowledgment": true,
+	"provenance": true,
 }
 
 var (

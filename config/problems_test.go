@@ -56,6 +56,14 @@ inbound:
 destinations:
   - {name: portal, transport: http, url: "http://127.0.0.1:8090/events", format: json}
 `, 5, "inbound[0].reply_to", `destination "portal" takes json; acknowledgements and notifications are HL7 v2 messages, so reply_to needs an hl7v2 destination`},
+		{"reply_to destination whose fields drop the acknowledgment", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    reply_to: notes
+destinations:
+  - {name: notes, address: 127.0.0.1:6664, fields: [patient.identifiers]}
+`, 5, "inbound[0].reply_to", `destination "notes" has a fields list without acknowledgment, which every acknowledgement and notification is made of: add it`},
 		{"unknown_order misspelt", `
 inbound:
   - name: lab-results

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -104,8 +105,10 @@ func (d *decoder) validate(c *Config) {
 // counts as sent to, so needs no route of its own.
 func (d *decoder) validateReplies(c *Config, dests map[string]string, destNames []string, routed map[string]bool) {
 	formats := map[string]string{}
+	fields := map[string][]string{}
 	for _, dst := range c.Destinations {
 		formats[dst.Name] = dst.Format
+		fields[dst.Name] = dst.Fields
 	}
 	for i, in := range c.Inbound {
 		if in.ReplyTo == "" {
@@ -118,6 +121,9 @@ func (d *decoder) validateReplies(c *Config, dests map[string]string, destNames 
 		}
 		if formats[in.ReplyTo] != avro.FormatHL7v2 {
 			d.problemAt(p, fmt.Sprintf("destination %q takes %s; acknowledgements and notifications are HL7 v2 messages, so reply_to needs an hl7v2 destination", in.ReplyTo, formats[in.ReplyTo]))
+		}
+		if f := fields[in.ReplyTo]; len(f) > 0 && !slices.Contains(f, "acknowledgment") {
+			d.problemAt(p, fmt.Sprintf("destination %q has a fields list without acknowledgment, which every acknowledgement and notification is made of: add it", in.ReplyTo))
 		}
 		routed[in.ReplyTo] = true
 	}

@@ -42,7 +42,7 @@ func (t *Table) Get(p int32, key string) ([]byte, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if v, ok := t.pending[p][key]; ok {
-		return v, true
+		return v, v != nil // nil: deleted in the open transaction
 	}
 	v, ok := t.committed[p][key]
 	return v, ok
@@ -69,7 +69,8 @@ type Change struct {
 }
 
 // Change returns the change setting key on partition p, without making
-// it.
+// it. A nil value deletes the key: its changelog record is a tombstone,
+// which compaction removes.
 func (t *Table) Change(p int32, key string, value []byte, h Headers) Change {
 	return Change{Partition: p, Key: key, Value: value, Record: Envelope{Topic: t.topic, Key: []byte(key), Value: value, Headers: h}}
 }
@@ -96,6 +97,10 @@ func (t *Table) Commit() {
 			t.committed[p] = map[string][]byte{}
 		}
 		for k, v := range kv {
+			if v == nil {
+				delete(t.committed[p], k) // a tombstone
+				continue
+			}
 			t.committed[p][k] = v
 		}
 	}

@@ -135,3 +135,28 @@ func TestTableChangeIsAppliedOnlyWhenAsked(t *testing.T) {
 		t.Fatal("an applied change outlived its aborted transaction")
 	}
 }
+
+// A nil value deletes a key: the open transaction sees it gone at once,
+// the commit drops it, and an abort brings it back.
+func TestTableDelete(t *testing.T) {
+	tb := stages.NewTable("careflow.state.test")
+	tb.Put(0, "k", []byte("v"), nil)
+	tb.Commit()
+	c := tb.Change(0, "k", nil, nil)
+	if c.Record.Value != nil {
+		t.Fatalf("the changelog record of a delete has value %q, want a tombstone", c.Record.Value)
+	}
+	tb.Apply(c)
+	if _, ok := tb.Get(0, "k"); ok {
+		t.Error("deleted key still found in its transaction")
+	}
+	tb.Abort()
+	if v, ok := tb.Get(0, "k"); !ok || string(v) != "v" {
+		t.Errorf("after the abort: %q, %v; want v back", v, ok)
+	}
+	tb.Apply(c)
+	tb.Commit()
+	if _, ok := tb.Get(0, "k"); ok || tb.Len() != 0 {
+		t.Errorf("after the commit: found %v, %d keys; want none", ok, tb.Len())
+	}
+}

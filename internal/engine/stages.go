@@ -71,7 +71,7 @@ func (e *Engine) startStages(ctx context.Context) error {
 			// accepted, rejected) and acknowledgements: route reads them
 			// beside the events, partition p of each on one copy.
 			Stage: topics.StageRoute, Inputs: routeInputs, CoPartitioned: true,
-			Processor: st, State: stages.TxnStates{patients, orders},
+			Processor: st, State: stages.TxnStates{patients, orders, st.Timers()},
 			OnAssigned: func(ctx context.Context, m map[string][]int32) {
 				parts := partitionsOf(m, routeInputs...)
 				for _, tb := range []*stages.Table{patients, orders} {

@@ -311,5 +311,23 @@ var eventRules = rules[avro.ClinicalEvent]{
 	list("orders", func(x *avro.ClinicalEvent) *[]avro.Order { return &x.Orders }, orderRules),
 	list("observations", func(x *avro.ClinicalEvent) *[]avro.Observation { return &x.Observations }, observationRules),
 	value("provenance", func(x *avro.ClinicalEvent) *avro.Provenance { return &x.Provenance }),
-	value("acknowledgment", func(x *avro.ClinicalEvent) **avro.Acknowledgment { return &x.Acknowledgment }),
+	// An answer's text may be another system's own words about the
+	// patient: a destination's fields must name it to get it (reply_to
+	// destinations do, config checks).
+	optional("acknowledgment", func(x *avro.ClinicalEvent) **avro.Acknowledgment { return &x.Acknowledgment }, ackRules),
+}
+
+var ackRules = rules[avro.Acknowledgment]{
+	value("code", func(x *avro.Acknowledgment) *string { return &x.Code }),
+	value("control_id", func(x *avro.Acknowledgment) *string { return &x.ControlID }),
+	value("text", func(x *avro.Acknowledgment) *string { return &x.Text }),
+	list("errors", func(x *avro.Acknowledgment) *[]avro.AckError { return &x.Errors }, ackErrorRules),
+}
+
+var ackErrorRules = rules[avro.AckError]{
+	value("code", func(x *avro.AckError) *string { return &x.Code }),
+	value("application_code", func(x *avro.AckError) *string { return &x.ApplicationCode }),
+	value("location", func(x *avro.AckError) *string { return &x.Location }),
+	value("severity", func(x *avro.AckError) *string { return &x.Severity }),
+	value("text", func(x *avro.AckError) *string { return &x.Text }),
 }

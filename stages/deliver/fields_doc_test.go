@@ -3,7 +3,6 @@ package deliver_test
 import (
 	"flag"
 	"os"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -179,12 +178,6 @@ func TestFieldsDoc(t *testing.T) {
 	for value, path := range plantedClinical(t) {
 		planted[path] = append(planted[path], value)
 	}
-	// The acknowledgment is envelope, not clinical, but is sent.
-	walkValues(ev, func(p string, v reflect.Value) {
-		if strings.HasPrefix(p, "acknowledgment.") && v.Kind() == reflect.String {
-			planted[p] = append(planted[p], v.String())
-		}
-	})
 	for path, u := range hl7Uses {
 		for _, loc := range u.at {
 			got := m.Get(loc)

@@ -13,7 +13,7 @@ package route
 import (
 	"bytes"
 	"encoding/json"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/careflow-health/careflow/stages"
@@ -27,6 +27,36 @@ type entry struct {
 	Waiting []waiting      `json:"waiting,omitempty"`
 	Replies []pendingReply `json:"replies,omitempty"`
 	Held    []heldADT      `json:"held,omitempty"`
+	// Answered are the messages whose application acknowledgement went
+	// out, newest last (at most maxAnswered): a replay of one is not
+	// awaited again.
+	Answered []answered `json:"answered,omitempty"`
+}
+
+// answered is a message whose application acknowledgement was sent.
+type answered struct {
+	MessageID string    `json:"msg"`
+	At        time.Time `json:"at"`
+}
+
+// Bounds of the answered list: a replay comes within days (a torn
+// commit, an operator's replay), not months.
+const (
+	maxAnswered = 20
+	answeredFor = 7 * 24 * time.Hour
+)
+
+// remember notes that id's acknowledgement went out.
+func (e *entry) remember(id string, now time.Time) {
+	e.Answered = append(e.Answered, answered{MessageID: id, At: now.UTC()})
+	if len(e.Answered) > maxAnswered {
+		e.Answered = e.Answered[len(e.Answered)-maxAnswered:]
+	}
+}
+
+// wasAnswered reports whether id's acknowledgement went out.
+func (e *entry) wasAnswered(id string) bool {
+	return slices.ContainsFunc(e.Answered, func(a answered) bool { return a.MessageID == id })
 }
 
 // due is the earliest time something in e falls due; zero for never.
@@ -93,112 +123,28 @@ func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Cha
 		return nil, nil
 	}
 	ks.e.Prune(now)
-	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0
+	ks.e.Answered = slices.DeleteFunc(ks.e.Answered, func(a answered) bool { return now.Sub(a.At) > answeredFor })
+	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0 && len(ks.e.Answered) == 0
 	if !ks.found && empty {
 		return nil, nil // most keys: nothing kept, nothing to write
 	}
-	after, err := json.Marshal(&ks.e)
-	if err != nil {
-		return nil, err
+	var after []byte
+	if !empty {
+		var err error
+		if after, err = json.Marshal(&ks.e); err != nil {
+			return nil, err
+		}
 	}
+	// An entry left empty is deleted (a tombstone): keys without a
+	// patient (an idempotency key) would otherwise stay for ever.
 	if bytes.Equal(ks.before, after) {
 		return nil, nil
 	}
 	c := s.orders.Change(ks.partition, ks.key, after, h.Clone())
-	s.timers.set(ks.partition, ks.key, ks.e.due())
-	// Set before the change is applied; if the transaction aborts, the
-	// index may name a key with nothing waiting, which costs one read.
-	s.timers.setReplies(ks.partition, ks.key, len(ks.e.Replies) > 0)
+	// The index changes with the table: both commit or abort with the
+	// transaction (timerIndex is a TxnState).
+	s.timers.set(ks.partition, ks.key, ks.e.due(), len(ks.e.Replies) > 0)
 	return &c, nil
-}
-
-// timerIndex is, per partition, the keys whose entries hold a timer and
-// when the first falls due. It may name a key whose timer is gone (a
-// transaction that set it aborted): Tick then finds nothing due and drops
-// it. It never misses one: save sets it before the change is applied, and
-// Reindex rebuilds it from the table when partitions are assigned.
-//
-// It also says which keys have an application acknowledgement waiting,
-// so that deliver's outcomes for the rest need not read their entry.
-type timerIndex struct {
-	mu      sync.Mutex
-	due     map[int32]map[string]time.Time
-	replies map[int32]map[string]bool
-}
-
-// setReplies records whether key on partition p has acknowledgements
-// waiting.
-func (x *timerIndex) setReplies(p int32, key string, waiting bool) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if !waiting {
-		delete(x.replies[p], key)
-		return
-	}
-	if x.replies == nil {
-		x.replies = map[int32]map[string]bool{}
-	}
-	if x.replies[p] == nil {
-		x.replies[p] = map[string]bool{}
-	}
-	x.replies[p][key] = true
-}
-
-// awaitsReply reports whether key on partition p may have an
-// acknowledgement waiting.
-func (x *timerIndex) awaitsReply(p int32, key string) bool {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.replies[p][key]
-}
-
-func (x *timerIndex) set(p int32, key string, at time.Time) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if at.IsZero() {
-		delete(x.due[p], key)
-		return
-	}
-	if x.due == nil {
-		x.due = map[int32]map[string]time.Time{}
-	}
-	if x.due[p] == nil {
-		x.due[p] = map[string]time.Time{}
-	}
-	x.due[p][key] = at
-}
-
-// dueBy lists the (partition, key) pairs due at now.
-func (x *timerIndex) dueBy(now time.Time) []struct {
-	p   int32
-	key string
-} {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	var out []struct {
-		p   int32
-		key string
-	}
-	for p, keys := range x.due {
-		for k, at := range keys {
-			if !now.Before(at) {
-				out = append(out, struct {
-					p   int32
-					key string
-				}{p, k})
-			}
-		}
-	}
-	return out
-}
-
-func (x *timerIndex) forget(parts []int32) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for _, p := range parts {
-		delete(x.due, p)
-		delete(x.replies, p)
-	}
 }
 
 // Reindex rebuilds the timer index of partitions from the order table:
@@ -213,8 +159,7 @@ func (s *Stage) Reindex(partitions []int32) {
 		s.orders.Each(p, func(key string, value []byte) {
 			var e entry
 			if json.Unmarshal(value, &e) == nil {
-				s.timers.set(p, key, e.due())
-				s.timers.setReplies(p, key, len(e.Replies) > 0)
+				s.timers.repair(p, key, e.due(), len(e.Replies) > 0)
 			}
 		})
 	}

@@ -32,8 +32,9 @@ type tracked struct {
 	outs                 []stages.Envelope
 	hold                 bool
 	holdCode, holdReason string
-	placed               bool
-	value                []byte // nil: unchanged
+	placed               []string // the orders it placed (number^namespace)
+	learnt               bool     // it told the filler number of an order
+	value                []byte   // nil: unchanged
 }
 
 // about is the message a lifecycle record is about.
@@ -115,6 +116,12 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState, 
 	if ks == nil || !s.tracks(in, ev.IdempotencyKey) || kind == lifecycle.KindNone {
 		return tracked{}, nil
 	}
+	fillersBefore := 0
+	for _, o := range ks.e.Orders {
+		if o.Filler != "" {
+			fillersBefore++
+		}
+	}
 	out := lifecycle.Apply(&ks.e.Patient, ev, now)
 	if pol.HoldUnknown {
 		for i := range out.Exceptions {
@@ -134,11 +141,18 @@ func (s *Stage) track(in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState, 
 			return tracked{}, stages.Transient(CodeEncode, fmt.Errorf("encode event joined to its order: %w", err))
 		}
 	}
-	for _, t := range out.Transitions {
-		if t.From == "" && t.Order.State == lifecycle.Placed {
-			tr.placed = true
+	fillers := 0
+	for _, o := range ks.e.Orders {
+		if o.Filler != "" {
+			fillers++
 		}
 	}
+	for _, t := range out.Transitions {
+		if t.From == "" && t.Order.State == lifecycle.Placed {
+			tr.placed = append(tr.placed, t.Order.Placer)
+		}
+	}
+	tr.learnt = fillers > fillersBefore
 	m := about{ev.EventID, ev.CorrelationID, ev.Provenance.ControlID, ev.Provenance.Interface, ev.MessageType, ev.TriggerEvent}
 	outs, err := s.record(ks, in, ev, out, m, h, now)
 	if err != nil {

@@ -95,22 +95,28 @@ func (s *Stage) await(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, 
 			r.Dests = append(r.Dests, destAnswer{Name: m.destination})
 		}
 	}
-	if slices.ContainsFunc(ks.e.Replies, func(x pendingReply) bool { return x.MessageID == r.MessageID }) {
-		return nil, nil // a replay of a message already awaited
+	if ks.e.wasAnswered(r.MessageID) || slices.ContainsFunc(ks.e.Replies, func(x pendingReply) bool { return x.MessageID == r.MessageID }) {
+		return nil, nil // a replay of a message already awaited, or answered
 	}
 	if len(r.Dests) == 0 {
 		return s.finish(ks, r, pol, now, "no destination takes this message")
 	}
 	ks.e.Replies = append(ks.e.Replies, r)
+	if len(ks.e.Replies) > maxReplies {
+		ks.e.Replies[0].Until = now // the oldest is answered at the next tick
+	}
 	return nil, nil
 }
+
+// maxReplies bounds the acknowledgements one key keeps waiting.
+const maxReplies = 64
 
 // refuse answers ev's sender at once, when it asked for an application
 // acknowledgement and careflow will not deliver the message: it was stale
 // or held. x says why.
 func (s *Stage) refuse(ks *keyState, ev *avro.ClinicalEvent, pol Policy, code, reason string, now time.Time) ([]stages.Envelope, error) {
 	mode := appAckMode(ev)
-	if ks == nil || mode == "" || pol.ReplyTo == "" {
+	if ks == nil || mode == "" || pol.ReplyTo == "" || ks.e.wasAnswered(ev.EventID) {
 		return nil, nil
 	}
 	r := pendingReply{MessageID: ev.EventID, ControlID: ev.Provenance.ControlID, Interface: ev.Provenance.Interface,
@@ -193,6 +199,9 @@ func (s *Stage) finish(ks *keyState, r pendingReply, pol Policy, now time.Time, 
 			msg += ": " + d.Detail
 		}
 		ack.Errors = append(ack.Errors, avro.AckError{Code: "207", ApplicationCode: d.Error, Location: d.Location, Severity: "E", Text: msg})
+	}
+	if ks != nil && ks.loaded {
+		ks.e.remember(r.MessageID, now)
 	}
 	if ack.Code == "AA" && r.Mode == "ER" {
 		return nil, nil

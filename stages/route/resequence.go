@@ -27,6 +27,10 @@ import (
 // put in event-time order.
 const CodeResequencing = "route.resequencing"
 
+// maxHeld bounds the ADT messages one patient has held: each holds its
+// whole event.
+const maxHeld = 64
+
 // heldADT is an ADT message waiting out its interface's hold.
 type heldADT struct {
 	EventID   string         `json:"event"`
@@ -53,6 +57,11 @@ func (s *Stage) holdBack(ks *keyState, in stages.Envelope, ev *avro.ClinicalEven
 	}
 	ks.e.Held = append(ks.e.Held, heldADT{EventID: ev.EventID, EventTime: at.UTC(), Value: in.Value,
 		Headers: in.Headers.Clone(), Until: now.Add(pol.Resequence)})
+	if len(ks.e.Held) > maxHeld {
+		// A burst for one patient: the oldest held goes at the next
+		// tick, so the entry stays well inside Kafka's record limit.
+		ks.e.Held[0].Until = now
+	}
 	o := s.outcome(ev, now)
 	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeResequencing)
 	o.Status = avro.StatusHeld

@@ -24,7 +24,7 @@ func TestResequence(t *testing.T) {
 		c.Patients, c.Orders, c.Now = patients, orders, clk.now
 		c.Interfaces = map[string]Policy{"ehr": {Resequence: 30 * time.Second}}
 	})
-	commit := func() { patients.Commit(); orders.Commit() }
+	commit := func() { patients.Commit(); orders.Commit(); h.stage.Timers().Commit() }
 	lab := topics.Outbound("lab")
 	process := func(ev *avro.ClinicalEvent, after time.Duration) []stages.Envelope {
 		t.Helper()

@@ -355,8 +355,10 @@ func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.Clini
 		return nil, err
 	}
 	out = append(out, acks...)
-	if tr.placed {
-		s.expect(ks, ev, matches, now)
+	if len(tr.placed) > 0 || tr.learnt {
+		// A new order, or a filler number learnt, may be what a waiting
+		// result names.
+		s.expect(ks, ev, tr.placed, matches, now)
 		released, err := s.releaseFor(ctx, ks, now)
 		if err != nil {
 			return nil, err

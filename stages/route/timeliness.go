@@ -7,6 +7,7 @@
 package route
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -41,14 +42,18 @@ func (e Expectation) For(p string) lifecycle.Expect {
 	return out
 }
 
-// expect sets the deadlines of the orders ev placed: the tightest of the
-// expectations of the routes that sent it.
-func (s *Stage) expect(ks *keyState, ev *avro.ClinicalEvent, matches []match, now time.Time) {
+// expect sets the deadlines of the orders ev placed (placed, by
+// number^namespace; an order it names that was placed before keeps its
+// deadlines): the tightest of the expectations of the routes that sent it.
+func (s *Stage) expect(ks *keyState, ev *avro.ClinicalEvent, placed []string, matches []match, now time.Time) {
 	if ks == nil {
 		return
 	}
 	for i := range ev.Orders {
 		o := &ev.Orders[i]
+		if !slices.Contains(placed, lifecycle.OrderKey(o.PlacerOrderNumber, o.PlacerNamespace)) {
+			continue
+		}
 		var e lifecycle.Expect
 		for _, m := range matches {
 			for _, x := range m.expect {

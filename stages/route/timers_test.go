@@ -47,6 +47,7 @@ func TestTimers(t *testing.T) {
 					t.Fatal(err)
 				}
 				tb.Commit()
+				h.stage.Timers().Commit()
 				by := map[string][]stages.Envelope{}
 				for _, o := range outs {
 					by[o.Topic] = append(by[o.Topic], o)
@@ -172,6 +173,7 @@ func TestLateOrders(t *testing.T) {
 			t.Fatal(err)
 		}
 		tb.Commit()
+		h.stage.Timers().Commit()
 	}
 	late := func(after time.Duration) []string {
 		t.Helper()
@@ -181,6 +183,7 @@ func TestLateOrders(t *testing.T) {
 			t.Fatal(err)
 		}
 		tb.Commit()
+		h.stage.Timers().Commit()
 		var got []string
 		for _, o := range outs {
 			if o.Topic != topics.Exceptions {
@@ -245,5 +248,145 @@ func BenchmarkRouteWithState(b *testing.B) {
 			patients.Commit()
 			orders.Commit()
 		}
+	}
+}
+
+// A timer's firing aborts with its transaction: the next Tick fires it
+// again; and a timer set by an aborted transaction never fires.
+func TestTimersAbortWithTheTransaction(t *testing.T) {
+	clk := &clock{t: routeTime}
+	tb := stages.NewTable(topics.OrderState)
+	h := newHarnessWith(t, demoRoutes, func(c *Config) {
+		c.Orders, c.Now = tb, clk.now
+		c.Interfaces = map[string]Policy{"ehr": {ReplyTo: "ehr-notifications", ReplyTimeout: time.Minute}}
+	})
+	state := stages.TxnStates{tb, h.stage.Timers()}
+	enhanced := func(id string) *avro.ClinicalEvent {
+		ev := order("ORM", "O01")
+		ev.EventID, ev.Orders[0].PlacerOrderNumber = id, "P-"+id
+		ev.Provenance.Interface, ev.Provenance.ControlID = "ehr", "C-"+id
+		ev.Provenance.AcceptAckType, ev.Provenance.AppAckType = "AL", "AL"
+		return ev
+	}
+	acks := func(after time.Duration) int {
+		t.Helper()
+		clk.t = routeTime.Add(after)
+		outs, err := h.stage.Tick(context.Background(), clk.t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range outs {
+			if o.Topic == topics.Outbound("ehr-notifications") {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := h.stage.Process(context.Background(), h.input(t, enhanced("kept"))); err != nil {
+		t.Fatal(err)
+	}
+	state.Commit()
+	if _, err := h.stage.Process(context.Background(), h.input(t, enhanced("lost"))); err != nil {
+		t.Fatal(err)
+	}
+	state.Abort() // the second order's transaction never committed
+	if n := acks(61 * time.Second); n != 1 {
+		t.Fatalf("first tick: %d acknowledgements, want 1 (the committed order's)", n)
+	}
+	state.Abort() // and the tick's transaction did not commit either
+	if n := acks(62 * time.Second); n != 1 {
+		t.Fatalf("after the tick's abort: %d acknowledgements, want the same one again", n)
+	}
+	state.Commit()
+	if n := acks(63 * time.Second); n != 0 {
+		t.Errorf("after the commit: %d acknowledgements, want none", n)
+	}
+	// A replay of the answered order is not awaited again: no second ACK.
+	if _, err := h.stage.Process(context.Background(), h.input(t, enhanced("kept"))); err != nil {
+		t.Fatal(err)
+	}
+	state.Commit()
+	if n := acks(3 * time.Minute); n != 0 {
+		t.Errorf("a replay of an answered message: %d acknowledgements, want none", n)
+	}
+}
+
+// A result that names only the filler number waits until careflow learns
+// that number (the filler's response), not for the whole wait.
+func TestFillerNumberReleasesAWaitingResult(t *testing.T) {
+	clk := &clock{t: routeTime}
+	tb := stages.NewTable(topics.OrderState)
+	h := newHarnessWith(t, demoRoutes, func(c *Config) {
+		c.Orders, c.Now = tb, clk.now
+		c.Interfaces = map[string]Policy{"ehr": {CorrelationWait: 30 * time.Second}}
+	})
+	process := func(ev *avro.ClinicalEvent) []stages.Envelope {
+		t.Helper()
+		outs, err := h.stage.Process(context.Background(), h.input(t, ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.Commit()
+		h.stage.Timers().Commit()
+		var routed []stages.Envelope
+		for _, o := range outs {
+			if o.Topic == topics.Outbound("ehr-results") {
+				routed = append(routed, o)
+			}
+		}
+		return routed
+	}
+	ord := order("ORM", "O01")
+	ord.EventID, ord.Orders[0].PlacerOrderNumber = "o1", "P7"
+	process(ord)
+	res := result("lab-results", "F")
+	res.EventID, res.Orders[0].PlacerOrderNumber, res.Orders[0].FillerOrderNumber = "r1", "", "F7"
+	if n := len(process(res)); n != 0 {
+		t.Fatalf("a result for an unknown filler number was routed at once (%d)", n)
+	}
+	orr := order("ORR", "O02")
+	orr.EventID, orr.Orders[0].Control = "a1", "OK"
+	orr.Orders[0].PlacerOrderNumber, orr.Orders[0].FillerOrderNumber = "P7", "F7"
+	if n := len(process(orr)); n != 1 {
+		t.Errorf("the filler's response released %d results, want the one waiting", n)
+	}
+}
+
+// A key keeps at most maxWaiting results waiting: one more sends the
+// oldest on at the next tick, so the entry stays bounded.
+func TestWaitingIsBounded(t *testing.T) {
+	clk := &clock{t: routeTime}
+	tb := stages.NewTable(topics.OrderState)
+	h := newHarnessWith(t, demoRoutes, func(c *Config) {
+		c.Orders, c.Now = tb, clk.now
+		c.Interfaces = map[string]Policy{"ehr": {CorrelationWait: time.Hour}}
+	})
+	for i := range maxWaiting + 1 {
+		res := result("lab-results", "F")
+		res.EventID, res.Orders[0].PlacerOrderNumber = fmt.Sprintf("r%02d", i), fmt.Sprintf("U%02d", i)
+		if _, err := h.stage.Process(context.Background(), h.input(t, res)); err != nil {
+			t.Fatal(err)
+		}
+		tb.Commit()
+		h.stage.Timers().Commit()
+	}
+	clk.t = routeTime.Add(time.Second)
+	outs, err := h.stage.Tick(context.Background(), clk.t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var released []string
+	for _, o := range outs {
+		if o.Topic == topics.Outbound("ehr-results") {
+			var ev avro.ClinicalEvent
+			if err := h.serde.Decode(o.Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+			released = append(released, ev.EventID)
+		}
+	}
+	if strings.Join(released, ",") != "r00" {
+		t.Errorf("released %v a second in, want the oldest, r00, alone", released)
 	}
 }

@@ -23,6 +23,10 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
+// maxWaiting bounds the results one key keeps waiting: each holds its
+// whole event.
+const maxWaiting = 32
+
 // waiting is a result kept back until its order is placed or Until.
 type waiting struct {
 	EventID string         `json:"event"`
@@ -56,6 +60,12 @@ func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, p
 	}
 	ks.e.Waiting = append(ks.e.Waiting, waiting{EventID: ev.EventID, Orders: unknown, Value: in.Value,
 		Headers: in.Headers.Clone(), Until: now.Add(s.maxWait)})
+	if len(ks.e.Waiting) > maxWaiting {
+		// A patient with this many results for orders careflow never
+		// saw (placed outside it): the oldest waits no longer, so the
+		// entry stays well inside Kafka's record limit.
+		ks.e.Waiting[0].Until = now
+	}
 	o := s.outcome(ev, now)
 	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeAwaiting)
 	o.Status = avro.StatusHeld
@@ -123,6 +133,31 @@ func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, err
 	var out []stages.Envelope
 	var changes []*stages.Change
 	for _, d := range s.timers.dueBy(now) {
+		outs, kc, err := s.tickKey(ctx, d, now)
+		if err != nil {
+			if ctx.Err() == nil {
+				// This key is tried again in a while; the transaction
+				// (every key's work this tick) is aborted and redone.
+				s.timers.postpone(d.p, d.key, now.Add(tickBackoff))
+			}
+			return nil, fmt.Errorf("timers of key %q on partition %d: %w", d.key, d.p, err)
+		}
+		out = append(out, outs...)
+		if kc != nil {
+			changes = append(changes, kc)
+		}
+	}
+	s.apply(changes...)
+	return out, nil
+}
+
+// tickBackoff is how long a key whose due work failed waits before its
+// next try.
+const tickBackoff = 30 * time.Second
+
+// tickKey does the work due at now for one key; kc is its entry's change.
+func (s *Stage) tickKey(ctx context.Context, d dueKey, now time.Time) (out []stages.Envelope, kc *stages.Change, err error) {
+	{
 		ks := s.load(d.p, d.key)
 		var due, kept []waiting
 		for _, w := range ks.e.Waiting {
@@ -135,37 +170,36 @@ func (s *Stage) Tick(ctx context.Context, now time.Time) ([]stages.Envelope, err
 		ks.e.Waiting = kept
 		outs, err := s.release(ctx, ks, due, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, outs...)
 		acks, err := s.expireReplies(ks, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, acks...)
 		adts, err := s.releaseHeld(ctx, ks, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, adts...)
 		late, err := s.overdue(ks, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, late...)
 		var h stages.Headers
 		h.Set(topics.StageTime(topics.StageRoute), now.UTC().Format(topics.TimeFormat))
 		kc, err := s.save(ks, h, now)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if kc == nil {
-			s.timers.set(d.p, d.key, ks.e.due()) // nothing was due after all
-			continue
+			// Nothing was due after all: the index was behind the
+			// committed table. Put it right.
+			s.timers.repair(d.p, d.key, ks.e.due(), len(ks.e.Replies) > 0)
+			return out, nil, nil
 		}
-		out = append(out, kc.Record)
-		changes = append(changes, kc)
+		return append(out, kc.Record), kc, nil
 	}
-	s.apply(changes...)
-	return out, nil
 }

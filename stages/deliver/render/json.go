@@ -74,6 +74,12 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	for i, o := range ev.Observations {
 		doc.Observations[i] = jsonObservation(o)
 	}
+	if a := ev.Acknowledgment; a != nil {
+		doc.Acknowledgment = &jsonAck{Code: a.Code, ControlID: a.ControlID, Text: a.Text, Errors: make([]jsonAckError, len(a.Errors))}
+		for i, e := range a.Errors {
+			doc.Acknowledgment.Errors[i] = jsonAckError(e)
+		}
+	}
 	b, err := json.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("render json for event %s: %w", ev.EventID, err)
@@ -104,6 +110,24 @@ type jsonEvent struct {
 	Orders       []jsonOrder       `json:"orders"`
 	Observations []jsonObservation `json:"observations"`
 	Provenance   jsonProvenance    `json:"provenance"`
+	// Acknowledgment is left out when the event carries none (every
+	// event but responses and careflow's own answers).
+	Acknowledgment *jsonAck `json:"acknowledgment,omitempty"`
+}
+
+type jsonAck struct {
+	Code      string         `json:"code"`
+	ControlID string         `json:"control_id"`
+	Text      string         `json:"text"`
+	Errors    []jsonAckError `json:"errors"`
+}
+
+type jsonAckError struct {
+	Code            string `json:"code"`
+	ApplicationCode string `json:"application_code"`
+	Location        string `json:"location"`
+	Severity        string `json:"severity"`
+	Text            string `json:"text"`
 }
 
 type jsonIdentifier struct {
