@@ -19,7 +19,6 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages"
-	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -62,12 +61,8 @@ func (s *Stage) holdBack(ks *keyState, in stages.Envelope, ev *avro.ClinicalEven
 		// tick, so the entry stays well inside Kafka's record limit.
 		ks.e.Held[0].Until = now
 	}
-	o := s.outcome(ev, now)
-	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeResequencing)
-	o.Status = avro.StatusHeld
-	o.ErrorCode = CodeResequencing
-	o.ErrorText = fmt.Sprintf("held up to %s to be routed in event-time order with the patient's other ADT messages", pol.Resequence)
-	env, err := s.outcomeEnvelope(in, h.Clone(), o)
+	env, err := s.heldOutcome(in, ev, h, CodeResequencing,
+		fmt.Sprintf("held up to %s to be routed in event-time order with the patient's other ADT messages", pol.Resequence), now)
 	if err != nil {
 		return nil, err
 	}

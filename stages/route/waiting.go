@@ -66,16 +66,23 @@ func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, p
 		// entry stays well inside Kafka's record limit.
 		ks.e.Waiting[0].Until = now
 	}
-	o := s.outcome(ev, now)
-	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, CodeAwaiting)
-	o.Status = avro.StatusHeld
-	o.ErrorCode = CodeAwaiting
-	o.ErrorText = fmt.Sprintf("waiting up to %s for order %s, which careflow has not seen placed", s.maxWait, unknown[0])
-	env, err := s.outcomeEnvelope(in, h.Clone(), o)
+	env, err := s.heldOutcome(in, ev, h, CodeAwaiting,
+		fmt.Sprintf("waiting up to %s for order %s, which careflow has not seen placed", s.maxWait, unknown[0]), now)
 	if err != nil {
 		return nil, true, err
 	}
 	return []stages.Envelope{env}, true, nil
+}
+
+// heldOutcome is the outcome of an event route keeps back for now, with
+// code and text saying why: its id names the code, so each reason a
+// message is held is one outcome however often it is replayed.
+func (s *Stage) heldOutcome(in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, code, text string, now time.Time) (stages.Envelope, error) {
+	o := s.outcome(ev, now)
+	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusHeld, code)
+	o.Status = avro.StatusHeld
+	o.ErrorCode, o.ErrorText = code, text
+	return s.outcomeEnvelope(in, h.Clone(), o)
 }
 
 func clonePatient(p *lifecycle.Patient) lifecycle.Patient {
