@@ -25,7 +25,7 @@ type RawMessage struct {
 	Version            string `json:"version"`       // MSH-12
 	SendingApplication string `json:"sending_application"`
 	SendingFacility    string `json:"sending_facility"`
-	PatientKey         string `json:"patient_key"` // the Kafka key: CX.1 ^ CX.4.1 of the PID-3 repetition identity.PatientRepetition chooses; "" when none
+	PatientKey         string `json:"patient_key"` // the Kafka key: CX.1 ^ CX.4.1 of the PID-3 repetition the interface's identifier policy chooses (docs/identity.md); "" when none
 	// Charset is the character set Payload is written in, as ingest
 	// resolved it (MSH-18, else the interface's charset); "" means UTF-8.
 	// Every other string here is already UTF-8.

@@ -35,6 +35,9 @@ type Config struct {
 	Routes       []Route       `yaml:"routes"`
 	Analytics    Analytics     `yaml:"analytics"`
 	Auth         Auth          `yaml:"auth"`
+	// Identity is the identifier policy every interface keys patients by,
+	// unless it gives its own trust list (docs/identity.md).
+	Identity Identity `yaml:"identity"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).
@@ -162,11 +165,40 @@ type Inbound struct {
 	// waits that long and each patient's are routed in event-time order,
 	// so an update overtaken by less than the hold is re-sequenced.
 	OutOfOrder OutOfOrder `yaml:"out_of_order"`
+	// Trust replaces identity.trust for this interface, where a source
+	// knows patients by other identifiers than the rest.
+	Trust []TrustedIdentifier `yaml:"trust"`
 }
 
 // OutOfOrder is an interface's out_of_order: a zero Hold rejects.
 type OutOfOrder struct {
 	Hold time.Duration `yaml:"hold"`
+}
+
+// Identity is the identifier policy: the PID-3 identifiers trusted to say
+// who a patient is, most trusted first. Empty: the patient key is the
+// first identifier with an assigning authority.
+type Identity struct {
+	Trust []TrustedIdentifier `yaml:"trust"`
+}
+
+// TrustedIdentifier is one kind of identifier the policy trusts: by type
+// code (CX.5: NH, MR, PI, ...) and assigning authority (CX.4.1), either
+// of which may be left out to match any, and the check-digit scheme of its
+// numbers (nhs, chi; none when empty).
+type TrustedIdentifier struct {
+	Type      string `yaml:"type"`
+	Authority string `yaml:"authority"`
+	Check     string `yaml:"check"`
+}
+
+// TrustFor is the trust list interface in keys patients by: its own, else
+// the configuration's.
+func (c *Config) TrustFor(in Inbound) []TrustedIdentifier {
+	if len(in.Trust) > 0 {
+		return in.Trust
+	}
+	return c.Identity.Trust
 }
 
 // What becomes of a result for an order careflow does not know.

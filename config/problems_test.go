@@ -119,6 +119,19 @@ inbound:
     listen: 127.0.0.1:2575
     out_of_order: {hold: 1h}
 `, 5, "inbound[0].out_of_order.hold", `want a hold up to 10m (every ADT message of the interface waits it), got 1h0m0s`},
+		{"trust: unknown check-digit scheme", `
+identity:
+  trust:
+    - {type: NH, authority: NHS, check: nsh}
+inbound: [{name: ehr, listen: 127.0.0.1:2575}]
+`, 4, "identity.trust[0].check", `unknown check-digit scheme "nsh" (did you mean "nhs"?) (known: chi, nhs)`},
+		{"trust: an entry that names nothing", `
+inbound:
+  - name: ehr
+    listen: 127.0.0.1:2575
+    trust:
+      - {check: nhs}
+`, 6, "inbound[0].trust[0]", `give the identifier's type (CX.5, e.g. NH or MR), its assigning authority (CX.4, e.g. NHS or HOSP), or both`},
 		{"unknown top-level key", `
 kafak: {partitions: 3}
 inbound: [{name: ehr, listen: 127.0.0.1:2575}]

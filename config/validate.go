@@ -7,6 +7,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/careflow-health/careflow/stages/identity"
 	"net"
 	"net/url"
 	"os"
@@ -72,6 +73,10 @@ func (d *decoder) validate(c *Config) {
 		}
 		d.validateWriters(p, in, c.HTTP.TLS, issuers)
 	}
+	d.validateTrust("identity.trust", c.Identity.Trust)
+	for i, in := range c.Inbound {
+		d.validateTrust(fmt.Sprintf("inbound[%d].trust", i), in.Trust)
+	}
 	d.checkPorts(listeners)
 	d.validateAnalytics(c.Analytics)
 
@@ -97,6 +102,29 @@ func (d *decoder) validate(c *Config) {
 			d.problemAt(fmt.Sprintf("destinations[%d].name", i),
 				fmt.Sprintf("no route sends to destination %q; add a route or remove the destination", dst.Name))
 		}
+	}
+}
+
+// validateTrust checks an identifier trust list: each entry names a type
+// or an authority, a known check-digit scheme, and no entry repeats
+// another (the second could never be reached).
+func (d *decoder) validateTrust(p string, trust []TrustedIdentifier) {
+	seen := map[string]int{}
+	for i, t := range trust {
+		tp := fmt.Sprintf("%s[%d]", p, i)
+		if strings.TrimSpace(t.Type) == "" && strings.TrimSpace(t.Authority) == "" {
+			d.problemAt(tp, "give the identifier's type (CX.5, e.g. NH or MR), its assigning authority (CX.4, e.g. NHS or HOSP), or both")
+			continue
+		}
+		if t.Check != "" && !slices.Contains(identity.CheckSchemes(), t.Check) {
+			d.problemAt(tp+".check", fmt.Sprintf("unknown check-digit scheme %q%s (known: %s)", t.Check,
+				suggest(t.Check, identity.CheckSchemes()), strings.Join(identity.CheckSchemes(), ", ")))
+		}
+		k := strings.ToUpper(t.Type + "^" + t.Authority)
+		if j, dup := seen[k]; dup {
+			d.problemAt(tp, fmt.Sprintf("the same identifier as %s[%d]", p, j))
+		}
+		seen[k] = i
 	}
 }
 

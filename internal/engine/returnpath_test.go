@@ -396,3 +396,59 @@ func TestWaitsSurviveARestart(t *testing.T) {
 		t.Errorf("exceptions %v, want result_for_unknown_order for WB1 only", codes)
 	}
 }
+
+// Issue 11's identifier policy, first part: with the NHS number trusted
+// first, one person known by two hospital numbers is keyed alike (so their
+// messages share a partition and stay in order), and a mistyped NHS number
+// is not used: the message is keyed by its hospital number.
+func TestIdentifierPolicyKeys(t *testing.T) {
+	est := newEstate(t)
+	startReceiver(t, est.Lab)
+	startPortal(t, est.Portal)
+	cfg := est.config(t)
+	cfg.Identity.Trust = []config.TrustedIdentifier{{Type: "NH", Authority: "NHS", Check: "nhs"}, {Type: "MR"}}
+	eng := startEngine(t, cfg, t.TempDir())
+	ehr := &mllp.Client{Addr: est.EHR, ACKTimeout: 10 * time.Second}
+	defer ehr.Close()
+	msg := func(id, pid3 string) []byte {
+		return []byte("MSH|^~\\&|EHR|HOSP|CAREFLOW|HOSP|20240102030405||ADT^A08^ADT_A01|" + id + "|P|2.5.1\r" +
+			"EVN|A08|20240102030405\rPID|1||" + pid3 + "||DOE^JANE||19800101|F\rPV1|1|I|WARD1\r")
+	}
+	for _, m := range [][]byte{
+		msg("IP-1", "M1^^^HOSP^MR~9434765919^^^NHS^NH"),
+		msg("IP-2", "X7^^^OTHER^MR~9434765919^^^NHS^NH"),
+		msg("IP-3", "M2^^^HOSP^MR~9434765918^^^NHS^NH"), // the last digit mistyped
+	} {
+		if ack := send(t, ehr, m); ack.Code != hl7v2.AckAA {
+			t.Fatalf("ACK %s (%s)", ack.Code, ack.Text)
+		}
+	}
+	keys := map[string]string{}
+	for _, r := range readTopic(t, eng.Brokers(), topics.Raw, 3, 20*time.Second) {
+		var raw avro.RawMessage
+		if err := eng.Serde().Decode(r.Value, &raw); err != nil {
+			t.Fatal(err)
+		}
+		keys[raw.ControlID] = string(r.Key)
+	}
+	want := map[string]string{"IP-1": "9434765919^NHS", "IP-2": "9434765919^NHS", "IP-3": "M2^HOSP"}
+	for id, k := range want {
+		if keys[id] != k {
+			t.Errorf("%s keyed %q, want %q", id, keys[id], k)
+		}
+	}
+	// The mistyped number is an exception, which names where it is and
+	// never the number.
+	xs := readTopic(t, eng.Brokers(), topics.Exceptions, 1, 20*time.Second)
+	if len(xs) != 1 {
+		t.Fatalf("%d exceptions, want invalid_identifier once", len(xs))
+	}
+	var x avro.Exception
+	if err := eng.Serde().Decode(xs[0].Value, &x); err != nil {
+		t.Fatal(err)
+	}
+	if x.Code != "invalid_identifier" || x.ControlID != "IP-3" || x.PatientKey != "M2^HOSP" ||
+		!strings.Contains(x.Reason, "PID-3[2]") || strings.Contains(x.Reason, "9434765918") {
+		t.Errorf("exception %+v", x)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/careflow-health/careflow/stages/conformance"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
+	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/stages/ingest"
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/stages/normalise"
@@ -40,7 +41,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 		}
 	}
 	if e.runs(topics.StageNormalise) {
-		st, err := normalise.New(normalise.Config{Serde: e.serde})
+		policies := map[string]identity.Policy{}
+		for _, in := range e.cfg.Inbound {
+			policies[in.Name] = policyOf(e.cfg.TrustFor(in))
+		}
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}
@@ -141,6 +146,15 @@ func (e *Engine) startOrderIndex(ctx context.Context) error {
 	})
 }
 
+// policyOf is an interface's identifier policy, as identity keeps it.
+func policyOf(trust []config.TrustedIdentifier) identity.Policy {
+	var p identity.Policy
+	for _, t := range trust {
+		p.Trust = append(p.Trust, identity.Trusted{Type: t.Type, Authority: t.Authority, Check: t.Check})
+	}
+	return p
+}
+
 // expectationOf is a route's timeliness expectation, as route keeps it.
 func expectationOf(r config.Route) route.Expectation {
 	var x route.Expectation
@@ -199,6 +213,7 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		}
 		iface := ingest.Interface{
 			Name: in.Name, MaxMessageSize: in.MaxMessageSize, HTTP: in.HTTP, Writers: w, Charset: in.Charset,
+			Identity: policyOf(e.cfg.TrustFor(in)),
 		}
 		if in.Ack == config.AckValidated {
 			if iface.Rules, err = conformance.New(rulesOf(in)); err != nil {

@@ -110,6 +110,8 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		// cannot recognise a resend of, is not taken.
 		return s.reject(ctx, r, id, now, CodeNoControlID, "MSH-10", "MSH-10 (message control id) is empty; every message needs its own")
 	}
+	// A number that fails its check digit is not used to key anyone.
+	patientKey, _ := r.in.Identity.PatientKey(msg)
 	raw := &avro.RawMessage{
 		MessageID:          id,
 		CorrelationID:      id,
@@ -124,7 +126,7 @@ func (s *Stage) acceptMessage(ctx context.Context, r receipt) ([]byte, string) {
 		Version:            h.Version,
 		SendingApplication: h.SendingApplication,
 		SendingFacility:    h.SendingFacility,
-		PatientKey:         identity.PatientKey(msg),
+		PatientKey:         patientKey,
 		Charset:            charset,
 		Writer:             r.writer.String(),
 	}

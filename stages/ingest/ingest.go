@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/careflow-health/careflow/stages/identity"
 	"log/slog"
 	"net"
 	"sync"
@@ -59,6 +60,10 @@ type Interface struct {
 	// Charset is the character set assumed when MSH-18 is empty.
 	// Default: UTF-8.
 	Charset string
+	// Identity is the identifier policy the patient key (the Kafka key)
+	// is taken by; the zero Policy takes the first PID-3 identifier with
+	// an assigning authority.
+	Identity identity.Policy
 	// Rules, when set, make the ACK wait for the interface's conformance
 	// rules (`ack: validated`): AA (CA) when the message passes, AE (CE)
 	// with an ERR segment when it fails. The message is stored either way;

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
@@ -39,12 +40,21 @@ type Config struct {
 	Serde *avro.Serde
 	// Now stamps outcomes and stage-time headers. Default: time.Now.
 	Now func() time.Time
+	// Identity is each inbound interface's identifier policy, by name:
+	// a PID-3 identifier that fails its check digit raises
+	// invalid_identifier (identity.go). An interface not listed has none.
+	Identity map[string]identity.Policy
+	// Metrics receives careflow_exceptions_total. Default: none (counted
+	// but not exported).
+	Metrics prometheus.Registerer
 }
 
 // Stage is the normalise processor. It is safe for concurrent use.
 type Stage struct {
-	serde *avro.Serde
-	now   func() time.Time
+	serde      *avro.Serde
+	now        func() time.Time
+	identity   map[string]identity.Policy
+	exceptions *prometheus.CounterVec
 }
 
 var _ stages.Processor = (*Stage)(nil)
@@ -57,7 +67,14 @@ func New(cfg Config) (*Stage, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("normalise: config: Serde is required")
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now}
+	exceptions, err := stages.Register(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "careflow_exceptions_total",
+		Help: "Exceptions raised (careflow.exceptions), by code.",
+	}, []string{"code"}))
+	if err != nil {
+		return nil, err
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, exceptions: exceptions}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -93,12 +110,13 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
 	}
-	return []stages.Envelope{{
-		Topic:   topics.Events,
-		Key:     in.Key,
-		Value:   b,
-		Headers: in.Headers.Derive(topics.StageNormalise, now),
-	}}, nil
+	h := in.Headers.Derive(topics.StageNormalise, now)
+	out := []stages.Envelope{{Topic: topics.Events, Key: in.Key, Value: b, Headers: h}}
+	excs, err := s.invalidIdentifiers(in, m, &raw, h, now)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, excs...), nil
 }
 
 // parse decodes raw.Payload to UTF-8 and parses it, so that the event
