@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"github.com/careflow-health/careflow/stages/identity"
 	"io"
 	"log/slog"
 	"net"
@@ -478,3 +479,39 @@ func TestEHROrdersReturnPath(t *testing.T) {
 }
 
 var now0 time.Time // the generator's clock, for resultFirst
+
+// The demo's patients carry valid NHS numbers from the test range, beside
+// their MRN, on their real record (not on the clerk's duplicate), and the
+// demo configuration keys them by it.
+func TestDemoPatientsHaveNHSNumbers(t *testing.T) {
+	g := newEHRGenerator(11, "T5", numPatients)
+	policy := identity.Policy{}
+	for _, tr := range demoConfig(t).Identity.Trust {
+		policy.Trust = append(policy.Trust, identity.Trusted{Type: tr.Type, Authority: tr.Authority, Check: tr.Check})
+	}
+	if len(policy.Trust) == 0 {
+		t.Fatal("the demo configuration has no identifier policy")
+	}
+	now := time.Date(2025, 3, 1, 8, 0, 0, 0, time.UTC)
+	withNHS := 0
+	for i := range 500 {
+		m, err := hl7v2.Parse(g.next(now.Add(time.Duration(i) * time.Second)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nhs := m.Get("PID-3[2].1")
+		if nhs == "" {
+			continue // the duplicate record, or a message without PID
+		}
+		withNHS++
+		if !strings.HasPrefix(nhs, "999") || identity.CheckDigit("nhs", nhs) != nil || m.Get("PID-3[2].5") != "NH" {
+			t.Fatalf("message %d: PID-3[2] %q (%s) is not a valid test-range NHS number", i, nhs, m.Get("PID-3[2].5"))
+		}
+		if key, invalid := policy.PatientKey(m); key != nhs+"^NHS" || len(invalid) != 0 {
+			t.Fatalf("message %d keyed %q (%v), want %s^NHS", i, key, invalid, nhs)
+		}
+	}
+	if withNHS < 400 {
+		t.Errorf("%d of 500 messages carry an NHS number", withNHS)
+	}
+}

@@ -60,9 +60,15 @@ func msh(b *hl7v2.Builder, from, to, typ, trigger, structure, controlID, version
 // pid writes the patient identification segment for mrn (which may be a
 // duplicate record's MRN, for the A28 that precedes a merge).
 func pid(b *hl7v2.Builder, p *patient, mrn string) {
-	b.Segment("PID").
+	s := b.Segment("PID").
 		Set("1", "1").
-		Set("3.1", mrn).Set("3.4", authority).Set("3.5", "MR").
+		Set("3.1", mrn).Set("3.4", authority).Set("3.5", "MR")
+	if mrn == p.mrn {
+		// The real record carries the NHS number too; the clerk's
+		// duplicate does not (which is how it came to be).
+		s.Set("3[2].1", p.nhs).Set("3[2].4", "NHS").Set("3[2].5", "NH")
+	}
+	s.
 		Set("5.1", p.family).Set("5.2", p.given).
 		Set("7", p.birthDate).
 		Set("8", p.sex).

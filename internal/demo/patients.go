@@ -19,6 +19,7 @@ import (
 // patient is one synthetic person and where they are in their stay.
 type patient struct {
 	mrn, family, given, birthDate, sex string
+	nhs                                string // a valid NHS number from the 999 range NHS England keeps for tests
 	street, city, postcode, phone      string
 	doctor                             string
 
@@ -89,6 +90,7 @@ func newEHRGenerator(seed uint64, run string, n int) *ehrGenerator {
 			postcode:  fmt.Sprintf("EX%d %dAB", 1+g.rng.IntN(9), g.rng.IntN(10)),
 			phone:     fmt.Sprintf("555-01%02d", g.rng.IntN(100)),
 			doctor:    doctors[g.rng.IntN(len(doctors))],
+			nhs:       testNHSNumber(g.rng),
 		})
 	}
 	return g
@@ -213,4 +215,24 @@ func (g *ehrGenerator) assignBed(p *patient) {
 	p.ward = wards[g.rng.IntN(len(wards))]
 	p.room = strconv.Itoa(100 + g.rng.IntN(30))
 	p.bed = string(rune('A' + g.rng.IntN(4)))
+}
+
+// testNHSNumber returns a valid NHS number (modulus 11 check digit) from
+// the 999 range, which is never issued to a person: the demo's patients
+// are synthetic, and their numbers must never be a real patient's.
+func testNHSNumber(rng *rand.Rand) string {
+	for {
+		d := fmt.Sprintf("999%06d", rng.IntN(1000000))
+		sum := 0
+		for i := range 9 {
+			sum += int(d[i]-'0') * (10 - i)
+		}
+		check := 11 - sum%11
+		if check == 11 {
+			check = 0
+		}
+		if check != 10 {
+			return d + strconv.Itoa(check)
+		}
+	}
 }
