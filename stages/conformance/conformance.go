@@ -23,6 +23,9 @@ const (
 	CodeMessageType = "hl7.unsupported_message_type"
 	CodeVersion     = "hl7.unsupported_version"
 	CodeRequired    = "hl7.required_field"
+	// CodeSelfMerge is a merge whose MRG-1 names the surviving patient's
+	// own identifier: applied, it would retire the patient it keeps.
+	CodeSelfMerge = "identity.self_merge"
 )
 
 // Violation is the first rule a message fails: careflow's code, the HL7
@@ -86,7 +89,45 @@ func (k *Checker) Check(m *hl7v2.Message) *Violation {
 	if patientTypes[h.MessageType] && !identity.HasPatient(m) {
 		return &Violation{Code: CodeRequired, Location: "PID-3", HL7Code: "101", Text: msgType + " has no patient identifier (PID-3.1)"}
 	}
+	if loc := selfMerge(m); loc != "" {
+		return &Violation{Code: CodeSelfMerge, Location: loc, HL7Code: "207",
+			Text: msgType + " merges a patient into itself: " + loc + " names the same identifier (value and assigning authority) as PID-3"}
+	}
 	return nil
+}
+
+// selfMerge returns the location of the first MRG-1 repetition that is
+// also one of the message's PID-3 identifiers, "" when none is.
+func selfMerge(m *hl7v2.Message) string {
+	mrg, ok := m.Segment("MRG")
+	if !ok {
+		return ""
+	}
+	pid, ok := m.Segment("PID")
+	if !ok {
+		return ""
+	}
+	id := func(r hl7v2.Field) string {
+		return strings.TrimSpace(r.Component(1).String()) + "^" + strings.ToUpper(strings.TrimSpace(r.Component(4).Sub(1).String()))
+	}
+	own := map[string]bool{}
+	p3 := pid.Field(3)
+	for i := 1; i <= p3.Reps(); i++ {
+		if v := strings.TrimSpace(p3.Rep(i).Component(1).String()); v != "" {
+			own[id(p3.Rep(i))] = true
+		}
+	}
+	m1 := mrg.Field(1)
+	for i := 1; i <= m1.Reps(); i++ {
+		r := m1.Rep(i)
+		if strings.TrimSpace(r.Component(1).String()) != "" && own[id(r)] {
+			if m1.Reps() == 1 {
+				return "MRG-1"
+			}
+			return fmt.Sprintf("MRG-1[%d]", i)
+		}
+	}
+	return ""
 }
 
 // Rules are one inbound interface's conformance rules.

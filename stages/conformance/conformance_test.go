@@ -49,6 +49,9 @@ func TestCheck(t *testing.T) {
 		{"component missing", []string{mshA01, pidOK, "PV1|1|I|^BAY1"}, CodeRequired, "PV1-3.1", "101", ""},
 		{"occurrence missing", []string{"MSH|^~\\&|LAB|HOSP|EHR|HOSP|20250101120000||ORU^R01|C1|P|2.5.1", pidOK, "OBR|1||F1|CBC"}, CodeRequired, "OBR[2]-4", "101", ""},
 		{"no patient identifier", []string{mshA01, "PID|1||^^^HOSP^MR||Doe^Jane", "PV1|1|I|WARD1"}, CodeRequired, "PID-3", "101", "no patient identifier"},
+		{"a merge into itself", []string{mshA01, pidOK, "MRG|NG1^^^HOSP^MR", "PV1|1|I|WARD1"}, CodeSelfMerge, "MRG-1", "207", "merges a patient into itself"},
+		{"a merge of the same number from another authority", []string{mshA01, pidOK, "MRG|NG1^^^OTHER^MR", "PV1|1|I|WARD1"}, "", "", "", ""},
+		{"a merge into itself, second repetition", []string{mshA01, pidOK, "MRG|X1^^^HOSP^MR~NG1^^^hosp^MR", "PV1|1|I|WARD1"}, CodeSelfMerge, "MRG-1[2]", "207", ""},
 	}
 	k, err := New(rules)
 	if err != nil {
@@ -66,7 +69,7 @@ func TestCheck(t *testing.T) {
 			if v == nil || v.Code != tc.code || v.Location != tc.loc || v.HL7Code != tc.hl7 || !strings.Contains(v.Text, tc.txt) {
 				t.Fatalf("Check = %+v, want %s at %s (0357 %s) saying %q", v, tc.code, tc.loc, tc.hl7, tc.txt)
 			}
-			if wantReject := tc.code != CodeRequired; v.Reject != wantReject {
+			if wantReject := tc.code == CodeMessageType || tc.code == CodeVersion; v.Reject != wantReject {
 				t.Errorf("Reject = %v, want %v: type and version failures are AR, content failures AE", v.Reject, wantReject)
 			}
 			if strings.Contains(v.Error(), "Jane") || strings.Contains(v.Error(), "NG1") {
