@@ -92,17 +92,8 @@ func HasPatient(m *hl7v2.Message) bool {
 // of the repetition PatientRepetition chooses, so one patient's messages
 // share a partition and keep their order; "" when m names no patient.
 func PatientKey(m *hl7v2.Message) string {
-	pid, ok := m.Segment("PID")
-	if !ok {
-		return ""
-	}
-	f := pid.Field(3)
-	i := PatientRepetition(f)
-	if i == 0 {
-		return ""
-	}
-	r := f.Rep(i)
-	return strings.TrimSpace(r.Component(1).String()) + "^" + strings.TrimSpace(r.Component(4).Sub(1).String())
+	key, _ := Policy{}.PatientKey(m) // no trusted kinds: the rule above
+	return key
 }
 
 // OutcomeID is the id of an outcome record: the message id and what the
