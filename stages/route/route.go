@@ -283,7 +283,7 @@ func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.Clini
 	}
 	pol := s.policy(ev.Provenance.Interface)
 	if !waited {
-		if env, ok, err := s.wait(ks, in, ev, pol, base, now); ok || err != nil {
+		if env, ok, err := s.wait(ks, in, ev, base, now); ok || err != nil {
 			return env, err
 		}
 	}

@@ -39,7 +39,7 @@ type waiting struct {
 // wait keeps ev back when it is a result naming an order ks does not know
 // and some interface waits for its orders. ok says it was kept (or was already
 // waiting); the outputs are then its held outcome.
-func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, pol Policy, h stages.Headers, now time.Time) ([]stages.Envelope, bool, error) {
+func (s *Stage) wait(ks *keyState, in stages.Envelope, ev *avro.ClinicalEvent, h stages.Headers, now time.Time) ([]stages.Envelope, bool, error) {
 	if ks == nil || s.maxWait <= 0 || lifecycle.KindOf(ev) != lifecycle.KindResult || !s.tracks(in, ev.IdempotencyKey) {
 		return nil, false, nil
 	}
