@@ -218,6 +218,10 @@ func exceptionToNative(x *Exception) map[string]any {
 		"reason":           x.Reason,
 		"action":           x.Action,
 		"at":               millis(x.At),
+		"location":         x.Location,
+		"coded_value":      x.CodedValue,
+		"coding_system":    x.CodingSystem,
+		"review_id":        x.ReviewID,
 	}
 }
 
@@ -236,6 +240,10 @@ func exceptionFromNative(m map[string]any) Exception {
 		Reason:        str(m, "reason"),
 		Action:        str(m, "action"),
 		At:            timeOf(m, "at"),
+		Location:      str(m, "location"),
+		CodedValue:    str(m, "coded_value"),
+		CodingSystem:  str(m, "coding_system"),
+		ReviewID:      str(m, "review_id"),
 	}
 }
 

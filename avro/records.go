@@ -305,6 +305,10 @@ type Exception struct {
 	Reason        string    `json:"reason"` // never patient data
 	Action        string    `json:"action"` // ActionNotDelivered, ...
 	At            time.Time `json:"at"`
+	Location      string    `json:"location"`      // PID-3[2], OBX-3, demographics.address; "" for the whole message
+	CodedValue    string    `json:"coded_value"`   // unmapped_code: the local code
+	CodingSystem  string    `json:"coding_system"` // unmapped_code: its system as sent
+	ReviewID      string    `json:"review_id"`     // set when the message is held for review
 }
 
 // Exception codes, and what careflow did with the message.
@@ -313,6 +317,7 @@ const (
 
 	ActionNotDelivered = "not_delivered"
 	ActionDelivered    = "delivered"
+	ActionHeld         = "held" // held for review (careflow.review); review_id names the item
 )
 
 // OrderTransition is one order changing state. Topic: careflow.orders;

@@ -38,7 +38,7 @@ func (s *Stage) invalidIdentifiers(in stages.Envelope, m *hl7v2.Message, raw *av
 			MessageID: raw.MessageID, CorrelationID: raw.CorrelationID, ControlID: raw.ControlID, PatientKey: string(in.Key),
 			Reason: fmt.Sprintf("%s: the %s identifier of authority %s fails its check digit (%s); not used to identify the patient",
 				loc, orDash(x.Type), orDash(x.Authority), x.Reason),
-			Action: avro.ActionDelivered, At: now.UTC(),
+			Action: avro.ActionDelivered, At: now.UTC(), Location: loc,
 		}
 		b, err := s.serde.Encode(e)
 		if err != nil {
