@@ -18,7 +18,7 @@ var (
 
 	// ErrUnsupportedType reports a value that is not a pointer to one of
 	// careflow's record types.
-	ErrUnsupportedType = errors.New("avro: unsupported type (want *RawMessage, *ClinicalEvent, *DeliveryOutcome, *DeadLetter, *AuditEvent, *Exception or *OrderTransition)")
+	ErrUnsupportedType = errors.New("avro: unsupported type (want *RawMessage, *ClinicalEvent, *DeliveryOutcome, *DeadLetter, *AuditEvent, *Exception, *OrderTransition or *Review)")
 )
 
 // UnknownSchemaError reports a schema id that neither the serde nor the

@@ -394,3 +394,39 @@ func stringsToNative(s []string) []any {
 
 // union wraps a record for a ["null", record] field.
 func union(name string, r map[string]any) any { return goavro.Union(name, r) }
+
+func reviewToNative(x *Review) map[string]any {
+	h := make(map[string]any, len(x.HeldHeaders))
+	for k, v := range x.HeldHeaders {
+		h[k] = v
+	}
+	return map[string]any{
+		"review_id": x.ReviewID, "status": x.Status, "code": x.Code, "stage": x.Stage,
+		"reason": x.Reason, "location": x.Location, "source_interface": x.Interface,
+		"message_id": x.MessageID, "correlation_id": x.CorrelationID, "control_id": x.ControlID,
+		"message_type": x.MessageType, "patient_key": x.PatientKey, "held_at": millis(x.HeldAt),
+		"decided_by": x.DecidedBy, "decided_at": millis(x.DecidedAt), "decision_reason": x.DecisionReason,
+		"held_topic": x.HeldTopic, "held_key": nonNil(x.HeldKey), "held_value": nonNil(x.HeldValue),
+		"held_headers": h,
+	}
+}
+
+func reviewFromNative(m map[string]any) Review {
+	r := Review{
+		ReviewID: str(m, "review_id"), Status: str(m, "status"), Code: str(m, "code"), Stage: str(m, "stage"),
+		Reason: str(m, "reason"), Location: str(m, "location"), Interface: str(m, "source_interface"),
+		MessageID: str(m, "message_id"), CorrelationID: str(m, "correlation_id"), ControlID: str(m, "control_id"),
+		MessageType: str(m, "message_type"), PatientKey: str(m, "patient_key"), HeldAt: timeOf(m, "held_at"),
+		DecidedBy: str(m, "decided_by"), DecidedAt: timeOf(m, "decided_at"), DecisionReason: str(m, "decision_reason"),
+		HeldTopic: str(m, "held_topic"), HeldKey: bytesOf(m, "held_key"), HeldValue: bytesOf(m, "held_value"),
+	}
+	if h, ok := m["held_headers"].(map[string]any); ok {
+		r.HeldHeaders = make(map[string]string, len(h))
+		for k, v := range h {
+			if s, ok := v.(string); ok {
+				r.HeldHeaders[k] = s
+			}
+		}
+	}
+	return r
+}

@@ -336,3 +336,35 @@ type OrderTransition struct {
 	TriggerEvent  string    `json:"trigger_event"`
 	At            time.Time `json:"at"`
 }
+
+// Review statuses.
+const (
+	ReviewPending  = "pending"
+	ReviewApproved = "approved"
+	ReviewRejected = "rejected"
+)
+
+// Review is a message held for a person, and the decision on it. Topic:
+// careflow.review, compacted by ReviewID.
+type Review struct {
+	ReviewID       string            `json:"review_id"`
+	Status         string            `json:"status"`
+	Code           string            `json:"code"`
+	Stage          string            `json:"stage"`
+	Reason         string            `json:"reason"` // never patient data
+	Location       string            `json:"location"`
+	Interface      string            `json:"source_interface"`
+	MessageID      string            `json:"message_id"`
+	CorrelationID  string            `json:"correlation_id"`
+	ControlID      string            `json:"control_id"`
+	MessageType    string            `json:"message_type"`
+	PatientKey     string            `json:"patient_key"`
+	HeldAt         time.Time         `json:"held_at"`
+	DecidedBy      string            `json:"decided_by"`
+	DecidedAt      time.Time         `json:"decided_at"`
+	DecisionReason string            `json:"decision_reason"`
+	HeldTopic      string            `json:"held_topic"`
+	HeldKey        []byte            `json:"-"`
+	HeldValue      []byte            `json:"-"`
+	HeldHeaders    map[string]string `json:"-"`
+}

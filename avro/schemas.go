@@ -24,15 +24,16 @@ const (
 	NameAuditEvent      = "careflow.AuditEvent"
 	NameException       = "careflow.Exception"
 	NameOrderTransition = "careflow.OrderTransition"
+	NameReview          = "careflow.Review"
 )
 
-//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc Exception.avsc OrderTransition.avsc
+//go:embed RawMessage.avsc ClinicalEvent.avsc DeliveryOutcome.avsc DeadLetter.avsc AuditEvent.avsc Exception.avsc OrderTransition.avsc Review.avsc
 var schemaFiles embed.FS
 
 // schemaTexts maps each full name to its schema text, read once at init so
 // that a missing embed fails the first test rather than the first encode.
 var schemaTexts = func() map[string]string {
-	m := make(map[string]string, 7)
+	m := make(map[string]string, 8)
 	for name, file := range map[string]string{
 		NameRawMessage:      "RawMessage.avsc",
 		NameClinicalEvent:   "ClinicalEvent.avsc",
@@ -41,6 +42,7 @@ var schemaTexts = func() map[string]string {
 		NameAuditEvent:      "AuditEvent.avsc",
 		NameException:       "Exception.avsc",
 		NameOrderTransition: "OrderTransition.avsc",
+		NameReview:          "Review.avsc",
 	} {
 		b, err := schemaFiles.ReadFile(file)
 		if err != nil {

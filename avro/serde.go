@@ -44,10 +44,11 @@ const (
 	kindAudit
 	kindException
 	kindTransition
+	kindReview
 	numKinds
 )
 
-var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent, NameException, NameOrderTransition}
+var kindNames = [numKinds]string{NameRawMessage, NameClinicalEvent, NameDeliveryOutcome, NameDeadLetter, NameAuditEvent, NameException, NameOrderTransition, NameReview}
 
 // writer is a compiled schema that some record was written with.
 type writer struct {
@@ -136,6 +137,10 @@ func (s *Serde) Encode(v any) ([]byte, error) {
 		if r != nil {
 			k, native = kindTransition, transitionToNative(r)
 		}
+	case *Review:
+		if r != nil {
+			k, native, size = kindReview, reviewToNative(r), size+len(r.HeldKey)+len(r.HeldValue)
+		}
 	}
 	if native == nil {
 		return nil, fmt.Errorf("avro: encode %T: %w", v, ErrUnsupportedType)
@@ -203,6 +208,8 @@ func (s *Serde) DecodeContext(ctx context.Context, b []byte, v any) error {
 		*r = exceptionFromNative(m)
 	case *OrderTransition:
 		*r = transitionFromNative(m)
+	case *Review:
+		*r = reviewFromNative(m)
 	}
 	return nil
 }
@@ -291,6 +298,10 @@ func kindOf(v any) (kind, error) {
 	case *OrderTransition:
 		if r != nil {
 			return kindTransition, nil
+		}
+	case *Review:
+		if r != nil {
+			return kindReview, nil
 		}
 	}
 	return 0, ErrUnsupportedType

@@ -34,6 +34,14 @@ const (
 	// OrderIndex is the order index's changelog (compacted, JSON,
 	// internal): per order number, the patient that placed it first.
 	OrderIndex = statePrefix + "order-index"
+	// Patients is the patient index (compacted, JSON): every identifier
+	// careflow has seen and the enterprise patient key it belongs to, and
+	// every patient's identifiers, merges and links (stages/patientindex).
+	// Not under careflow.state.: tools and people read it.
+	Patients = "careflow.patients"
+	// Review holds Review records (compacted by review id): messages held
+	// for a person to decide on, and each decision (stages/review).
+	Review = "careflow.review"
 
 	outboundPrefix = "careflow.out."
 	statePrefix    = "careflow.state."
@@ -54,8 +62,11 @@ const (
 var Stages = []string{StageIngest, StageValidate, StageNormalise, StageRoute, StageDeliver}
 
 // IsState reports whether topic is a stage's changelog, which Kafka must
-// compact (keep the last record per key) rather than expire.
-func IsState(topic string) bool { return strings.HasPrefix(topic, statePrefix) }
+// compact (keep the last record per key) rather than expire: the
+// careflow.state. topics, the patient index and the review queue.
+func IsState(topic string) bool {
+	return strings.HasPrefix(topic, statePrefix) || topic == Patients || topic == Review
+}
 
 // Outbound is the topic holding events routed to destination dest.
 func Outbound(dest string) string { return outboundPrefix + dest }
@@ -83,6 +94,9 @@ const (
 	HeaderDestination    = "careflow.destination"
 	HeaderControlID      = "careflow.outbound_control_id"
 	HeaderOutcomeStatus  = "careflow.outcome_status" // on outcome records: delivered, rejected, ...
+	// HeaderReviewID is on a held message a person approved (careflow
+	// review approve) when it goes back to the stage that held it.
+	HeaderReviewID = "careflow.review_id"
 
 	// HeaderStageTimePrefix + stage name holds the time that stage
 	// handled the record (RFC 3339, ms, UTC).

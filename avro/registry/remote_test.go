@@ -57,6 +57,8 @@ func TestSerdeOverRemote(t *testing.T) {
 			v = &avro.Exception{}
 		case avro.NameOrderTransition:
 			v = &avro.OrderTransition{}
+		case avro.NameReview:
+			v = &avro.Review{}
 		}
 		if serde.SchemaID(v) != id {
 			t.Errorf("%s: serde id %d, store id %d", name, serde.SchemaID(v), id)

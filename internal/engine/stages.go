@@ -20,6 +20,7 @@ import (
 	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/stages/normalise"
 	"github.com/careflow-health/careflow/stages/orderindex"
+	"github.com/careflow-health/careflow/stages/patientindex"
 	"github.com/careflow-health/careflow/stages/route"
 	"github.com/careflow-health/careflow/stages/validate"
 	"github.com/careflow-health/careflow/topics"
@@ -45,11 +46,22 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, in := range e.cfg.Inbound {
 			policies[in.Name] = policyOf(e.cfg.TrustFor(in))
 		}
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Metrics: e.metrics})
+		idx := patientindex.New()
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Index: idx, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}
-		if err := e.runStage(ctx, stages.RunnerConfig{Stage: topics.StageNormalise, Inputs: []string{topics.Valid}, Processor: st}); err != nil {
+		if err := e.runStage(ctx, stages.RunnerConfig{Stage: topics.StageNormalise, Inputs: []string{topics.Valid}, Processor: st,
+			State: idx,
+			// The index is global (any partition's message may name any
+			// patient): every assignment reloads all of it, so a copy sees
+			// what the copies before the rebalance wrote.
+			OnAssigned: func(ctx context.Context, _ map[string][]int32) {
+				e.loadDedup(ctx, topics.Patients, func(ctx context.Context) error {
+					return idx.Load(ctx, e.kafkaFor(topics.StageNormalise))
+				})
+			},
+		}); err != nil {
 			return err
 		}
 	}

@@ -42,7 +42,7 @@ type Invalid struct {
 	Reason                 string
 }
 
-func (t Trusted) matches(r hl7v2.Field) bool {
+func (t Trusted) Matches(r hl7v2.Field) bool {
 	return (t.Type == "" || strings.EqualFold(strings.TrimSpace(r.Component(5).String()), t.Type)) &&
 		(t.Authority == "" || strings.EqualFold(strings.TrimSpace(r.Component(4).Sub(1).String()), t.Authority))
 }
@@ -66,7 +66,7 @@ func (p Policy) PatientKey(m *hl7v2.Message) (key string, invalid []Invalid) {
 			continue
 		}
 		for _, t := range p.Trust {
-			if t.Check == "" || !t.matches(r) {
+			if t.Check == "" || !t.Matches(r) {
 				continue
 			}
 			if err := CheckDigit(t.Check, v); err != nil {
@@ -83,7 +83,7 @@ func (p Policy) PatientKey(m *hl7v2.Message) (key string, invalid []Invalid) {
 	for _, t := range p.Trust {
 		for i := 1; i <= f.Reps(); i++ {
 			r := f.Rep(i)
-			if !bad[i] && present(r.Component(1).String()) && t.matches(r) {
+			if !bad[i] && present(r.Component(1).String()) && t.Matches(r) {
 				return keyOf(r), invalid
 			}
 		}

@@ -23,7 +23,7 @@ const CodeInvalidIdentifier = "invalid_identifier"
 // invalidIdentifiers returns an Exception record on careflow.exceptions
 // for each identifier of m that fails its check digit. The reason names
 // the repetition, type and authority, never the number.
-func (s *Stage) invalidIdentifiers(in stages.Envelope, m *hl7v2.Message, raw *avro.RawMessage, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
+func (s *Stage) invalidIdentifiers(key []byte, m *hl7v2.Message, raw *avro.RawMessage, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
 	p, ok := s.identity[raw.Interface]
 	if !ok {
 		return nil, nil
@@ -35,7 +35,7 @@ func (s *Stage) invalidIdentifiers(in stages.Envelope, m *hl7v2.Message, raw *av
 		e := &avro.Exception{
 			ExceptionID: identity.OutcomeID(raw.MessageID, "exception", CodeInvalidIdentifier, loc),
 			Code:        CodeInvalidIdentifier, Stage: topics.StageNormalise, Interface: raw.Interface,
-			MessageID: raw.MessageID, CorrelationID: raw.CorrelationID, ControlID: raw.ControlID, PatientKey: string(in.Key),
+			MessageID: raw.MessageID, CorrelationID: raw.CorrelationID, ControlID: raw.ControlID, PatientKey: string(key),
 			Reason: fmt.Sprintf("%s: the %s identifier of authority %s fails its check digit (%s); not used to identify the patient",
 				loc, orDash(x.Type), orDash(x.Authority), x.Reason),
 			Action: avro.ActionDelivered, At: now.UTC(), Location: loc,
@@ -44,7 +44,7 @@ func (s *Stage) invalidIdentifiers(in stages.Envelope, m *hl7v2.Message, raw *av
 		if err != nil {
 			return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode exception: %w", raw.Interface, err))
 		}
-		out = append(out, stages.Envelope{Topic: topics.Exceptions, Key: in.Key, Value: b, Headers: h.Clone()})
+		out = append(out, stages.Envelope{Topic: topics.Exceptions, Key: key, Value: b, Headers: h.Clone()})
 		s.exceptions.WithLabelValues(CodeInvalidIdentifier).Inc()
 	}
 	return out, nil

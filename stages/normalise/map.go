@@ -28,6 +28,8 @@ const (
 	EventPersonAdd       = "person_add"
 	EventPersonUpdate    = "person_update"
 	EventMerge           = "merge"
+	EventLink            = "link"   // A24: two records of one person, kept apart
+	EventUnlink          = "unlink" // A37
 	EventOrder           = "order"
 	EventResult          = "result"
 	// EventOrderResponse is a filler's answer to an order (ORC-1 OK,
@@ -52,7 +54,12 @@ var eventTypes = map[string]string{
 	"ADT^A13": EventCancelDischarge,
 	"ADT^A28": EventPersonAdd,
 	"ADT^A31": EventPersonUpdate,
-	"ADT^A40": EventMerge,
+	"ADT^A40": EventMerge, // merge patient identifier list
+	"ADT^A34": EventMerge, // merge patient information, patient id only
+	"ADT^A36": EventMerge, // ... patient id and account number
+	"ADT^A39": EventMerge, // merge person (patient id)
+	"ADT^A24": EventLink,
+	"ADT^A37": EventUnlink,
 	"ORM^O01": EventOrder,
 	"OML^O21": EventOrder,
 	"ORU^R01": EventResult,
@@ -92,7 +99,7 @@ func Map(m *hl7v2.Message, raw *avro.RawMessage) (*avro.ClinicalEvent, error) {
 		MessageType:    h.MessageType,
 		TriggerEvent:   h.TriggerEvent,
 	}
-	p, missing := mapPatient(m, et == EventMerge)
+	p, missing := mapPatient(m, et)
 	if missing != "" {
 		return nil, stages.Permanent(CodeNoPatient, missing, fmt.Errorf("normalise: interface %s: %s^%s has no patient identifier at %s", raw.Interface, h.MessageType, h.TriggerEvent, missing))
 	}

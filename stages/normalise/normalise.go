@@ -21,6 +21,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
+	"github.com/careflow-health/careflow/stages/patientindex"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -44,8 +45,14 @@ type Config struct {
 	// a PID-3 identifier that fails its check digit raises
 	// invalid_identifier (identity.go). An interface not listed has none.
 	Identity map[string]identity.Policy
-	// Metrics receives careflow_exceptions_total. Default: none (counted
-	// but not exported).
+	// Index is the patient index (stages/patientindex), which the
+	// runner commits and aborts with each transaction and the engine
+	// loads on assignment. nil: events keep ingest's key and nothing is
+	// held for identity.
+	Index *patientindex.Index
+	// Metrics receives careflow_exceptions_total and
+	// careflow_reviews_held_total. Default: none (counted but not
+	// exported).
 	Metrics prometheus.Registerer
 }
 
@@ -54,7 +61,9 @@ type Stage struct {
 	serde      *avro.Serde
 	now        func() time.Time
 	identity   map[string]identity.Policy
+	index      *patientindex.Index
 	exceptions *prometheus.CounterVec
+	held       *prometheus.CounterVec
 }
 
 var _ stages.Processor = (*Stage)(nil)
@@ -74,7 +83,14 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, exceptions: exceptions}
+	held, err := stages.Register(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "careflow_reviews_held_total",
+		Help: "Messages held for a person to decide on (careflow.review), by code.",
+	}, []string{"code"}))
+	if err != nil {
+		return nil, err
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, exceptions: exceptions, held: held}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -106,17 +122,42 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return s.reject(in, &raw, now, err)
 	}
+	h := in.Headers.Derive(topics.StageNormalise, now)
+	key := in.Key
+	var changes []patientindex.Change
+	if s.index != nil {
+		dec, err := s.index.Decide(s.identityMessage(m, &raw, ev, in), h)
+		if err != nil {
+			return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err))
+		}
+		if x := dec.Hold; x != nil {
+			return s.hold(in, &raw, key, x.Code, x.Location, x.Reason, h, now)
+		}
+		if dec.Key != "" {
+			key = []byte(dec.Key)
+		}
+		putSurvivorFirst(ev, dec.Survivor)
+		changes = dec.Changes
+	}
 	b, err := s.serde.Encode(ev)
 	if err != nil {
 		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
 	}
-	h := in.Headers.Derive(topics.StageNormalise, now)
-	out := []stages.Envelope{{Topic: topics.Events, Key: in.Key, Value: b, Headers: h}}
-	excs, err := s.invalidIdentifiers(in, m, &raw, h, now)
+	out := []stages.Envelope{{Topic: topics.Events, Key: key, Value: b, Headers: h}}
+	excs, err := s.invalidIdentifiers(key, m, &raw, h, now)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, excs...), nil
+	out = append(out, excs...)
+	for _, c := range changes {
+		out = append(out, c.Record)
+	}
+	// Only now, with every output certain: a retry must not see its own
+	// failed attempt's index changes.
+	if s.index != nil {
+		s.index.Apply(changes...)
+	}
+	return out, nil
 }
 
 // parse decodes raw.Payload to UTF-8 and parses it, so that the event

@@ -5,13 +5,14 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
-// mapPatient reads the first PID (and, for a merge, the first MRG). It
+// mapPatient reads the first PID (and, for a merge, the first MRG; for a
+// link or unlink, the second PID's identifiers as PriorIdentifiers). It
 // returns the location of what is missing ("PID", "PID-3") when the
 // message names no patient a receiver could file the event under.
 //
 // An A40 may carry several PID/MRG groups, one per merge; only the first is
 // mapped (see docs/canonical-model.md), because one event has one patient.
-func mapPatient(m *hl7v2.Message, merge bool) (avro.Patient, string) {
+func mapPatient(m *hl7v2.Message, eventType string) (avro.Patient, string) {
 	pid, ok := m.Segment("PID")
 	if !ok {
 		return avro.Patient{}, "PID"
@@ -35,9 +36,14 @@ func mapPatient(m *hl7v2.Message, merge bool) (avro.Patient, string) {
 			p.GivenNames = append(p.GivenNames, g)
 		}
 	}
-	if merge {
+	switch eventType {
+	case EventMerge:
 		if mrg, ok := m.Segment("MRG"); ok {
 			p.PriorIdentifiers = identifiers(mrg.Field(1))
+		}
+	case EventLink, EventUnlink: // the other patient is the second PID
+		if pids := m.SegmentsNamed("PID"); len(pids) > 1 {
+			p.PriorIdentifiers = identifiers(pids[1].Field(3))
 		}
 	}
 	return p, ""

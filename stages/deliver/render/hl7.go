@@ -109,8 +109,14 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 	if ev.Acknowledgment == nil || !noPatient(&ev.Patient) {
 		writePID(b, &ev.Patient)
 	}
-	// MRG directly follows PID (ADT_A39: PID [PD1] MRG [PV1]).
-	if len(ev.Patient.PriorIdentifiers) > 0 {
+	// MRG directly follows PID (ADT_A39: PID [PD1] MRG [PV1]); in a link
+	// or unlink (ADT_A24, ADT_A37) the other patient is a second PID.
+	if len(ev.Patient.PriorIdentifiers) > 0 && (ev.EventType == "link" || ev.EventType == "unlink") {
+		pid := b.Segment("PID").Set("1", "2")
+		for i := range ev.Patient.PriorIdentifiers {
+			setCX(pid, 3, i+1, &ev.Patient.PriorIdentifiers[i])
+		}
+	} else if len(ev.Patient.PriorIdentifiers) > 0 {
 		mrg := b.Segment("MRG")
 		for i := range ev.Patient.PriorIdentifiers {
 			setCX(mrg, 1, i+1, &ev.Patient.PriorIdentifiers[i])

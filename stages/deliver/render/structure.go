@@ -25,6 +25,8 @@ var structures = map[string]string{
 	"ADT^A21": "ADT_A21", "ADT^A22": "ADT_A21", "ADT^A23": "ADT_A21", "ADT^A25": "ADT_A21",
 	"ADT^A26": "ADT_A21", "ADT^A27": "ADT_A21", "ADT^A29": "ADT_A21", "ADT^A32": "ADT_A21",
 	"ADT^A33": "ADT_A21",
+	"ADT^A24": "ADT_A24", "ADT^A37": "ADT_A37",
+	"ADT^A30": "ADT_A30", "ADT^A34": "ADT_A30", "ADT^A36": "ADT_A30",
 	"ADT^A38": "ADT_A38",
 	"ADT^A39": "ADT_A39", "ADT^A40": "ADT_A39", "ADT^A41": "ADT_A39", "ADT^A42": "ADT_A39",
 	"ORM^O01": "ORM_O01",
@@ -46,7 +48,7 @@ func Structure(messageType, trigger string) string {
 // pv1Optional lists the ADT structures in which PV1 may be left out; every
 // other ADT structure careflow writes requires PV1, so an event without an
 // encounter gets a PV1 with patient class N (not applicable).
-var pv1Optional = map[string]bool{"ADT_A39": true}
+var pv1Optional = map[string]bool{"ADT_A39": true, "ADT_A30": true, "ADT_A24": true, "ADT_A37": true}
 
 // version is an HL7 version as comparable numbers: "2.5.1" is {2, 5, 1}.
 type version [3]int

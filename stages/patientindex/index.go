@@ -1,0 +1,300 @@
+// Package patientindex is careflow's patient index: every patient
+// identifier careflow has seen, the enterprise patient key it belongs to,
+// and the merges and links between patients. Normalise consults it for
+// every message that names a patient, so that one person known to two
+// systems by two hospital numbers and one NHS number has one key, and an
+// event for a merged-away identifier reaches every subscriber under the
+// survivor.
+//
+// The index is a compacted topic, careflow.patients, of JSON records: one
+// per identifier ("identifier/" + id) and one per patient ("patient/" +
+// key). Unlike a stages.Table it is global: every copy of normalise holds
+// all of it, because a message's identifiers may belong to a patient
+// keyed on any partition. Normalise writes its changes in the transaction
+// of the message that caused them, so a crash neither loses nor repeats
+// one, and Load rebuilds the index from the topic whenever partitions are
+// assigned (docs/identity.md says what that means for several copies).
+package patientindex
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/topics"
+)
+
+// Identifier is one patient identifier (HL7 CX): its value, assigning
+// authority (CX.4.1) and type (CX.5). Scope is the inbound interface an
+// identifier without an authority was sent by: such a number is only
+// known to mean the same patient within that interface.
+type Identifier struct {
+	Value     string `json:"value"`
+	Authority string `json:"authority"`
+	Type      string `json:"type"`
+	Scope     string `json:"scope,omitempty"`
+	Rep       int    `json:"-"` // its repetition in the message, from 1, for error locations
+}
+
+// ID is the identifier as the index keys it: "value^authority", as the
+// patient key is written, or "value^@interface" without an authority.
+func (i Identifier) ID() string {
+	if i.Authority == "" {
+		return i.Value + "^@" + i.Scope
+	}
+	return i.Value + "^" + i.Authority
+}
+
+// Kind is "type/authority", what a person reads in place of the number.
+func (i Identifier) Kind() string {
+	return orDash(i.Type) + "/" + orDash(i.Authority)
+}
+
+// Seen is when one interface sent an identifier, first and last.
+type Seen struct {
+	Interface string    `json:"interface"`
+	First     time.Time `json:"first_seen"`
+	Last      time.Time `json:"last_seen"`
+}
+
+// IdentifierEntry is an identifier's record: the patient it belongs to
+// (before any merge of that patient is followed) and who sent it.
+type IdentifierEntry struct {
+	Identifier
+	Patient string `json:"patient"`
+	Sources []Seen `json:"sources"`
+}
+
+// Event is one change to a patient in its history.
+type Event struct {
+	At        time.Time `json:"at"`
+	What      string    `json:"what"`            // created, identifier_added, identifier_moved, merged, merged_into, linked, unlinked, unmerged
+	Other     string    `json:"other,omitempty"` // the other patient key, or the identifier
+	Interface string    `json:"interface,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	ReviewID  string    `json:"review_id,omitempty"`
+}
+
+// PatientEntry is a patient's record.
+type PatientEntry struct {
+	Key         string   `json:"key"`
+	Identifiers []string `json:"identifiers"` // ids, in the order first seen
+	// MergedInto is the survivor this patient was merged into; its
+	// identifiers then resolve to the survivor (following chains).
+	MergedInto string   `json:"merged_into,omitempty"`
+	Links      []string `json:"links,omitempty"` // patients linked (A24), not merged
+	// Applied is, per source-of-truth field, the event time of the last
+	// update applied, for rules that require newer updates.
+	Applied map[string]time.Time `json:"applied,omitempty"`
+	History []Event              `json:"history"`
+}
+
+// maxHistory bounds a patient's history; the oldest events go first.
+const maxHistory = 100
+
+func (p *PatientEntry) record(e Event) {
+	p.History = append(p.History, e)
+	if n := len(p.History) - maxHistory; n > 0 {
+		p.History = p.History[n:]
+	}
+}
+
+const (
+	identifierPrefix = "identifier/"
+	patientPrefix    = "patient/"
+)
+
+// Index is the patient index in memory. Changes are pending until the
+// transaction that wrote them commits (stages.TxnState).
+type Index struct {
+	mu        sync.Mutex
+	committed map[string][]byte
+	pending   map[string][]byte
+}
+
+var _ stages.TxnState = (*Index)(nil)
+
+// New returns an empty index.
+func New() *Index {
+	return &Index{committed: map[string][]byte{}, pending: map[string][]byte{}}
+}
+
+func (x *Index) get(key string) ([]byte, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if v, ok := x.pending[key]; ok {
+		return v, v != nil
+	}
+	v, ok := x.committed[key]
+	return v, ok
+}
+
+// Identifier returns id's entry.
+func (x *Index) Identifier(id string) (*IdentifierEntry, bool) {
+	b, ok := x.get(identifierPrefix + id)
+	if !ok {
+		return nil, false
+	}
+	var e IdentifierEntry
+	if json.Unmarshal(b, &e) != nil {
+		return nil, false
+	}
+	return &e, true
+}
+
+// Patient returns key's entry.
+func (x *Index) Patient(key string) (*PatientEntry, bool) {
+	b, ok := x.get(patientPrefix + key)
+	if !ok {
+		return nil, false
+	}
+	var e PatientEntry
+	if json.Unmarshal(b, &e) != nil {
+		return nil, false
+	}
+	return &e, true
+}
+
+// maxChain bounds how many merges Resolve follows: a cycle (A into B, B
+// into A, which careflow refuses but a hand-edited topic could hold) must
+// not hang the stage.
+const maxChain = 32
+
+// Resolve follows key's merges to the patient that survives: A merged into
+// B, then B into C, resolves A to C.
+func (x *Index) Resolve(key string) string {
+	for range maxChain {
+		p, ok := x.Patient(key)
+		if !ok || p.MergedInto == "" || p.MergedInto == key {
+			return key
+		}
+		key = p.MergedInto
+	}
+	return key
+}
+
+// Change is a change to the index, decided but not yet made: Apply makes
+// it, and its Record goes among the stage's outputs, in one transaction.
+type Change struct {
+	key    string
+	value  []byte
+	Record stages.Envelope
+}
+
+func change(key string, v any, h stages.Headers) (Change, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Change{}, fmt.Errorf("patientindex: encode %s: %w", key, err)
+	}
+	return Change{key: key, value: b, Record: stages.Envelope{Topic: topics.Patients, Key: []byte(key), Value: b, Headers: h.Clone()}}, nil
+}
+
+// Apply makes changes in the open transaction.
+func (x *Index) Apply(changes ...Change) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, c := range changes {
+		x.pending[c.key] = c.value
+	}
+}
+
+// Commit implements stages.TxnState.
+func (x *Index) Commit() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, v := range x.pending {
+		if v == nil {
+			delete(x.committed, k)
+		} else {
+			x.committed[k] = v
+		}
+	}
+	clear(x.pending)
+}
+
+// Abort implements stages.TxnState.
+func (x *Index) Abort() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	clear(x.pending)
+}
+
+// Len is how many identifiers and patients the index holds.
+func (x *Index) Len() (identifiers, patients int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k := range x.committed {
+		if strings.HasPrefix(k, identifierPrefix) {
+			identifiers++
+		} else {
+			patients++
+		}
+	}
+	return identifiers, patients
+}
+
+// Load replaces the index with careflow.patients as committed, every
+// partition of it. A missing topic loads nothing.
+func (x *Index) Load(ctx context.Context, opts []kgo.Opt) error {
+	loaded, err := read(ctx, opts)
+	if err != nil {
+		return err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.committed = loaded
+	clear(x.pending)
+	return nil
+}
+
+// read reads careflow.patients to its end: the last value of every key.
+func read(ctx context.Context, opts []kgo.Opt) (map[string][]byte, error) {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("patientindex: %w", err)
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topics.Patients)
+	adm.Close()
+	if err != nil {
+		return nil, fmt.Errorf("patientindex: list %s: %w", topics.Patients, err)
+	}
+	var parts []int32
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			parts = append(parts, o.Partition)
+		}
+	})
+	loaded := map[string][]byte{}
+	err = stages.ReadToEnd(ctx, opts, topics.Patients, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
+		if r.Value == nil {
+			delete(loaded, string(r.Key))
+			return
+		}
+		loaded[string(r.Key)] = r.Value
+	})
+	if err != nil {
+		return nil, fmt.Errorf("patientindex: load %s: %w", topics.Patients, err)
+	}
+	return loaded, nil
+}
+
+// Snapshot reads careflow.patients as an Index, for tools (careflow
+// patients show) that are not the stage.
+func Snapshot(ctx context.Context, opts []kgo.Opt) (*Index, error) {
+	x := New()
+	return x, x.Load(ctx, opts)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
