@@ -29,6 +29,8 @@ Usage:
   careflow trace MESSAGE_ID [--config FILE | --dsn DSN]
   careflow exceptions [--since 24h] [--code C] [--json] [--config FILE]
   careflow orders [--state S] [--json] [--config FILE]
+  careflow patients show IDENTIFIER [--json] [--config FILE]
+  careflow review list|show ID|approve ID|reject ID --reason TEXT [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -68,6 +70,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdExceptions(ctx, args[1:], stdout)
 	case "orders":
 		err = cmdOrders(ctx, args[1:], stdout, stderr)
+	case "patients":
+		err = cmdPatients(ctx, args[1:], stdout)
+	case "review":
+		err = cmdReview(ctx, args[1:], stdout)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
