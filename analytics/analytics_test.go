@@ -67,6 +67,10 @@ func TestModelCollapsesReplaysAndReports(t *testing.T) {
 	b.SLAs = append(b.SLAs, analytics.MessageSLA{MessageID: "m5", Destination: "portal", Route: "results", SLA: 3 * time.Second, At: t0})
 	b.DeadLetters = append(b.DeadLetters, analytics.DeadLetter{RowID: "careflow.dlq.deliver/0/7", Stage: "deliver",
 		ErrorCode: "AE", ErrorText: "destination lab rejected", MessageID: "m3", CorrelationID: "m3", Interface: "ehr", At: t0.Add(time.Second)})
+	b.Reviews = append(b.Reviews,
+		analytics.Review{RowID: "R1/pending", ReviewID: "R1", Status: "pending", Code: "identity_conflict", HeldAt: t0},
+		analytics.Review{RowID: "R1/rejected", ReviewID: "R1", Status: "rejected", Code: "identity_conflict", HeldAt: t0,
+			DecidedBy: "alice", DecidedAt: t0.Add(time.Minute), DecisionReason: "wrong patient"})
 	// The sink's replay: the same batch twice.
 	for range 2 {
 		if err := st.Insert(ctx, &b); err != nil {
@@ -104,6 +108,14 @@ func TestModelCollapsesReplaysAndReports(t *testing.T) {
 	only, err := st.SLA(ctx, analytics.Filter{Destination: "portal", Since: t0.Add(-time.Minute)}, nil, t0)
 	if err != nil || len(only) != 1 || only[0].Breaches != 1 {
 		t.Errorf("filtered report without destination targets = %+v, %v; want one portal row, breached by its route's SLA", only, err)
+	}
+
+	var by, why string
+	if err := st.QueryRowForTest(ctx, "SELECT decided_by, decision_reason FROM reviews FINAL WHERE status = 'rejected'").Scan(&by, &why); err != nil || by != "alice" || why != "wrong patient" {
+		t.Errorf("the review decision in ClickHouse: %q %q %v; want alice's, with her reason", by, why, err)
+	}
+	if n, err := st.Count(ctx, "reviews"); err != nil || n != 2 {
+		t.Errorf("reviews after a replay = %d, %v; want 2 (held, decided)", n, err)
 	}
 
 	var late string

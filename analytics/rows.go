@@ -139,6 +139,28 @@ type OrderTransition struct {
 	At            time.Time
 }
 
+// Review is one careflow.review record: an item held, or its decision.
+// Table: reviews, one row per state of an item.
+type Review struct {
+	RowID          string // review id / status
+	ReviewID       string
+	Status         string
+	Code           string
+	Stage          string
+	Reason         string
+	Location       string
+	Interface      string
+	MessageID      string
+	CorrelationID  string
+	ControlID      string
+	MessageType    string
+	PatientHash    string
+	HeldAt         time.Time
+	DecidedBy      string
+	DecidedAt      time.Time
+	DecisionReason string
+}
+
 // Batch is what the sink inserts at once.
 type Batch struct {
 	Transitions []Transition
@@ -148,16 +170,19 @@ type Batch struct {
 	Audits      []Audit
 	Exceptions  []Exception
 	Orders      []OrderTransition
+	Reviews     []Review
 }
 
 // Len is the number of rows in b.
 func (b *Batch) Len() int {
-	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs) + len(b.Audits)
+	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs) + len(b.Audits) +
+		len(b.Exceptions) + len(b.Orders) + len(b.Reviews)
 }
 
 // Reset empties b, keeping its memory.
 func (b *Batch) Reset() {
 	b.Transitions, b.Attempts, b.DeadLetters, b.SLAs, b.Audits = b.Transitions[:0], b.Attempts[:0], b.DeadLetters[:0], b.SLAs[:0], b.Audits[:0]
+	b.Exceptions, b.Orders, b.Reviews = b.Exceptions[:0], b.Orders[:0], b.Reviews[:0]
 }
 
 func ms(t time.Time) int64 {
@@ -255,6 +280,20 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 				r := &b.Exceptions[i]
 				return []any{day(r.At), r.ExceptionID, r.Code, r.Stage, r.Interface, r.MessageID, r.CorrelationID,
 					r.ControlID, r.PatientHash, r.PlacerOrder, r.FillerOrder, r.Reason, r.Action, ms(r.At), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.Reviews) > 0 {
+		err := s.insert(ctx, "reviews", `day, row_id, review_id, status, code, stage, reason, location, interface,
+			message_id, correlation_id, control_id, message_type, patient_hash, held_at_ms, decided_by, decided_at_ms,
+			decision_reason, inserted_at`,
+			len(b.Reviews), func(i int) []any {
+				r := &b.Reviews[i]
+				return []any{day(r.HeldAt), r.RowID, r.ReviewID, r.Status, r.Code, r.Stage, r.Reason, r.Location, r.Interface,
+					r.MessageID, r.CorrelationID, r.ControlID, r.MessageType, r.PatientHash, ms(r.HeldAt), r.DecidedBy,
+					ms(r.DecidedAt), r.DecisionReason, now}
 			})
 		if err != nil {
 			return err

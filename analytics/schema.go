@@ -196,4 +196,28 @@ var migrations = []migration{
 			inserted_at DateTime
 		) ` + factEngine,
 	}},
+	{version: 7, description: "reviews", statements: []string{
+		// The review queue (careflow.review): every message held for a
+		// person, and every decision with who made it and when; one row
+		// per state of an item (pending, then approved or rejected).
+		`CREATE TABLE IF NOT EXISTS reviews (` + commonColumns + `
+			review_id String,
+			status String,
+			code String,
+			stage String,
+			reason String,
+			location String,
+			interface String,
+			message_id String,
+			correlation_id String,
+			control_id String,
+			message_type String,
+			patient_hash String,
+			held_at_ms Int64,
+			decided_by String,
+			decided_at_ms Int64,
+			decision_reason String,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
 }

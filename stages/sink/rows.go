@@ -185,6 +185,18 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			FromState: x.FromState, State: x.State, MessageID: x.MessageID, CorrelationID: x.CorrelationID,
 			Interface: x.Interface, MessageType: x.MessageType, TriggerEvent: x.TriggerEvent, At: x.At,
 		})
+	case r.Topic == topics.Review:
+		var x avro.Review
+		if err := s.decode(r, &x); err != nil {
+			return err
+		}
+		b.Reviews = append(b.Reviews, analytics.Review{
+			RowID: x.ReviewID + "/" + x.Status, ReviewID: x.ReviewID, Status: x.Status, Code: x.Code, Stage: x.Stage,
+			Reason: x.Reason, Location: x.Location, Interface: x.Interface, MessageID: x.MessageID,
+			CorrelationID: x.CorrelationID, ControlID: x.ControlID, MessageType: x.MessageType,
+			PatientHash: PatientHash([]byte(x.PatientKey)), HeldAt: x.HeldAt, DecidedBy: x.DecidedBy, DecidedAt: x.DecidedAt,
+			DecisionReason: x.DecisionReason,
+		})
 	default:
 		return &decodeError{code: CodeUnknownTopic, err: fmt.Errorf("topic %s is not one the sink reads", r.Topic)}
 	}

@@ -63,7 +63,7 @@ type Config struct {
 // Inputs are the topics the sink reads: every stage's dead letters but its
 // own (the sink reading what it dead-letters could loop).
 func Inputs() []string {
-	in := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.Orders}
+	in := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.Orders, topics.Review}
 	for _, s := range topics.Stages {
 		in = append(in, topics.DeadLetter(s))
 	}

@@ -208,6 +208,12 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	f.produce(topics.Orders, "NG1^HOSP", &avro.OrderTransition{TransitionID: "m001/order/P1/placed", PlacerOrder: "P1^PAS",
 		PatientKey: "NG1^HOSP", State: "placed", MessageID: "m001", CorrelationID: "m001", Interface: "ehr", MessageType: "ORM",
 		TriggerEvent: "O01", At: ingest})
+	held := avro.Review{ReviewID: "R1", Status: avro.ReviewPending, Code: "identity_conflict", Stage: topics.StageNormalise,
+		Reason: "a second NHS identifier", Location: "PID-3[2]", Interface: "ehr", MessageID: "m002", PatientKey: "NG1^HOSP", HeldAt: ingest}
+	f.produce(topics.Review, "R1", &held)
+	decided := held
+	decided.Status, decided.DecidedBy, decided.DecidedAt, decided.DecisionReason = avro.ReviewRejected, "alice", ingest.Add(time.Minute), "wrong patient"
+	f.produce(topics.Review, "R1", &decided)
 
 	m := sink.NewMetrics(nil)
 	stop := f.startSink(t, ch.DSN("careflow"), "careflow-sink", m)
@@ -236,6 +242,10 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 		t.Error(err)
 	}
 	if err := expectCount(store, "order_transitions", 1); err != nil {
+		t.Error(err)
+	}
+	// The review item held, then its decision, who made it and why.
+	if err := expectCount(store, "reviews", 2); err != nil {
 		t.Error(err)
 	}
 
