@@ -19,6 +19,8 @@ func TestSecurityDocNamesRealTests(t *testing.T) { docNamesRealTests(t, "docs/se
 // exist.
 func TestWorkflowsDocNamesRealTests(t *testing.T) { docNamesRealTests(t, "docs/workflows.md", 20) }
 
+func TestIdentityDocNamesRealTests(t *testing.T) { docNamesRealTests(t, "docs/identity.md", 8) }
+
 func docNamesRealTests(t *testing.T, docPath string, atLeast int) {
 	doc, err := os.ReadFile("../../" + docPath)
 	if err != nil {
