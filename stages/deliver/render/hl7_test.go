@@ -66,6 +66,9 @@ func TestHL7Structure(t *testing.T) {
 		{"person add without encounter gets PV1 class N", withoutEncounter(adtEvent("A28", "person_add")), "2.5.1", "ADT^A28^ADT_A05", "MSH EVN PID PV1"},
 		{"merge 2.5.1", mergeEvent(), "2.5.1", "ADT^A40^ADT_A39", "MSH EVN PID MRG"},
 		{"merge 2.3", mergeEvent(), "2.3", "ADT^A40", "MSH EVN PID MRG"},
+		{"merge patient id only (A34)", withTrigger(mergeEvent(), "A34"), "2.5.1", "ADT^A34^ADT_A30", "MSH EVN PID MRG"},
+		{"link: the other patient is a second PID", linkEvent("A24", "link"), "2.5.1", "ADT^A24^ADT_A24", "MSH EVN PID PID"},
+		{"unlink", linkEvent("A37", "unlink"), "2.5.1", "ADT^A37^ADT_A37", "MSH EVN PID PID"},
 		{"order", orderEvent(), "2.5.1", "ORM^O01^ORM_O01", "MSH PID PV1 ORC OBR"},
 		{"result 2.5.1", resultEvent(), "2.5.1", "ORU^R01^ORU_R01", "MSH PID ORC OBR OBX OBX ORC OBR OBX OBX"},
 		{"result 2.3", resultEvent(), "2.3", "ORU^R01", "MSH PID ORC OBR OBX OBX ORC OBR OBX OBX"},
@@ -109,6 +112,12 @@ func TestHL7Structure(t *testing.T) {
 	}
 }
 
+func linkEvent(trigger, eventType string) *avro.ClinicalEvent {
+	ev := mergeEvent()
+	ev.TriggerEvent, ev.EventType = trigger, eventType
+	return ev
+}
+
 func withoutEncounter(ev *avro.ClinicalEvent) *avro.ClinicalEvent { ev.Encounter = nil; return ev }
 func withTrigger(ev *avro.ClinicalEvent, tr string) *avro.ClinicalEvent {
 	ev.TriggerEvent = tr
@@ -140,6 +149,16 @@ func checkPID(t *testing.T, m *hl7v2.Message, p *avro.Patient) {
 		if got := m.Get(path); got != w {
 			t.Errorf("%s = %q, want %q", path, got, w)
 		}
+	}
+	if pids := m.SegmentsNamed("PID"); len(pids) > 1 {
+		// A link or unlink: the other patient is the second PID.
+		for i, id := range p.PriorIdentifiers {
+			r := pids[1].Field(3).Rep(i + 1)
+			if r.Component(1).String() != id.Value || r.Component(4).String() != id.AssigningAuthority {
+				t.Errorf("second PID-3[%d] = %q^%q, want %s^%s", i+1, r.Component(1).String(), r.Component(4).String(), id.Value, id.AssigningAuthority)
+			}
+		}
+		return
 	}
 	for i, id := range p.PriorIdentifiers {
 		r := "MRG-1[" + strconv.Itoa(i+1) + "]"
