@@ -202,17 +202,21 @@ func careflowSummary(cfg *config.Config) func(context.Context) []string {
 			return lines
 		}
 		codes := map[string]int{}
+		unmapped := map[string]bool{}
 		err = readAll(ctx, opts, "", topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
 			var x avro.Exception
 			if serde.DecodeContext(ctx, r.Value, &x) == nil {
 				codes[x.Code]++
+				if x.Code == "unmapped_code" {
+					unmapped[x.Interface+"|"+x.CodingSystem+"|"+x.CodedValue] = true
+				}
 			}
 			return nil
 		})
 		if err == nil {
 			lines = append(lines, "careflow exceptions      "+counts(codes, nil))
 		}
-		return lines
+		return append(lines, identitySummary(ctx, opts, serde, len(unmapped)))
 	}
 }
 

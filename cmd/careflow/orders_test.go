@@ -12,7 +12,10 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/stages/patientindex"
+	"github.com/careflow-health/careflow/stages/review"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -97,9 +100,10 @@ func TestOrdersCommand(t *testing.T) {
 }
 
 // The demo's summary of what careflow holds: orders by state in lifecycle
-// order, exceptions by code.
+// order, exceptions by code, and identity: patients, merges, items held
+// for review and distinct unmapped codes.
 func TestCareflowSummary(t *testing.T) {
-	fx := newToolFixture(t, topics.OrderState, topics.Exceptions)
+	fx := newToolFixture(t, topics.OrderState, topics.Exceptions, topics.Patients, topics.Review)
 	produce := func(topic, key string, value []byte) {
 		t.Helper()
 		if err := fx.client.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Key: []byte(key), Value: value}).FirstErr(); err != nil {
@@ -112,11 +116,23 @@ func TestCareflowSummary(t *testing.T) {
 	produce(topics.OrderState, "P2", b)
 	x, _ := fx.serde.Encode(&avro.Exception{Code: lifecycle.OrderRejected, PlacerOrder: "B"})
 	produce(topics.Exceptions, "P1", x)
+	for _, code := range []string{"GLU", "GLU", "NA"} {
+		x, _ = fx.serde.Encode(&avro.Exception{Code: "unmapped_code", Interface: "lab-results", CodingSystem: "L", CodedValue: code})
+		produce(topics.Exceptions, "P1", x)
+	}
+	for _, p := range []patientindex.PatientEntry{{Key: "P1"}, {Key: "P2"}, {Key: "P3", MergedInto: "P1"}} {
+		b, _ := json.Marshal(p)
+		produce(topics.Patients, "patient/"+p.Key, b)
+	}
+	held := review.Hold(avro.Review{Code: "identity_conflict", MessageID: "m9"}, stages.Envelope{Topic: topics.Valid}, time.Now())
+	x, _ = fx.serde.Encode(&held)
+	produce(topics.Review, held.ReviewID, x)
 	cfg := &config.Config{Kafka: config.Kafka{Brokers: fx.cluster.ListenAddrs()}, Admin: config.Admin{Listen: strings.TrimPrefix(fx.reg.URL, "http://")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	got := strings.Join(careflowSummary(cfg)(ctx), "\n")
-	for _, want := range []string{"careflow orders          placed 1  final 2", "careflow exceptions      order_rejected 1"} {
+	for _, want := range []string{"careflow orders          placed 1  final 2", "careflow exceptions      order_rejected 1  unmapped_code 3",
+		"careflow identity        patients 2  merged 1  held for review 1  unmapped codes 2"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}

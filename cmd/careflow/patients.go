@@ -7,11 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages/patientindex"
+	"github.com/careflow-health/careflow/stages/review"
 )
 
 // patientView is one patient as `careflow patients show --json` prints it.
@@ -130,4 +135,28 @@ func viewOf(x *patientindex.Index, id string) (*patientView, error) {
 		}
 	}
 	return v, nil
+}
+
+// identitySummary is the demo's line about identity: patients the index
+// knows (merged ones apart), merges, items waiting for review, and the
+// distinct codes no map knows.
+func identitySummary(ctx context.Context, opts []kgo.Opt, serde *avro.Serde, unmapped int) string {
+	x, err := patientindex.Snapshot(ctx, opts)
+	if err != nil {
+		return "careflow identity        not read yet"
+	}
+	ps := x.Patients()
+	patients, merged := 0, 0
+	for _, p := range ps {
+		if p.MergedInto != "" {
+			merged++
+		} else {
+			patients++
+		}
+	}
+	pending := "?"
+	if q, err := review.Read(ctx, opts, serde); err == nil {
+		pending = strconv.Itoa(len(q.List(avro.ReviewPending)))
+	}
+	return fmt.Sprintf("careflow identity        patients %d  merged %d  held for review %s  unmapped codes %d", patients, merged, pending, unmapped)
 }

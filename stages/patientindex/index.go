@@ -226,6 +226,25 @@ func (x *Index) Abort() {
 	clear(x.pending)
 }
 
+// Patients is every patient the index holds, merged ones too.
+func (x *Index) Patients() []*PatientEntry {
+	x.mu.Lock()
+	keys := make([]string, 0, len(x.committed))
+	for k := range x.committed {
+		if strings.HasPrefix(k, patientPrefix) {
+			keys = append(keys, strings.TrimPrefix(k, patientPrefix))
+		}
+	}
+	x.mu.Unlock()
+	var out []*PatientEntry
+	for _, k := range keys {
+		if p, ok := x.Patient(k); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Len is how many identifiers and patients the index holds.
 func (x *Index) Len() (identifiers, patients int) {
 	x.mu.Lock()
