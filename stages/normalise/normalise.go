@@ -21,6 +21,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
+	"github.com/careflow-health/careflow/stages/ownership"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -44,6 +45,9 @@ type Config struct {
 	// a PID-3 identifier that fails its check digit raises
 	// invalid_identifier (identity.go). An interface not listed has none.
 	Identity map[string]identity.Policy
+	// Ownership is the source-of-truth matrix (ownership.go). Default: none,
+	// every update applies.
+	Ownership *ownership.Matrix
 	// Metrics receives careflow_exceptions_total. Default: none (counted
 	// but not exported).
 	Metrics prometheus.Registerer
@@ -54,6 +58,7 @@ type Stage struct {
 	serde      *avro.Serde
 	now        func() time.Time
 	identity   map[string]identity.Policy
+	ownership  *ownership.Matrix
 	exceptions *prometheus.CounterVec
 }
 
@@ -74,7 +79,7 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, exceptions: exceptions}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, ownership: cfg.Ownership, exceptions: exceptions}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -106,12 +111,12 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return s.reject(in, &raw, now, err)
 	}
-	b, err := s.serde.Encode(ev)
-	if err != nil {
-		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
-	}
 	h := in.Headers.Derive(topics.StageNormalise, now)
-	out := []stages.Envelope{{Topic: topics.Events, Key: in.Key, Value: b, Headers: h}}
+	out, review, _, err := s.applyOwnership(ev, &raw, in, h, now, nil)
+	if err != nil {
+		return nil, err
+	}
+	_ = review // wired to the review queue in main
 	excs, err := s.invalidIdentifiers(in, m, &raw, h, now)
 	if err != nil {
 		return nil, err
