@@ -45,7 +45,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, in := range e.cfg.Inbound {
 			policies[in.Name] = policyOf(e.cfg.TrustFor(in))
 		}
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Metrics: e.metrics})
+		matrix, err := e.cfg.Ownership.Matrix()
+		if err != nil {
+			return fmt.Errorf("engine: ownership: %w", err)
+		}
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}
