@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -151,5 +152,36 @@ func TestOwnershipKeysAreTheVocabulary(t *testing.T) {
 	}
 	if len(c.Ownership.Rules()) != len(ownership.Fields()) {
 		t.Errorf("decoded %d rules, want %d", len(c.Ownership.Rules()), len(ownership.Fields()))
+	}
+}
+
+// TestOwnershipDocExample: the first matrix in docs/ownership.md is a
+// valid configuration (with its interfaces declared).
+func TestOwnershipDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/ownership.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(doc)
+	start := strings.Index(text, "```yaml\nownership:")
+	if start < 0 {
+		t.Fatal("docs/ownership.md has no ownership example")
+	}
+	block := text[start+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	estate := `
+inbound:
+  - {name: ehr, listen: 127.0.0.1:2575}
+  - {name: lab-results, listen: 127.0.0.1:2576}
+  - {name: pas, listen: 127.0.0.1:2577}
+  - {name: portal-updates, transport: http}
+http: {listen: 127.0.0.1:8080}
+`
+	c, err := Parse("t.yaml", []byte(estate+block), WithLookupEnv(noEnv))
+	if err != nil {
+		t.Fatalf("docs/ownership.md example: %v", err)
+	}
+	if len(c.Ownership.Rules()) != len(ownership.Fields()) {
+		t.Errorf("the example gives %d rules; it should show every field (%d)", len(c.Ownership.Rules()), len(ownership.Fields()))
 	}
 }
