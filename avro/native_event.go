@@ -25,7 +25,19 @@ func eventToNative(e *ClinicalEvent) map[string]any {
 	if e.Acknowledgment != nil {
 		ack = union(nameAcknowledgment, ackToNative(e.Acknowledgment))
 	}
+	nextOfKin := make([]any, len(e.NextOfKin))
+	for i, k := range e.NextOfKin {
+		nextOfKin[i] = map[string]any{"family_name": k.FamilyName, "given_name": k.GivenName,
+			"relationship": k.Relationship, "relationship_text": k.RelationshipText, "phone": k.Phone}
+	}
+	allergies := make([]any, len(e.Allergies))
+	for i, a := range e.Allergies {
+		allergies[i] = map[string]any{"type": a.Type, "code": a.Code, "text": a.Text,
+			"coding_system": a.CodingSystem, "severity": a.Severity, "reaction": a.Reaction}
+	}
 	return map[string]any{
+		"next_of_kin":     nextOfKin,
+		"allergies":       allergies,
 		"acknowledgment":  ack,
 		"event_id":        e.EventID,
 		"correlation_id":  e.CorrelationID,
@@ -60,6 +72,22 @@ func eventFromNative(m map[string]any) ClinicalEvent {
 		a := ackFromNative(r)
 		e.Acknowledgment = &a
 	}
+	if a := arrayOf(m, "next_of_kin"); len(a) > 0 {
+		e.NextOfKin = make([]NextOfKin, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			e.NextOfKin[i] = NextOfKin{FamilyName: str(r, "family_name"), GivenName: str(r, "given_name"),
+				Relationship: str(r, "relationship"), RelationshipText: str(r, "relationship_text"), Phone: str(r, "phone")}
+		}
+	}
+	if a := arrayOf(m, "allergies"); len(a) > 0 {
+		e.Allergies = make([]Allergy, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			e.Allergies[i] = Allergy{Type: str(r, "type"), Code: str(r, "code"), Text: str(r, "text"),
+				CodingSystem: str(r, "coding_system"), Severity: str(r, "severity"), Reaction: str(r, "reaction")}
+		}
+	}
 	if a := arrayOf(m, "orders"); len(a) > 0 {
 		e.Orders = make([]Order, len(a))
 		for i, v := range a {
@@ -82,6 +110,10 @@ func patientToNative(p *Patient) map[string]any {
 	for i := range p.Addresses {
 		addresses[i] = addressToNative(&p.Addresses[i])
 	}
+	telecoms := make([]any, len(p.Telecoms))
+	for i, t := range p.Telecoms {
+		telecoms[i] = map[string]any{"value": t.Value, "use": t.Use, "equipment": t.Equipment}
+	}
 	return map[string]any{
 		"identifiers":       identifiersToNative(p.Identifiers),
 		"family_name":       p.FamilyName,
@@ -90,6 +122,8 @@ func patientToNative(p *Patient) map[string]any {
 		"sex":               p.Sex,
 		"addresses":         addresses,
 		"prior_identifiers": identifiersToNative(p.PriorIdentifiers),
+		"telecoms":          telecoms,
+		"gp":                map[string]any{"id": p.GP.ID, "family_name": p.GP.FamilyName, "given_name": p.GP.GivenName},
 	}
 }
 
@@ -101,6 +135,15 @@ func patientFromNative(m map[string]any) Patient {
 		BirthDate:        str(m, "birth_date"),
 		Sex:              str(m, "sex"),
 		PriorIdentifiers: identifiersFromNative(arrayOf(m, "prior_identifiers")),
+	}
+	gp := recordOf(m, "gp")
+	p.GP = Practitioner{ID: str(gp, "id"), FamilyName: str(gp, "family_name"), GivenName: str(gp, "given_name")}
+	if a := arrayOf(m, "telecoms"); len(a) > 0 {
+		p.Telecoms = make([]Telecom, len(a))
+		for i, v := range a {
+			r, _ := v.(map[string]any)
+			p.Telecoms[i] = Telecom{Value: str(r, "value"), Use: str(r, "use"), Equipment: str(r, "equipment")}
+		}
 	}
 	if a := arrayOf(m, "addresses"); len(a) > 0 {
 		p.Addresses = make([]Address, len(a))

@@ -64,6 +64,44 @@ type Patient struct {
 	Addresses   []Address    `json:"addresses"`
 	// PriorIdentifiers are the identifiers being merged away (MRG-1, A40).
 	PriorIdentifiers []Identifier `json:"prior_identifiers"`
+	// Telecoms are the patient's phone numbers and e-mail addresses:
+	// PID-13 (home) then PID-14 (business), one per repetition.
+	Telecoms []Telecom `json:"telecoms"`
+	// GP is the patient's primary care provider (PD1-4); zero when none.
+	GP Practitioner `json:"gp"`
+}
+
+// Telecom is one phone number or e-mail address (HL7 XTN).
+type Telecom struct {
+	Value     string `json:"value"`     // XTN.1, else XTN.4 (an e-mail address)
+	Use       string `json:"use"`       // XTN.2, HL7 table 0201 (PRN, WPN, NET, ...); a PID-14 repetition without one is WPN
+	Equipment string `json:"equipment"` // XTN.3, HL7 table 0202 (PH, CP, Internet, ...)
+}
+
+// Practitioner is a doctor named by an HL7 XCN, such as the GP in PD1-4.
+type Practitioner struct {
+	ID         string `json:"id"`          // XCN.1
+	FamilyName string `json:"family_name"` // XCN.2.1
+	GivenName  string `json:"given_name"`  // XCN.3
+}
+
+// NextOfKin is one NK1: a person to contact about the patient.
+type NextOfKin struct {
+	FamilyName       string `json:"family_name"`       // NK1-2.1.1
+	GivenName        string `json:"given_name"`        // NK1-2.2
+	Relationship     string `json:"relationship"`      // NK1-3.1, HL7 table 0063 (SPO, MTH, ...)
+	RelationshipText string `json:"relationship_text"` // NK1-3.2
+	Phone            string `json:"phone"`             // NK1-5.1, the first repetition
+}
+
+// Allergy is one AL1.
+type Allergy struct {
+	Type         string `json:"type"`          // AL1-2.1, HL7 table 0127 (DA drug, FA food, ...)
+	Code         string `json:"code"`          // AL1-3.1
+	Text         string `json:"text"`          // AL1-3.2
+	CodingSystem string `json:"coding_system"` // AL1-3.3
+	Severity     string `json:"severity"`      // AL1-4.1, HL7 table 0128 (SV, MO, MI, U)
+	Reaction     string `json:"reaction"`      // AL1-5, repetitions joined by "~"
 }
 
 // Encounter is the visit an event belongs to (PV1); nil when none.
@@ -173,6 +211,11 @@ type ClinicalEvent struct {
 	Provenance     Provenance    `json:"provenance"`
 	// Acknowledgment is set only on careflow's own answers to a sender.
 	Acknowledgment *Acknowledgment `json:"acknowledgment"`
+	// NextOfKin and Allergies sit beside the patient rather than in it, so
+	// that a destination whose fields name `patient` does not receive them
+	// unless it names them too.
+	NextOfKin []NextOfKin `json:"next_of_kin"` // NK1, one each
+	Allergies []Allergy   `json:"allergies"`   // AL1, one each
 }
 
 // Outcome statuses.

@@ -38,6 +38,8 @@ type Config struct {
 	// Identity is the identifier policy every interface keys patients by,
 	// unless it gives its own trust list (docs/identity.md).
 	Identity Identity `yaml:"identity"`
+	// Ownership is the source-of-truth matrix (config/ownership.go).
+	Ownership Ownership `yaml:"ownership"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).

@@ -245,6 +245,7 @@ func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Wr
 		EHR: addr("ehr", true), LabResults: addr("lab-results", true),
 		Lab: addr("lab", false), EHRResults: addr("ehr-results", false), Portal: addr("portal", false),
 		Notifications: addr("ehr-notifications", false),
+		HTTP:          cfg.HTTP.Listen,
 		Rate:          rate, Out: stdout, Logger: log, Careflow: careflowSummary(cfg),
 	})
 	if errors.Is(err, context.Canceled) {

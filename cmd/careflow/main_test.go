@@ -23,7 +23,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestCheck(t *testing.T) {
 	code, out, _ := runCLI("check", "../../examples/demo/careflow.yaml")
-	if code != 0 || !strings.Contains(out, "ok (3 inbound, 4 destinations") {
+	if code != 0 || !strings.Contains(out, "ok (4 inbound, 4 destinations") {
 		t.Fatalf("check of the demo config: exit %d, %q", code, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
@@ -36,6 +36,24 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("check of a broken file exited %d, want 1", code)
 	}
 	for _, want := range []string{bad + ":11: routes[0].destination", `did you mean "lab"`, bad + ":12: routes[0].when"} {
+		if !strings.Contains(errOut, want) {
+			t.Fatalf("check output lacks %q:\n%s", want, errOut)
+		}
+	}
+	// A source-of-truth matrix naming an unknown system and an unknown
+	// field is refused, each at its line.
+	yaml = strings.Replace(yaml, "labs", "lab", 1)
+	yaml = strings.Replace(yaml, "'event.message_type =='", "'true'", 1)
+	yaml += "ownership:\n  version: 1\n  demographics:\n    address: {owners: [ehrr]}\n    telecomm: {owners: [ehr]}\n"
+	if err := os.WriteFile(bad, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI("check", bad)
+	if code != 1 {
+		t.Fatalf("check of a bad matrix exited %d, want 1", code)
+	}
+	for _, want := range []string{bad + ":16: ownership.demographics.address.owners[0]: no inbound interface is called \"ehrr\" (did you mean \"ehr\"?)",
+		bad + ":17: ownership.demographics.telecomm: unknown key (did you mean \"telecom\"?)"} {
 		if !strings.Contains(errOut, want) {
 			t.Fatalf("check output lacks %q:\n%s", want, errOut)
 		}

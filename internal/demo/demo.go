@@ -37,6 +37,10 @@ type Config struct {
 	// results inbox (MLLP) and the portal (HTTP, POST /events) listen.
 	// Default: 127.0.0.1:6661, 127.0.0.1:6662 and 127.0.0.1:6663.
 	Lab, EHRResults, Portal string
+	// HTTP is careflow's HTTP ingest address, where the patient portal
+	// posts its updates (POST /hl7/portal-updates). Default:
+	// 127.0.0.1:8080.
+	HTTP string
 	// Notifications is where the EHR hears careflow's application
 	// acknowledgements and return notifications (MLLP). Default:
 	// 127.0.0.1:6664.
@@ -62,6 +66,7 @@ const (
 	DefaultEHRResults = "127.0.0.1:6662"
 	DefaultPortal     = "127.0.0.1:6663"
 	DefaultNotify     = "127.0.0.1:6664"
+	DefaultHTTP       = "127.0.0.1:8080"
 	DefaultRate       = 2
 )
 
@@ -82,6 +87,7 @@ func (c Config) withDefaults() Config {
 	c.EHRResults = cmp.Or(c.EHRResults, DefaultEHRResults)
 	c.Portal = cmp.Or(c.Portal, DefaultPortal)
 	c.Notifications = cmp.Or(c.Notifications, DefaultNotify)
+	c.HTTP = cmp.Or(c.HTTP, DefaultHTTP)
 	c.Rate = cmp.Or(c.Rate, DefaultRate)
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -140,10 +146,12 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error { return serveHTTP(ctx, portalSrv, portalLn) })
 	g.Go(func() error { return lab.sendResults(ctx) })
 	g.Go(func() error { return lab.sendEarly(ctx) })
+	updates := make(chan []byte, 16)
+	g.Go(func() error { return runPortalUpdates(ctx, "http://"+cfg.HTTP+"/hl7/portal-updates", st, updates) })
 	g.Go(func() error {
 		gen := newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients)
 		gen.resultFirst = lab.resultFirst
-		return runEHR(ctx, cfg, st, gen)
+		return runEHR(ctx, cfg, st, gen, updates)
 	})
 	var lines careflowLines
 	if cfg.Careflow != nil {
@@ -231,8 +239,10 @@ func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener) error {
 
 // runEHR sends the EHR's stream at cfg.Rate. A message that could not be
 // sent (careflow not up yet, a timeout) is sent again at the next tick,
-// as a real EHR resends until it has an ACK.
-func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator) error {
+// as a real EHR resends until it has an ACK. Now and then the generator
+// also has a patient update their details on the portal: that goes to
+// updates (dropped when the portal is behind), for runPortalUpdates.
+func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator, updates chan<- []byte) error {
 	client := &mllp.Client{Addr: cfg.EHR, ACKTimeout: 10 * time.Second}
 	defer client.Close()
 	t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -248,6 +258,12 @@ func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator) error
 		if pending == nil {
 			pending = gen.next(time.Now())
 			st.ehrSent.Add(1)
+			if u := gen.maybePortalUpdate(time.Now()); u != nil {
+				select {
+				case updates <- u:
+				default:
+				}
+			}
 		}
 		reply, err := client.Send(ctx, pending)
 		if err != nil {

@@ -323,6 +323,7 @@ func TestRunSendsAndStops(t *testing.T) {
 		done <- Run(ctx, Config{
 			EHR: ehrAddr, LabResults: "127.0.0.1:1", // nothing is ordered back in this test
 			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0", Notifications: "127.0.0.1:0",
+			HTTP: "127.0.0.1:1", // portal updates fail and are counted
 			Rate: 50, Out: out, Logger: quiet,
 			Careflow: func(ctx context.Context) []string {
 				if _, ok := ctx.Deadline(); !ok {

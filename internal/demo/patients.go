@@ -20,6 +20,7 @@ import (
 type patient struct {
 	mrn, family, given, birthDate, sex string
 	nhs                                string // a valid NHS number from the 999 range NHS England keeps for tests
+	portal                             string // the patient portal's number for them (^^^PORTAL^PI)
 	street, city, postcode, phone      string
 	doctor                             string
 
@@ -91,6 +92,7 @@ func newEHRGenerator(seed uint64, run string, n int) *ehrGenerator {
 			phone:     fmt.Sprintf("555-01%02d", g.rng.IntN(100)),
 			doctor:    doctors[g.rng.IntN(len(doctors))],
 			nhs:       testNHSNumber(g.rng),
+			portal:    fmt.Sprintf("PT%s-%03d", run, i+1),
 		})
 	}
 	return g

@@ -27,6 +27,8 @@ type stats struct {
 
 	portalReceived, portalBad atomic.Int64
 
+	portalUpdatesSent, portalUpdatesACKed, portalUpdatesNAKed, portalUpdatesFailed atomic.Int64
+
 	appAA, appAE, notifyUnparseable atomic.Int64
 	mu                              sync.Mutex
 	notifications                   map[string]int // by ERR-5 code
@@ -74,6 +76,8 @@ func (s *stats) print(w io.Writer) {
 		s.ehrResultsReceived.Load(), s.ehrResultsUnparseable.Load())
 	fmt.Fprintf(w, "careflow -> portal       received %6d  (rejected %d)\n",
 		s.portalReceived.Load(), s.portalBad.Load())
+	fmt.Fprintf(w, "portal -> careflow       updates sent %6d  ACKed %6d  NAKed %4d  failed %4d\n",
+		s.portalUpdatesSent.Load(), s.portalUpdatesACKed.Load(), s.portalUpdatesNAKed.Load(), s.portalUpdatesFailed.Load())
 	s.mu.Lock()
 	var codes []string
 	for c, n := range s.notifications {

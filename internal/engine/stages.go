@@ -46,8 +46,12 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, in := range e.cfg.Inbound {
 			policies[in.Name] = policyOf(e.cfg.TrustFor(in))
 		}
+		matrix, err := e.cfg.Ownership.Matrix()
+		if err != nil {
+			return fmt.Errorf("engine: ownership: %w", err)
+		}
 		idx := patientindex.New()
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Index: idx, Metrics: e.metrics})
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Index: idx, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}

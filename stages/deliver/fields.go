@@ -246,6 +246,37 @@ var patientRules = rules[avro.Patient]{
 	value("sex", func(x *avro.Patient) *string { return &x.Sex }),
 	list("addresses", func(x *avro.Patient) *[]avro.Address { return &x.Addresses }, addressRules),
 	list("prior_identifiers", func(x *avro.Patient) *[]avro.Identifier { return &x.PriorIdentifiers }, identifierRules),
+	list("telecoms", func(x *avro.Patient) *[]avro.Telecom { return &x.Telecoms }, telecomRules),
+	record("gp", func(x *avro.Patient) *avro.Practitioner { return &x.GP }, practitionerRules),
+}
+
+var telecomRules = rules[avro.Telecom]{
+	value("value", func(x *avro.Telecom) *string { return &x.Value }),
+	value("use", func(x *avro.Telecom) *string { return &x.Use }),
+	value("equipment", func(x *avro.Telecom) *string { return &x.Equipment }),
+}
+
+var practitionerRules = rules[avro.Practitioner]{
+	value("id", func(x *avro.Practitioner) *string { return &x.ID }),
+	value("family_name", func(x *avro.Practitioner) *string { return &x.FamilyName }),
+	value("given_name", func(x *avro.Practitioner) *string { return &x.GivenName }),
+}
+
+var nextOfKinRules = rules[avro.NextOfKin]{
+	value("family_name", func(x *avro.NextOfKin) *string { return &x.FamilyName }),
+	value("given_name", func(x *avro.NextOfKin) *string { return &x.GivenName }),
+	value("relationship", func(x *avro.NextOfKin) *string { return &x.Relationship }),
+	value("relationship_text", func(x *avro.NextOfKin) *string { return &x.RelationshipText }),
+	value("phone", func(x *avro.NextOfKin) *string { return &x.Phone }),
+}
+
+var allergyRules = rules[avro.Allergy]{
+	value("type", func(x *avro.Allergy) *string { return &x.Type }),
+	value("code", func(x *avro.Allergy) *string { return &x.Code }),
+	value("text", func(x *avro.Allergy) *string { return &x.Text }),
+	value("coding_system", func(x *avro.Allergy) *string { return &x.CodingSystem }),
+	value("severity", func(x *avro.Allergy) *string { return &x.Severity }),
+	value("reaction", func(x *avro.Allergy) *string { return &x.Reaction }),
 }
 
 var encounterRules = rules[avro.Encounter]{
@@ -315,6 +346,8 @@ var eventRules = rules[avro.ClinicalEvent]{
 	// patient: a destination's fields must name it to get it (reply_to
 	// destinations do, config checks).
 	optional("acknowledgment", func(x *avro.ClinicalEvent) **avro.Acknowledgment { return &x.Acknowledgment }, ackRules),
+	list("next_of_kin", func(x *avro.ClinicalEvent) *[]avro.NextOfKin { return &x.NextOfKin }, nextOfKinRules),
+	list("allergies", func(x *avro.ClinicalEvent) *[]avro.Allergy { return &x.Allergies }, allergyRules),
 }
 
 var ackRules = rules[avro.Acknowledgment]{

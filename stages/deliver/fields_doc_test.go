@@ -61,6 +61,14 @@ var hl7Uses = map[string]hl7Use{
 	"patient.prior_identifiers.assigning_authority": {at: []string{"MRG-1.4"}},
 	"patient.prior_identifiers.type_code":           {at: []string{"MRG-1.5"}},
 	"patient.prior_identifiers.assigning_facility":  {at: []string{"MRG-1.6"}},
+	"patient.telecoms":                              {note: "PID-13 (home), or PID-14 when the use is WPN, one repetition each"},
+	"patient.telecoms.value":                        {at: []string{"PID-13.1"}, note: " (and XTN.4 for an e-mail address)"},
+	"patient.telecoms.use":                          {at: []string{"PID-13.2"}},
+	"patient.telecoms.equipment":                    {at: []string{"PID-13.3"}},
+	"patient.gp":                                    {note: "PD1-4, in the structures with a PD1"},
+	"patient.gp.id":                                 {at: []string{"PD1-4.1"}},
+	"patient.gp.family_name":                        {at: []string{"PD1-4.2"}},
+	"patient.gp.given_name":                         {at: []string{"PD1-4.3"}},
 
 	"encounter":                     {note: "PV1; without it, `PV1\\|1\\|N` where the structure requires PV1"},
 	"encounter.visit_number":        {at: []string{"PV1-19.1"}},
@@ -133,6 +141,20 @@ var hl7Uses = map[string]hl7Use{
 	"acknowledgment.errors.location":         {note: "ERR-2 (PID-5 as PID^1^5^1)"},
 	"acknowledgment.errors.severity":         {at: []string{"ERR-4"}},
 	"acknowledgment.errors.text":             {at: []string{"ERR-8"}},
+
+	"next_of_kin":                   {note: "one NK1 each, in ADT_A01, ADT_A05, OML_O21 and ORU_R01"},
+	"next_of_kin.family_name":       {at: []string{"NK1-2.1"}},
+	"next_of_kin.given_name":        {at: []string{"NK1-2.2"}},
+	"next_of_kin.relationship":      {at: []string{"NK1-3.1"}},
+	"next_of_kin.relationship_text": {at: []string{"NK1-3.2"}},
+	"next_of_kin.phone":             {at: []string{"NK1-5.1"}},
+	"allergies":                     {note: "one AL1 each, in ADT_A01, ADT_A05, ORM_O01 and OML_O21 (not in the ORU of this table's check)"},
+	"allergies.type":                {note: "AL1-2"},
+	"allergies.code":                {note: "AL1-3.1"},
+	"allergies.text":                {note: "AL1-3.2"},
+	"allergies.coding_system":       {note: "AL1-3.3"},
+	"allergies.severity":            {note: "AL1-4"},
+	"allergies.reaction":            {note: "AL1-5, one repetition per ~-separated part"},
 }
 
 // fieldsTable renders the table of every catalogue path for the doc.

@@ -107,6 +107,7 @@ func Map(m *hl7v2.Message, raw *avro.RawMessage) (*avro.ClinicalEvent, error) {
 	if pv1, ok := m.Segment("PV1"); ok {
 		ev.Encounter = mapEncounter(pv1)
 	}
+	ev.NextOfKin, ev.Allergies = mapNextOfKin(m), mapAllergies(m)
 	ev.Orders, ev.Observations = mapOrders(m)
 	ev.Provenance = mapProvenance(m, h, raw)
 	ev.Acknowledgment = mapAnswer(m)

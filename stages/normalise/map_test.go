@@ -74,6 +74,8 @@ func TestMapADT(t *testing.T) {
 					{Street: "12 High St", Other: "Flat 2", City: "Leeds", State: "WYK", PostalCode: "LS1 1AA", Country: "GBR", Type: "H"},
 					{Street: "PO Box 9", City: "York", PostalCode: "YO1 7HH", Country: "GBR", Type: "M"},
 				},
+				// PID-13 with no XTN.1: the number is XTN.6 and XTN.7.
+				Telecoms: []avro.Telecom{{Value: "0113 4960000", Use: "PRN", Equipment: "PH"}},
 			},
 			encounter: &avro.Encounter{VisitNumber: "V555001", PatientClass: "I", PointOfCare: "WARD7", Room: "R12", Bed: "B3", Facility: "NORTHSIDE", AttendingDoctor: "C0042", AdmitTime: "20240301115000"},
 		},

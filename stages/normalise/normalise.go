@@ -15,12 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"strings"
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/identity"
+	"github.com/careflow-health/careflow/stages/ownership"
 	"github.com/careflow-health/careflow/stages/patientindex"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -45,6 +47,9 @@ type Config struct {
 	// a PID-3 identifier that fails its check digit raises
 	// invalid_identifier (identity.go). An interface not listed has none.
 	Identity map[string]identity.Policy
+	// Ownership is the source-of-truth matrix (ownership.go). Default: none,
+	// every update applies.
+	Ownership *ownership.Matrix
 	// Index is the patient index (stages/patientindex), which the
 	// runner commits and aborts with each transaction and the engine
 	// loads on assignment. nil: events keep ingest's key and nothing is
@@ -62,6 +67,7 @@ type Stage struct {
 	now        func() time.Time
 	identity   map[string]identity.Policy
 	index      *patientindex.Index
+	ownership  *ownership.Matrix
 	exceptions *prometheus.CounterVec
 	held       *prometheus.CounterVec
 }
@@ -90,7 +96,7 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, exceptions: exceptions, held: held}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, ownership: cfg.Ownership, exceptions: exceptions, held: held}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -124,9 +130,10 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	h := in.Headers.Derive(topics.StageNormalise, now)
 	key := in.Key
-	var changes []patientindex.Change
+	approved := in.Headers.Get(topics.HeaderReviewID) != ""
+	var dec patientindex.Decision
 	if s.index != nil {
-		dec, err := s.index.Decide(s.identityMessage(m, &raw, ev, in), h)
+		dec, err = s.index.Decide(s.identityMessage(m, &raw, ev, in), h)
 		if err != nil {
 			return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err))
 		}
@@ -137,25 +144,31 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 			key = []byte(dec.Key)
 		}
 		putSurvivorFirst(ev, dec.Survivor)
-		changes = dec.Changes
 	}
-	b, err := s.serde.Encode(ev)
+	out, od, err := s.applyOwnership(ev, &raw, key, h, now, s.index.Known(&dec))
 	if err != nil {
-		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
+		return nil, err
 	}
-	out := []stages.Envelope{{Topic: topics.Events, Key: key, Value: b, Headers: h}}
+	if review := od.Review; len(review) > 0 && !approved {
+		return s.hold(in, &raw, key, CodeFieldReview, review[0],
+			fmt.Sprintf("%s from %s is an update the source-of-truth matrix sends to a person (ownership version %s)",
+				strings.Join(review, ", "), raw.Interface, s.ownership.Version()), h, now)
+	}
+	if err := s.index.SetApplied(&dec, od.Applied, od.Fingerprints, h); err != nil {
+		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err))
+	}
 	excs, err := s.invalidIdentifiers(key, m, &raw, h, now)
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, excs...)
-	for _, c := range changes {
+	for _, c := range dec.Changes {
 		out = append(out, c.Record)
 	}
 	// Only now, with every output certain: a retry must not see its own
 	// failed attempt's index changes.
 	if s.index != nil {
-		s.index.Apply(changes...)
+		s.index.Apply(dec.Changes...)
 	}
 	return out, nil
 }

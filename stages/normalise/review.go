@@ -17,7 +17,9 @@ import (
 	"github.com/careflow-health/careflow/topics"
 )
 
-// Metric: careflow_reviews_held_total{code}.
+// CodeFieldReview is the hold of an update the source-of-truth matrix
+// sends to a person (others: review).
+const CodeFieldReview = "field_review"
 
 // hold returns the records that hold in for review for code at location.
 func (s *Stage) hold(in stages.Envelope, raw *avro.RawMessage, key []byte, code, location, reason string, h stages.Headers, now time.Time) ([]stages.Envelope, error) {

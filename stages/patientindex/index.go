@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -93,7 +94,10 @@ type PatientEntry struct {
 	// Applied is, per source-of-truth field, the event time of the last
 	// update applied, for rules that require newer updates.
 	Applied map[string]time.Time `json:"applied,omitempty"`
-	History []Event              `json:"history"`
+	// Values is, per field, a fingerprint of the value applied then
+	// (ownership.Fingerprint): a non-owner repeating it is not updating.
+	Values  map[string]string `json:"values,omitempty"`
+	History []Event           `json:"history"`
 }
 
 // maxHistory bounds a patient's history; the oldest events go first.
@@ -316,4 +320,97 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// Known is what the index knows of a patient's source-of-truth fields
+// (ownership.Known): when each was last applied and a fingerprint of its
+// value then, never the value.
+type Known struct{ p *PatientEntry }
+
+// Last is when field was last applied.
+func (k Known) Last(field string) (time.Time, bool) {
+	if k.p == nil {
+		return time.Time{}, false
+	}
+	t, ok := k.p.Applied[field]
+	return t, ok
+}
+
+// Fingerprint is the fingerprint of field's value last applied.
+func (k Known) Fingerprint(field string) (string, bool) {
+	if k.p == nil {
+		return "", false
+	}
+	v, ok := k.p.Values[field]
+	return v, ok
+}
+
+// Known is d's patient's fields as d leaves them (a new patient has
+// none). A nil index knows none.
+func (x *Index) Known(d *Decision) Known {
+	if x == nil || d.Key == "" {
+		return Known{}
+	}
+	return Known{x.working(d)}
+}
+
+// SetApplied records, on d's patient as a change among d's, the event
+// time (applied) and value fingerprint of each field an update applied.
+// A field's time only moves forward.
+func (x *Index) SetApplied(d *Decision, applied map[string]time.Time, fingerprints map[string]string, h stages.Headers) error {
+	if x == nil || d.Key == "" || len(applied)+len(fingerprints) == 0 {
+		return nil
+	}
+	p := x.working(d)
+	if p == nil {
+		p = &PatientEntry{Key: d.Key}
+	}
+	changed := false
+	for f, t := range applied {
+		if old, ok := p.Applied[f]; ok && !t.After(old) {
+			continue
+		}
+		if p.Applied == nil {
+			p.Applied = map[string]time.Time{}
+		}
+		p.Applied[f] = t
+		changed = true
+	}
+	for f, v := range fingerprints {
+		if old, ok := p.Applied[f]; ok && applied[f].Before(old) {
+			continue // an older update: the newer value stands
+		}
+		if p.Values[f] != v {
+			if p.Values == nil {
+				p.Values = map[string]string{}
+			}
+			p.Values[f] = v
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	c, err := change(patientPrefix+d.Key, p, h)
+	if err != nil {
+		return err
+	}
+	d.Changes = slices.DeleteFunc(d.Changes, func(o Change) bool { return o.key == c.key })
+	d.Changes = append(d.Changes, c)
+	return nil
+}
+
+// working is d's patient entry as d's changes leave it, else as the index
+// holds it.
+func (x *Index) working(d *Decision) *PatientEntry {
+	for _, c := range d.Changes {
+		if c.key == patientPrefix+d.Key {
+			var p PatientEntry
+			if json.Unmarshal(c.value, &p) == nil {
+				return &p
+			}
+		}
+	}
+	p, _ := x.Patient(d.Key)
+	return p
 }

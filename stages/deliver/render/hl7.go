@@ -109,6 +109,12 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 	if ev.Acknowledgment == nil || !noPatient(&ev.Patient) {
 		writePID(b, &ev.Patient)
 	}
+	// The structure decides which optional segments fit, whatever the
+	// version writes in MSH-9.3.
+	fits := carries[Structure(ev.MessageType, ev.TriggerEvent)]
+	if gp := ev.Patient.GP; fits.pd1 && gp != (avro.Practitioner{}) {
+		b.Segment("PD1").Set("4.1", gp.ID).Set("4.2.1", gp.FamilyName).Set("4.3", gp.GivenName)
+	}
 	// MRG directly follows PID (ADT_A39: PID [PD1] MRG [PV1]); in a link
 	// or unlink (ADT_A24, ADT_A37) the other patient is a second PID.
 	if len(ev.Patient.PriorIdentifiers) > 0 && (ev.EventType == "link" || ev.EventType == "unlink") {
@@ -120,6 +126,13 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		mrg := b.Segment("MRG")
 		for i := range ev.Patient.PriorIdentifiers {
 			setCX(mrg, 1, i+1, &ev.Patient.PriorIdentifiers[i])
+		}
+	}
+	if fits.nk1 {
+		for i := range ev.NextOfKin {
+			k := &ev.NextOfKin[i]
+			b.Segment("NK1").Set("1", strconv.Itoa(i+1)).Set("2.1.1", k.FamilyName).Set("2.2", k.GivenName).
+				Set("3.1", k.Relationship).Set("3.2", k.RelationshipText).Set("5.1", k.Phone)
 		}
 	}
 	switch {
@@ -146,6 +159,18 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 	if isADT || len(ev.Orders) == 0 {
 		writeOBXs(b, d, ev.Observations, loose)
 		loose = nil
+	}
+	// AL1 follows PV1 and its OBX (ADT_A01: PV1 [PV2] ... [OBX] [AL1]) and
+	// precedes the order groups (ORM_O01, OML_O21).
+	if fits.al1 {
+		for i := range ev.Allergies {
+			a := &ev.Allergies[i]
+			s := b.Segment("AL1").Set("1", strconv.Itoa(i+1)).Set("2", a.Type).
+				Set("3.1", a.Code).Set("3.2", a.Text).Set("3.3", a.CodingSystem).Set("4", a.Severity)
+			for r, reaction := range strings.Split(a.Reaction, "~") {
+				s.Set(pathR(5, r+1), reaction)
+			}
+		}
 	}
 	defaultControl := "NW"
 	if ev.MessageType == "ORU" {
@@ -174,7 +199,8 @@ func finish(b *hl7v2.Builder, cs hl7v2.Charset, ev *avro.ClinicalEvent) ([]byte,
 // noPatient reports whether p says nothing at all.
 func noPatient(p *avro.Patient) bool {
 	return len(p.Identifiers) == 0 && p.FamilyName == "" && len(p.GivenNames) == 0 && p.BirthDate == "" &&
-		p.Sex == "" && len(p.Addresses) == 0 && len(p.PriorIdentifiers) == 0
+		p.Sex == "" && len(p.Addresses) == 0 && len(p.PriorIdentifiers) == 0 && len(p.Telecoms) == 0 &&
+		p.GP == (avro.Practitioner{})
 }
 
 func writePID(b *hl7v2.Builder, p *avro.Patient) {
@@ -200,6 +226,27 @@ func writePID(b *hl7v2.Builder, p *avro.Patient) {
 		s.Set(pathRC(11, r, 5), a.PostalCode)
 		s.Set(pathRC(11, r, 6), a.Country)
 		s.Set(pathRC(11, r, 7), a.Type)
+	}
+	// Home numbers to PID-13, business (WPN) to PID-14, repetitions in
+	// the event's order. An e-mail address goes to XTN.4 as well, where
+	// 2.5 on expects it.
+	home, business := 0, 0
+	for i := range p.Telecoms {
+		t := &p.Telecoms[i]
+		f, r := 13, 0
+		if t.Use == "WPN" {
+			business++
+			f, r = 14, business
+		} else {
+			home++
+			r = home
+		}
+		s.Set(pathRC(f, r, 1), t.Value)
+		s.Set(pathRC(f, r, 2), t.Use)
+		s.Set(pathRC(f, r, 3), t.Equipment)
+		if t.Use == "NET" || strings.EqualFold(t.Equipment, "Internet") || strings.EqualFold(t.Equipment, "X.400") {
+			s.Set(pathRC(f, r, 4), t.Value)
+		}
 	}
 }
 

@@ -32,7 +32,11 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 			Sex:              ev.Patient.Sex,
 			Addresses:        make([]jsonAddress, len(ev.Patient.Addresses)),
 			PriorIdentifiers: jsonIdentifiers(ev.Patient.PriorIdentifiers),
+			Telecoms:         make([]jsonTelecom, len(ev.Patient.Telecoms)),
+			GP:               jsonPractitioner(ev.Patient.GP),
 		},
+		NextOfKin:    make([]jsonNextOfKin, len(ev.NextOfKin)),
+		Allergies:    make([]jsonAllergy, len(ev.Allergies)),
 		Orders:       make([]jsonOrder, len(ev.Orders)),
 		Observations: make([]jsonObservation, len(ev.Observations)),
 		Provenance: jsonProvenance{
@@ -53,6 +57,15 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	}
 	for i, a := range ev.Patient.Addresses {
 		doc.Patient.Addresses[i] = jsonAddress(a)
+	}
+	for i, x := range ev.Patient.Telecoms {
+		doc.Patient.Telecoms[i] = jsonTelecom(x)
+	}
+	for i, k := range ev.NextOfKin {
+		doc.NextOfKin[i] = jsonNextOfKin(k)
+	}
+	for i, a := range ev.Allergies {
+		doc.Allergies[i] = jsonAllergy(a)
 	}
 	if e := ev.Encounter; e != nil {
 		doc.Encounter = &jsonEncounter{
@@ -109,6 +122,8 @@ type jsonEvent struct {
 	Encounter    *jsonEncounter    `json:"encounter"` // null when the event has none
 	Orders       []jsonOrder       `json:"orders"`
 	Observations []jsonObservation `json:"observations"`
+	NextOfKin    []jsonNextOfKin   `json:"next_of_kin"`
+	Allergies    []jsonAllergy     `json:"allergies"`
 	Provenance   jsonProvenance    `json:"provenance"`
 	// Acknowledgment is left out when the event carries none (every
 	// event but responses and careflow's own answers).
@@ -155,6 +170,37 @@ type jsonPatient struct {
 	Sex              string           `json:"sex"`
 	Addresses        []jsonAddress    `json:"addresses"`
 	PriorIdentifiers []jsonIdentifier `json:"prior_identifiers"`
+	Telecoms         []jsonTelecom    `json:"telecoms"`
+	GP               jsonPractitioner `json:"gp"`
+}
+
+type jsonTelecom struct {
+	Value     string `json:"value"`
+	Use       string `json:"use"`
+	Equipment string `json:"equipment"`
+}
+
+type jsonPractitioner struct {
+	ID         string `json:"id"`
+	FamilyName string `json:"family_name"`
+	GivenName  string `json:"given_name"`
+}
+
+type jsonNextOfKin struct {
+	FamilyName       string `json:"family_name"`
+	GivenName        string `json:"given_name"`
+	Relationship     string `json:"relationship"`
+	RelationshipText string `json:"relationship_text"`
+	Phone            string `json:"phone"`
+}
+
+type jsonAllergy struct {
+	Type         string `json:"type"`
+	Code         string `json:"code"`
+	Text         string `json:"text"`
+	CodingSystem string `json:"coding_system"`
+	Severity     string `json:"severity"`
+	Reaction     string `json:"reaction"`
 }
 
 type jsonEncounter struct {

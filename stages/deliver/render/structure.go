@@ -50,6 +50,25 @@ func Structure(messageType, trigger string) string {
 // encounter gets a PV1 with patient class N (not applicable).
 var pv1Optional = map[string]bool{"ADT_A39": true, "ADT_A30": true, "ADT_A24": true, "ADT_A37": true}
 
+// carries says which of the optional patient segments careflow writes a
+// structure has room for, after HL7 2.5.1's definitions: PD1 (the GP)
+// follows PID in all of them; NK1 (next of kin) only where the structure
+// has an NK1 group; AL1 (allergies) likewise. A structure not listed
+// carries none, so an event with next of kin or allergies rendered as,
+// say, an A02 leaves them out rather than write what a strict receiver
+// refuses.
+var carries = map[string]struct{ pd1, nk1, al1 bool }{
+	"ADT_A01": {true, true, true},
+	"ADT_A05": {true, true, true},
+	"ADT_A02": {pd1: true},
+	"ADT_A03": {pd1: true},
+	"ADT_A09": {pd1: true},
+	"ADT_A39": {pd1: true},
+	"ORM_O01": {pd1: true, al1: true},
+	"OML_O21": {true, true, true},
+	"ORU_R01": {pd1: true, nk1: true},
+}
+
 // version is an HL7 version as comparable numbers: "2.5.1" is {2, 5, 1}.
 type version [3]int
 
