@@ -20,6 +20,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/codemap"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -44,8 +45,12 @@ type Config struct {
 	// a PID-3 identifier that fails its check digit raises
 	// invalid_identifier (identity.go). An interface not listed has none.
 	Identity map[string]identity.Policy
-	// Metrics receives careflow_exceptions_total. Default: none (counted
-	// but not exported).
+	// Codes are the code maps applied to coded fields, in order: the
+	// first that knows a code maps it (codes.go). Default: none.
+	Codes []codemap.Binding
+	// Metrics receives careflow_exceptions_total and
+	// careflow_unmapped_codes_total. Default: none (counted but not
+	// exported).
 	Metrics prometheus.Registerer
 }
 
@@ -55,6 +60,9 @@ type Stage struct {
 	now        func() time.Time
 	identity   map[string]identity.Policy
 	exceptions *prometheus.CounterVec
+
+	codes         []codemap.Binding // codes.go
+	unmappedCodes *prometheus.CounterVec
 }
 
 var _ stages.Processor = (*Stage)(nil)
@@ -74,7 +82,14 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, exceptions: exceptions}
+	unmapped, err := stages.Register(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "careflow_unmapped_codes_total",
+		Help: "Local codes no code map knows (unmapped_code), by map and inbound interface.",
+	}, []string{"map", "interface"}))
+	if err != nil {
+		return nil, err
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, exceptions: exceptions, codes: cfg.Codes, unmappedCodes: unmapped}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -106,17 +121,22 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return s.reject(in, &raw, now, err)
 	}
+	h := in.Headers.Derive(topics.StageNormalise, now)
+	unmapped, hold, err := s.mapCodes(ctx, ev, &raw, in, h, now)
+	if err != nil {
+		return nil, err
+	}
+	_ = hold // wired to the review queue in main
 	b, err := s.serde.Encode(ev)
 	if err != nil {
 		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode event: %w", raw.Interface, err))
 	}
-	h := in.Headers.Derive(topics.StageNormalise, now)
 	out := []stages.Envelope{{Topic: topics.Events, Key: in.Key, Value: b, Headers: h}}
 	excs, err := s.invalidIdentifiers(in, m, &raw, h, now)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, excs...), nil
+	return append(append(out, excs...), unmapped...), nil
 }
 
 // parse decodes raw.Payload to UTF-8 and parses it, so that the event
