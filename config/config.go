@@ -38,6 +38,8 @@ type Config struct {
 	// Identity is the identifier policy every interface keys patients by,
 	// unless it gives its own trust list (docs/identity.md).
 	Identity Identity `yaml:"identity"`
+	// Codes are the code maps normalise applies (docs/codes.md, codes.go).
+	Codes []CodeMap `yaml:"codes"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).

@@ -77,6 +77,7 @@ func (d *decoder) validate(c *Config) {
 	for i, in := range c.Inbound {
 		d.validateTrust(fmt.Sprintf("inbound[%d].trust", i), in.Trust)
 	}
+	d.validateCodes(c)
 	d.checkPorts(listeners)
 	d.validateAnalytics(c.Analytics)
 
