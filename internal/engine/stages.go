@@ -12,6 +12,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/codemap"
 	"github.com/careflow-health/careflow/stages/conformance"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
@@ -45,7 +46,11 @@ func (e *Engine) startStages(ctx context.Context) error {
 		for _, in := range e.cfg.Inbound {
 			policies[in.Name] = policyOf(e.cfg.TrustFor(in))
 		}
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Metrics: e.metrics})
+		var codes []codemap.Binding
+		for _, cm := range e.cfg.Codes {
+			codes = append(codes, cm.Binding())
+		}
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Codes: codes, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}
