@@ -29,6 +29,7 @@ Usage:
   careflow trace MESSAGE_ID [--config FILE | --dsn DSN]
   careflow exceptions [--since 24h] [--code C] [--json] [--config FILE]
   careflow orders [--state S] [--json] [--config FILE]
+  careflow codes unmapped [--since 24h] [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrace(ctx, args[1:], stdout)
 	case "exceptions":
 		err = cmdExceptions(ctx, args[1:], stdout)
+	case "codes":
+		err = cmdCodes(ctx, args[1:], stdout)
 	case "orders":
 		err = cmdOrders(ctx, args[1:], stdout, stderr)
 	case "load":
