@@ -250,6 +250,9 @@ func orderToNative(o *Order) map[string]any {
 		"service_code":             o.ServiceCode,
 		"service_text":             o.ServiceText,
 		"service_system":           o.ServiceSystem,
+		"service_alt_code":         o.ServiceAltCode,
+		"service_alt_text":         o.ServiceAltText,
+		"service_alt_system":       o.ServiceAltSystem,
 		"priority":                 o.Priority,
 		"ordered_at":               o.OrderedAt,
 		"ordering_provider":        o.OrderingProvider,
@@ -273,6 +276,9 @@ func orderFromNative(m map[string]any) Order {
 		ServiceCode:           str(m, "service_code"),
 		ServiceText:           str(m, "service_text"),
 		ServiceSystem:         str(m, "service_system"),
+		ServiceAltCode:        str(m, "service_alt_code"),
+		ServiceAltText:        str(m, "service_alt_text"),
+		ServiceAltSystem:      str(m, "service_alt_system"),
 		Priority:              str(m, "priority"),
 		OrderedAt:             str(m, "ordered_at"),
 		OrderingProvider:      str(m, "ordering_provider"),
@@ -283,35 +289,51 @@ func orderFromNative(m map[string]any) Order {
 
 func observationToNative(o *Observation) map[string]any {
 	return map[string]any{
-		"set_id":          o.SetID,
-		"order_index":     int32(o.OrderIndex),
-		"value_type":      o.ValueType,
-		"code":            o.Code,
-		"text":            o.Text,
-		"coding_system":   o.CodingSystem,
-		"value":           o.Value,
-		"units":           o.Units,
-		"reference_range": o.ReferenceRange,
-		"abnormal_flags":  o.AbnormalFlags,
-		"status":          o.Status,
-		"observed_at":     o.ObservedAt,
+		"set_id":            o.SetID,
+		"order_index":       int32(o.OrderIndex),
+		"value_type":        o.ValueType,
+		"code":              o.Code,
+		"text":              o.Text,
+		"coding_system":     o.CodingSystem,
+		"alt_code":          o.AltCode,
+		"alt_text":          o.AltText,
+		"alt_coding_system": o.AltCodingSystem,
+		"value":             o.Value,
+		"units":             o.Units,
+		"units_text":        o.UnitsText,
+		"units_system":      o.UnitsSystem,
+		"units_alt_code":    o.UnitsAltCode,
+		"units_alt_text":    o.UnitsAltText,
+		"units_alt_system":  o.UnitsAltSystem,
+		"reference_range":   o.ReferenceRange,
+		"abnormal_flags":    o.AbnormalFlags,
+		"status":            o.Status,
+		"observed_at":       o.ObservedAt,
 	}
 }
 
 func observationFromNative(m map[string]any) Observation {
 	return Observation{
-		SetID:          str(m, "set_id"),
-		OrderIndex:     int(int32Of(m, "order_index", -1)), // -1 is the schema default: no OBR
-		ValueType:      str(m, "value_type"),
-		Code:           str(m, "code"),
-		Text:           str(m, "text"),
-		CodingSystem:   str(m, "coding_system"),
-		Value:          str(m, "value"),
-		Units:          str(m, "units"),
-		ReferenceRange: str(m, "reference_range"),
-		AbnormalFlags:  str(m, "abnormal_flags"),
-		Status:         str(m, "status"),
-		ObservedAt:     str(m, "observed_at"),
+		SetID:           str(m, "set_id"),
+		OrderIndex:      int(int32Of(m, "order_index", -1)), // -1 is the schema default: no OBR
+		ValueType:       str(m, "value_type"),
+		Code:            str(m, "code"),
+		Text:            str(m, "text"),
+		CodingSystem:    str(m, "coding_system"),
+		AltCode:         str(m, "alt_code"),
+		AltText:         str(m, "alt_text"),
+		AltCodingSystem: str(m, "alt_coding_system"),
+		Value:           str(m, "value"),
+		Units:           str(m, "units"),
+		UnitsText:       str(m, "units_text"),
+		UnitsSystem:     str(m, "units_system"),
+		UnitsAltCode:    str(m, "units_alt_code"),
+		UnitsAltText:    str(m, "units_alt_text"),
+		UnitsAltSystem:  str(m, "units_alt_system"),
+		ReferenceRange:  str(m, "reference_range"),
+		AbnormalFlags:   str(m, "abnormal_flags"),
+		Status:          str(m, "status"),
+		ObservedAt:      str(m, "observed_at"),
 	}
 }
 
@@ -330,6 +352,7 @@ func provenanceToNative(p *Provenance) map[string]any {
 		"ingest_time":           millis(p.IngestTime),
 		"accept_ack_type":       p.AcceptAckType,
 		"app_ack_type":          p.AppAckType,
+		"code_maps":             stringsToNative(p.CodeMaps),
 	}
 }
 
@@ -348,6 +371,7 @@ func provenanceFromNative(m map[string]any) Provenance {
 		IngestTime:           timeOf(m, "ingest_time"),
 		AcceptAckType:        str(m, "accept_ack_type"),
 		AppAckType:           str(m, "app_ack_type"),
+		CodeMaps:             stringsOf(m, "code_maps"),
 	}
 }
 

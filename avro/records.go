@@ -132,31 +132,46 @@ type Order struct {
 	FillerNamespace       string `json:"filler_namespace"`
 	FillerUniversalID     string `json:"filler_universal_id"`
 	FillerUniversalIDType string `json:"filler_universal_id_type"`
-	Status                string `json:"status"`       // ORC-5
-	ServiceCode           string `json:"service_code"` // OBR-4.1
-	ServiceText           string `json:"service_text"` // OBR-4.2
-	ServiceSystem         string `json:"service_system"`
-	Priority              string `json:"priority"`          // OBR-27.6 / TQ1-9, as sent
-	OrderedAt             string `json:"ordered_at"`        // ORC-9, HL7 DTM
-	OrderingProvider      string `json:"ordering_provider"` // ORC-12.1 / OBR-16.1
-	ResultStatus          string `json:"result_status"`     // OBR-25 (F, P, C, ...)
-	ObservedAt            string `json:"observed_at"`       // OBR-7
+	Status                string `json:"status"`         // ORC-5
+	ServiceCode           string `json:"service_code"`   // OBR-4.1
+	ServiceText           string `json:"service_text"`   // OBR-4.2
+	ServiceSystem         string `json:"service_system"` // OBR-4.3
+	// The alternate coding of OBR-4 (CWE.4-6): the sender's own, or the
+	// local code a code map replaced (docs/codes.md).
+	ServiceAltCode   string `json:"service_alt_code"`   // OBR-4.4
+	ServiceAltText   string `json:"service_alt_text"`   // OBR-4.5
+	ServiceAltSystem string `json:"service_alt_system"` // OBR-4.6
+	Priority         string `json:"priority"`           // OBR-27.6 / TQ1-9, as sent
+	OrderedAt        string `json:"ordered_at"`         // ORC-9, HL7 DTM
+	OrderingProvider string `json:"ordering_provider"`  // ORC-12.1 / OBR-16.1
+	ResultStatus     string `json:"result_status"`      // OBR-25 (F, P, C, ...)
+	ObservedAt       string `json:"observed_at"`        // OBR-7
 }
 
 // Observation is one OBX.
 type Observation struct {
-	SetID          string `json:"set_id"`
-	OrderIndex     int    `json:"order_index"` // index into Orders of the OBR it follows; -1 when none
-	ValueType      string `json:"value_type"`  // OBX-2
-	Code           string `json:"code"`        // OBX-3.1
-	Text           string `json:"text"`        // OBX-3.2
-	CodingSystem   string `json:"coding_system"`
-	Value          string `json:"value"` // OBX-5, repetitions joined by "~" after unescaping
-	Units          string `json:"units"` // OBX-6.1
-	ReferenceRange string `json:"reference_range"`
-	AbnormalFlags  string `json:"abnormal_flags"`
-	Status         string `json:"status"`      // OBX-11
-	ObservedAt     string `json:"observed_at"` // OBX-14
+	SetID        string `json:"set_id"`
+	OrderIndex   int    `json:"order_index"`   // index into Orders of the OBR it follows; -1 when none
+	ValueType    string `json:"value_type"`    // OBX-2
+	Code         string `json:"code"`          // OBX-3.1
+	Text         string `json:"text"`          // OBX-3.2
+	CodingSystem string `json:"coding_system"` // OBX-3.3
+	// The alternate coding of OBX-3 (CWE.4-6): the sender's own, or the
+	// local code a code map replaced (docs/codes.md).
+	AltCode         string `json:"alt_code"`          // OBX-3.4
+	AltText         string `json:"alt_text"`          // OBX-3.5
+	AltCodingSystem string `json:"alt_coding_system"` // OBX-3.6
+	Value           string `json:"value"`             // OBX-5, repetitions joined by "~" after unescaping
+	Units           string `json:"units"`             // OBX-6.1
+	UnitsText       string `json:"units_text"`        // OBX-6.2
+	UnitsSystem     string `json:"units_system"`      // OBX-6.3 (UCUM, ...)
+	UnitsAltCode    string `json:"units_alt_code"`    // OBX-6.4
+	UnitsAltText    string `json:"units_alt_text"`    // OBX-6.5
+	UnitsAltSystem  string `json:"units_alt_system"`  // OBX-6.6
+	ReferenceRange  string `json:"reference_range"`
+	AbnormalFlags   string `json:"abnormal_flags"`
+	Status          string `json:"status"`      // OBX-11
+	ObservedAt      string `json:"observed_at"` // OBX-14
 }
 
 // Provenance says where and when an event came from.
@@ -174,6 +189,9 @@ type Provenance struct {
 	IngestTime           time.Time `json:"ingest_time"`
 	AcceptAckType        string    `json:"accept_ack_type"` // MSH-15
 	AppAckType           string    `json:"app_ack_type"`    // MSH-16
+	// CodeMaps are the code maps normalise read this event's codes
+	// against, as name@version (docs/codes.md); empty when none applied.
+	CodeMaps []string `json:"code_maps"`
 }
 
 // Acknowledgment is careflow's answer to a sender, carried by an event

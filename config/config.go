@@ -40,6 +40,8 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	// Ownership is the source-of-truth matrix (config/ownership.go).
 	Ownership Ownership `yaml:"ownership"`
+	// Codes are the code maps normalise applies (docs/codes.md, codes.go).
+	Codes []CodeMap `yaml:"codes"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).

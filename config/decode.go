@@ -40,6 +40,7 @@ func newDecoder(file, dir string, o options) *decoder {
 var elemDefaults = map[reflect.Type]func() reflect.Value{
 	reflect.TypeFor[Inbound]():     func() reflect.Value { return reflect.ValueOf(DefaultInbound()) },
 	reflect.TypeFor[Destination](): func() reflect.Value { return reflect.ValueOf(DefaultDestination()) },
+	reflect.TypeFor[CodeMap]():     func() reflect.Value { return reflect.ValueOf(DefaultCodeMap()) },
 }
 
 var (

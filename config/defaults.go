@@ -65,3 +65,8 @@ func DefaultDestination() Destination {
 		SLA:                60 * time.Second,
 	}
 }
+
+// DefaultCodeMap returns the values every code map starts from.
+func DefaultCodeMap() CodeMap {
+	return CodeMap{Unmapped: UnmappedPass}
+}

@@ -78,6 +78,7 @@ func (d *decoder) validate(c *Config) {
 		d.validateTrust(fmt.Sprintf("inbound[%d].trust", i), in.Trust)
 	}
 	d.validateOwnership(c)
+	d.validateCodes(c)
 	d.checkPorts(listeners)
 	d.validateAnalytics(c.Analytics)
 

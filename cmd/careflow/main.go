@@ -31,6 +31,7 @@ Usage:
   careflow orders [--state S] [--json] [--config FILE]
   careflow patients show IDENTIFIER [--json] [--config FILE]
   careflow review list|show ID|approve ID|reject ID --reason TEXT [--json] [--config FILE]
+  careflow codes unmapped [--since 24h] [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdTrace(ctx, args[1:], stdout)
 	case "exceptions":
 		err = cmdExceptions(ctx, args[1:], stdout)
+	case "codes":
+		err = cmdCodes(ctx, args[1:], stdout)
 	case "orders":
 		err = cmdOrders(ctx, args[1:], stdout, stderr)
 	case "patients":

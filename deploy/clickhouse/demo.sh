@@ -82,6 +82,8 @@ XML
     echo "using the ClickHouse already listening on 127.0.0.1:9000" >&2
   fi
   mkdir -p "$data"
+  # The code maps the configuration names are relative to it: copy them.
+  for f in "$(dirname "$config")"/*.csv; do [ -e "$f" ] && cp "$f" "$data/"; done
   { cat "$config"; printf '\n# Added by deploy/clickhouse/demo.sh for make run.\nanalytics:\n  clickhouse: {dsn: "%s"}\n' "$dsn"; } >"$data/careflow-demo.yaml"
   echo "$data/careflow-demo.yaml"
 }

@@ -99,6 +99,17 @@ func startOutside(cfgPath, dataDir, down string, edit func(yaml string) (string,
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		return fail(err)
 	}
+	// The code maps it names are relative to it (codes[].file).
+	maps, _ := filepath.Glob(filepath.Join(filepath.Dir(cfgPath), "*.csv"))
+	for _, m := range maps {
+		b, err := os.ReadFile(m)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dataDir, filepath.Base(m)), b, 0o600)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 	return &outsideEstate{Estate: e, Brokers: strings.Join(b.Addrs(), ","),
 		Registry: "http://" + regLn.Addr().String(), Config: cfgFile}, nil
 }

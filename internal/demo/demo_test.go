@@ -22,6 +22,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/internal/await"
 	"github.com/careflow-health/careflow/internal/logbuf"
+	"github.com/careflow-health/careflow/stages/codemap"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -514,5 +515,47 @@ func TestDemoPatientsHaveNHSNumbers(t *testing.T) {
 	}
 	if withNHS < 400 {
 		t.Errorf("%d of 500 messages carry an NHS number", withNHS)
+	}
+}
+
+// The demo lab reports under its own codes, and the demo's code maps turn
+// each into the LOINC code of the analyte, but for the few left unmapped
+// on purpose; every unit it sends is in the UCUM map.
+func TestLabCodesAgainstDemoMaps(t *testing.T) {
+	c := demoConfig(t)
+	var loincMap, ucumMap *codemap.Map
+	for _, cm := range c.Codes {
+		switch cm.Name {
+		case "lab-loinc":
+			loincMap = cm.Table
+		case "lab-ucum":
+			ucumMap = cm.Table
+		}
+	}
+	if loincMap == nil || ucumMap == nil {
+		t.Fatalf("demo configuration lacks the lab-loinc or lab-ucum map: %+v", c.Codes)
+	}
+	var unmapped []string
+	for _, pn := range panels {
+		for _, a := range pn.analytes {
+			local, ok := labCodes[a.code]
+			if !ok {
+				t.Errorf("analyte %s has no lab code", a.code)
+				continue
+			}
+			e, ok := loincMap.Lookup(labSystem, local[0])
+			switch {
+			case !ok:
+				unmapped = append(unmapped, local[0])
+			case e.Code != a.code || e.System != loinc:
+				t.Errorf("lab code %s maps to %s^%s, want %s^LN", local[0], e.Code, e.System, a.code)
+			}
+			if e, ok := ucumMap.Lookup("", a.units); !ok || e.System != "UCUM" {
+				t.Errorf("unit %q of %s is not in the UCUM map", a.units, a.code)
+			}
+		}
+	}
+	if strings.Join(unmapped, ",") != "HDL,TRIG,INR" {
+		t.Errorf("unmapped lab codes %v, want HDL, TRIG and INR", unmapped)
 	}
 }

@@ -128,7 +128,30 @@ type analyte struct {
 	decimals                     int
 }
 
-// panels are LOINC-coded orders with plausible analytes.
+// labCodes are the lab's own codes for each analyte (system labSystem):
+// what it writes in OBX-3, and examples/demo/lab-codes.csv maps to LOINC.
+// HDL, TRIG and INR are not in the map, on purpose: they are the demo's
+// unmapped_code exceptions.
+var labCodes = map[string][2]string{
+	"6690-2": {"WBC", "White cell count"},
+	"718-7":  {"HGB", "Haemoglobin"},
+	"777-3":  {"PLT", "Platelets"},
+	"2951-2": {"NA", "Sodium"},
+	"2823-3": {"K", "Potassium"},
+	"2160-0": {"CREA", "Creatinine"},
+	"2345-7": {"GLU", "Glucose"},
+	"2093-3": {"CHOL", "Cholesterol"},
+	"2085-9": {"HDL", "HDL cholesterol"},
+	"2571-8": {"TRIG", "Triglycerides"},
+	"5902-2": {"PT", "Prothrombin time"},
+	"6301-6": {"INR", "INR"},
+}
+
+// labSystem is the coding system of the lab's own codes.
+const labSystem = "L"
+
+// panels are LOINC-coded orders with plausible analytes (the lab reports
+// them under its own codes, labCodes).
 var panels = []panel{
 	{"58410-2", "CBC panel - Blood by Automated count", []analyte{
 		{"6690-2", "Leukocytes [#/volume] in Blood", "10*3/uL", "4.0-11.0", 4, 11, 1},
@@ -231,10 +254,11 @@ func result(m *hl7v2.Message, filler, controlID, status string, values func(anal
 		}
 		for i, a := range pn.analytes {
 			v, flag := values(a)
+			local := labCodes[a.code]
 			b.Segment("OBX").
 				Set("1", strconv.Itoa(i+1)).
 				Set("2", "NM").
-				Set("3.1", a.code).Set("3.2", a.text).Set("3.3", loinc).
+				Set("3.1", local[0]).Set("3.2", local[1]).Set("3.3", labSystem).
 				Set("5", v).
 				Set("6.1", a.units).
 				Set("7", a.rangeText).

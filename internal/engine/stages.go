@@ -12,6 +12,7 @@ import (
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/codemap"
 	"github.com/careflow-health/careflow/stages/conformance"
 	"github.com/careflow-health/careflow/stages/deliver"
 	"github.com/careflow-health/careflow/stages/deliver/render"
@@ -50,8 +51,12 @@ func (e *Engine) startStages(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("engine: ownership: %w", err)
 		}
+		var codes []codemap.Binding
+		for _, cm := range e.cfg.Codes {
+			codes = append(codes, cm.Binding())
+		}
 		idx := patientindex.New()
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Index: idx, Metrics: e.metrics})
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Codes: codes, Index: idx, Metrics: e.metrics})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}

@@ -218,7 +218,7 @@ func TestMapOrdersAndResults(t *testing.T) {
 				{PlacerOrderNumber: "PLC201", PlacerNamespace: "CPOE", FillerOrderNumber: "FIL901", FillerNamespace: "LAB", ServiceCode: "2345-7", ServiceText: "Glucose", ServiceSystem: "LN", ResultStatus: "P", ObservedAt: "20240308100000"},
 			},
 			obs: []avro.Observation{
-				{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "2093-3", Text: "Cholesterol", CodingSystem: "LN", Value: "5.2", Units: "mmol/L", ReferenceRange: "<5.0", AbnormalFlags: "H", Status: "F", ObservedAt: "20240308140000"},
+				{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "2093-3", Text: "Cholesterol", CodingSystem: "LN", Value: "5.2", Units: "mmol/L", UnitsSystem: "UCUM", ReferenceRange: "<5.0", AbnormalFlags: "H", Status: "F", ObservedAt: "20240308140000"},
 				{SetID: "2", OrderIndex: 0, ValueType: "ST", Code: "13457-7", Text: "LDL comment", CodingSystem: "LN", Value: "Result & note: see | below", AbnormalFlags: "N", Status: "F"},
 				{SetID: "3", OrderIndex: 0, ValueType: "CWE", Code: "8251-1", Text: "Fasting", CodingSystem: "LN", Value: "Y^Yes^HL70136", Status: "F"},
 				{SetID: "1", OrderIndex: 1, ValueType: "NM", Code: "2345-7", Text: "Glucose", CodingSystem: "LN", Value: "6.1~6.3", Units: "mmol/L", ReferenceRange: "3.9-5.5", AbnormalFlags: "H", Status: "P"},
@@ -328,6 +328,23 @@ func TestMapTolerance(t *testing.T) {
 		if len(ev.Observations) != 2 || ev.Observations[0].OrderIndex != 0 || ev.Observations[1].OrderIndex != -1 {
 			t.Errorf("observations = %+v, want order indexes 0 and -1", ev.Observations)
 		}
+	})
+	t.Run("the sender's alternate codings are kept", func(t *testing.T) {
+		p := "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rPID|||7^^^H^MR\rOBR|1|P1||24323-8^CMP^LN^CHEM^Chem panel^L\r" +
+			"OBX|1|NM|2345-7^Glucose^LN^GLU^Gluc^L||5.4|mmol/L^millimole per litre^UCUM^MMOL^^L"
+		m, err := hl7v2.Parse([]byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := Map(m, rawFor([]byte(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "orders", ev.Orders, []avro.Order{{PlacerOrderNumber: "P1", ServiceCode: "24323-8", ServiceText: "CMP", ServiceSystem: "LN",
+			ServiceAltCode: "CHEM", ServiceAltText: "Chem panel", ServiceAltSystem: "L"}})
+		same(t, "observations", ev.Observations, []avro.Observation{{SetID: "1", ValueType: "NM",
+			Code: "2345-7", Text: "Glucose", CodingSystem: "LN", AltCode: "GLU", AltText: "Gluc", AltCodingSystem: "L", Value: "5.4",
+			Units: "mmol/L", UnitsText: "millimole per litre", UnitsSystem: "UCUM", UnitsAltCode: "MMOL", UnitsAltSystem: "L"}})
 	})
 	t.Run("1 MB OBX-5 and repeated NTE", func(t *testing.T) {
 		big := strings.Repeat("QUJD", 1<<18) // 1 MiB of base64

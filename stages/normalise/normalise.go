@@ -21,6 +21,7 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
+	"github.com/careflow-health/careflow/stages/codemap"
 	"github.com/careflow-health/careflow/stages/identity"
 	"github.com/careflow-health/careflow/stages/ownership"
 	"github.com/careflow-health/careflow/stages/patientindex"
@@ -55,8 +56,12 @@ type Config struct {
 	// loads on assignment. nil: events keep ingest's key and nothing is
 	// held for identity.
 	Index *patientindex.Index
-	// Metrics receives careflow_exceptions_total and
-	// careflow_reviews_held_total. Default: none (counted but not
+	// Codes are the code maps applied to coded fields, in order: the
+	// first that knows a code maps it (codes.go). Default: none.
+	Codes []codemap.Binding
+	// Metrics receives careflow_exceptions_total,
+	// careflow_reviews_held_total and careflow_unmapped_codes_total.
+	// Default: none (counted but not
 	// exported).
 	Metrics prometheus.Registerer
 }
@@ -70,6 +75,9 @@ type Stage struct {
 	ownership  *ownership.Matrix
 	exceptions *prometheus.CounterVec
 	held       *prometheus.CounterVec
+
+	codes         []codemap.Binding // codes.go
+	unmappedCodes *prometheus.CounterVec
 }
 
 var _ stages.Processor = (*Stage)(nil)
@@ -96,7 +104,15 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, ownership: cfg.Ownership, exceptions: exceptions, held: held}
+	unmapped, err := stages.Register(cfg.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "careflow_unmapped_codes_total",
+		Help: "Local codes no code map knows (unmapped_code), by map and inbound interface.",
+	}, []string{"map", "interface"}))
+	if err != nil {
+		return nil, err
+	}
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, ownership: cfg.Ownership,
+		exceptions: exceptions, held: held, codes: cfg.Codes, unmappedCodes: unmapped}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -145,6 +161,19 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		}
 		putSurvivorFirst(ev, dec.Survivor)
 	}
+	unmapped, hold, err := s.mapCodes(ctx, ev, &raw, key, h, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(hold) > 0 && !approved {
+		// The unmapped_code exceptions already say why, with the codes
+		// and the review id: the hold adds the item only.
+		item, err := s.holdItem(in, &raw, key, CodeUnmappedCode, "", strings.Join(hold, "; "), h, now)
+		if err != nil {
+			return nil, err
+		}
+		return append([]stages.Envelope{item}, unmapped...), nil
+	}
 	out, od, err := s.applyOwnership(ev, &raw, key, h, now, s.index.Known(&dec))
 	if err != nil {
 		return nil, err
@@ -161,7 +190,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, excs...)
+	out = append(append(out, excs...), unmapped...)
 	for _, c := range dec.Changes {
 		out = append(out, c.Record)
 	}

@@ -86,6 +86,7 @@ func fromOBR(o *avro.Order, obr hl7v2.Segment) {
 	o.ServiceCode = str(svc.Component(1))
 	o.ServiceText = str(svc.Component(2))
 	o.ServiceSystem = str(svc.Component(3))
+	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = str(svc.Component(4)), str(svc.Component(5)), str(svc.Component(6))
 	setIfEmpty(&o.Priority, str(obr.Field(27).Component(6)))
 	setIfEmpty(&o.OrderingProvider, str(obr.Field(16).Component(1)))
 	o.ResultStatus = str(obr.Field(25))
@@ -104,20 +105,30 @@ func setIfEmpty(dst *string, v string) {
 // "^AP^PDF^Base64^..."), because which component matters depends on OBX-2
 // and the destination.
 func observation(obx hl7v2.Segment, order int) avro.Observation {
-	code := obx.Field(3)
+	code, units := obx.Field(3), obx.Field(6)
+	// OBX-3 and OBX-6 are CWE (CE before 2.5): a primary coding in
+	// components 1-3 and an alternate in 4-6, kept as the sender gave it.
 	return avro.Observation{
-		SetID:          str(obx.Field(1)),
-		OrderIndex:     order,
-		ValueType:      str(obx.Field(2)),
-		Code:           str(code.Component(1)),
-		Text:           str(code.Component(2)),
-		CodingSystem:   str(code.Component(3)),
-		Value:          value(obx.Field(5), obx.Delimiters()),
-		Units:          str(obx.Field(6).Component(1)),
-		ReferenceRange: str(obx.Field(7)),
-		AbnormalFlags:  str(obx.Field(8)),
-		Status:         str(obx.Field(11)),
-		ObservedAt:     str(obx.Field(14).Component(1)),
+		SetID:           str(obx.Field(1)),
+		OrderIndex:      order,
+		ValueType:       str(obx.Field(2)),
+		Code:            str(code.Component(1)),
+		Text:            str(code.Component(2)),
+		CodingSystem:    str(code.Component(3)),
+		AltCode:         str(code.Component(4)),
+		AltText:         str(code.Component(5)),
+		AltCodingSystem: str(code.Component(6)),
+		Value:           value(obx.Field(5), obx.Delimiters()),
+		Units:           str(units.Component(1)),
+		UnitsText:       str(units.Component(2)),
+		UnitsSystem:     str(units.Component(3)),
+		UnitsAltCode:    str(units.Component(4)),
+		UnitsAltText:    str(units.Component(5)),
+		UnitsAltSystem:  str(units.Component(6)),
+		ReferenceRange:  str(obx.Field(7)),
+		AbnormalFlags:   str(obx.Field(8)),
+		Status:          str(obx.Field(11)),
+		ObservedAt:      str(obx.Field(14).Component(1)),
 	}
 }
 

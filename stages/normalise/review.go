@@ -23,15 +23,11 @@ const CodeFieldReview = "field_review"
 
 // hold returns the records that hold in for review for code at location.
 func (s *Stage) hold(in stages.Envelope, raw *avro.RawMessage, key []byte, code, location, reason string, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
-	x := review.Hold(avro.Review{
-		Code: code, Stage: topics.StageNormalise, Reason: reason, Location: location,
-		Interface: raw.Interface, MessageID: raw.MessageID, CorrelationID: raw.CorrelationID, ControlID: raw.ControlID,
-		MessageType: raw.MessageType + "^" + raw.TriggerEvent, PatientKey: string(key),
-	}, in, now)
-	item, err := review.Record(s.serde, &x, h)
+	item, err := s.holdItem(in, raw, key, code, location, reason, h, now)
 	if err != nil {
 		return nil, err
 	}
+	x := review.Hold(avro.Review{MessageID: raw.MessageID, Code: code}, in, now)
 	e := &avro.Exception{
 		ExceptionID: identity.OutcomeID(raw.MessageID, "exception", code, location),
 		Code:        code, Stage: topics.StageNormalise, Interface: raw.Interface,
@@ -44,6 +40,16 @@ func (s *Stage) hold(in stages.Envelope, raw *avro.RawMessage, key []byte, code,
 		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: encode exception: %w", raw.Interface, err))
 	}
 	s.exceptions.WithLabelValues(code).Inc()
-	s.held.WithLabelValues(code).Inc()
 	return []stages.Envelope{item, {Topic: topics.Exceptions, Key: key, Value: b, Headers: h.Clone()}}, nil
+}
+
+// holdItem is the pending review item holding in for code.
+func (s *Stage) holdItem(in stages.Envelope, raw *avro.RawMessage, key []byte, code, location, reason string, h stages.Headers, now time.Time) (stages.Envelope, error) {
+	x := review.Hold(avro.Review{
+		Code: code, Stage: topics.StageNormalise, Reason: reason, Location: location,
+		Interface: raw.Interface, MessageID: raw.MessageID, CorrelationID: raw.CorrelationID, ControlID: raw.ControlID,
+		MessageType: raw.MessageType + "^" + raw.TriggerEvent, PatientKey: string(key),
+	}, in, now)
+	s.held.WithLabelValues(code).Inc()
+	return review.Record(s.serde, &x, h)
 }

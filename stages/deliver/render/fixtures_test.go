@@ -95,12 +95,14 @@ func resultEvent() *avro.ClinicalEvent {
 	ev := adtEvent("R01", "result")
 	ev.MessageType = "ORU"
 	ev.Encounter = nil
+	ev.Provenance.CodeMaps = []string{"lab-loinc@3"}
 	ev.Orders = []avro.Order{
 		{Control: "RE", PlacerOrderNumber: "P1001", FillerOrderNumber: "F2001", ServiceCode: "FBC", ServiceText: "Full blood count", ServiceSystem: "L", ResultStatus: "F", ObservedAt: "20240102040000"},
 		{Control: "RE", PlacerOrderNumber: "P1002", FillerOrderNumber: "F2002", ServiceCode: "CRP", ServiceText: "C-reactive protein", ServiceSystem: "L", ResultStatus: "P", ObservedAt: "20240102040000"},
 	}
 	ev.Observations = []avro.Observation{
-		{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "HGB", Text: "Haemoglobin", CodingSystem: "L", Value: "135", Units: "g/L", ReferenceRange: "115-165", Status: "F", ObservedAt: "20240102040000"},
+		{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "718-7", Text: "Hemoglobin [Mass/volume] in Blood", CodingSystem: "LN",
+			AltCode: "HGB", AltText: "Haemoglobin", AltCodingSystem: "L", Value: "135", Units: "g/L", UnitsSystem: "UCUM", ReferenceRange: "115-165", Status: "F", ObservedAt: "20240102040000"},
 		{SetID: "2", OrderIndex: 0, ValueType: "NM", Code: "WBC", Text: "White cells", CodingSystem: "L", Value: "12.1", Units: "10*9/L", ReferenceRange: "4.0-11.0", AbnormalFlags: "H", Status: "F", ObservedAt: "20240102040000"},
 		{SetID: "1", OrderIndex: 1, ValueType: "ST", Code: "CRP", Text: "CRP comment", CodingSystem: "L", Value: "see note~repeat in 24h", Status: "P"},
 		{SetID: "1", OrderIndex: -1, ValueType: "TX", Code: "NOTE", Text: "Free note", Value: "unattached", Status: "F"},

@@ -293,6 +293,9 @@ func writeOrder(b *hl7v2.Builder, o *avro.Order, setID int, defaultControl strin
 		Set("4.1", o.ServiceCode).
 		Set("4.2", o.ServiceText).
 		Set("4.3", o.ServiceSystem).
+		Set("4.4", o.ServiceAltCode). // the alternate coding (CWE.4-6), docs/codes.md
+		Set("4.5", o.ServiceAltText).
+		Set("4.6", o.ServiceAltSystem).
 		Set("7", o.ObservedAt).
 		Set("16.1", o.OrderingProvider).
 		Set("25", o.ResultStatus).
@@ -307,9 +310,19 @@ func writeOBXs(b *hl7v2.Builder, d hl7v2.Delimiters, obs []avro.Observation, idx
 			Set("2", o.ValueType).
 			Set("3.1", o.Code).
 			Set("3.2", o.Text).
-			Set("3.3", o.CodingSystem)
+			Set("3.3", o.CodingSystem).
+			// The alternate coding (CWE.4-6): the local code a code map
+			// replaced, or the sender's own (docs/codes.md).
+			Set("3.4", o.AltCode).
+			Set("3.5", o.AltText).
+			Set("3.6", o.AltCodingSystem)
 		setValue(s, d, o.ValueType, o.Value)
 		s.Set("6.1", o.Units).
+			Set("6.2", o.UnitsText).
+			Set("6.3", o.UnitsSystem).
+			Set("6.4", o.UnitsAltCode).
+			Set("6.5", o.UnitsAltText).
+			Set("6.6", o.UnitsAltSystem).
 			Set("7", o.ReferenceRange)
 		for r, flag := range strings.Split(o.AbnormalFlags, "~") {
 			s.Set(pathR(8, r+1), flag)

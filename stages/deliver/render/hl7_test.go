@@ -387,3 +387,37 @@ func BenchmarkRenderHL7(b *testing.B) {
 		}
 	}
 }
+
+// A code map's standard code goes first and the local code it replaced
+// second (CWE.4-6); without an alternate the field stays three components.
+func TestHL7AlternateCoding(t *testing.T) {
+	ev := &avro.ClinicalEvent{
+		MessageType: "ORU", TriggerEvent: "R01",
+		Patient: avro.Patient{Identifiers: []avro.Identifier{{Value: "P1", AssigningAuthority: "HOSP"}}},
+		Orders: []avro.Order{{PlacerOrderNumber: "RP1", ServiceCode: "24323-8", ServiceText: "Comprehensive metabolic panel", ServiceSystem: "LN",
+			ServiceAltCode: "CMP", ServiceAltText: "Chem panel", ServiceAltSystem: "L"}},
+		Observations: []avro.Observation{
+			{SetID: "1", OrderIndex: 0, ValueType: "NM", Code: "2345-7", Text: "Glucose", CodingSystem: "LN",
+				AltCode: "GLU", AltText: "Glucose", AltCodingSystem: "L", Value: "5.4",
+				Units: "mmol/L", UnitsText: "millimole per litre", UnitsSystem: "UCUM", UnitsAltCode: "MMOL", UnitsAltSystem: "L"},
+			{SetID: "2", OrderIndex: 0, ValueType: "NM", Code: "XYZ", Text: "Unmapped", CodingSystem: "L", Value: "1", Units: "U"},
+		},
+	}
+	for _, version := range []string{"2.5.1", "2.3"} {
+		m := render(t, ev, version)
+		obx := m.SegmentsNamed("OBX")
+		obr, _ := m.Segment("OBR")
+		tests := []struct{ loc, got, want string }{
+			{"OBX[1]-3", string(obx[0].Field(3).Raw()), "2345-7^Glucose^LN^GLU^Glucose^L"},
+			{"OBX[1]-6", string(obx[0].Field(6).Raw()), "mmol/L^millimole per litre^UCUM^MMOL^^L"},
+			{"OBX[2]-3", string(obx[1].Field(3).Raw()), "XYZ^Unmapped^L"},
+			{"OBX[2]-6", string(obx[1].Field(6).Raw()), "U"},
+			{"OBR-4", string(obr.Field(4).Raw()), "24323-8^Comprehensive metabolic panel^LN^CMP^Chem panel^L"},
+		}
+		for _, tt := range tests {
+			if tt.got != tt.want {
+				t.Errorf("%s %s = %q, want %q", version, tt.loc, tt.got, tt.want)
+			}
+		}
+	}
+}

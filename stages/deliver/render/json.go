@@ -50,6 +50,7 @@ func JSON(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 			Version:              ev.Provenance.Version,
 			EventTime:            ev.Provenance.EventTime,
 			MessageTime:          ev.Provenance.MessageTime,
+			CodeMaps:             nonNil(ev.Provenance.CodeMaps),
 		},
 	}
 	if !ev.Provenance.IngestTime.IsZero() {
@@ -230,6 +231,9 @@ type jsonOrder struct {
 	ServiceCode           string `json:"service_code"`
 	ServiceText           string `json:"service_text"`
 	ServiceSystem         string `json:"service_system"`
+	ServiceAltCode        string `json:"service_alt_code"`
+	ServiceAltText        string `json:"service_alt_text"`
+	ServiceAltSystem      string `json:"service_alt_system"`
 	Priority              string `json:"priority"`
 	OrderedAt             string `json:"ordered_at"`
 	OrderingProvider      string `json:"ordering_provider"`
@@ -238,18 +242,26 @@ type jsonOrder struct {
 }
 
 type jsonObservation struct {
-	SetID          string `json:"set_id"`
-	OrderIndex     int    `json:"order_index"`
-	ValueType      string `json:"value_type"`
-	Code           string `json:"code"`
-	Text           string `json:"text"`
-	CodingSystem   string `json:"coding_system"`
-	Value          string `json:"value"`
-	Units          string `json:"units"`
-	ReferenceRange string `json:"reference_range"`
-	AbnormalFlags  string `json:"abnormal_flags"`
-	Status         string `json:"status"`
-	ObservedAt     string `json:"observed_at"`
+	SetID           string `json:"set_id"`
+	OrderIndex      int    `json:"order_index"`
+	ValueType       string `json:"value_type"`
+	Code            string `json:"code"`
+	Text            string `json:"text"`
+	CodingSystem    string `json:"coding_system"`
+	AltCode         string `json:"alt_code"`
+	AltText         string `json:"alt_text"`
+	AltCodingSystem string `json:"alt_coding_system"`
+	Value           string `json:"value"`
+	Units           string `json:"units"`
+	UnitsText       string `json:"units_text"`
+	UnitsSystem     string `json:"units_system"`
+	UnitsAltCode    string `json:"units_alt_code"`
+	UnitsAltText    string `json:"units_alt_text"`
+	UnitsAltSystem  string `json:"units_alt_system"`
+	ReferenceRange  string `json:"reference_range"`
+	AbnormalFlags   string `json:"abnormal_flags"`
+	Status          string `json:"status"`
+	ObservedAt      string `json:"observed_at"`
 }
 
 type jsonProvenance struct {
@@ -264,6 +276,9 @@ type jsonProvenance struct {
 	EventTime            string `json:"event_time"`
 	MessageTime          string `json:"message_time"`
 	IngestTime           string `json:"ingest_time"` // RFC 3339, UTC; "" when unknown
+	// CodeMaps are the code maps (name@version) the event's codes were
+	// read against; [] when none.
+	CodeMaps []string `json:"code_maps"`
 }
 
 func jsonIdentifiers(ids []avro.Identifier) []jsonIdentifier {
