@@ -77,11 +77,11 @@ func cmdReview(ctx context.Context, args []string, stdout io.Writer) error {
 		case err != nil:
 			return err
 		}
-		what := "rejected; nothing is sent"
+		what := "nothing is sent"
 		if x.Status == avro.ReviewApproved {
-			what = "approved; the message continues through " + x.Stage
+			what = "the message continues through " + x.Stage + ", once"
 		}
-		fmt.Fprintf(stdout, "%s %s by %s\n", x.ReviewID, what, x.DecidedBy)
+		fmt.Fprintf(stdout, "%s %s by %s; %s\n", x.ReviewID, x.Status, x.DecidedBy, what)
 		return nil
 	}
 	q, err := review.Read(ctx, opts, serde)

@@ -29,6 +29,7 @@ const identityYAML = `
 kafka:
   partitions: 3
 admin: {listen: %[1]s}
+http: {listen: %[5]s}
 identity:
   trust:
     - {type: NH, authority: NHS, check: nhs}
@@ -56,12 +57,12 @@ routes:
     when: 'event.message_type == "ADT"'
 `
 
-type identityEstate struct{ admin, ehr, clinic, lab string }
+type identityEstate struct{ admin, ehr, clinic, lab, http string }
 
 func (e identityEstate) config(t *testing.T) *config.Config {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "careflow.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, identityYAML, e.admin, e.ehr, e.clinic, e.lab), 0o600); err != nil {
+	if err := os.WriteFile(path, fmt.Appendf(nil, identityYAML, e.admin, e.ehr, e.clinic, e.lab, e.http), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path, config.WithExprCheck(func(s string) error { _, err := route.Compile(s); return err }))
@@ -147,7 +148,7 @@ func exceptionsNamed(t *testing.T, eng *engine.Engine, code string) []avro.Excep
 // is rebuilt from careflow.patients.
 func TestIdentityEndToEnd(t *testing.T) {
 	p := func() string { return freeport.For(t) }
-	est := identityEstate{admin: p(), ehr: p(), clinic: p(), lab: p()}
+	est := identityEstate{admin: p(), ehr: p(), clinic: p(), lab: p(), http: p()}
 	lab := startReceiver(t, est.lab)
 	data := t.TempDir()
 	cfg := est.config(t)

@@ -277,7 +277,9 @@ func EventTime(ev *avro.ClinicalEvent) (time.Time, bool) {
 func carries(ev *avro.ClinicalEvent, field string) bool {
 	switch field {
 	case Orders:
-		return slices.Contains([]string{"ORM", "OML", "ORR", "ORL"}, ev.MessageType)
+		// Placers' orders only: an order response (ORR, ORL) is the
+		// filler's answer on the return path, which the placer never owns.
+		return slices.Contains([]string{"ORM", "OML"}, ev.MessageType)
 	case Results:
 		return ev.MessageType == "ORU"
 	case Appointments:

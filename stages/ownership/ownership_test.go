@@ -204,6 +204,14 @@ func TestApply(t *testing.T) {
 			want:   ownership.Decision{Stale: []string{ownership.Orders}, Withheld: true},
 		},
 		{
+			// The lab's ORR^O02 answers the EHR's order: withholding it
+			// would cut the return path.
+			name:   "an order response is not an order",
+			rules:  map[string]ownership.Rule{ownership.Orders: {Owners: ehr}},
+			ev:     func() *avro.ClinicalEvent { return update("ORR") },
+			source: "lab-results",
+		},
+		{
 			name:   "an ADT is not an order",
 			rules:  map[string]ownership.Rule{ownership.Orders: {Owners: ehr}, ownership.Appointments: {Owners: ehr}},
 			ev:     func() *avro.ClinicalEvent { return update("ADT") },

@@ -345,26 +345,43 @@ func (d *decision) seen(id Identifier) {
 	d.touch(e)
 }
 
-// survivor is target's identifiers when the message named target only
-// through a merge, nil otherwise.
+// survivor is, when the message named target only through a merge, the
+// survivor's identifiers that stand for the retired ones: those of the
+// same type and authority (the surviving MRN for a retired MRN), else the
+// one the survivor is keyed by. nil otherwise. Only those: a destination
+// gets the identifier it files the patient under, not every number
+// careflow knows.
 func (d *decision) survivor(target string) []Identifier {
-	through := false
+	var retired []Identifier
 	for _, id := range d.msg.Identifiers {
 		if e := d.identifier(id.ID()); e != nil && e.Patient != target {
-			through = true
+			retired = append(retired, id)
 		}
 	}
-	if !through {
-		return nil
-	}
 	tp := d.patient(target)
-	if tp == nil {
+	if len(retired) == 0 || tp == nil {
 		return nil
 	}
-	var out []Identifier
+	var own []Identifier
 	for _, s := range tp.Identifiers {
 		if e := d.identifier(s); e != nil && e.Patient == target {
-			out = append(out, e.Identifier)
+			own = append(own, e.Identifier)
+		}
+	}
+	var out []Identifier
+	for _, r := range retired {
+		for _, o := range own {
+			if strings.EqualFold(o.Authority, r.Authority) && strings.EqualFold(o.Type, r.Type) &&
+				!slices.ContainsFunc(out, func(x Identifier) bool { return x.ID() == o.ID() }) {
+				out = append(out, o)
+			}
+		}
+	}
+	if len(out) == 0 {
+		for _, o := range own {
+			if o.ID() == target {
+				out = append(out, o)
+			}
 		}
 	}
 	return out
