@@ -33,7 +33,8 @@ func eventToNative(e *ClinicalEvent) map[string]any {
 	allergies := make([]any, len(e.Allergies))
 	for i, a := range e.Allergies {
 		allergies[i] = map[string]any{"type": a.Type, "code": a.Code, "text": a.Text,
-			"coding_system": a.CodingSystem, "severity": a.Severity, "reaction": a.Reaction}
+			"coding_system": a.CodingSystem, "severity": a.Severity, "reaction": a.Reaction,
+			"alt_code": a.AltCode, "alt_text": a.AltText, "alt_coding_system": a.AltCodingSystem}
 	}
 	return map[string]any{
 		"next_of_kin":     nextOfKin,
@@ -85,7 +86,8 @@ func eventFromNative(m map[string]any) ClinicalEvent {
 		for i, v := range a {
 			r, _ := v.(map[string]any)
 			e.Allergies[i] = Allergy{Type: str(r, "type"), Code: str(r, "code"), Text: str(r, "text"),
-				CodingSystem: str(r, "coding_system"), Severity: str(r, "severity"), Reaction: str(r, "reaction")}
+				CodingSystem: str(r, "coding_system"), Severity: str(r, "severity"), Reaction: str(r, "reaction"),
+				AltCode: str(r, "alt_code"), AltText: str(r, "alt_text"), AltCodingSystem: str(r, "alt_coding_system")}
 		}
 	}
 	if a := arrayOf(m, "orders"); len(a) > 0 {

@@ -102,6 +102,11 @@ type Allergy struct {
 	CodingSystem string `json:"coding_system"` // AL1-3.3
 	Severity     string `json:"severity"`      // AL1-4.1, HL7 table 0128 (SV, MO, MI, U)
 	Reaction     string `json:"reaction"`      // AL1-5, repetitions joined by "~"
+	// The alternate coding (AL1-3.4 to .6): the local code when a code
+	// map wrote the standard one in Code.
+	AltCode         string `json:"alt_code"`
+	AltText         string `json:"alt_text"`
+	AltCodingSystem string `json:"alt_coding_system"`
 }
 
 // Encounter is the visit an event belongs to (PV1); nil when none.

@@ -27,7 +27,7 @@ type CodeMap struct {
 	Version string `yaml:"version"`
 	// Interfaces are the inbound interfaces it applies to; empty: all.
 	Interfaces []string `yaml:"interfaces"`
-	// Fields are the coded fields it applies to: OBX-3, OBX-6, OBR-4.
+	// Fields are the coded fields it applies to: OBX-3, OBX-6, OBR-4, AL1-3.
 	Fields []string `yaml:"fields"`
 	// Systems are the local coding systems it applies to (L, 99LAB);
 	// empty: any code whose system is not one the map codes into.

@@ -31,10 +31,11 @@ const (
 	FieldOBX3 = "OBX-3" // observation identifier (Observation.Code)
 	FieldOBX6 = "OBX-6" // units (Observation.Units)
 	FieldOBR4 = "OBR-4" // universal service identifier (Order.ServiceCode)
+	FieldAL13 = "AL1-3" // allergen (Allergy.Code)
 )
 
 // Fields returns the coded fields a map can apply to.
-func Fields() []string { return []string{FieldOBX3, FieldOBX6, FieldOBR4} }
+func Fields() []string { return []string{FieldOBX3, FieldOBX6, FieldOBR4, FieldAL13} }
 
 // Columns of a map file.
 const (

@@ -277,6 +277,9 @@ var allergyRules = rules[avro.Allergy]{
 	value("coding_system", func(x *avro.Allergy) *string { return &x.CodingSystem }),
 	value("severity", func(x *avro.Allergy) *string { return &x.Severity }),
 	value("reaction", func(x *avro.Allergy) *string { return &x.Reaction }),
+	value("alt_code", func(x *avro.Allergy) *string { return &x.AltCode }),
+	value("alt_text", func(x *avro.Allergy) *string { return &x.AltText }),
+	value("alt_coding_system", func(x *avro.Allergy) *string { return &x.AltCodingSystem }),
 }
 
 var encounterRules = rules[avro.Encounter]{

@@ -167,6 +167,9 @@ var hl7Uses = map[string]hl7Use{
 	"allergies.coding_system":       {note: "AL1-3.3"},
 	"allergies.severity":            {note: "AL1-4"},
 	"allergies.reaction":            {note: "AL1-5, one repetition per ~-separated part"},
+	"allergies.alt_code":            {note: "AL1-3.4"},
+	"allergies.alt_text":            {note: "AL1-3.5"},
+	"allergies.alt_coding_system":   {note: "AL1-3.6"},
 }
 
 // fieldsTable renders the table of every catalogue path for the doc.

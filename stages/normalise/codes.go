@@ -51,6 +51,10 @@ func codedFields(ev *avro.ClinicalEvent) []coded {
 			coded{codemap.FieldOBX3, o.OrderIndex, &o.Code, &o.Text, &o.CodingSystem, &o.AltCode, &o.AltText, &o.AltCodingSystem},
 			coded{codemap.FieldOBX6, o.OrderIndex, &o.Units, &o.UnitsText, &o.UnitsSystem, &o.UnitsAltCode, &o.UnitsAltText, &o.UnitsAltSystem})
 	}
+	for i := range ev.Allergies {
+		a := &ev.Allergies[i]
+		out = append(out, coded{codemap.FieldAL13, -1, &a.Code, &a.Text, &a.CodingSystem, &a.AltCode, &a.AltText, &a.AltCodingSystem})
+	}
 	return out
 }
 

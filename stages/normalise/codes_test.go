@@ -234,3 +234,47 @@ func TestProcessMapsCodes(t *testing.T) {
 		})
 	}
 }
+
+// An allergen's local code (AL1-3) maps like an observation's: SNOMED CT
+// first, the local code as the alternate; an unknown one raises
+// unmapped_code at AL1-3.
+func TestMapAllergenCode(t *testing.T) {
+	m, err := codemap.Parse(strings.NewReader("local_system,local_code,code,display,system\nL,PEN,764146007,Penicillin,SCT\n"), "allergens.csv", "allergens", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, serde := newStage(t)
+	st.codes = []codemap.Binding{{Map: m, Fields: []string{codemap.FieldAL13}}}
+	msg := "MSH|^~\\&|EHR|HOSP|CAREFLOW|HOSP|20240301120000||ADT^A08^ADT_A01|AL1|P|2.5.1\r" +
+		"EVN|A08|20240301120000\rPID|1||100^^^HOSP^MR||DOE^JANE\rPV1|1|N\r" +
+		"AL1|1|DA|PEN^Penicillin^L|SV\rAL1|2|FA|NUT^Peanut^L|MO\r"
+	outs, err := st.Process(context.Background(), envelopeFor(t, serde, rawFor([]byte(msg))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev avro.ClinicalEvent
+	var unmapped []avro.Exception
+	for _, o := range outs {
+		switch o.Topic {
+		case topics.Events:
+			if err := serde.Decode(o.Value, &ev); err != nil {
+				t.Fatal(err)
+			}
+		case topics.Exceptions:
+			var x avro.Exception
+			if err := serde.Decode(o.Value, &x); err != nil {
+				t.Fatal(err)
+			}
+			unmapped = append(unmapped, x)
+		}
+	}
+	if len(ev.Allergies) != 2 {
+		t.Fatalf("allergies %+v", ev.Allergies)
+	}
+	if a := ev.Allergies[0]; a.Code != "764146007" || a.CodingSystem != "SCT" || a.AltCode != "PEN" || a.AltCodingSystem != "L" {
+		t.Errorf("mapped allergen %+v, want SCT first and the local code as the alternate", a)
+	}
+	if len(unmapped) != 1 || unmapped[0].Location != codemap.FieldAL13 || unmapped[0].CodedValue != "NUT" {
+		t.Errorf("exceptions %+v, want one unmapped_code for NUT at AL1-3", unmapped)
+	}
+}

@@ -174,7 +174,11 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		}
 		return append([]stages.Envelope{item}, unmapped...), nil
 	}
-	out, od, err := s.applyOwnership(ev, &raw, key, h, now, s.index.Known(&dec))
+	var known ownership.Known
+	if s.ownership != nil && s.index != nil { // reading the patient costs; only a matrix needs it
+		known = s.index.Known(&dec)
+	}
+	out, od, err := s.applyOwnership(ev, &raw, key, h, now, known)
 	if err != nil {
 		return nil, err
 	}

@@ -168,6 +168,8 @@ func mapAllergies(m *hl7v2.Message) []avro.Allergy {
 			Text:         str(code.Component(2)),
 			CodingSystem: str(code.Component(3)),
 			Severity:     str(al1.Field(4).Component(1)),
+			// The sender's own alternate coding, kept as sent.
+			AltCode: str(code.Component(4)), AltText: str(code.Component(5)), AltCodingSystem: str(code.Component(6)),
 		}
 		var reactions []string
 		for i := 1; i <= al1.Field(5).Reps(); i++ {

@@ -215,6 +215,7 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 		known[p] = append(known[p], id)
 	}
 	var target string
+	created := false
 	switch {
 	case len(order) > 1 && d.msg.Approved == "":
 		a, b := known[order[0]][0], known[order[1]][0]
@@ -244,6 +245,7 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 		p := &PatientEntry{Key: target}
 		p.record(d.event("created", ""))
 		d.touch(p)
+		created = true
 	}
 	tp := d.patient(target)
 	if tp == nil { // known identifiers whose patient record was lost
@@ -262,7 +264,7 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 		d.touch(e)
 		if !slices.Contains(tp.Identifiers, id.ID()) {
 			tp.Identifiers = append(tp.Identifiers, id.ID())
-			if len(tp.History) > 0 {
+			if !created { // a new patient's identifiers are in its "created"
 				tp.record(d.event("identifier_added", id.Kind()))
 			}
 			d.touch(tp)

@@ -68,7 +68,7 @@ func TestDecide(t *testing.T) {
 func TestResolveStopsOnACycle(t *testing.T) {
 	x := New()
 	for _, p := range []PatientEntry{{Key: "A", MergedInto: "B"}, {Key: "B", MergedInto: "A"}} {
-		c, err := change(patientPrefix+p.Key, p, nil)
+		c, err := change(patientPrefix+p.Key, &p, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -117,53 +118,61 @@ const (
 
 // Index is the patient index in memory. Changes are pending until the
 // transaction that wrote them commits (stages.TxnState).
+//
+// Entries are held decoded (*IdentifierEntry, *PatientEntry), so that a
+// message for a known patient costs no JSON; every read returns a copy,
+// which the caller may change.
 type Index struct {
 	mu        sync.Mutex
-	committed map[string][]byte
-	pending   map[string][]byte
+	committed map[string]any
+	pending   map[string]any // nil: deleted in the open transaction
 }
 
 var _ stages.TxnState = (*Index)(nil)
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{committed: map[string][]byte{}, pending: map[string][]byte{}}
+	return &Index{committed: map[string]any{}, pending: map[string]any{}}
 }
 
-func (x *Index) get(key string) ([]byte, bool) {
+// lookup is key's entry, the open transaction's if it changed it. The
+// caller copies it before handing it out.
+func lookup[T any](x *Index, key string) (*T, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if v, ok := x.pending[key]; ok {
-		return v, v != nil
+	v, ok := x.pending[key]
+	if !ok {
+		v = x.committed[key]
 	}
-	v, ok := x.committed[key]
-	return v, ok
+	e, ok := v.(*T)
+	return e, ok && e != nil
 }
 
-// Identifier returns id's entry.
+// Identifier returns a copy of id's entry.
 func (x *Index) Identifier(id string) (*IdentifierEntry, bool) {
-	b, ok := x.get(identifierPrefix + id)
+	e, ok := lookup[IdentifierEntry](x, identifierPrefix+id)
 	if !ok {
 		return nil, false
 	}
-	var e IdentifierEntry
-	if json.Unmarshal(b, &e) != nil {
-		return nil, false
-	}
-	return &e, true
+	c := *e
+	c.Sources = slices.Clone(e.Sources)
+	return &c, true
 }
 
-// Patient returns key's entry.
+// Patient returns a copy of key's entry.
 func (x *Index) Patient(key string) (*PatientEntry, bool) {
-	b, ok := x.get(patientPrefix + key)
+	e, ok := lookup[PatientEntry](x, patientPrefix+key)
 	if !ok {
 		return nil, false
 	}
-	var e PatientEntry
-	if json.Unmarshal(b, &e) != nil {
-		return nil, false
-	}
-	return &e, true
+	return e.clone(), true
+}
+
+func (p *PatientEntry) clone() *PatientEntry {
+	c := *p
+	c.Identifiers, c.Links, c.History = slices.Clone(p.Identifiers), slices.Clone(p.Links), slices.Clone(p.History)
+	c.Applied, c.Values = maps.Clone(p.Applied), maps.Clone(p.Values)
+	return &c
 }
 
 // maxChain bounds how many merges Resolve follows: a cycle (A into B, B
@@ -189,15 +198,18 @@ func (x *Index) Resolve(key string) string {
 type Change struct {
 	key    string
 	value  []byte
+	entry  any // value decoded: what the index holds
 	Record stages.Envelope
 }
 
+// change is the change setting key to v, which it takes: the caller must
+// not change v afterwards.
 func change(key string, v any, h stages.Headers) (Change, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return Change{}, fmt.Errorf("patientindex: encode %s: %w", key, err)
 	}
-	return Change{key: key, value: b, Record: stages.Envelope{Topic: topics.Patients, Key: []byte(key), Value: b, Headers: h.Clone()}}, nil
+	return Change{key: key, value: b, entry: v, Record: stages.Envelope{Topic: topics.Patients, Key: []byte(key), Value: b, Headers: h.Clone()}}, nil
 }
 
 // Apply makes changes in the open transaction.
@@ -205,7 +217,7 @@ func (x *Index) Apply(changes ...Change) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, c := range changes {
-		x.pending[c.key] = c.value
+		x.pending[c.key] = c.entry
 	}
 }
 
@@ -277,8 +289,29 @@ func (x *Index) Load(ctx context.Context, opts []kgo.Opt) error {
 	return nil
 }
 
+// decode is the entry a record of key holds; nil for a tombstone or a
+// value that is not one careflow writes.
+func decode(key string, b []byte) any {
+	if b == nil {
+		return nil
+	}
+	var e any
+	switch {
+	case strings.HasPrefix(key, identifierPrefix):
+		e = new(IdentifierEntry)
+	case strings.HasPrefix(key, patientPrefix):
+		e = new(PatientEntry)
+	default:
+		return nil
+	}
+	if json.Unmarshal(b, e) != nil {
+		return nil
+	}
+	return e
+}
+
 // read reads careflow.patients to its end: the last value of every key.
-func read(ctx context.Context, opts []kgo.Opt) (map[string][]byte, error) {
+func read(ctx context.Context, opts []kgo.Opt) (map[string]any, error) {
 	adm, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("patientindex: %w", err)
@@ -294,13 +327,13 @@ func read(ctx context.Context, opts []kgo.Opt) (map[string][]byte, error) {
 			parts = append(parts, o.Partition)
 		}
 	})
-	loaded := map[string][]byte{}
+	loaded := map[string]any{}
 	err = stages.ReadToEnd(ctx, opts, topics.Patients, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
-		if r.Value == nil {
-			delete(loaded, string(r.Key))
-			return
+		k := string(r.Key)
+		delete(loaded, k)
+		if e := decode(k, r.Value); e != nil {
+			loaded[k] = e
 		}
-		loaded[string(r.Key)] = r.Value
 	})
 	if err != nil {
 		return nil, fmt.Errorf("patientindex: load %s: %w", topics.Patients, err)
@@ -404,11 +437,8 @@ func (x *Index) SetApplied(d *Decision, applied map[string]time.Time, fingerprin
 // holds it.
 func (x *Index) working(d *Decision) *PatientEntry {
 	for _, c := range d.Changes {
-		if c.key == patientPrefix+d.Key {
-			var p PatientEntry
-			if json.Unmarshal(c.value, &p) == nil {
-				return &p
-			}
+		if p, ok := c.entry.(*PatientEntry); ok && c.key == patientPrefix+d.Key {
+			return p.clone()
 		}
 	}
 	p, _ := x.Patient(d.Key)

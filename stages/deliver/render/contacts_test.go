@@ -15,7 +15,8 @@ func withContacts(ev *avro.ClinicalEvent) *avro.ClinicalEvent {
 	}
 	ev.Patient.GP = avro.Practitioner{ID: "G1234567", FamilyName: "GPNAME", GivenName: "SAM"}
 	ev.NextOfKin = []avro.NextOfKin{{FamilyName: "DOE", GivenName: "JOHN", Relationship: "SPO", RelationshipText: "Spouse", Phone: "01632 960002"}}
-	ev.Allergies = []avro.Allergy{{Type: "DA", Code: "PEN", Text: "Penicillin", CodingSystem: "L", Severity: "SV", Reaction: "Rash~Wheeze"}}
+	ev.Allergies = []avro.Allergy{{Type: "DA", Code: "PEN", Text: "Penicillin", CodingSystem: "L", Severity: "SV", Reaction: "Rash~Wheeze",
+		AltCode: "P1", AltText: "Pen", AltCodingSystem: "99LOCAL"}}
 	return ev
 }
 
@@ -57,6 +58,7 @@ func TestHL7Contacts(t *testing.T) {
 			if _, ok := m.Segment("AL1"); ok {
 				want["AL1-1"], want["AL1-2"], want["AL1-3.1"], want["AL1-3.2"] = "1", "DA", "PEN", "Penicillin"
 				want["AL1-3.3"], want["AL1-4"], want["AL1-5[1]"], want["AL1-5[2]"] = "L", "SV", "Rash", "Wheeze"
+				want["AL1-3.4"], want["AL1-3.5"], want["AL1-3.6"] = "P1", "Pen", "99LOCAL"
 			}
 			for loc, v := range want {
 				if got := m.Get(loc); got != v {

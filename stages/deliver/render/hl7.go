@@ -166,7 +166,8 @@ func HL7(ev *avro.ClinicalEvent, t Target, controlID string, now time.Time) ([]b
 		for i := range ev.Allergies {
 			a := &ev.Allergies[i]
 			s := b.Segment("AL1").Set("1", strconv.Itoa(i+1)).Set("2", a.Type).
-				Set("3.1", a.Code).Set("3.2", a.Text).Set("3.3", a.CodingSystem).Set("4", a.Severity)
+				Set("3.1", a.Code).Set("3.2", a.Text).Set("3.3", a.CodingSystem).
+				Set("3.4", a.AltCode).Set("3.5", a.AltText).Set("3.6", a.AltCodingSystem).Set("4", a.Severity)
 			for r, reaction := range strings.Split(a.Reaction, "~") {
 				s.Set(pathR(5, r+1), reaction)
 			}

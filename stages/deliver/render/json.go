@@ -202,6 +202,11 @@ type jsonAllergy struct {
 	CodingSystem string `json:"coding_system"`
 	Severity     string `json:"severity"`
 	Reaction     string `json:"reaction"`
+	// The alternate coding: the local code when a code map gave the
+	// standard one.
+	AltCode         string `json:"alt_code"`
+	AltText         string `json:"alt_text"`
+	AltCodingSystem string `json:"alt_coding_system"`
 }
 
 type jsonEncounter struct {
