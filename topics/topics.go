@@ -97,6 +97,9 @@ const (
 	// HeaderReviewID is on a held message a person approved (careflow
 	// review approve) when it goes back to the stage that held it.
 	HeaderReviewID = "careflow.review_id"
+	// HeaderReviewCode is the code of the hold that person approved: the
+	// one hold the message may pass (another hold raises a new item).
+	HeaderReviewCode = "careflow.review_code"
 
 	// HeaderStageTimePrefix + stage name holds the time that stage
 	// handled the record (RFC 3339, ms, UTC).

@@ -86,6 +86,7 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 	}
 	type group struct{ iface, system, code, field string }
 	groups := map[group]*unmappedCode{}
+	counted := map[string]bool{} // by exception id: a replay, or an approved hold, raises it again
 	from := time.Now().Add(-*since)
 	// From the start: the record timestamp is when the exception was
 	// written, which a replay makes later than when it was raised.
@@ -94,9 +95,10 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
 			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
 		}
-		if x.Code != normalise.CodeUnmappedCode || x.At.Before(from) {
+		if x.Code != normalise.CodeUnmappedCode || x.At.Before(from) || counted[x.ExceptionID] {
 			return nil
 		}
+		counted[x.ExceptionID] = x.ExceptionID != ""
 		k := group{x.Interface, x.CodingSystem, x.CodedValue, x.Location}
 		g := groups[k]
 		if g == nil {

@@ -26,11 +26,13 @@ func TestCodesUnmappedCommand(t *testing.T) {
 			Reason: field + ": local code " + code + " is not in code map lab-loinc (version 3); passed on as sent",
 			Action: avro.ActionDelivered, At: now.Add(-ago)}
 	}
+	again := unmapped("lab-results", "L", "HDL", "OBX-3", time.Hour)
+	again.ExceptionID = "m9/exception/unmapped_code/OBX-3"
 	for i, x := range []avro.Exception{
+		again, again, // raised again (a replay, an approved hold): counted once
 		unmapped("lab-results", "L", "HDL", "OBX-3", 48*time.Hour), // outside 24h
 		unmapped("lab-results", "L", "HDL", "OBX-3", 3*time.Hour),
 		unmapped("lab-results", "L", "TRIG", "OBX-3", 2*time.Hour),
-		unmapped("lab-results", "L", "HDL", "OBX-3", time.Hour),
 		unmapped("lab-results", "L", "HDL", "OBR-4", 90*time.Minute), // another field
 		unmapped("ehr", "L", "HDL", "OBX-3", 30*time.Minute),         // another interface
 		{Code: avro.ExceptionStaleUpdate, Interface: "ehr", At: now},

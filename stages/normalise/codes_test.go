@@ -198,6 +198,7 @@ func TestProcessMapsCodes(t *testing.T) {
 			env := envelopeFor(t, serde, rawFor(oruWith("", [2]string{"GLU^Glucose^L", ""}, [2]string{"XYZ^Mystery^L", ""})))
 			if tc.approved != "" {
 				env.Headers.Set(topics.HeaderReviewID, tc.approved)
+				env.Headers.Set(topics.HeaderReviewCode, CodeUnmappedCode)
 			}
 			outs, err := st.Process(context.Background(), env)
 			if err != nil {
@@ -219,7 +220,7 @@ func TestProcessMapsCodes(t *testing.T) {
 				if err := serde.Decode(outs[0].Value, &item); err != nil {
 					t.Fatal(err)
 				}
-				if item.Code != CodeUnmappedCode || item.Status != avro.ReviewPending || x.ReviewID != item.ReviewID || x.Action != avro.ActionHeld {
+				if item.Code != CodeUnmappedCode || item.Status != avro.ReviewPending || item.Location != "OBX-3" || x.ReviewID != item.ReviewID || x.Action != avro.ActionHeld {
 					t.Errorf("item %s %s %s, exception review %q action %s", item.ReviewID, item.Code, item.Status, x.ReviewID, x.Action)
 				}
 				return

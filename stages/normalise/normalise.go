@@ -146,7 +146,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	}
 	h := in.Headers.Derive(topics.StageNormalise, now)
 	key := in.Key
-	approved := in.Headers.Get(topics.HeaderReviewID) != ""
+	approved := approvedFor(in.Headers)
 	var dec patientindex.Decision
 	if s.index != nil {
 		dec, err = s.index.Decide(s.identityMessage(m, &raw, ev, in), h)
@@ -165,10 +165,11 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return nil, err
 	}
-	if len(hold) > 0 && !approved {
+	if len(hold) > 0 && !approved(CodeUnmappedCode) {
 		// The unmapped_code exceptions already say why, with the codes
 		// and the review id: the hold adds the item only.
-		item, err := s.holdItem(in, &raw, key, CodeUnmappedCode, "", strings.Join(hold, "; "), h, now)
+		field, _, _ := strings.Cut(hold[0], ":") // each reason starts with its field
+		item, err := s.holdItem(in, &raw, key, CodeUnmappedCode, field, strings.Join(hold, "; "), h, now)
 		if err != nil {
 			return nil, err
 		}
@@ -182,7 +183,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err != nil {
 		return nil, err
 	}
-	if review := od.Review; len(review) > 0 && !approved {
+	if review := od.Review; len(review) > 0 && !approved(CodeFieldReview) {
 		return s.hold(in, &raw, key, CodeFieldReview, review[0],
 			fmt.Sprintf("%s from %s is an update the source-of-truth matrix sends to a person (ownership version %s)",
 				strings.Join(review, ", "), raw.Interface, s.ownership.Version()), h, now)

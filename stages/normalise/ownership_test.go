@@ -230,13 +230,14 @@ func TestProcessOwnershipReview(t *testing.T) {
 	}
 	st, serde := newStage(t)
 	st.ownership, st.index = m, patientindex.New()
-	process := func(iface, payload, reviewID string) []string {
+	process := func(iface, payload, reviewID string, code ...string) []string {
 		t.Helper()
 		raw := rawFor([]byte(payload))
 		raw.Interface, raw.MessageID = iface, "m-"+iface+reviewID
 		env := envelopeFor(t, serde, raw)
 		if reviewID != "" {
 			env.Headers.Set(topics.HeaderReviewID, reviewID)
+			env.Headers.Set(topics.HeaderReviewCode, append(code, CodeFieldReview)[0])
 		}
 		outs, err := st.Process(context.Background(), env)
 		if err != nil {
@@ -265,5 +266,10 @@ func TestProcessOwnershipReview(t *testing.T) {
 		if got := strings.Join(process(tc.iface, tc.payload, tc.review), " "); got != tc.want {
 			t.Errorf("%s: wrote %q, want %q", tc.name, got, tc.want)
 		}
+	}
+	// An approval of another hold (a code map's) does not pass this one.
+	renamed = strings.Replace(renamed, "DOE^JAYNE", "DOE^JEAN", 1)
+	if got := strings.Join(process("portal-updates", renamed, "R2", CodeUnmappedCode), " "); got != topics.Review+" "+topics.Exceptions {
+		t.Errorf("approved for unmapped_code: wrote %q, want it held for field_review", got)
 	}
 }

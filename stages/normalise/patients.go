@@ -22,7 +22,11 @@ import (
 func (s *Stage) identityMessage(m *hl7v2.Message, raw *avro.RawMessage, ev *avro.ClinicalEvent, in stages.Envelope) patientindex.Message {
 	msg := patientindex.Message{
 		Interface: raw.Interface, MessageID: raw.MessageID, At: raw.ReceivedAt, Key: string(in.Key),
-		Approved: in.Headers.Get(topics.HeaderReviewID),
+	}
+	// A person's approval of an identity hold lets the index decide as
+	// the message says; an approval of another hold does not.
+	if code := in.Headers.Get(topics.HeaderReviewCode); slices.Contains([]string{patientindex.CodeConflict, patientindex.CodeMergeUnknown, patientindex.CodeUnlink}, code) {
+		msg.Approved, msg.ApprovedCode = in.Headers.Get(topics.HeaderReviewID), code
 	}
 	if msg.At.IsZero() {
 		msg.At = s.now()

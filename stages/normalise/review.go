@@ -53,3 +53,11 @@ func (s *Stage) holdItem(in stages.Envelope, raw *avro.RawMessage, key []byte, c
 	s.held.WithLabelValues(code).Inc()
 	return review.Record(s.serde, &x, h)
 }
+
+// approvedFor is whether a person approved the hold with a code, as the
+// record's headers say: each approval lets the message past the one hold
+// that was reviewed, and no other.
+func approvedFor(h stages.Headers) func(code string) bool {
+	id, approved := h.Get(topics.HeaderReviewID), h.Get(topics.HeaderReviewCode)
+	return func(code string) bool { return id != "" && approved == code }
+}

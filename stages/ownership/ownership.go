@@ -51,8 +51,8 @@ const (
 	// Strip removes the field from what is delivered; the rest goes on.
 	// For a whole-message domain the event is not delivered. The default.
 	Strip = "strip"
-	// Review delivers it as sent and names the field for a person to
-	// review.
+	// Review holds the message for a person (the review queue); an
+	// approved one is delivered as sent.
 	Review = "review"
 )
 

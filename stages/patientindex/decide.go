@@ -50,9 +50,10 @@ type Message struct {
 	// Other is MRG-1's identifiers for a merge, the second PID's for a
 	// link or unlink.
 	Other []Identifier
-	// Approved is the review that approved this message, "" if none: a
-	// person decided, so what would have been held goes ahead.
-	Approved string
+	// Approved is the review that approved this message, "" if none, and
+	// ApprovedCode the hold it approved: a person decided, so that hold
+	// goes ahead; any other is held again.
+	Approved, ApprovedCode string
 }
 
 // Hold is why a message waits for a person.
@@ -99,11 +100,25 @@ func (x *Index) Decide(msg Message, h stages.Headers) (Decision, error) {
 		return Decision{Key: msg.Key}, nil
 	}
 	d := &decision{x: x, msg: msg, ids: map[string]*IdentifierEntry{}, pats: map[string]*PatientEntry{}, dirty: map[string]bool{}}
-	if msg.Kind == Unlink && msg.Approved == "" {
+	if (msg.Kind == Link || msg.Kind == Unlink) && len(msg.Other) == 0 {
+		return Decision{Hold: &Hold{Code: CodeConflict, Location: "PID-3",
+			Reason: "a link or unlink (A24, A37) whose second PID names no usable identifier: a person decides which patients it means"}}, nil
+	}
+	if msg.Kind == Unlink && !d.approved(CodeUnlink) {
 		return Decision{Hold: &Hold{Code: CodeUnlink, Location: "PID-3",
 			Reason: "an unlink or unmerge (A37) separates patients careflow keeps as one or linked: a person confirms it"}}, nil
 	}
-	target, hold := d.patientOf(msg.Identifiers, "PID-3")
+	// A merge's PID-3 may list identifiers the patients it retires hold
+	// (senders send the survivor's whole list): those are not a conflict.
+	retiring := map[string]bool{}
+	if msg.Kind == Merge {
+		for _, id := range msg.Other {
+			if e := d.identifier(id.ID()); e != nil {
+				retiring[d.resolve(e.Patient)] = true
+			}
+		}
+	}
+	target, hold := d.patientOf(msg.Identifiers, "PID-3", retiring)
 	if hold != nil {
 		return Decision{Hold: hold}, nil
 	}
@@ -113,7 +128,9 @@ func (x *Index) Decide(msg Message, h stages.Headers) (Decision, error) {
 			return Decision{Hold: hold}, nil
 		}
 	case Link:
-		d.link(target)
+		if hold := d.link(target); hold != nil {
+			return Decision{Hold: hold}, nil
+		}
 	case Unlink:
 		d.unlink(target)
 	}
@@ -191,6 +208,11 @@ func (d *decision) resolve(key string) string {
 	return key
 }
 
+// approved reports whether a person approved this message's hold code.
+func (d *decision) approved(code string) bool {
+	return d.msg.Approved != "" && d.msg.ApprovedCode == code
+}
+
 func (d *decision) event(what, other string) Event {
 	return Event{At: d.msg.At, What: what, Other: other, Interface: d.msg.Interface, MessageID: d.msg.MessageID, ReviewID: d.msg.Approved}
 }
@@ -198,7 +220,8 @@ func (d *decision) event(what, other string) Event {
 // patientOf is the patient ids identify, creating it when none is known,
 // adding the ids it does not have yet; or the hold when they conflict.
 // field names where ids came from, for the hold's location.
-func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
+// Patients in retiring (a merge's MRG-1) do not conflict with another.
+func (d *decision) patientOf(ids []Identifier, field string, retiring map[string]bool) (string, *Hold) {
 	known := map[string][]Identifier{} // resolved patient → its ids here
 	var order []string
 	var unknown []Identifier
@@ -214,10 +237,15 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 		}
 		known[p] = append(known[p], id)
 	}
+	if len(order) > 1 {
+		if rest := slices.DeleteFunc(slices.Clone(order), func(p string) bool { return retiring[p] }); len(rest) > 0 {
+			order = rest
+		}
+	}
 	var target string
 	created := false
 	switch {
-	case len(order) > 1 && d.msg.Approved == "":
+	case len(order) > 1 && !d.approved(CodeConflict):
 		a, b := known[order[0]][0], known[order[1]][0]
 		return "", &Hold{Code: CodeConflict, Location: fmt.Sprintf("%s[%d]", field, b.Rep),
 			Reason: fmt.Sprintf("%s[%d] (%s) and %s[%d] (%s) belong to two different patients careflow knows",
@@ -253,7 +281,7 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 		d.touch(tp)
 	}
 	for _, id := range unknown {
-		if other := d.sameAuthority(tp, id); other != nil && d.msg.Approved == "" {
+		if other := d.sameAuthority(tp, id); other != nil && !d.approved(CodeConflict) {
 			return "", &Hold{Code: CodeConflict, Location: fmt.Sprintf("%s[%d]", field, id.Rep),
 				Reason: fmt.Sprintf("%s[%d] (%s) is a second %s identifier for a patient careflow knows by another one",
 					field, id.Rep, id.Kind(), id.Kind())}
@@ -277,7 +305,9 @@ func (d *decision) patientOf(ids []Identifier, field string) (string, *Hold) {
 }
 
 // keyOf reports whether id is the one ingest keyed the message by.
-func (d *decision) keyOf(id Identifier) bool { return id.Value+"^"+id.Authority == d.msg.Key }
+func (d *decision) keyOf(id Identifier) bool {
+	return strings.EqualFold(id.Value+"^"+id.Authority, d.msg.Key)
+}
 
 // newKey is a new patient's enterprise key: the id of the identifier the
 // policy keyed the message by, else the first.
@@ -287,11 +317,17 @@ func (d *decision) newKey(ids []Identifier) string {
 			return id.ID()
 		}
 	}
+	if len(ids) == 0 {
+		return d.msg.Key
+	}
 	return ids[0].ID()
 }
 
-// sameAuthority is p's identifier of id's type and authority with another
-// value, nil if none: one patient has one NHS number, one MRN per hospital.
+// sameAuthority is p's identifier of id's kind with another value, nil if
+// none: one patient has one NHS number, one MRN per hospital. p's
+// identifiers include those of the patients merged into it. A kind is the
+// authority and the type; a missing type matches any (a lab that leaves
+// CX.5 empty still sends an NHS number).
 func (d *decision) sameAuthority(p *PatientEntry, id Identifier) *IdentifierEntry {
 	if id.Authority == "" {
 		return nil
@@ -301,7 +337,8 @@ func (d *decision) sameAuthority(p *PatientEntry, id Identifier) *IdentifierEntr
 		if e == nil || e.Value == id.Value || d.resolve(e.Patient) != p.Key {
 			continue
 		}
-		if strings.EqualFold(e.Authority, id.Authority) && strings.EqualFold(e.Type, id.Type) {
+		if strings.EqualFold(e.Authority, id.Authority) &&
+			(e.Type == "" || id.Type == "" || strings.EqualFold(e.Type, id.Type)) {
 			return e
 		}
 	}

@@ -16,6 +16,7 @@ func TestDecide(t *testing.T) {
 	h1, h2, h3 := id("H1", "HOSP", "MR", 1), id("H2", "HOSP", "MR", 1), id("H3", "HOSP", "MR", 1)
 	n1, n2 := id("9990000018", "NHS", "NH", 2), id("9990000026", "NHS", "NH", 2)
 	local := id("77", "", "", 1)
+	h5, h6, n5 := id("H5", "HOSP", "MR", 1), id("H6", "HOSP", "MR", 1), id("9990000042", "NHS", "NH", 2)
 	steps := []struct {
 		name string
 		msg  Message
@@ -26,7 +27,8 @@ func TestDecide(t *testing.T) {
 		{"a known MRN alone finds the patient", Message{Interface: "ehr", Key: "H1^HOSP", Identifiers: []Identifier{h1}}, "9990000018^NHS", ""},
 		{"a second NHS number for a known MRN is held", Message{Interface: "ehr", Key: n2.Value + "^NHS", Identifiers: []Identifier{h1, n2}}, "", CodeConflict},
 		{"a second MRN of one authority for a known NHS number is held", Message{Interface: "ehr", Key: n1.Value + "^NHS", Identifiers: []Identifier{h2, n1}}, "", CodeConflict},
-		{"approved, it is added", Message{Interface: "ehr", Key: n1.Value + "^NHS", Identifiers: []Identifier{h2, n1}, Approved: "R1"}, "9990000018^NHS", ""},
+		{"an approval of another hold is not this one's", Message{Interface: "ehr", Key: n1.Value + "^NHS", Identifiers: []Identifier{h2, n1}, Approved: "R0", ApprovedCode: CodeUnlink}, "", CodeConflict},
+		{"approved, it is added", Message{Interface: "ehr", Key: n1.Value + "^NHS", Identifiers: []Identifier{h2, n1}, Approved: "R1", ApprovedCode: CodeConflict}, "9990000018^NHS", ""},
 		{"no authority: known within its interface only", Message{Interface: "clinic", Key: "77^", Identifiers: []Identifier{local}}, "77^@clinic", ""},
 		{"the same number from another interface is another patient", Message{Interface: "ward", Key: "77^", Identifiers: []Identifier{local}}, "77^@ward", ""},
 		{"a merge of a patient never seen is held", Message{Interface: "ehr", Key: "H3^HOSP", Kind: Merge, Identifiers: []Identifier{h3}, Other: []Identifier{id("H4", "HOSP", "MR", 1)}}, "", CodeMergeUnknown},
@@ -35,8 +37,17 @@ func TestDecide(t *testing.T) {
 		{"the merge again changes nothing", Message{Interface: "ehr", Key: n1.Value + "^NHS", Kind: Merge, Identifiers: []Identifier{n1}, Other: []Identifier{h3}}, "9990000018^NHS", ""},
 		{"the retired MRN reaches the survivor", Message{Interface: "ehr", Key: "H3^HOSP", Identifiers: []Identifier{h3}}, "9990000018^NHS", ""},
 		{"an unlink waits for a person", Message{Interface: "ehr", Key: n1.Value + "^NHS", Kind: Unlink, Identifiers: []Identifier{n1}, Other: []Identifier{h3}}, "", CodeUnlink},
-		{"approved, it unmerges", Message{Interface: "ehr", Key: n1.Value + "^NHS", Kind: Unlink, Identifiers: []Identifier{n1}, Other: []Identifier{h3}, Approved: "R2"}, "9990000018^NHS", ""},
+		{"approved, it unmerges", Message{Interface: "ehr", Key: n1.Value + "^NHS", Kind: Unlink, Identifiers: []Identifier{n1}, Other: []Identifier{h3}, Approved: "R2", ApprovedCode: CodeUnlink}, "9990000018^NHS", ""},
 		{"the unmerged MRN is its own patient again", Message{Interface: "ehr", Key: "H3^HOSP", Identifiers: []Identifier{h3}}, "H3^HOSP", ""},
+		// The survivor's whole list in PID-3, which names the NHS number
+		// of the patient being retired: a merge, not a conflict.
+		{"H5 with N5 is seen", Message{Interface: "ehr", Key: n5.Value + "^NHS", Identifiers: []Identifier{h5, n5}}, n5.Value + "^NHS", ""},
+		{"H6 is seen", Message{Interface: "ehr", Key: "H6^HOSP", Identifiers: []Identifier{h6}}, "H6^HOSP", ""},
+		{"H5 merged into H6, PID-3 H6~N5", Message{Interface: "ehr", Key: n5.Value + "^NHS", Kind: Merge, Identifiers: []Identifier{h6, n5}, Other: []Identifier{h5}}, "H6^HOSP", ""},
+		{"the survivor has N5 now: another NHS number is held", Message{Interface: "ehr", Key: "9990000034^NHS", Identifiers: []Identifier{h6, id("9990000034", "NHS", "NH", 2)}}, "", CodeConflict},
+		{"so is one sent without its type", Message{Interface: "lab", Key: "H6^HOSP", Identifiers: []Identifier{h6, id("9990000034", "NHS", "", 2)}}, "", CodeConflict},
+		{"an authority is one whatever its case", Message{Interface: "lab", Key: "H6^hosp", Identifiers: []Identifier{id("H6", "hosp", "MR", 1)}}, "H6^HOSP", ""},
+		{"a link without a second patient is held", Message{Interface: "ehr", Key: "H6^HOSP", Kind: Link, Identifiers: []Identifier{h6}}, "", CodeConflict},
 	}
 	x := New()
 	for i, st := range steps {

@@ -47,11 +47,14 @@ type Identifier struct {
 
 // ID is the identifier as the index keys it: "value^authority", as the
 // patient key is written, or "value^@interface" without an authority.
+//
+// The authority is upper-cased, as trust policies compare it: "nhs" and
+// "NHS" are one authority, and one patient.
 func (i Identifier) ID() string {
 	if i.Authority == "" {
 		return i.Value + "^@" + i.Scope
 	}
-	return i.Value + "^" + i.Authority
+	return i.Value + "^" + strings.ToUpper(i.Authority)
 }
 
 // Kind is "type/authority", what a person reads in place of the number.
@@ -410,7 +413,7 @@ func (x *Index) SetApplied(d *Decision, applied map[string]time.Time, fingerprin
 		changed = true
 	}
 	for f, v := range fingerprints {
-		if old, ok := p.Applied[f]; ok && applied[f].Before(old) {
+		if t, timed := applied[f]; timed && t.Before(p.Applied[f]) {
 			continue // an older update: the newer value stands
 		}
 		if p.Values[f] != v {

@@ -22,7 +22,7 @@ func (d *decision) merge(target string) *Hold {
 			retired = append(retired, p)
 		}
 	}
-	if len(retired) == 0 && len(unknown) > 0 && d.msg.Approved == "" {
+	if len(retired) == 0 && len(unknown) > 0 && !d.approved(CodeMergeUnknown) {
 		// Also the merge that overtook the patient it retires.
 		return &Hold{Code: CodeMergeUnknown, Location: "MRG-1",
 			Reason: "the merge retires a patient careflow has never seen: a person confirms it, or waits for the patient's own messages"}
@@ -34,6 +34,7 @@ func (d *decision) merge(target string) *Hold {
 		d.touch(p)
 		d.touch(&IdentifierEntry{Identifier: id, Patient: p.Key, Sources: []Seen{{Interface: d.msg.Interface, First: d.msg.At, Last: d.msg.At}}})
 		tp.record(d.event("merged", p.Key))
+		tp.adopt([]string{id.ID()})
 	}
 	for _, key := range retired {
 		p := d.patient(key)
@@ -44,6 +45,7 @@ func (d *decision) merge(target string) *Hold {
 		p.record(d.event("merged_into", target))
 		d.touch(p)
 		tp.record(d.event("merged", key))
+		tp.adopt(p.Identifiers)
 	}
 	d.touch(tp)
 	for _, id := range d.msg.Other {
@@ -52,16 +54,33 @@ func (d *decision) merge(target string) *Hold {
 	return nil
 }
 
+// adopt lists ids (a merged patient's) among p's: its identifiers are
+// then the survivor's, for the one-per-kind rule and for careflow
+// patients show. Their entries still name the retired patient, which
+// resolves to p.
+func (p *PatientEntry) adopt(ids []string) {
+	for _, id := range ids {
+		if !slices.Contains(p.Identifiers, id) {
+			p.Identifiers = append(p.Identifiers, id)
+		}
+	}
+}
+
 // link records that target and the second PID's patient are one person's
-// records, kept apart (A24).
-func (d *decision) link(target string) {
-	other, hold := d.patientOf(d.msg.Other, "PID-3")
-	if hold != nil || other == target {
-		return
+// records, kept apart (A24). A second PID whose identifiers conflict is
+// held, like any.
+func (d *decision) link(target string) *Hold {
+	other, hold := d.patientOf(d.msg.Other, "PID-3", nil)
+	if hold != nil {
+		hold.Reason = "the second PID: " + hold.Reason
+		return hold
+	}
+	if other == target {
+		return nil
 	}
 	tp, op := d.patient(target), d.patient(other)
 	if tp == nil || op == nil || slices.Contains(tp.Links, other) {
-		return
+		return nil
 	}
 	tp.Links = append(tp.Links, other)
 	op.Links = append(op.Links, target)
@@ -69,6 +88,7 @@ func (d *decision) link(target string) {
 	op.record(d.event("linked", target))
 	d.touch(tp)
 	d.touch(op)
+	return nil
 }
 
 // unlink undoes a link between target and the second PID's patient, or
@@ -86,6 +106,7 @@ func (d *decision) unlink(target string) {
 		}
 		if op.MergedInto != "" && d.resolve(op.Key) == target {
 			op.MergedInto = ""
+			tp.Identifiers = slices.DeleteFunc(tp.Identifiers, func(s string) bool { return slices.Contains(op.Identifiers, s) })
 			op.record(d.event("unmerged", target))
 			tp.record(d.event("unmerged", op.Key))
 		}

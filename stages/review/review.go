@@ -58,7 +58,7 @@ func Hold(x avro.Review, in stages.Envelope, now time.Time) avro.Review {
 	x.HeldValue = in.Value
 	x.HeldHeaders = map[string]string{}
 	for _, h := range in.Headers {
-		if h.Key != topics.HeaderReviewID {
+		if h.Key != topics.HeaderReviewID && h.Key != topics.HeaderReviewCode {
 			x.HeldHeaders[h.Key] = string(h.Value)
 		}
 	}
@@ -150,6 +150,19 @@ func Decide(ctx context.Context, opts []kgo.Opt, serde *avro.Serde, d Decision) 
 	if !d.Approve && strings.TrimSpace(d.Reason) == "" {
 		return nil, ErrNoReason
 	}
+	// The transactional id is the item's, and the producer id is taken
+	// before the item is read: a second operator deciding it at once
+	// fences the first (whose commit then fails), or, starting after the
+	// first committed, reads its decision and is refused.
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
+		kgo.TransactionalID("careflow-review-"+d.ID))...)
+	if err != nil {
+		return nil, fmt.Errorf("review %s: %w", d.ID, err)
+	}
+	defer cl.Close()
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return nil, fmt.Errorf("review %s: transactional producer: %w", d.ID, err)
+	}
 	q, err := Read(ctx, opts, serde)
 	if err != nil {
 		return nil, err
@@ -175,18 +188,14 @@ func Decide(ctx context.Context, opts []kgo.Opt, serde *avro.Serde, d Decision) 
 		for k, v := range x.HeldHeaders {
 			held.Headers = append(held.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
-		held.Headers = append(held.Headers, kgo.RecordHeader{Key: topics.HeaderReviewID, Value: []byte(x.ReviewID)})
+		// The id, and the code approved: the stage lets the message
+		// through that one hold only, and holds it again for any other.
+		held.Headers = append(held.Headers, kgo.RecordHeader{Key: topics.HeaderReviewID, Value: []byte(x.ReviewID)},
+			kgo.RecordHeader{Key: topics.HeaderReviewCode, Value: []byte(x.Code)})
 		recs = append(recs, held)
 	}
 	// One transaction: the decision and the message it releases are
-	// written together or not at all. The transactional id is the item's,
-	// so two operators deciding it at once fence each other.
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...),
-		kgo.TransactionalID("careflow-review-"+x.ReviewID))...)
-	if err != nil {
-		return nil, fmt.Errorf("review %s: %w", d.ID, err)
-	}
-	defer cl.Close()
+	// written together or not at all.
 	if err := cl.BeginTransaction(); err != nil {
 		return nil, fmt.Errorf("review %s: begin: %w", d.ID, err)
 	}
