@@ -90,3 +90,28 @@ func TestResolveStopsOnACycle(t *testing.T) {
 		t.Errorf("Resolve = %q", got)
 	}
 }
+
+// What the index hands out is a copy: a caller (Decide's working copy)
+// changing it changes nothing committed, whether the entry came from its
+// JSON or from the decoded cache.
+func TestReadsAreCopies(t *testing.T) {
+	x := New()
+	d, err := x.Decide(Message{Interface: "ehr", Key: "H1^HOSP", Identifiers: []Identifier{id("H1", "HOSP", "MR", 1)}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.Apply(d.Changes...)
+	x.Commit()
+	for range 2 { // the first read after the commit, then the cached one
+		p, _ := x.Patient("H1^HOSP")
+		p.Identifiers[0], p.MergedInto = "X^HOSP", "Y"
+		e, _ := x.Identifier("H1^HOSP")
+		e.Patient = "Y"
+	}
+	if p, _ := x.Patient("H1^HOSP"); p.Identifiers[0] != "H1^HOSP" || p.MergedInto != "" {
+		t.Errorf("committed patient changed through a read: %+v", p)
+	}
+	if e, _ := x.Identifier("H1^HOSP"); e.Patient != "H1^HOSP" {
+		t.Errorf("committed identifier changed through a read: %+v", e)
+	}
+}

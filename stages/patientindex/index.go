@@ -122,20 +122,27 @@ const (
 // Index is the patient index in memory. Changes are pending until the
 // transaction that wrote them commits (stages.TxnState).
 //
-// Entries are held decoded (*IdentifierEntry, *PatientEntry), so that a
-// message for a known patient costs no JSON; every read returns a copy,
-// which the caller may change.
+// Committed entries are held as their JSON, the most compact form of a
+// record read for one patient in thousands; the recently read ones are
+// also held decoded (hot), so that a known patient's next message costs
+// no JSON. Every read returns a copy, which the caller may change.
 type Index struct {
 	mu        sync.Mutex
-	committed map[string]any
-	pending   map[string]any // nil: deleted in the open transaction
+	committed map[string][]byte
+	pending   map[string]Change // the open transaction's
+	hot       map[string]any // decoded committed entries, at most hotEntries
 }
+
+// hotEntries bounds the decoded cache: a hospital's active patients of
+// the moment, not all it has ever seen. When full it starts again, which
+// costs the next reads their JSON and nothing else.
+const hotEntries = 8192
 
 var _ stages.TxnState = (*Index)(nil)
 
 // New returns an empty index.
 func New() *Index {
-	return &Index{committed: map[string]any{}, pending: map[string]any{}}
+	return &Index{committed: map[string][]byte{}, pending: map[string]Change{}, hot: map[string]any{}}
 }
 
 // lookup is key's entry, the open transaction's if it changed it. The
@@ -143,12 +150,26 @@ func New() *Index {
 func lookup[T any](x *Index, key string) (*T, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	v, ok := x.pending[key]
-	if !ok {
-		v = x.committed[key]
+	if c, ok := x.pending[key]; ok {
+		e, ok := c.entry.(*T)
+		return e, ok && e != nil
 	}
-	e, ok := v.(*T)
-	return e, ok && e != nil
+	if e, ok := x.hot[key].(*T); ok {
+		return e, true
+	}
+	b, ok := x.committed[key]
+	if !ok {
+		return nil, false
+	}
+	e, ok := decode(key, b).(*T)
+	if !ok || e == nil {
+		return nil, false
+	}
+	if len(x.hot) >= hotEntries {
+		clear(x.hot)
+	}
+	x.hot[key] = e
+	return e, true
 }
 
 // Identifier returns a copy of id's entry.
@@ -220,7 +241,7 @@ func (x *Index) Apply(changes ...Change) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, c := range changes {
-		x.pending[c.key] = c.entry
+		x.pending[c.key] = c
 	}
 }
 
@@ -228,11 +249,15 @@ func (x *Index) Apply(changes ...Change) {
 func (x *Index) Commit() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for k, v := range x.pending {
-		if v == nil {
+	for k, c := range x.pending {
+		delete(x.hot, k)
+		if c.value == nil {
 			delete(x.committed, k)
-		} else {
-			x.committed[k] = v
+			continue
+		}
+		x.committed[k] = c.value
+		if len(x.hot) < hotEntries {
+			x.hot[k] = c.entry // just written: read again soon
 		}
 	}
 	clear(x.pending)
@@ -289,6 +314,7 @@ func (x *Index) Load(ctx context.Context, opts []kgo.Opt) error {
 	defer x.mu.Unlock()
 	x.committed = loaded
 	clear(x.pending)
+	clear(x.hot)
 	return nil
 }
 
@@ -314,7 +340,7 @@ func decode(key string, b []byte) any {
 }
 
 // read reads careflow.patients to its end: the last value of every key.
-func read(ctx context.Context, opts []kgo.Opt) (map[string]any, error) {
+func read(ctx context.Context, opts []kgo.Opt) (map[string][]byte, error) {
 	adm, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("patientindex: %w", err)
@@ -330,13 +356,13 @@ func read(ctx context.Context, opts []kgo.Opt) (map[string]any, error) {
 			parts = append(parts, o.Partition)
 		}
 	})
-	loaded := map[string]any{}
+	loaded := map[string][]byte{}
 	err = stages.ReadToEnd(ctx, opts, topics.Patients, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
-		k := string(r.Key)
-		delete(loaded, k)
-		if e := decode(k, r.Value); e != nil {
-			loaded[k] = e
+		if r.Value == nil {
+			delete(loaded, string(r.Key)) // a tombstone
+			return
 		}
+		loaded[string(r.Key)] = r.Value
 	})
 	if err != nil {
 		return nil, fmt.Errorf("patientindex: load %s: %w", topics.Patients, err)
