@@ -130,7 +130,7 @@ type Index struct {
 	mu        sync.Mutex
 	committed map[string][]byte
 	pending   map[string]Change // the open transaction's
-	hot       map[string]any // decoded committed entries, at most hotEntries
+	hot       map[string]any    // decoded committed entries, at most hotEntries
 }
 
 // hotEntries bounds the decoded cache: a hospital's active patients of
