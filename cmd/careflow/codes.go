@@ -14,8 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
-	"github.com/careflow-health/careflow/avro/registry"
-	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/stages/normalise"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -50,9 +48,7 @@ func cmdCodes(ctx context.Context, args []string, stdout io.Writer) error {
 // field, newest first: the drift a map's owner has to catch up with.
 func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("codes unmapped", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `FILE` (its Kafka and admin port; default $CAREFLOW_CONFIG, else make run's data/careflow-demo.yaml)")
-	brokers := fs.String("brokers", "", "Kafka seed brokers, comma separated (default: the configuration's)")
-	registryURL := fs.String("schema-registry", "", "schema registry `URL` (default: the configuration's admin port)")
+	conn := addToolConn(fs)
 	since := fs.Duration("since", 24*time.Hour, "codes seen in the last `DURATION`")
 	asJSON := fs.Bool("json", false, "a JSON array of objects")
 	if err := fs.Parse(args); err != nil {
@@ -64,25 +60,13 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 	if *since <= 0 {
 		return usageError{"--since must be more than 0"}
 	}
-	cfg, err := toolConfig(*cfgPath)
+	cfg, opts, err := conn.kafka()
 	if err != nil {
 		return err
 	}
-	opts, err := engine.KafkaClientOptions(cfg.Kafka, splitList(*brokers))
+	serde, err := conn.serde(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	url := *registryURL
-	if url == "" {
-		url = "http://" + cfg.Admin.Listen
-	}
-	reg, err := registry.NewRemote(url)
-	if err != nil {
-		return err
-	}
-	serde, err := avro.NewSerde(ctx, reg)
-	if err != nil {
-		return fmt.Errorf("schema registry at %s (is careflow running? else give --schema-registry): %w", url, err)
 	}
 	type group struct{ iface, system, code, field string }
 	groups := map[group]*unmappedCode{}
@@ -90,7 +74,7 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 	from := time.Now().Add(-*since)
 	// From the start: the record timestamp is when the exception was
 	// written, which a replay makes later than when it was raised.
-	err = readAll(ctx, opts, *brokers, topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
+	err = readAll(ctx, opts, *conn.brokers, topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
 		var x avro.Exception
 		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
 			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)

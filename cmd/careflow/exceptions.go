@@ -16,9 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
-	"github.com/careflow-health/careflow/avro/registry"
 	"github.com/careflow-health/careflow/config"
-	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -34,9 +32,7 @@ type exceptionLine struct {
 // ClickHouse needed, so it works wherever the engine does.
 func cmdExceptions(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("exceptions", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `FILE` (its Kafka and admin port; default $CAREFLOW_CONFIG, else make run's data/careflow-demo.yaml)")
-	brokers := fs.String("brokers", "", "Kafka seed brokers, comma separated (default: the configuration's)")
-	registryURL := fs.String("schema-registry", "", "schema registry `URL` (default: the configuration's admin port)")
+	conn := addToolConn(fs)
 	since := fs.Duration("since", 24*time.Hour, "exceptions raised in the last `DURATION`")
 	code := fs.String("code", "", "only exceptions with this `code` (stale_update, ...)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
@@ -49,31 +45,17 @@ func cmdExceptions(ctx context.Context, args []string, stdout io.Writer) error {
 	if *since <= 0 {
 		return usageError{"--since must be more than 0"}
 	}
-	cfg, err := toolConfig(*cfgPath)
+	cfg, opts, err := conn.kafka()
 	if err != nil {
 		return err
 	}
-	opts, err := engine.KafkaClientOptions(cfg.Kafka, splitList(*brokers))
+	serde, err := conn.serde(ctx, cfg)
 	if err != nil {
 		return err
-	}
-	url := *registryURL
-	if url == "" {
-		url = "http://" + cfg.Admin.Listen
-	}
-	reg, err := registry.NewRemote(url)
-	if err != nil {
-		return err
-	}
-	// Registering what the registry already has is a read: no admin
-	// token needed.
-	serde, err := avro.NewSerde(ctx, reg)
-	if err != nil {
-		return fmt.Errorf("schema registry at %s (is careflow running? else give --schema-registry): %w", url, err)
 	}
 	var out []avro.Exception
 	from := time.Now().Add(-*since)
-	err = readAll(ctx, opts, *brokers, topics.Exceptions, kgo.NewOffset().AfterMilli(from.UnixMilli()), func(r *kgo.Record) error {
+	err = readAll(ctx, opts, *conn.brokers, topics.Exceptions, kgo.NewOffset().AfterMilli(from.UnixMilli()), func(r *kgo.Record) error {
 		var x avro.Exception
 		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
 			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)

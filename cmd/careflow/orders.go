@@ -39,9 +39,8 @@ type orderLine struct {
 // Kafka: no ClickHouse needed.
 func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
-	cfgPath := fs.String("config", "", "configuration `FILE` (its Kafka and admin port; default $CAREFLOW_CONFIG, else make run's data/careflow-demo.yaml)")
-	brokers := fs.String("brokers", "", "Kafka seed brokers, comma separated (default: the configuration's)")
-	registryURL := fs.String("schema-registry", "", "schema registry `URL` (default: the configuration's admin port)")
+	conn := addToolConn(fs)
+	brokers, registryURL := conn.brokers, conn.registryURL
 	state := fs.String("state", "", "only orders in this `state` (placed, accepted, rejected, in_progress, preliminary, final, corrected, cancelled)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	late := fs.Bool("late", false, "only orders past their route's expect: not accepted or not resulted in time")
@@ -55,11 +54,7 @@ func cmdOrders(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *state != "" && !slices.Contains(orderStates, *state) {
 		return usageError{fmt.Sprintf("--state %q: want one of %s", *state, strings.Join(orderStates, ", "))}
 	}
-	cfg, err := toolConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	opts, err := engine.KafkaClientOptions(cfg.Kafka, splitList(*brokers))
+	cfg, opts, err := conn.kafka()
 	if err != nil {
 		return err
 	}
