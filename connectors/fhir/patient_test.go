@@ -1,0 +1,114 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/fhir/go/fhirversion"
+	"github.com/google/fhir/go/jsonformat"
+
+	"github.com/careflow-health/careflow/avro"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// demoPatient is a patient as normalise maps a demo ADT^A08 (PID-3 MRN
+// and NHS number, PID-5, -7, -8, -11, -13).
+func demoPatient() *avro.Patient {
+	return &avro.Patient{
+		Identifiers: []avro.Identifier{
+			{Value: "H100234", AssigningAuthority: "HOSP", TypeCode: "MR"},
+			{Value: "9990000018", AssigningAuthority: "NHS", TypeCode: "NH"},
+		},
+		FamilyName: "HARPER", GivenNames: []string{"CALDER", "J"},
+		BirthDate: "20121019", Sex: "U",
+		Addresses: []avro.Address{{Street: "1 Quarry Hill", City: "Exampleton", PostalCode: "EX9 4AB", Country: "GBR", Type: "H"}},
+		Telecoms:  []avro.Telecom{{Value: "07700 907484", Use: "PRN", Equipment: "CP"}, {Value: "01632 960001", Use: "WPN", Equipment: "PH"}},
+	}
+}
+
+// The demo's patient as FHIR JSON, against testdata/patient.json (go
+// test -update rewrites it), and read back by google/fhir's own
+// unmarshaller, which validates it.
+func TestPatientGolden(t *testing.T) {
+	p, err := Patient(demoPatient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := JSON(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, got, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	pretty.WriteByte('\n')
+	golden := filepath.Join("testdata", "patient.json")
+	if *update {
+		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Errorf("Patient JSON differs from %s (go test -update to accept):\n%s", golden, pretty.Bytes())
+	}
+	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Unmarshal(got); err != nil {
+		t.Errorf("google/fhir refuses careflow's Patient: %v", err)
+	}
+}
+
+// PID-8 and PID-7, row by row of the v2-to-FHIR tables; a birth date no
+// FHIR date holds is an error at Patient.birthDate, from PID-7.
+func TestPatientFields(t *testing.T) {
+	tests := []struct {
+		name, sex, birth string
+		want             string // a fragment of the JSON
+		err              string // the element path of the error
+	}{
+		{"male", "M", "", `"gender":"male"`, ""},
+		{"female, lower case", "f", "", `"gender":"female"`, ""},
+		{"ambiguous is other", "A", "", `"gender":"other"`, ""},
+		{"not applicable is unknown", "N", "", `"gender":"unknown"`, ""},
+		{"outside table 0001: left out", "X", "", `"resourceType":"Patient"}`, ""},
+		{"a year", "", "1980", `"birthDate":"1980"`, ""},
+		{"a month", "", "198002", `"birthDate":"1980-02"`, ""},
+		{"a day with a time", "", "19800214123000", `"birthDate":"1980-02-14"`, ""},
+		{"not a date", "", "14/02/1980", "", "Patient.birthDate"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := Patient(&avro.Patient{Sex: tc.sex, BirthDate: tc.birth})
+			if tc.err != "" {
+				var fe *Error
+				if !errors.As(err, &fe) || fe.Path != tc.err || fe.Source != "PID-7" {
+					t.Fatalf("error %v, want one at %s from PID-7", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := JSON(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(b, []byte(tc.want)) {
+				t.Errorf("%s lacks %s", b, tc.want)
+			}
+		})
+	}
+}
