@@ -2,14 +2,8 @@ package fhir
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"github.com/google/fhir/go/fhirversion"
-	"github.com/google/fhir/go/jsonformat"
 
 	"github.com/careflow-health/careflow/avro"
 )
@@ -32,35 +26,7 @@ func TestObservationGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := JSON(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, got, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	pretty.WriteByte('\n')
-	golden := filepath.Join("testdata", "observation.json")
-	if *update {
-		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("Observation JSON differs from %s (go test -update to accept):\n%s", golden, pretty.Bytes())
-	}
-	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := u.Unmarshal(got); err != nil {
-		t.Errorf("google/fhir refuses careflow's Observation: %v", err)
-	}
+	golden(t, "observation.json", o)
 }
 
 // OBX-2, OBX-11 and OBX-14 row by row; an OBX-14 that is not an HL7 time

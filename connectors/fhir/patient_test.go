@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/careflow-health/careflow/avro"
 )
@@ -40,7 +41,15 @@ func TestPatientGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := JSON(p)
+	golden(t, "patient.json", p)
+}
+
+// golden checks r's FHIR JSON against testdata/name (go test -update
+// rewrites it), and that google/fhir's own unmarshaller, which
+// validates, reads it back.
+func golden(t *testing.T, name string, r proto.Message) {
+	t.Helper()
+	got, err := JSON(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,25 +58,25 @@ func TestPatientGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	pretty.WriteByte('\n')
-	golden := filepath.Join("testdata", "patient.json")
+	path := filepath.Join("testdata", name)
 	if *update {
-		if err := os.WriteFile(golden, pretty.Bytes(), 0o644); err != nil {
+		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile(golden)
+	want, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("Patient JSON differs from %s (go test -update to accept):\n%s", golden, pretty.Bytes())
+		t.Errorf("FHIR JSON differs from %s (go test -update to accept):\n%s", path, pretty.Bytes())
 	}
 	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Unmarshal(got); err != nil {
-		t.Errorf("google/fhir refuses careflow's Patient: %v", err)
+		t.Errorf("google/fhir refuses careflow's %s: %v", name, err)
 	}
 }
 
