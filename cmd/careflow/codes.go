@@ -15,7 +15,6 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages/normalise"
-	"github.com/careflow-health/careflow/topics"
 )
 
 // unmappedCode is one local code no map knew, as `careflow codes unmapped
@@ -74,11 +73,7 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 	from := time.Now().Add(-*since)
 	// From the start: the record timestamp is when the exception was
 	// written, which a replay makes later than when it was raised.
-	err = readAll(ctx, opts, *conn.brokers, topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
-		var x avro.Exception
-		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
-			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
+	err = readExceptions(ctx, opts, *conn.brokers, serde, kgo.NewOffset().AtStart(), func(x avro.Exception) error {
 		if x.Code != normalise.CodeUnmappedCode || x.At.Before(from) || counted[x.ExceptionID] {
 			return nil
 		}

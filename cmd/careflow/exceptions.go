@@ -55,11 +55,7 @@ func cmdExceptions(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var out []avro.Exception
 	from := time.Now().Add(-*since)
-	err = readAll(ctx, opts, *conn.brokers, topics.Exceptions, kgo.NewOffset().AfterMilli(from.UnixMilli()), func(r *kgo.Record) error {
-		var x avro.Exception
-		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
-			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
+	err = readExceptions(ctx, opts, *conn.brokers, serde, kgo.NewOffset().AfterMilli(from.UnixMilli()), func(x avro.Exception) error {
 		if (*code == "" || x.Code == *code) && !x.At.Before(from) {
 			out = append(out, x)
 		}
@@ -89,6 +85,19 @@ func cmdExceptions(ctx context.Context, args []string, stdout io.Writer) error {
 			x.MessageID, x.ControlID, dash(x.PlacerOrder), x.Action, x.Reason)
 	}
 	return tw.Flush()
+}
+
+// readExceptions hands fn every careflow.exceptions record from start to
+// the end the topic has now, decoded; a record that does not decode is an
+// error naming its partition and offset.
+func readExceptions(ctx context.Context, opts []kgo.Opt, brokers string, serde *avro.Serde, start kgo.Offset, fn func(avro.Exception) error) error {
+	return readAll(ctx, opts, brokers, topics.Exceptions, start, func(r *kgo.Record) error {
+		var x avro.Exception
+		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
+			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
+		}
+		return fn(x)
+	})
 }
 
 func dash(s string) string {

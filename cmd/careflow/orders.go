@@ -18,6 +18,7 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/stages/lifecycle"
+	"github.com/careflow-health/careflow/stages/normalise"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -145,11 +146,7 @@ func exceptionsByOrder(ctx context.Context, opts []kgo.Opt, brokers, url, defaul
 		return nil, fmt.Errorf("schema registry at %s (is careflow running? else give --schema-registry): %w", url, err)
 	}
 	by := map[string][]string{}
-	err = readAll(ctx, opts, brokers, topics.Exceptions, kgo.NewOffset().AtStart(), func(r *kgo.Record) error {
-		var x avro.Exception
-		if err := serde.DecodeContext(ctx, r.Value, &x); err != nil {
-			return fmt.Errorf("%s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
-		}
+	err = readExceptions(ctx, opts, brokers, serde, kgo.NewOffset().AtStart(), func(x avro.Exception) error {
 		k := x.PatientKey + "|" + x.PlacerOrder
 		if x.PlacerOrder != "" && !slices.Contains(by[k], x.Code) {
 			by[k] = append(by[k], x.Code)
@@ -202,7 +199,7 @@ func careflowSummary(cfg *config.Config) func(context.Context) []string {
 			var x avro.Exception
 			if serde.DecodeContext(ctx, r.Value, &x) == nil {
 				codes[x.Code]++
-				if x.Code == "unmapped_code" {
+				if x.Code == normalise.CodeUnmappedCode {
 					unmapped[x.Interface+"|"+x.CodingSystem+"|"+x.CodedValue] = true
 				}
 			}
