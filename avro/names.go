@@ -6,6 +6,9 @@ package avro
 const (
 	TransportMLLP = "mllp"
 	TransportHTTP = "http"
+	// TransportFHIR is a FHIR R4 REST interface (/fhir/{name}/) or
+	// destination.
+	TransportFHIR = "fhir"
 )
 
 // Formats a destination receives an event in: an HL7 v2 message rendered

@@ -35,6 +35,7 @@ func rawToNative(r *RawMessage) map[string]any {
 		"patient_key":         r.PatientKey,
 		"charset":             r.Charset,
 		"writer":              r.Writer,
+		"related":             nonNil(r.Related),
 	}
 }
 
@@ -56,6 +57,7 @@ func rawFromNative(m map[string]any) RawMessage {
 		PatientKey:         str(m, "patient_key"),
 		Charset:            str(m, "charset"),
 		Writer:             str(m, "writer"),
+		Related:            bytesOf(m, "related"),
 	}
 }
 

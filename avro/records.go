@@ -33,6 +33,11 @@ type RawMessage struct {
 	// Writer is who sent it, as ingest authenticated them: "token:NAME",
 	// "jwt:SUBJECT", "certificate:SUBJECT" or "address:IP".
 	Writer string `json:"writer"`
+	// Related is, for a FHIR write, the current version of each resource
+	// the payload references by id (Observation.subject = Patient/123),
+	// as ingest held them when it accepted the write: a JSON array. The
+	// payload itself stays as sent.
+	Related []byte `json:"related"`
 }
 
 // Identifier is one patient identifier (HL7 CX).
