@@ -16,4 +16,6 @@ const (
 const (
 	FormatHL7v2 = "hl7v2"
 	FormatJSON  = "json"
+	// FormatFHIR is a FHIR R4 transaction Bundle (docs/fhir.md).
+	FormatFHIR = "fhir"
 )

@@ -42,6 +42,8 @@ type Config struct {
 	Ownership Ownership `yaml:"ownership"`
 	// Codes are the code maps normalise applies (docs/codes.md, codes.go).
 	Codes []CodeMap `yaml:"codes"`
+	// FHIR is what FHIR interfaces and destinations share (fhir.go).
+	FHIR FHIR `yaml:"fhir"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).
@@ -113,8 +115,9 @@ func (h HTTPListener) Enabled() bool { return h.Listen != "" }
 // Inbound is one interface that sends messages to careflow.
 type Inbound struct {
 	Name string `yaml:"name"`
-	// Transport is "mllp" (a listener on Listen) or "http" (only POST
-	// /hl7/{name} on the HTTP listener, which every interface also has).
+	// Transport is "mllp" (a listener on Listen), "http" (only POST
+	// /hl7/{name} on the HTTP listener, which every interface also has) or
+	// "fhir" (a FHIR R4 REST base at /fhir/{name}/ on the HTTP listener).
 	Transport      string        `yaml:"transport"`
 	Listen         string        `yaml:"listen"`
 	MaxMessageSize int           `yaml:"max_message_size,size"` // bytes
@@ -172,6 +175,9 @@ type Inbound struct {
 	// Trust replaces identity.trust for this interface, where a source
 	// knows patients by other identifiers than the rest.
 	Trust []TrustedIdentifier `yaml:"trust"`
+	// Resources are the FHIR resource types a fhir interface takes; empty:
+	// every type careflow normalises (docs/fhir.md).
+	Resources []string `yaml:"resources"`
 }
 
 // OutOfOrder is an interface's out_of_order: a zero Hold rejects.
@@ -226,6 +232,9 @@ const (
 // HTTPWritable reports whether the interface accepts POST /hl7/{name}.
 func (in Inbound) HTTPWritable() bool { return in.Transport == avro.TransportHTTP || in.HTTP }
 
+// FHIRWritable reports whether the interface is a FHIR R4 REST base.
+func (in Inbound) FHIRWritable() bool { return in.Transport == avro.TransportFHIR }
+
 // Accept holds an interface's conformance rules, applied by the validate
 // stage and, for `ack: validated`, by ingest before it answers.
 type Accept struct {
@@ -242,10 +251,13 @@ type Accept struct {
 // Destination is one system careflow delivers to.
 type Destination struct {
 	Name      string `yaml:"name"`
-	Transport string `yaml:"transport"` // "mllp" or "http"
+	Transport string `yaml:"transport"` // "mllp", "http" or "fhir"
 	Address   string `yaml:"address"`   // host:port, mllp only
-	URL       string `yaml:"url"`       // http or https URL, http only
-	Format    string `yaml:"format"`    // "hl7v2" or "json" (json over http only)
+	URL       string `yaml:"url"`       // http or https URL (a FHIR base for fhir)
+	Format    string `yaml:"format"`    // "hl7v2" or "json" (json over http only); fhir for fhir
+	// SMART authenticates a fhir destination's requests with SMART
+	// Backend Services; nil sends none (or Headers' static ones).
+	SMART *SMART `yaml:"smart"`
 	// HL7Version is written to MSH-12 of messages sent in hl7v2 format.
 	HL7Version           string `yaml:"hl7_version"`
 	SendingApplication   string `yaml:"sending_application"`
@@ -437,6 +449,14 @@ func (c *Config) resolve(dir string) {
 	abs(&c.Kafka.DataDir)
 	for i := range c.Auth.Issuers {
 		abs(&c.Auth.Issuers[i].JWKSFile)
+	}
+	for i, d := range c.Destinations {
+		if d.Transport == avro.TransportFHIR {
+			c.Destinations[i].Format = avro.FormatFHIR
+		}
+		if d.SMART != nil {
+			abs(&d.SMART.KeyFile)
+		}
 	}
 	for i, in := range c.Inbound {
 		if j := in.Writers.JWT; j != nil && j.Scope == "" {

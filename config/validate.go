@@ -64,9 +64,9 @@ func (d *decoder) validate(c *Config) {
 		if l, ok := d.validateInbound(p, in); ok {
 			listeners = append(listeners, l)
 		}
-		if in.HTTPWritable() && !c.HTTP.Enabled() {
+		if (in.HTTPWritable() || in.FHIRWritable()) && !c.HTTP.Enabled() {
 			key := p + ".http"
-			if in.Transport == avro.TransportHTTP {
+			if in.Transport != avro.TransportMLLP {
 				key = p + ".transport"
 			}
 			d.problemAt(key, "HTTP writes need http.listen, which is empty (HTTP ingest is off)")
@@ -269,8 +269,13 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 		if in.TLS != nil {
 			d.problemAt(p+".tls", "applies to mllp interfaces only")
 		}
+	case avro.TransportFHIR:
+		d.validateFHIRInbound(p, in)
 	default:
-		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", in.Transport, suggest(in.Transport, []string{avro.TransportMLLP, avro.TransportHTTP})))
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp, http or fhir, got %q%s", in.Transport, suggest(in.Transport, []string{avro.TransportMLLP, avro.TransportHTTP, avro.TransportFHIR})))
+	}
+	if len(in.Resources) > 0 && in.Transport != avro.TransportFHIR {
+		d.problemAt(p+".resources", "applies to fhir interfaces only")
 	}
 	if in.MaxConnections < 1 {
 		d.problemAt(p+".max_connections", "must be at least 1")
@@ -289,7 +294,7 @@ func (d *decoder) validateInbound(p string, in Inbound) (listener, bool) {
 	if in.Transport == avro.TransportMLLP {
 		d.validateListenerTLS(p+".tls", in.TLS)
 	}
-	if in.Transport == avro.TransportHTTP {
+	if in.Transport != avro.TransportMLLP {
 		for _, k := range []struct {
 			key string
 			set bool
@@ -427,8 +432,13 @@ func (d *decoder) validateDestination(p string, dst Destination) {
 		if dst.TLS != nil && strings.HasPrefix(dst.URL, "http://") {
 			d.problemAt(p+".tls", "needs an https url")
 		}
+	case avro.TransportFHIR:
+		d.validateFHIRDestination(p, dst)
 	default:
-		d.problemAt(p+".transport", fmt.Sprintf("want mllp or http, got %q%s", dst.Transport, suggest(dst.Transport, []string{avro.TransportMLLP, avro.TransportHTTP})))
+		d.problemAt(p+".transport", fmt.Sprintf("want mllp, http or fhir, got %q%s", dst.Transport, suggest(dst.Transport, []string{avro.TransportMLLP, avro.TransportHTTP, avro.TransportFHIR})))
+	}
+	if dst.SMART != nil && dst.Transport != avro.TransportFHIR {
+		d.problemAt(p+".smart", "applies to fhir destinations only")
 	}
 	d.checkDestinationCharset(p+".charset", dst.Charset)
 	if dst.Format == avro.FormatJSON && d.written(p+".charset") && !isUTF8Name(dst.Charset) {
