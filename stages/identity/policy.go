@@ -43,8 +43,18 @@ type Invalid struct {
 }
 
 func (t Trusted) Matches(r hl7v2.Field) bool {
-	return (t.Type == "" || strings.EqualFold(strings.TrimSpace(r.Component(5).String()), t.Type)) &&
-		(t.Authority == "" || strings.EqualFold(strings.TrimSpace(r.Component(4).Sub(1).String()), t.Authority))
+	return t.matches(Identifier{Type: strings.TrimSpace(r.Component(5).String()), Authority: strings.TrimSpace(r.Component(4).Sub(1).String())})
+}
+
+func (t Trusted) matches(id Identifier) bool {
+	return (t.Type == "" || strings.EqualFold(id.Type, t.Type)) && (t.Authority == "" || strings.EqualFold(id.Authority, t.Authority))
+}
+
+// Identifier is one patient identifier as a policy reads it, whichever
+// standard it came in: PID-3's CX.1, CX.4.1 and CX.5, or a FHIR
+// Identifier's value, system (as its authority) and type.
+type Identifier struct {
+	Value, Authority, Type string
 }
 
 // PatientKey is m's patient key under p: "CX.1^CX.4.1" of the repetition
@@ -58,54 +68,59 @@ func (p Policy) PatientKey(m *hl7v2.Message) (key string, invalid []Invalid) {
 		return "", nil
 	}
 	f := pid.Field(3)
+	ids := make([]Identifier, f.Reps())
+	for i := range ids {
+		r := f.Rep(i + 1)
+		ids[i] = Identifier{Value: strings.TrimSpace(r.Component(1).String()),
+			Authority: strings.TrimSpace(r.Component(4).Sub(1).String()), Type: strings.TrimSpace(r.Component(5).String())}
+	}
+	return p.Key(ids)
+}
+
+// Key is the patient key of ids under p, by PatientKey's rules; an
+// Invalid's Rep is its index in ids, from 1.
+func (p Policy) Key(ids []Identifier) (key string, invalid []Invalid) {
 	bad := map[int]bool{}
-	for i := 1; i <= f.Reps(); i++ {
-		r := f.Rep(i)
-		v := strings.TrimSpace(r.Component(1).String())
-		if !present(v) {
+	for i, id := range ids {
+		if !present(id.Value) {
 			continue
 		}
 		for _, t := range p.Trust {
-			if t.Check == "" || !t.Matches(r) {
+			if t.Check == "" || !t.matches(id) {
 				continue
 			}
-			if err := CheckDigit(t.Check, v); err != nil {
+			if err := CheckDigit(t.Check, id.Value); err != nil {
 				bad[i] = true
-				invalid = append(invalid, Invalid{Value: v, Authority: strings.TrimSpace(r.Component(4).Sub(1).String()),
-					Type: strings.TrimSpace(r.Component(5).String()), Rep: i, Reason: err.Error()})
+				invalid = append(invalid, Invalid{Value: id.Value, Authority: id.Authority, Type: id.Type, Rep: i + 1, Reason: err.Error()})
 				break
 			}
 		}
 	}
-	keyOf := func(r hl7v2.Field) string {
-		return strings.TrimSpace(r.Component(1).String()) + "^" + strings.TrimSpace(r.Component(4).Sub(1).String())
-	}
+	keyOf := func(id Identifier) string { return id.Value + "^" + id.Authority }
 	for _, t := range p.Trust {
-		for i := 1; i <= f.Reps(); i++ {
-			r := f.Rep(i)
-			if !bad[i] && present(r.Component(1).String()) && t.Matches(r) {
-				return keyOf(r), invalid
+		for i, id := range ids {
+			if !bad[i] && present(id.Value) && t.matches(id) {
+				return keyOf(id), invalid
 			}
 		}
 	}
 	// No trusted kind present: the usual rule, among the valid ones.
-	first := 0
-	for i := 1; i <= f.Reps(); i++ {
-		r := f.Rep(i)
-		if bad[i] || !present(r.Component(1).String()) {
+	first := -1
+	for i, id := range ids {
+		if bad[i] || !present(id.Value) {
 			continue
 		}
-		if present(r.Component(4).Sub(1).String()) {
-			return keyOf(r), invalid
+		if present(id.Authority) {
+			return keyOf(id), invalid
 		}
-		if first == 0 {
+		if first < 0 {
 			first = i
 		}
 	}
-	if first == 0 {
+	if first < 0 {
 		return "", invalid
 	}
-	return keyOf(f.Rep(first)), invalid
+	return keyOf(ids[first]), invalid
 }
 
 // ErrCheckDigit is wrapped by CheckDigit's error for a number whose check
