@@ -42,6 +42,11 @@ const (
 	// Review holds Review records (compacted by review id): messages held
 	// for a person to decide on, and each decision (stages/review).
 	Review = "careflow.review"
+	// FHIR holds the resources written to careflow's FHIR interfaces
+	// (compacted, JSON, keyed interface/Type/id): each one's current
+	// version and identifiers, so that updates, conditional operations
+	// and If-Match survive a restart (stages/ingest).
+	FHIR = "careflow.fhir"
 
 	outboundPrefix = "careflow.out."
 	statePrefix    = "careflow.state."
@@ -63,9 +68,10 @@ var Stages = []string{StageIngest, StageValidate, StageNormalise, StageRoute, St
 
 // IsState reports whether topic is a stage's changelog, which Kafka must
 // compact (keep the last record per key) rather than expire: the
-// careflow.state. topics, the patient index and the review queue.
+// careflow.state. topics, the patient index, the review queue and the
+// FHIR resources.
 func IsState(topic string) bool {
-	return strings.HasPrefix(topic, statePrefix) || topic == Patients || topic == Review
+	return strings.HasPrefix(topic, statePrefix) || topic == Patients || topic == Review || topic == FHIR
 }
 
 // Outbound is the topic holding events routed to destination dest.

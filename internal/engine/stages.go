@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"runtime/debug"
+
 	"context"
 	"fmt"
 	"slices"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/config"
+	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/connectors/httpx"
 	"github.com/careflow-health/careflow/connectors/mllp"
@@ -241,6 +244,9 @@ func (e *Engine) startIngest(ctx context.Context) error {
 				return fmt.Errorf("engine: inbound %s: accept: %w", in.Name, err)
 			}
 		}
+		if in.Transport == avro.TransportFHIR {
+			iface.FHIR, iface.FHIRResources = true, in.Resources
+		}
 		if in.Transport == avro.TransportMLLP {
 			tc, err := serverTLS(in.TLS)
 			if err != nil {
@@ -259,9 +265,13 @@ func (e *Engine) startIngest(ctx context.Context) error {
 	st, err := ingest.New(ingest.Config{
 		Interfaces: ifaces, Client: e.client, Serde: e.serde,
 		Logger: e.log, Metrics: e.metrics, Audit: e.audit,
+		FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems), Kafka: e.kafkaFor(topics.StageIngest), Version: version(),
 	})
 	if err != nil {
 		return fmt.Errorf("engine: ingest: %w", err)
+	}
+	if err := st.LoadFHIR(ctx); err != nil {
+		return fmt.Errorf("engine: %w", err)
 	}
 	if err := st.Listen(); err != nil {
 		return fmt.Errorf("engine: ingest: %w", err)
@@ -281,6 +291,14 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		e.serveHTTP(ctx, e.httpSrv, ln)
 	}
 	return nil
+}
+
+// version is careflow's module version, as the build recorded it.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
 
 // partitionsOf is the union of m's partitions of the topics named.

@@ -17,8 +17,9 @@ import (
 // encoding, used for HTTP request and reply bodies.
 const ContentTypeER7 = "x-application/hl7-v2+er7"
 
-// HTTPHandler returns the handler of POST /hl7/{interface}, to mount on the
-// HTTP port. The body is one HL7 message; the reply body is its ACK. The
+// HTTPHandler returns the handler of POST /hl7/{interface} and of the FHIR
+// interfaces under /fhir/{interface}/ (fhir.go), to mount on the HTTP
+// port. The body is one HL7 message; the reply body is its ACK. The
 // status mirrors the ACK so that HTTP senders that ignore bodies still do
 // the right thing:
 //
@@ -33,6 +34,7 @@ const ContentTypeER7 = "x-application/hl7-v2+er7"
 func (s *Stage) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /hl7/{interface}", s.serveHTTP)
+	s.fhirRoutes(mux)
 	return mux
 }
 

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/connectors/mllp"
 	"github.com/careflow-health/careflow/stages/audit"
 	"github.com/careflow-health/careflow/stages/conformance"
@@ -64,6 +65,11 @@ type Interface struct {
 	// is taken by; the zero Policy takes the first PID-3 identifier with
 	// an assigning authority.
 	Identity identity.Policy
+	// FHIR makes this a FHIR R4 REST interface at /fhir/{Name}/ on the
+	// HTTP listener, taking FHIRResources (default: every type careflow
+	// normalises).
+	FHIR          bool
+	FHIRResources []string
 	// Rules, when set, make the ACK wait for the interface's conformance
 	// rules (`ack: validated`): AA (CA) when the message passes, AE (CE)
 	// with an ERR segment when it fails. The message is stored either way;
@@ -73,7 +79,7 @@ type Interface struct {
 }
 
 // httpWritable reports whether the interface accepts POST /hl7/{name}.
-func (in *Interface) httpWritable() bool { return in.HTTP || in.Listen == "" }
+func (in *Interface) httpWritable() bool { return !in.FHIR && (in.HTTP || in.Listen == "") }
 
 // Config configures the ingest stage.
 type Config struct {
@@ -97,6 +103,14 @@ type Config struct {
 	// ShutdownTimeout bounds draining in-flight messages when Run's
 	// context ends. Default: 30s.
 	ShutdownTimeout time.Duration
+	// FHIRSystems maps FHIR identifier systems to assigning authorities,
+	// for the patient key of a FHIR write.
+	FHIRSystems *fhir.Systems
+	// Kafka is how Load reads careflow.fhir (the client options of a
+	// consumer of the same cluster); nil leaves the FHIR store empty.
+	Kafka []kgo.Opt
+	// Version is careflow's, for the FHIR CapabilityStatement.
+	Version string
 }
 
 // Stage is the running ingest stage.
@@ -105,6 +119,9 @@ type Stage struct {
 	log     *slog.Logger
 	metrics *metrics
 	ifaces  map[string]*Interface // by name, with defaults applied
+
+	fhir    *resourceStore // the FHIR interfaces' resources
+	started time.Time
 
 	mu        sync.Mutex
 	listening bool
@@ -142,7 +159,7 @@ func New(cfg Config) (*Stage, error) {
 		// down to one a minute.
 		cfg.Audit = audit.New(audit.Config{Logger: cfg.Logger})
 	}
-	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), ifaces: map[string]*Interface{}}
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), ifaces: map[string]*Interface{}, fhir: newResourceStore(), started: cfg.Now()}
 	for i, in := range cfg.Interfaces {
 		if in.Name == "" {
 			return nil, fmt.Errorf("ingest: interface %d has no name", i)
@@ -151,6 +168,9 @@ func New(cfg Config) (*Stage, error) {
 			return nil, fmt.Errorf("ingest: interface %s configured twice", in.Name)
 		}
 		in.MaxMessageSize = orDefault(in.MaxMessageSize, mllp.DefaultMaxMessageSize)
+		if in.FHIR && len(in.FHIRResources) == 0 {
+			in.FHIRResources = fhir.ResourceTypes
+		}
 		if in.Writers.JWT != nil && in.Writers.Scope == "" {
 			return nil, fmt.Errorf("ingest: interface %s: writers accept JWTs but name no scope they must grant", in.Name)
 		}
@@ -167,6 +187,16 @@ func New(cfg Config) (*Stage, error) {
 // Listen opens every interface's MLLP listener, so that address errors show
 // before anything runs and tests can learn ephemeral ports (see Addr). Run
 // calls it if it has not been called. Calling it again does nothing.
+// LoadFHIR reads careflow.fhir, every resource the FHIR interfaces hold,
+// so that updates, conditional operations and If-Match after a restart
+// see what was written before it. Call it before serving HTTP.
+func (s *Stage) LoadFHIR(ctx context.Context) error {
+	if s.cfg.Kafka == nil {
+		return nil
+	}
+	return s.fhir.load(ctx, s.cfg.Kafka)
+}
+
 func (s *Stage) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

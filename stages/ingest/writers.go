@@ -50,6 +50,9 @@ type Writer struct {
 	Kind    string // audit.AgentToken, AgentJWT, AgentCertificate or AgentAddress
 	Who     string // token name, JWT subject, certificate subject; "" for an address
 	Address string // the remote IP
+	// Scopes are a JWT writer's granted scopes, which a FHIR interface
+	// checks per resource type; nil for other writers.
+	Scopes []string
 }
 
 // String is the writer as RawMessage.Writer records it.
@@ -145,7 +148,7 @@ func (w *Writers) authenticate(r *http.Request, iface string, peer Writer) (Writ
 		if err != nil {
 			return peer, &refusal{reason: err.Error(), status: http.StatusUnauthorized}
 		}
-		who := Writer{Kind: audit.AgentJWT, Who: claims.Subject, Address: peer.Address}
+		who := Writer{Kind: audit.AgentJWT, Who: claims.Subject, Address: peer.Address, Scopes: claims.Scopes}
 		if !claims.HasScope(w.Scope) {
 			return who, &refusal{reason: "bearer JWT does not grant scope " + w.Scope, status: http.StatusForbidden}
 		}

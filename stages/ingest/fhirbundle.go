@@ -1,0 +1,221 @@
+// This file takes FHIR transaction and batch Bundles (POST to the base),
+// and resolves what a write references: the resources it names by id,
+// which travel with its raw record, and the patient whose key it goes
+// under.
+
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/fhir"
+	"github.com/careflow-health/careflow/stages/identity"
+)
+
+func (s *Stage) serveBundle(w http.ResponseWriter, r *http.Request) {
+	in, ok := s.fhirInterface(w, r)
+	if !ok {
+		return
+	}
+	rc, ok := s.authorise(w, r, in)
+	if !ok {
+		return
+	}
+	body, fe := readBody(w, r, in)
+	if fe == nil {
+		_, fe = decode(body, "Bundle")
+	}
+	var kind string
+	var its []interaction
+	if fe == nil {
+		kind, its, fe = s.bundleInteractions(rc, body)
+	}
+	if fe != nil {
+		s.rejected(in, fe)
+		writeOutcome(w, fe)
+		return
+	}
+	var resp []fhir.ResponseEntry
+	if kind == "transaction" {
+		plans, fe := s.write(r.Context(), rc, its, body)
+		if fe != nil {
+			s.rejected(in, fe)
+			writeOutcome(w, fe)
+			return
+		}
+		for _, p := range plans {
+			resp = append(resp, entryResponse(p))
+		}
+	} else {
+		// A batch's entries succeed or fail each on its own (R4 3.1.0.11).
+		for _, it := range its {
+			plans, fe := s.write(r.Context(), rc, []interaction{it}, nil)
+			if fe != nil {
+				s.rejected(in, fe)
+				resp = append(resp, fhir.ResponseEntry{Status: fmt.Sprintf("%d %s", fe.status, http.StatusText(fe.status)), Outcome: fhir.OperationOutcome(fe.err)})
+				continue
+			}
+			resp = append(resp, entryResponse(plans[0]))
+		}
+	}
+	b, err := fhir.ResponseBundle(kind+"-response", identity.NewMessageID(), resp)
+	if err != nil {
+		writeOutcome(w, &fhirError{status: http.StatusInternalServerError, err: err})
+		return
+	}
+	writeFHIR(w, http.StatusOK, b)
+}
+
+func entryResponse(p plan) fhir.ResponseEntry {
+	status := "200 OK"
+	if p.created {
+		status = "201 Created"
+	}
+	return fhir.ResponseEntry{Status: status, Location: location(p.stored), ETag: p.stored.ETag(), LastModified: p.stored.LastUpdated}
+}
+
+// bundleInteractions reads a Bundle's entries as interactions, each
+// checked as its own request would be: the type taken, the scope held,
+// the resource valid for its URL. In a batch an entry that fails is still
+// refused with the whole Bundle: careflow answers a batch's content
+// errors at once, and only storage is per entry.
+func (s *Stage) bundleInteractions(rc receipt, body []byte) (string, []interaction, *fhirError) {
+	kind, entries, err := fhir.Entries(body)
+	if err != nil {
+		return "", nil, &fhirError{status: http.StatusBadRequest, err: err}
+	}
+	its := make([]interaction, 0, len(entries))
+	for i, e := range entries {
+		at := fmt.Sprintf("Bundle.entry[%d]", i)
+		path, query, _ := strings.Cut(e.URL, "?")
+		typ, id, _ := strings.Cut(path, "/")
+		if typ != e.Type {
+			return "", nil, refuseFHIR(http.StatusBadRequest, fhir.CodeInvalid, at+".request.url",
+				fmt.Sprintf("the entry's url is for %s; its resource is a %s", typ, e.Type))
+		}
+		it := interaction{typ: typ, id: id, method: "create", body: e.Resource, ifNoneExist: e.IfNoneExist, ifMatch: e.IfMatch, fullURL: e.FullURL}
+		if e.Method == "PUT" {
+			it.method = "update"
+			if id == "" {
+				it.conditional = query
+			}
+		}
+		if fe := s.allowed(rc, typ, it.method); fe != nil {
+			return "", nil, fe
+		}
+		res, fe := decode(e.Resource, typ)
+		if fe == nil {
+			it.res = res
+			fe = checkID(it)
+		}
+		if fe != nil {
+			return "", nil, withPrefix(fe, at+".resource")
+		}
+		its = append(its, it)
+	}
+	return kind, its, nil
+}
+
+// withPrefix moves fe's element paths under a Bundle entry.
+func withPrefix(fe *fhirError, at string) *fhirError {
+	is, ok := fe.err.(*fhir.Issues)
+	if !ok {
+		return fe
+	}
+	out := &fhir.Issues{Issues: slices.Clone(is.Issues)}
+	for i, x := range out.Issues {
+		if x.Expression != "" {
+			_, rest, _ := strings.Cut(x.Expression, ".")
+			out.Issues[i].Expression = at + "." + rest
+			if rest == "" {
+				out.Issues[i].Expression = at
+			}
+		}
+	}
+	return &fhirError{status: fe.status, err: out}
+}
+
+// resolve finds what the written resources reference by id, which must be
+// on the interface (in this write or stored before it), and the patient
+// key they go under: a Patient's own identifiers, else those of the
+// patient a subject or patient element names.
+func (s *Stage) resolve(in *Interface, its []interaction, plans []plan) ([]json.RawMessage, string, *fhirError) {
+	here := map[string]*storedResource{}
+	for _, p := range plans {
+		here[p.stored.Type+"/"+p.stored.ID] = p.stored
+	}
+	var related []json.RawMessage
+	var patient []fhir.Identifier
+	havePatient := false
+	for i, p := range plans {
+		if p.stored.Type == "Patient" && !havePatient {
+			patient, havePatient = p.stored.Identifiers, true
+		}
+		for _, ref := range fhir.References(p.stored.Resource) {
+			subject := strings.HasSuffix(ref.Path, ".subject") || strings.HasSuffix(ref.Path, ".patient")
+			if ref.Reference == "" || strings.Contains(ref.Reference, ":") {
+				if subject && !havePatient && ref.Identifier != nil {
+					patient, havePatient = []fhir.Identifier{*ref.Identifier}, true
+				}
+				continue
+			}
+			typ, id, _ := strings.Cut(strings.TrimPrefix(ref.Reference, "/"), "/")
+			if !slices.Contains(fhir.ResourceTypes, typ) {
+				continue // a Practitioner, an Organization: not careflow's to hold
+			}
+			target := here[typ+"/"+id]
+			if target == nil {
+				if target = s.fhir.get(in.Name, typ, id); target == nil {
+					expr := ref.Path
+					if len(its) > 1 {
+						expr = fmt.Sprintf("Bundle.entry[%d].resource%s", i, strings.TrimPrefix(ref.Path, p.stored.Type))
+					}
+					return nil, "", refuseFHIR(http.StatusUnprocessableEntity, fhir.CodeProcessing, expr,
+						"the reference names a "+typ+" interface "+in.Name+" does not hold")
+				}
+				related = append(related, target.Resource)
+			}
+			if subject && !havePatient && typ == "Patient" {
+				patient, havePatient = target.Identifiers, true
+			}
+		}
+	}
+	ids := make([]identity.Identifier, 0, len(patient))
+	for _, id := range patient {
+		ids = append(ids, identity.Identifier{Value: id.Value, Authority: s.cfg.FHIRSystems.Authority(id.System), Type: id.Type})
+	}
+	key, _ := in.Identity.Key(ids)
+	return related, key, nil
+}
+
+// fhirRaw is a FHIR write's raw record: the body as sent (the Bundle for
+// a transaction), what it references, and the header fields an HL7 v2
+// message would give (type, control id, version, sender).
+func (s *Stage) fhirRaw(rc receipt, its []interaction, plans []plan, bundle []byte, related []json.RawMessage, key string, now time.Time) *avro.RawMessage {
+	id := identity.NewMessageID()
+	raw := &avro.RawMessage{
+		MessageID: id, CorrelationID: id, Interface: rc.in.Name, Transport: avro.TransportFHIR, ReceivedAt: now,
+		Version: FHIRVersion, PatientKey: key, Writer: rc.writer.String(), SendingApplication: rc.writer.Who,
+	}
+	if bundle != nil {
+		raw.Payload, raw.MessageType, raw.TriggerEvent, raw.ControlID = bundle, "Bundle", "transaction", "Bundle/"+id
+	} else {
+		raw.Payload, raw.MessageType, raw.TriggerEvent, raw.ControlID = its[0].body, its[0].typ, its[0].method, location(plans[0].stored)
+	}
+	// A resend of the same write (the same resource version) is the same
+	// message; a transaction is its first entry's version.
+	raw.IdempotencyKey = "fhir|" + rc.in.Name + "|" + location(plans[0].stored)
+	if len(related) > 0 {
+		raw.Related, _ = json.Marshal(related)
+	}
+	return raw
+}
+
+func unescapeQuery(s string) (string, error) { return url.QueryUnescape(s) }
