@@ -25,7 +25,7 @@ import (
 )
 
 // fhirInstall says how to get the FHIR peers' npm packages.
-const fhirInstall = "make fhir-peers (npm ci in internal/peer/fhirserver)"
+const fhirInstall = "make fhir-peers, or npm ci in internal/peer/fhirserver"
 
 // nodeEngines is the range of Node.js releases the pinned medplum packages
 // declare they run on (their package.json's engines); Debian 12's own
