@@ -5,7 +5,7 @@ DATA     ?= data
 CONFIG   ?= examples/demo/careflow.yaml
 FUZZTIME ?= 10s
 
-.PHONY: all build deps run test test-short fuzz fuzz-long bench bench-backlog bench-micro bench-peers vet tools clean
+.PHONY: all build deps fhir-peers run test test-short fuzz fuzz-long bench bench-backlog bench-micro bench-peers vet tools clean
 
 all: build
 
@@ -28,9 +28,23 @@ test: vet deps
 	$(MAKE) fuzz
 
 # The independent peers the tests talk to (kcat, mllp_send, ClickHouse,
-# promtool), installed from Debian's packages when missing and run as root.
+# promtool), installed from Debian's packages when missing and run as root;
+# and, where npm is, the FHIR peers' npm packages (make fhir-peers).
 deps:
 	@deploy/debian-deps.sh
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory fhir-peers; \
+	else echo "careflow: no npm, so the FHIR peer tests will skip (apt-get install -y nodejs npm; make fhir-peers)" >&2; fi
+
+# The FHIR peers' npm packages (internal/peer/fhirserver: a FHIR R4 server
+# on @medplum/fhir-router, a client on fhir-kit-client), exactly as its
+# package-lock.json pins them, into its git-ignored node_modules; again only
+# when package.json or the lock file changes.
+FHIR_PEERS := internal/peer/fhirserver
+fhir-peers: $(FHIR_PEERS)/node_modules/.package-lock.json
+
+$(FHIR_PEERS)/node_modules/.package-lock.json: $(FHIR_PEERS)/package.json $(FHIR_PEERS)/package-lock.json
+	cd $(FHIR_PEERS) && npm ci --no-audit --no-fund
+	@touch $@
 
 vet:
 	$(GO) vet ./...
