@@ -45,7 +45,7 @@ type harness struct {
 func newHarness(t testing.TB, mutate ...func(*Config)) *harness {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(3, topics.Raw, topics.DeadLetter(topics.StageIngest), topics.Audit),
+		kfake.SeedTopics(3, topics.Raw, topics.DeadLetter(topics.StageIngest), topics.Audit, topics.FHIR),
 		kfake.BrokerConfigs(map[string]string{"message.max.bytes": fmt.Sprint(8 << 20)}))
 	if err != nil {
 		t.Fatal(err)

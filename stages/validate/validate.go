@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/conformance"
@@ -196,6 +197,12 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 // failure as a Permanent error, with the message and the rule it broke
 // when it could be read.
 func (s *Stage) check(raw *avro.RawMessage, rules *conformance.Checker, known bool) (*hl7v2.Message, *conformance.Violation, error) {
+	if raw.Transport == avro.TransportFHIR {
+		// Ingest validated it before answering; a replay of careflow.raw,
+		// or a record another writer put there, is checked again by the
+		// same rules.
+		return nil, nil, checkFHIR(raw, known)
+	}
 	// Read the message in the character set ingest resolved, as normalise
 	// will: in a multi-byte set a raw trail byte can look like a delimiter.
 	text, _, err := hl7v2.DecodeMessage(raw.Payload, raw.Charset, "")
@@ -207,6 +214,23 @@ func (s *Stage) check(raw *avro.RawMessage, rules *conformance.Checker, known bo
 		}
 	}
 	return nil, nil, s.parseFailure(raw, err)
+}
+
+// checkFHIR validates a FHIR write by the FHIR R4 specification, as
+// ingest did; an HL7 v2 interface's accept rules do not apply to it.
+func checkFHIR(raw *avro.RawMessage, known bool) error {
+	if !known {
+		return stages.Permanent(CodeUnknownInterface, "", fmt.Errorf("validate: interface %q has no rules in the config", raw.Interface))
+	}
+	if _, err := fhir.Decode(raw.Payload); err != nil {
+		code, loc := "fhir.invalid", ""
+		var is *fhir.Issues
+		if errors.As(err, &is) && len(is.Issues) > 0 {
+			code, loc = "fhir."+string(is.Issues[0].Code), is.Issues[0].Expression
+		}
+		return stages.Permanent(code, loc, fmt.Errorf("validate: interface %s: %w", raw.Interface, err))
+	}
+	return nil
 }
 
 // parseFailure is the permanent error for a message that cannot be read.
