@@ -31,6 +31,48 @@ type entry struct {
 	// out, newest last (at most maxAnswered): a replay of one is not
 	// awaited again.
 	Answered []answered `json:"answered,omitempty"`
+	// Seen are the business keys of the events routed, newest last (at
+	// most maxSeen, for seenFor): the same result or order arriving in
+	// another standard (or from another interface) is not routed twice.
+	Seen []seen `json:"seen,omitempty"`
+}
+
+// seen is one routed event's business key (identity.BusinessKeys).
+type seen struct {
+	Key     string    `json:"key"`
+	EventID string    `json:"ev"`
+	At      time.Time `json:"at"`
+}
+
+// Bounds of the seen list: the second form of an event comes within
+// hours of the first (a lab's LIS feed and its FHIR API), not months.
+const (
+	maxSeen = 200
+	seenFor = 7 * 24 * time.Hour
+)
+
+// duplicateOf is the event already routed with one of keys, other than
+// id itself (a replay of one event is not its own duplicate); "" for none.
+func (ks *keyState) duplicateOf(keys []string, id string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	for _, x := range ks.e.Seen {
+		if x.EventID != id && slices.Contains(keys, x.Key) {
+			return x.EventID
+		}
+	}
+	return ""
+}
+
+// see notes that event id, with keys, was routed.
+func (e *entry) see(keys []string, id string, now time.Time) {
+	for _, k := range keys {
+		e.Seen = append(e.Seen, seen{Key: k, EventID: id, At: now.UTC()})
+	}
+	if len(e.Seen) > maxSeen {
+		e.Seen = e.Seen[len(e.Seen)-maxSeen:]
+	}
 }
 
 // answered is a message whose application acknowledgement was sent.
@@ -75,6 +117,11 @@ func (e *entry) due() time.Time {
 	}
 	for _, x := range e.Held {
 		earlier(x.Until)
+	}
+	if len(e.Seen) > 0 {
+		// The oldest key's expiry: a patient with nothing else kept is
+		// then deleted, not left in the compacted table for ever.
+		earlier(e.Seen[0].At.Add(seenFor))
 	}
 	earlier(e.NextDeadline())
 	return d
@@ -124,7 +171,9 @@ func (s *Stage) save(ks *keyState, h stages.Headers, now time.Time) (*stages.Cha
 	}
 	ks.e.Prune(now)
 	ks.e.Answered = slices.DeleteFunc(ks.e.Answered, func(a answered) bool { return now.Sub(a.At) > answeredFor })
-	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0 && len(ks.e.Answered) == 0
+	ks.e.Seen = slices.DeleteFunc(ks.e.Seen, func(x seen) bool { return now.Sub(x.At) > seenFor })
+	empty := len(ks.e.Orders) == 0 && len(ks.e.Waiting) == 0 && len(ks.e.Replies) == 0 && len(ks.e.Held) == 0 &&
+		len(ks.e.Answered) == 0 && len(ks.e.Seen) == 0
 	if !ks.found && empty {
 		return nil, nil // most keys: nothing kept, nothing to write
 	}

@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	routed     *prometheus.CounterVec // destination, route (the route that won)
 	unrouted   prometheus.Counter
+	duplicates prometheus.Counter     // events already routed in another form
 	evalErrors *prometheus.CounterVec // route
 	exceptions *prometheus.CounterVec // code
 	orders     *prometheus.CounterVec // state
@@ -31,6 +32,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "careflow_route_unrouted_total",
 			Help: "Events no route took.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "careflow_route_duplicate_events_total",
+			Help: "Events not routed because the same result or order was already routed (another standard, another interface).",
 		}),
 		evalErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "careflow_route_eval_errors_total",
@@ -62,6 +67,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	m.unrouted, err = stages.Register(reg, m.unrouted)
+	if err != nil {
+		return nil, err
+	}
+	m.duplicates, err = stages.Register(reg, m.duplicates)
 	if err != nil {
 		return nil, err
 	}

@@ -271,12 +271,40 @@ func (s *Stage) sequenced(ctx context.Context, in stages.Envelope, ev *avro.Clin
 	return append(out, outs...), change, nil
 }
 
+// CodeDuplicateEvent marks the outcome of an event route did not pass on
+// because the same result or order was already routed (identity's
+// business keys), typically from another standard: an ORU^R01 and a FHIR
+// DiagnosticReport of one result.
+const CodeDuplicateEvent = "route.duplicate_event"
+
+// duplicate is the outcome of an event already routed as first.
+func (s *Stage) duplicate(in stages.Envelope, ev *avro.ClinicalEvent, base stages.Headers, first string, now time.Time) ([]stages.Envelope, error) {
+	o := s.outcome(ev, now)
+	o.OutcomeID = identity.OutcomeID(ev.EventID, topics.StageRoute, avro.StatusDuplicate)
+	o.Status = avro.StatusDuplicate
+	o.ErrorCode = CodeDuplicateEvent
+	o.ErrorText = "the same " + ev.EventType + " was routed as event " + first
+	env, err := s.outcomeEnvelope(in, base.Clone(), o)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.duplicates.Inc()
+	return []stages.Envelope{env}, nil
+}
+
 // dispatch routes one event that sequencing let through, against its
 // key's state ks (nil without an order table), which it changes in
 // memory. waited says the event is a result coming back from its wait for
 // an order (waiting.go): it does not wait again.
 func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.ClinicalEvent, ks *keyState,
 	base stages.Headers, now time.Time, waited bool) ([]stages.Envelope, error) {
+	keys := identity.BusinessKeys(ev)
+	if ks == nil || !ks.loaded {
+		keys = nil
+	}
+	if first := ks.duplicateOf(keys, ev.EventID); first != "" {
+		return s.duplicate(in, ev, base, first, now)
+	}
 	matches, failures, err := s.evaluate(ctx, ev)
 	if err != nil {
 		return nil, err
@@ -300,6 +328,11 @@ func (s *Stage) dispatch(ctx context.Context, in stages.Envelope, ev *avro.Clini
 		// outcomes carry the order's correlation id.
 		in.Value = tr.value
 		base.Set(topics.HeaderCorrelationID, ev.CorrelationID)
+	}
+	if len(matches) > 0 && len(keys) > 0 {
+		// Only what reached a destination is remembered: a result held
+		// or unrouted may yet come, in either form, and be routed.
+		ks.e.see(keys, ev.EventID, now)
 	}
 	out := make([]stages.Envelope, 0, 2*len(matches)+len(failures)+2+len(tr.outs))
 	out = append(out, tr.outs...)
