@@ -59,7 +59,8 @@ func (e *Engine) startStages(ctx context.Context) error {
 			codes = append(codes, cm.Binding())
 		}
 		idx := patientindex.New()
-		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Codes: codes, Index: idx, Metrics: e.metrics})
+		st, err := normalise.New(normalise.Config{Serde: e.serde, Identity: policies, Ownership: matrix, Codes: codes, Index: idx, Metrics: e.metrics,
+			FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems)})
 		if err != nil {
 			return fmt.Errorf("engine: normalise: %w", err)
 		}

@@ -23,15 +23,27 @@ const CodeInvalidIdentifier = "invalid_identifier"
 // invalidIdentifiers returns an Exception record on careflow.exceptions
 // for each identifier of m that fails its check digit. The reason names
 // the repetition, type and authority, never the number.
-func (s *Stage) invalidIdentifiers(key []byte, m *hl7v2.Message, raw *avro.RawMessage, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
+func (s *Stage) invalidIdentifiers(key []byte, m *hl7v2.Message, ev *avro.ClinicalEvent, raw *avro.RawMessage, h stages.Headers, now time.Time) ([]stages.Envelope, error) {
 	p, ok := s.identity[raw.Interface]
 	if !ok {
 		return nil, nil
 	}
-	_, invalid := p.PatientKey(m)
+	var invalid []identity.Invalid
+	at := func(rep int) string { return fmt.Sprintf("PID-3[%d]", rep) }
+	if m != nil {
+		_, invalid = p.PatientKey(m)
+	} else {
+		// A FHIR write: the patient's identifiers as Canonical read them.
+		ids := make([]identity.Identifier, len(ev.Patient.Identifiers))
+		for i, id := range ev.Patient.Identifiers {
+			ids[i] = identity.Identifier{Value: id.Value, Authority: id.AssigningAuthority, Type: id.TypeCode}
+		}
+		_, invalid = p.Key(ids)
+		at = func(rep int) string { return fmt.Sprintf("Patient.identifier[%d]", rep-1) }
+	}
 	var out []stages.Envelope
 	for _, x := range invalid {
-		loc := fmt.Sprintf("PID-3[%d]", x.Rep)
+		loc := at(x.Rep)
 		e := &avro.Exception{
 			ExceptionID: identity.OutcomeID(raw.MessageID, "exception", CodeInvalidIdentifier, loc),
 			Code:        CodeInvalidIdentifier, Stage: topics.StageNormalise, Interface: raw.Interface,

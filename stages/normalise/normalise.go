@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/codemap"
@@ -59,6 +60,9 @@ type Config struct {
 	// Codes are the code maps applied to coded fields, in order: the
 	// first that knows a code maps it (codes.go). Default: none.
 	Codes []codemap.Binding
+	// FHIRSystems maps FHIR identifier systems to assigning authorities,
+	// for FHIR writes (fhir.go). Default: the built-in NHS and CHI ones.
+	FHIRSystems *fhir.Systems
 	// Metrics receives careflow_exceptions_total,
 	// careflow_reviews_held_total and careflow_unmapped_codes_total.
 	// Default: none (counted but not
@@ -68,13 +72,14 @@ type Config struct {
 
 // Stage is the normalise processor. It is safe for concurrent use.
 type Stage struct {
-	serde      *avro.Serde
-	now        func() time.Time
-	identity   map[string]identity.Policy
-	index      *patientindex.Index
-	ownership  *ownership.Matrix
-	exceptions *prometheus.CounterVec
-	held       *prometheus.CounterVec
+	serde       *avro.Serde
+	now         func() time.Time
+	identity    map[string]identity.Policy
+	fhirSystems *fhir.Systems
+	index       *patientindex.Index
+	ownership   *ownership.Matrix
+	exceptions  *prometheus.CounterVec
+	held        *prometheus.CounterVec
 
 	codes         []codemap.Binding // codes.go
 	unmappedCodes *prometheus.CounterVec
@@ -111,7 +116,7 @@ func New(cfg Config) (*Stage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, ownership: cfg.Ownership,
+	s := &Stage{serde: cfg.Serde, now: cfg.Now, identity: cfg.Identity, index: cfg.Index, ownership: cfg.Ownership, fhirSystems: cfg.FHIRSystems,
 		exceptions: exceptions, held: held, codes: cfg.Codes, unmappedCodes: unmapped}
 	if s.now == nil {
 		s.now = time.Now
@@ -131,18 +136,24 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		}
 		return s.reject(in, nil, now, err)
 	}
-	m, err := parse(&raw)
-	if err != nil {
-		code, loc := CodeParse, ""
-		var pe *hl7v2.ParseError
-		if errors.As(err, &pe) {
-			code, loc = pe.Code, pe.Location
+	var m *hl7v2.Message // nil for a FHIR write
+	var ev *avro.ClinicalEvent
+	if raw.Transport == avro.TransportFHIR {
+		if ev, err = s.fhirEvent(&raw); err != nil {
+			return s.reject(in, &raw, now, err)
 		}
-		return s.reject(in, &raw, now, stages.Permanent(code, loc, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err)))
-	}
-	ev, err := Map(m, &raw)
-	if err != nil {
-		return s.reject(in, &raw, now, err)
+	} else {
+		if m, err = parse(&raw); err != nil {
+			code, loc := CodeParse, ""
+			var pe *hl7v2.ParseError
+			if errors.As(err, &pe) {
+				code, loc = pe.Code, pe.Location
+			}
+			return s.reject(in, &raw, now, stages.Permanent(code, loc, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err)))
+		}
+		if ev, err = Map(m, &raw); err != nil {
+			return s.reject(in, &raw, now, err)
+		}
 	}
 	h := in.Headers.Derive(topics.StageNormalise, now)
 	key := in.Key
@@ -191,7 +202,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 	if err := s.index.SetApplied(&dec, od.Applied, od.Fingerprints, h); err != nil {
 		return nil, stages.Transient(CodeEncode, fmt.Errorf("normalise: interface %s: %w", raw.Interface, err))
 	}
-	excs, err := s.invalidIdentifiers(key, m, &raw, h, now)
+	excs, err := s.invalidIdentifiers(key, m, ev, &raw, h, now)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,9 @@ import (
 
 // identityMessage is what the index is asked about m.
 func (s *Stage) identityMessage(m *hl7v2.Message, raw *avro.RawMessage, ev *avro.ClinicalEvent, in stages.Envelope) patientindex.Message {
+	if m == nil {
+		return s.fhirIdentityMessage(raw, ev, in)
+	}
 	msg := patientindex.Message{
 		Interface: raw.Interface, MessageID: raw.MessageID, At: raw.ReceivedAt, Key: string(in.Key),
 	}
