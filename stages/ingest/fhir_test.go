@@ -131,14 +131,20 @@ func TestFHIRWrites(t *testing.T) {
 	if r = fhirDo(t, "POST", base+"/Observation", fhirObservation("Patient/"+pid)); r.status != 201 {
 		t.Fatalf("observation: %d %s", r.status, r.body)
 	}
+	// A patient named by identifier alone (a logical reference) keys the
+	// write too.
+	byIdent := strings.Replace(fhirObservation("x"), `"subject":{"reference":"x"}`, `"subject":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9434765919"}}`, 1)
+	if r = fhirDo(t, "POST", base+"/Observation", byIdent); r.status != 201 {
+		t.Fatalf("observation by patient identifier: %d %s", r.status, r.body)
+	}
 	if r = fhirDo(t, "GET", base+"/Patient/"+pid, ""); r.status != 200 || r.header.Get("ETag") != `W/"3"` {
 		t.Fatalf("read: %d %v", r.status, r.header)
 	}
 
-	// Create, update, conditional update, observation: four writes; the
+	// Create, update, conditional update, two observations: five writes; the
 	// stale update and the matched conditional create stored nothing.
-	recs := h.consume(t, topics.Raw, 4)
-	want := []struct{ typ, trigger string }{{"Patient", "create"}, {"Patient", "update"}, {"Patient", "update"}, {"Observation", "create"}}
+	recs := h.consume(t, topics.Raw, 5)
+	want := []struct{ typ, trigger string }{{"Patient", "create"}, {"Patient", "update"}, {"Patient", "update"}, {"Observation", "create"}, {"Observation", "create"}}
 	for i, rec := range recs {
 		raw := rawOf(t, h, rec)
 		if raw.Transport != avro.TransportFHIR || raw.MessageType != want[i].typ || raw.TriggerEvent != want[i].trigger {
@@ -157,7 +163,7 @@ func TestFHIRWrites(t *testing.T) {
 	if string(obs.Payload) != fhirObservation("Patient/"+pid) {
 		t.Error("the payload is not the body as sent")
 	}
-	h.consume(t, topics.FHIR, 4) // three Patient versions (compacted later) and the Observation
+	h.consume(t, topics.FHIR, 5) // three Patient versions (compacted later) and the Observations
 }
 
 func TestFHIRTransaction(t *testing.T) {
@@ -222,6 +228,7 @@ func TestFHIRRefusals(t *testing.T) {
 		{"invalid birth date", "POST", "/Patient", `{"resourceType":"Patient","birthDate":"1970-13-45"}`, nil, 400, "value@Patient.birthDate"},
 		{"observation without code", "POST", "/Observation", `{"resourceType":"Observation","status":"final"}`, nil, 400, "required@Observation.code"},
 		{"reference to a patient the interface does not hold", "POST", "/Observation", fhirObservation("Patient/nope"), nil, 422, "processing@Observation.subject"},
+		{"observation that names no patient", "POST", "/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, nil, 422, "processing@Observation"},
 		{"broken internal reference", "POST", "", broken, nil, 400, "not-found@Bundle.entry[0].resource.subject"},
 		{"update whose body names another id", "PUT", "/Patient/a1", `{"resourceType":"Patient","id":"b2"}`, nil, 400, "invalid@Patient.id"},
 		{"If-Match on a resource never written", "PUT", "/Patient/a1", `{"resourceType":"Patient","id":"a1"}`, []string{"If-Match", `W/"4"`}, 412, "conflict@"},

@@ -142,10 +142,15 @@ func withPrefix(fe *fhirError, at string) *fhirError {
 	return &fhirError{status: fe.status, err: out}
 }
 
-// resolve finds what the written resources reference by id, which must be
-// on the interface (in this write or stored before it), and the patient
-// key they go under: a Patient's own identifiers, else those of the
-// patient a subject or patient element names.
+// resolve finds what the written resources reference by id, and the
+// patient key they go under: a Patient's own identifiers, else those of
+// the first Patient a resource names (subject, patient, an Appointment's
+// participant), by id or by a logical identifier. That patient must be on
+// the interface, in this write or stored before it: careflow routes by
+// patient, so a write about a patient it cannot identify is refused now
+// (422) rather than accepted and dead-lettered later. Other references
+// (an Encounter, a ServiceRequest) travel with the write when careflow
+// holds them, and are left as they are when it does not.
 func (s *Stage) resolve(in *Interface, its []interaction, plans []plan) ([]json.RawMessage, string, *fhirError) {
 	here := map[string]*storedResource{}
 	for _, p := range plans {
@@ -154,38 +159,52 @@ func (s *Stage) resolve(in *Interface, its []interaction, plans []plan) ([]json.
 	var related []json.RawMessage
 	var patient []fhir.Identifier
 	havePatient := false
-	for i, p := range plans {
+	for _, p := range plans {
 		if p.stored.Type == "Patient" && !havePatient {
 			patient, havePatient = p.stored.Identifiers, true
 		}
+	}
+	firstMissing := ""
+	for i, p := range plans {
 		for _, ref := range fhir.References(p.stored.Resource) {
-			subject := strings.HasSuffix(ref.Path, ".subject") || strings.HasSuffix(ref.Path, ".patient")
+			typ, id, _ := strings.Cut(strings.TrimPrefix(ref.Reference, "/"), "/")
 			if ref.Reference == "" || strings.Contains(ref.Reference, ":") {
-				if subject && !havePatient && ref.Identifier != nil {
+				if !havePatient && ref.Identifier != nil && (typ == "Patient" || strings.HasSuffix(ref.Path, ".subject") || strings.HasSuffix(ref.Path, ".patient")) {
 					patient, havePatient = []fhir.Identifier{*ref.Identifier}, true
 				}
 				continue
 			}
-			typ, id, _ := strings.Cut(strings.TrimPrefix(ref.Reference, "/"), "/")
 			if !slices.Contains(fhir.ResourceTypes, typ) {
 				continue // a Practitioner, an Organization: not careflow's to hold
 			}
 			target := here[typ+"/"+id]
 			if target == nil {
-				if target = s.fhir.get(in.Name, typ, id); target == nil {
-					expr := ref.Path
-					if len(its) > 1 {
-						expr = fmt.Sprintf("Bundle.entry[%d].resource%s", i, strings.TrimPrefix(ref.Path, p.stored.Type))
-					}
-					return nil, "", refuseFHIR(http.StatusUnprocessableEntity, fhir.CodeProcessing, expr,
-						"the reference names a "+typ+" interface "+in.Name+" does not hold")
+				if target = s.fhir.get(in.Name, typ, id); target != nil {
+					related = append(related, target.Resource)
 				}
-				related = append(related, target.Resource)
 			}
-			if subject && !havePatient && typ == "Patient" {
-				patient, havePatient = target.Identifiers, true
+			if typ != "Patient" || havePatient {
+				continue
 			}
+			if target == nil {
+				if firstMissing == "" {
+					firstMissing = ref.Path
+					if len(its) > 1 {
+						firstMissing = fmt.Sprintf("Bundle.entry[%d].resource%s", i, strings.TrimPrefix(ref.Path, p.stored.Type))
+					}
+				}
+				continue
+			}
+			patient, havePatient = target.Identifiers, true
 		}
+	}
+	switch {
+	case !havePatient && firstMissing != "":
+		return nil, "", refuseFHIR(http.StatusUnprocessableEntity, fhir.CodeProcessing, firstMissing,
+			"the reference names a Patient interface "+in.Name+" does not hold: write the Patient first, or name it by identifier")
+	case !havePatient:
+		return nil, "", refuseFHIR(http.StatusUnprocessableEntity, fhir.CodeProcessing, its[0].typ,
+			"the write names no patient; careflow routes every event by its patient")
 	}
 	ids := make([]identity.Identifier, 0, len(patient))
 	for _, id := range patient {
