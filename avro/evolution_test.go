@@ -285,3 +285,56 @@ func TestEmbeddedSchemasEvolveFromOlderVersions(t *testing.T) {
 		t.Fatalf("embedded schemas are not BACKWARD compatible with their older versions: %v", err)
 	}
 }
+
+// TestDeliveryOutcomeBeforeRemoteIDs registers DeliveryOutcome as it was
+// before remote_ids, then the current schema over it (the registry checks
+// BACKWARD compatibility), and reads a record the older producer wrote:
+// remote_ids takes its default, nothing.
+func TestDeliveryOutcomeBeforeRemoteIDs(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal([]byte(avro.Schemas()[avro.NameDeliveryOutcome]), &schema); err != nil {
+		t.Fatal(err)
+	}
+	fields := schema["fields"].([]any)
+	last := fields[len(fields)-1].(map[string]any)
+	if last["name"] != "remote_ids" {
+		t.Fatalf("last field is %v; the test cuts remote_ids", last["name"])
+	}
+	schema["fields"] = fields[:len(fields)-1]
+	old, err := json.Marshal(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := reg.Register(context.Background(), avro.NameDeliveryOutcome, string(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := avro.NewSerde(context.Background(), reg) // registers the current schema after it
+	if err != nil {
+		t.Fatalf("the current DeliveryOutcome is not BACKWARD compatible with the one before remote_ids: %v", err)
+	}
+	if id == s.SchemaID(&avro.DeliveryOutcome{}) {
+		t.Fatal("the older schema got the current one's id; the test would not exercise evolution")
+	}
+	codec, err := goavro.NewCodec(string(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := new(sr.ConfluentHeader).AppendEncode(nil, id, nil)
+	b, err = codec.BinaryFromNative(b, map[string]any{"outcome_id": "o-1", "status": "delivered", "http_status": int32(200)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got avro.DeliveryOutcome
+	if err := s.Decode(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := avro.DeliveryOutcome{OutcomeID: "o-1", Status: "delivered", HTTPStatus: 200}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("older outcome decoded as\n got %+v\nwant %+v", got, want)
+	}
+}

@@ -85,6 +85,7 @@ func outcomeToNative(o *DeliveryOutcome) map[string]any {
 		"latency_ms":       o.LatencyMillis,
 		"routes":           stringsToNative(o.Routes),
 		"sla_ms":           o.SLAMillis,
+		"remote_ids":       stringsToNative(o.RemoteIDs),
 	}
 }
 
@@ -112,6 +113,7 @@ func outcomeFromNative(m map[string]any) DeliveryOutcome {
 		LatencyMillis:  int64Of(m, "latency_ms"),
 		Routes:         stringsOf(m, "routes"),
 		SLAMillis:      int64Of(m, "sla_ms"),
+		RemoteIDs:      stringsOf(m, "remote_ids"),
 	}
 }
 

@@ -287,6 +287,11 @@ type DeliveryOutcome struct {
 	// those routes'), so that analytics need not evaluate routes again.
 	Routes    []string `json:"routes"`
 	SLAMillis int64    `json:"sla_ms"`
+	// RemoteIDs are set on delivered outcomes by a destination that names
+	// what it stored (a FHIR server's transaction-response locations,
+	// "Patient/123/_history/1"), so that a delivered event can be found in
+	// the destination, and a later update or delete can address it.
+	RemoteIDs []string `json:"remote_ids"`
 }
 
 // Header is one Kafka record header kept in a dead letter.

@@ -3,6 +3,7 @@ package stages_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -107,6 +108,58 @@ func TestRetry(t *testing.T) {
 			var ra stages.RetryAfter
 			if c.wantKind == stages.KindTransient && (!errors.As(err, &ra) || ra.RetryAfter() <= 0) {
 				t.Errorf("a held record says no time to pause for: %v", err)
+			}
+		})
+	}
+}
+
+// asksToWait is a destination's transient failure that says when to come
+// back, as an HTTP Retry-After does.
+type asksToWait time.Duration
+
+func (a asksToWait) Error() string             { return "destination asked to wait" }
+func (a asksToWait) RetryAfter() time.Duration { return time.Duration(a) }
+
+func TestRetryHonoursRetryAfter(t *testing.T) {
+	policy := stages.RetryPolicy{Initial: time.Millisecond, Max: 2 * time.Millisecond, Multiplier: 2, HoldLimit: time.Second}
+	cases := []struct {
+		name      string
+		after     time.Duration
+		wantTries int
+		wantHeld  time.Duration // the pause asked of the runner; 0 when the retry succeeded
+	}{
+		// Without it the backoff (1ms) would retry at once.
+		{"within the hold limit: waits, then retries", 60 * time.Millisecond, 2, 0},
+		// Longer than the hold limit: the record is held and the input
+		// paused for as long as the destination asked, not the backoff.
+		{"beyond the hold limit: paused for it", 7 * time.Second, 1, 7 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var tries []time.Time
+			p := stages.Retry("test", policy, stages.NewMetrics(nil), quiet)(stages.ProcessorFunc(func(context.Context, stages.Envelope) ([]stages.Envelope, error) {
+				tries = append(tries, time.Now())
+				if len(tries) == 1 {
+					return nil, stages.Transient("http.429", fmt.Errorf("attempt 1: %w", asksToWait(c.after)))
+				}
+				return nil, nil
+			}))
+			_, err := p.Process(context.Background(), envelope())
+			if len(tries) != c.wantTries {
+				t.Fatalf("%d tries, want %d (err %v)", len(tries), c.wantTries, err)
+			}
+			if c.wantHeld == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gap := tries[1].Sub(tries[0]); gap < c.after {
+					t.Errorf("retried after %v; the destination asked for %v", gap, c.after)
+				}
+				return
+			}
+			var ra stages.RetryAfter
+			if stages.KindOf(err) != stages.KindTransient || !errors.As(err, &ra) || ra.RetryAfter() != c.wantHeld {
+				t.Fatalf("error %v, want a transient one pausing for %v", err, c.wantHeld)
 			}
 		})
 	}

@@ -33,7 +33,9 @@ func (e *heldError) RetryAfter() time.Duration { return e.after }
 // outputs of every attempt (a retrying outcome each). A record still
 // failing at the hold limit is returned with its last error, marked to
 // pause for the next backoff, so that no transaction is held open by one
-// record; so is one failing when the stage is asked to stop. Permanent and
+// record; so is one failing when the stage is asked to stop. A transient
+// error that says how long to wait (RetryAfter, a destination's HTTP
+// Retry-After) waits at least that long, in place or paused. Permanent and
 // unavailable errors return at once.
 func Retry(stage string, p RetryPolicy, m *Metrics, log *slog.Logger) Middleware {
 	return func(next Processor) Processor {
@@ -49,19 +51,22 @@ func Retry(stage string, p RetryPolicy, m *Metrics, log *slog.Logger) Middleware
 					return all, err
 				}
 				m.Retries.WithLabelValues(stage, iface).Inc()
+				// A destination that said when to come back (HTTP
+				// Retry-After) is not tried sooner than that.
+				wait := max(backoff, retryAfter(err, 0))
 				stop := stopping(ctx)
-				if stopped(stop) || time.Now().Add(backoff).After(deadline) {
+				if stopped(stop) || time.Now().Add(wait).After(deadline) {
 					// err's text is careflow's own (an *Error's Detail, a
 					// destination's words, is never part of it).
 					code, loc, _ := Describe(err)
 					log.Warn("record still failing; rewinding and pausing", "interface", iface, "code", code, "location", loc, "err", err)
-					return all, &heldError{err: err, after: backoff}
+					return all, &heldError{err: err, after: wait}
 				}
-				t := time.NewTimer(backoff)
+				t := time.NewTimer(wait)
 				select {
 				case <-stop:
 					t.Stop()
-					return all, &heldError{err: err, after: backoff}
+					return all, &heldError{err: err, after: wait}
 				case <-t.C:
 				}
 				backoff = min(time.Duration(float64(backoff)*p.Multiplier), p.Max)

@@ -104,7 +104,8 @@ type TxnState interface {
 }
 
 // RetryAfter lets an Unavailable error say when the destination may be tried
-// again (a breaker's open interval).
+// again (a breaker's open interval), and a Transient one how long the
+// destination asked to be left alone (HTTP Retry-After).
 type RetryAfter interface{ RetryAfter() time.Duration }
 
 // Runner drives one stage: a consume → process → produce loop in Kafka

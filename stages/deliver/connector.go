@@ -32,6 +32,10 @@ type Result struct {
 	// never to an outcome, an error message or a log line.
 	Text    string
 	Latency time.Duration
+	// RemoteIDs are what the destination named what it stored, when it
+	// does (a FHIR server's entry.response.location values): recorded on
+	// the delivered outcome.
+	RemoteIDs []string
 }
 
 // Connector sends one rendered message. It returns an error only for a
@@ -51,6 +55,10 @@ type Connector interface {
 type TransientError struct {
 	Code string
 	Err  error
+	// After is how long the destination asked to be left alone (HTTP
+	// Retry-After); 0 when it did not say. The stage's retry waits at
+	// least this long.
+	After time.Duration
 }
 
 // Error is the cause, which names its own code when it has one
@@ -63,6 +71,9 @@ func (e *TransientError) Error() string {
 	return e.Code + ": " + msg
 }
 func (e *TransientError) Unwrap() error { return e.Err }
+
+// RetryAfter implements stages.RetryAfter: the destination's Retry-After.
+func (e *TransientError) RetryAfter() time.Duration { return e.After }
 
 // Error codes deliver records on outcomes and dead letters, declared once
 // here; an ACK's and an HTTP status's codes are families (CodeACK,

@@ -286,6 +286,7 @@ func (s *Stage) outcome(in stages.Envelope, ev *avro.ClinicalEvent, controlID, s
 		IngestTime:     ev.Provenance.IngestTime,
 		At:             now,
 		LatencyMillis:  r.Latency.Milliseconds(),
+		RemoteIDs:      r.RemoteIDs,
 	}
 	value, err := s.cfg.Serde.Encode(o)
 	if err != nil {
