@@ -370,6 +370,12 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 			ct = "x-application/hl7-v2+er7; charset=" + httpCharset(d.Charset)
 		}
 		conn = deliver.HTTP{Client: &httpx.Client{Timeout: d.AckTimeout, TLSConfig: tc, Headers: headers}, URL: d.URL, ContentType: ct}
+	case avro.TransportFHIR:
+		c, err := e.fhirConnector(ctx, d)
+		if err != nil {
+			return err
+		}
+		conn = c
 	default:
 		return fmt.Errorf("engine: destination %s: unknown transport %q", d.Name, d.Transport)
 	}
