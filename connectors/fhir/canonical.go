@@ -81,8 +81,8 @@ const fhirVersion = "4.0.1"
 // The event's patient is the resource's subject, resolved in the Bundle
 // or Related, else its identifier; one careflow cannot identify is an
 // *Error at the reference (Observation.subject), as is anything the
-// canonical model has no place for. Identifiers' authorities come from
-// sys. EventID, CorrelationID and IdempotencyKey are ingest's to set.
+// canonical model has no place for; a transaction Entries refuses is
+// its *Issues. Identifiers' authorities come from sys. EventID, CorrelationID and IdempotencyKey are ingest's to set.
 func Canonical(w Write, sys *Systems) (*avro.ClinicalEvent, error) {
 	if w.Method != MethodCreate && w.Method != MethodUpdate {
 		return nil, fmt.Errorf("fhir: Canonical: method %q, want create or update", w.Method)

@@ -275,6 +275,12 @@ func TestCanonicalErrors(t *testing.T) {
 		{"inside a transaction: the entry's element", MethodCreate,
 			edit(t, reportBundle, `"subject":{"reference":"urn:uuid:p"},"effectiveDateTime"`, `"effectiveDateTime"`), nil,
 			"Bundle.entry[2].resource.subject", "PID-3"},
+		{"a refuted allergy (AL1 cannot say so)", MethodUpdate,
+			edit(t, allergyJSON, `"category"`, `"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"refuted"}]},"category"`),
+			nil, "AllergyIntolerance.verificationStatus", "AL1"},
+		{"a resolved allergy", MethodUpdate,
+			edit(t, allergyJSON, `"category"`, `"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"resolved"}]},"category"`),
+			nil, "AllergyIntolerance.clinicalStatus", "AL1"},
 		{"a batch is mapped entry by entry", MethodCreate, strings.Replace(reportBundle, `"transaction"`, `"batch"`, 1), nil, "Bundle.type", "MSH-9"},
 	}
 	for _, tc := range tests {
@@ -429,4 +435,20 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Canonical of a DiagnosticReport transaction, the normalise hot path
+// for FHIR results.
+func BenchmarkCanonical(b *testing.B) {
+	r, err := Decode([]byte(reportBundle))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sys := testSystems()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Canonical(Write{Method: MethodCreate, Resource: r}, sys); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -127,7 +127,8 @@ var allergyTypes = map[cpb.AllergyIntoleranceCategoryCode_Value]string{
 	cpb.AllergyIntoleranceCategoryCode_ENVIRONMENT: "EA",
 }
 
-// fromAllergy maps an AllergyIntolerance as person_update ADT^A31 with
+// fromAllergy maps an AllergyIntolerance the patient has (not refuted,
+// entered in error, resolved or inactive) as person_update ADT^A31 with
 // the allergy as its one AL1. v2's own allergy messages (A60) carry IAM,
 // not AL1, and normalise maps none of them; A31's ADT_A05 structure
 // carries AL1, and an allergy is the person's, not a visit's, so it is
@@ -136,6 +137,25 @@ var allergyTypes = map[cpb.AllergyIntoleranceCategoryCode_Value]string{
 // are each manifestation's text, joined by "~" as AL1-5's repetitions.
 func (s *inScope) fromAllergy(r Resource) (*avro.ClinicalEvent, error) {
 	ai := r.Contained().GetAllergyIntolerance()
+	// AL1 has no status: whatever it lists, the patient has. An allergy
+	// refuted, entered in error, resolved or inactive would be sent as one
+	// the patient has, so it is refused rather than mapped.
+	for _, st := range []struct {
+		path string
+		cc   *dpb.CodeableConcept
+		not  []string
+	}{
+		{"AllergyIntolerance.verificationStatus", ai.GetVerificationStatus(), []string{"refuted", "entered-in-error"}},
+		{"AllergyIntolerance.clinicalStatus", ai.GetClinicalStatus(), []string{"inactive", "resolved"}},
+	} {
+		for _, c := range st.cc.GetCoding() {
+			for _, not := range st.not {
+				if c.GetCode().GetValue() == not {
+					return nil, s.errorf(ai, st.path, "AL1", "AL1 lists only allergies the patient has, and this one is %s", not)
+				}
+			}
+		}
+	}
 	p, err := s.patientOf(ai, ai.GetPatient(), "AllergyIntolerance.patient")
 	if err != nil {
 		return nil, err

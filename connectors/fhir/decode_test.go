@@ -190,3 +190,18 @@ func TestDecodeVersion(t *testing.T) {
 		t.Errorf("got %s/%s version %s", r.Type(), r.ID(), r.VersionID())
 	}
 }
+
+// Decode of the spec's glucose Observation, the ingest hot path.
+func BenchmarkDecode(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join("testdata", "spec", "valid", "Observation-f001.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Decode(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
