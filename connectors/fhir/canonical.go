@@ -47,20 +47,20 @@ const (
 // stages, so they are repeated here; TestCanonicalEventTypesAreNormalises
 // holds the two to each other.
 const (
-	evPersonAdd    = "person_add"    // ADT^A28
-	evPersonUpdate = "person_update" // ADT^A31
-	evAdmit        = "admit"         // ADT^A01
-	evRegister     = "register"      // ADT^A04
-	evDischarge    = "discharge"     // ADT^A03
-	evUpdate       = "update"        // ADT^A08
-	evCancelAdmit  = "cancel_admit"  // ADT^A11
-	evOrder        = "order"         // ORM^O01
-	evResult       = "result"        // ORU^R01
+	inEvPersonAdd    = "person_add"    // ADT^A28
+	inEvPersonUpdate = "person_update" // ADT^A31
+	inEvAdmit        = "admit"         // ADT^A01
+	inEvRegister     = "register"      // ADT^A04
+	inEvDischarge    = "discharge"     // ADT^A03
+	inEvUpdate       = "update"        // ADT^A08
+	inEvCancelAdmit  = "cancel_admit"  // ADT^A11
+	inEvOrder        = "order"         // ORM^O01
+	inEvResult       = "result"        // ORU^R01
 )
 
-// fhirVersion is what Provenance.Version holds for a FHIR write: the
+// inFHIRVersion is what Provenance.Version holds for a FHIR write: the
 // standard's version, as MSH-12 holds v2's.
-const fhirVersion = "4.0.1"
+const inFHIRVersion = "4.0.1"
 
 // Canonical is w as the canonical event normalise makes of the matching
 // HL7 v2 message:
@@ -112,7 +112,7 @@ func Canonical(w Write, sys *Systems) (*avro.ClinicalEvent, error) {
 	}
 	ev.Provenance = avro.Provenance{
 		Interface:       w.Interface,
-		Version:         fhirVersion,
+		Version:         inFHIRVersion,
 		EventTime:       inInstant(primary.Message(), w.Resource.Message()),
 		ResourceType:    w.Resource.Type(),
 		ResourceID:      w.Resource.ID(),
@@ -122,13 +122,13 @@ func Canonical(w Write, sys *Systems) (*avro.ClinicalEvent, error) {
 	return ev, nil
 }
 
-// leading is the order in which a transaction's resources lead its event.
-var leading = []string{"DiagnosticReport", "Observation", "ServiceRequest", "Encounter", "AllergyIntolerance", "Appointment", "Patient"}
+// inLeadingTypes is the order in which a transaction's resources lead its event.
+var inLeadingTypes = []string{"DiagnosticReport", "Observation", "ServiceRequest", "Encounter", "AllergyIntolerance", "Appointment", "Patient"}
 
 // inLeading is the entry whose resource leads a transaction's event, the
 // method its request wrote it with.
 func inLeading(entries []Entry) (Resource, string) {
-	for _, typ := range leading {
+	for _, typ := range inLeadingTypes {
 		for _, e := range entries {
 			if e.Resource.Type() != typ || (e.Method != "POST" && e.Method != "PUT") {
 				continue
@@ -157,7 +157,7 @@ func (s *inScope) errorf(m proto.Message, path, source, format string, args ...a
 	for i, e := range s.bundle.GetEntry() {
 		if r := (Resource{c: e.GetResource()}); e.GetResource() != nil && r.Message() == m {
 			_, rest, _ := strings.Cut(path, ".")
-			path = joinPath(fmt.Sprintf("Bundle.entry[%d].resource", i), rest)
+			path = inJoinPath(fmt.Sprintf("Bundle.entry[%d].resource", i), rest)
 			break
 		}
 	}
@@ -167,9 +167,9 @@ func (s *inScope) errorf(m proto.Message, path, source, format string, args ...a
 func (s *inScope) event(r Resource, method string) (*avro.ClinicalEvent, error) {
 	switch m := r.Message().(type) {
 	case *ppb.Patient:
-		ev := &avro.ClinicalEvent{EventType: evPersonAdd, MessageType: "ADT", TriggerEvent: "A28"}
+		ev := &avro.ClinicalEvent{EventType: inEvPersonAdd, MessageType: "ADT", TriggerEvent: "A28"}
 		if method == MethodUpdate {
-			ev.EventType, ev.TriggerEvent = evPersonUpdate, "A31"
+			ev.EventType, ev.TriggerEvent = inEvPersonUpdate, "A31"
 		}
 		p, err := s.fromPatient(m)
 		if err != nil {
@@ -353,16 +353,16 @@ func fromContactPoint(t *dpb.ContactPoint) avro.Telecom {
 	}
 	switch t.GetUse().GetValue() {
 	case cpb.ContactPointUseCode_HOME:
-		setIfEmpty(&out.Use, "PRN")
+		inSetIfEmpty(&out.Use, "PRN")
 	case cpb.ContactPointUseCode_WORK:
-		setIfEmpty(&out.Use, "WPN")
+		inSetIfEmpty(&out.Use, "WPN")
 	case cpb.ContactPointUseCode_MOBILE:
 		out.Use, out.Equipment = "PRN", "CP"
 	}
 	return out
 }
 
-func setIfEmpty(dst *string, v string) {
+func inSetIfEmpty(dst *string, v string) {
 	if *dst == "" {
 		*dst = v
 	}

@@ -26,7 +26,7 @@ import (
 // names follow the only report if there is one, else stand alone
 // (order_index -1, as an OBX before any OBR).
 func (s *inScope) fromResult(r Resource) (*avro.ClinicalEvent, error) {
-	ev := &avro.ClinicalEvent{EventType: evResult, MessageType: "ORU", TriggerEvent: "R01"}
+	ev := &avro.ClinicalEvent{EventType: inEvResult, MessageType: "ORU", TriggerEvent: "R01"}
 	var reports []*drpb.DiagnosticReport
 	var loose []*opb.Observation
 	if s.bundle != nil {
@@ -96,11 +96,11 @@ func (s *inScope) fromResult(r Resource) (*avro.ClinicalEvent, error) {
 	return ev, nil
 }
 
-// resultStatuses is DiagnosticReport.status to OBR-25 (HL7 table 0123),
+// fromResultStatuses is DiagnosticReport.status to OBR-25 (HL7 table 0123),
 // the IG's ConceptMap reversed: registered is I (no results yet), partial
 // and preliminary P, the amended family C, cancelled and entered-in-error
 // X (0123 has no code for an error).
-var resultStatuses = map[cpb.DiagnosticReportStatusCode_Value]string{
+var fromResultStatuses = map[cpb.DiagnosticReportStatusCode_Value]string{
 	cpb.DiagnosticReportStatusCode_REGISTERED: "I", cpb.DiagnosticReportStatusCode_PARTIAL: "P",
 	cpb.DiagnosticReportStatusCode_PRELIMINARY: "P", cpb.DiagnosticReportStatusCode_FINAL: "F",
 	cpb.DiagnosticReportStatusCode_AMENDED: "C", cpb.DiagnosticReportStatusCode_CORRECTED: "C",
@@ -122,16 +122,16 @@ func (s *inScope) fromReport(dr *drpb.DiagnosticReport) (avro.Order, error) {
 		}
 	}
 	for _, id := range dr.GetIdentifier() {
-		role := orderRole(id)
+		role := inOrderRole(id)
 		if role == "" {
 			role = "FILL"
 		}
-		setOrderNumber(&o, role, s.fromOrderIdentifier(id))
+		inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
 	}
 	p, alt := inConcept(dr.GetCode())
 	o.ServiceCode, o.ServiceText, o.ServiceSystem = p.code, p.text, p.system
 	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = alt.code, alt.text, alt.system
-	o.ResultStatus = resultStatuses[dr.GetStatus().GetValue()]
+	o.ResultStatus = fromResultStatuses[dr.GetStatus().GetValue()]
 	switch e := dr.GetEffective(); {
 	case e.GetDateTime() != nil:
 		o.ObservedAt = inDateTime(e.GetDateTime())
@@ -141,9 +141,9 @@ func (s *inScope) fromReport(dr *drpb.DiagnosticReport) (avro.Order, error) {
 	return o, nil
 }
 
-// setOrderNumber fills the placer or filler EI, the first one of each
+// inSetOrderNumber fills the placer or filler EI, the first one of each
 // winning: ORC's before OBR's in v2, basedOn's before the report's here.
-func setOrderNumber(o *avro.Order, role string, n ei) {
+func inSetOrderNumber(o *avro.Order, role string, n inEI) {
 	switch {
 	case role == "PLAC" && o.PlacerOrderNumber == "":
 		o.PlacerOrderNumber, o.PlacerNamespace, o.PlacerUniversalID, o.PlacerUniversalIDType = n.number, n.namespace, n.universalID, n.universalIDType
@@ -166,23 +166,23 @@ func (s *inScope) fromBasedOn(owner proto.Message, refs []*dpb.Reference, path s
 	for _, ref := range refs {
 		if id := ref.GetIdentifier(); id.GetValue().GetValue() != "" {
 			o := avro.Order{Control: "RE"}
-			role := orderRole(id)
+			role := inOrderRole(id)
 			if role == "" {
 				role = "PLAC"
 			}
-			setOrderNumber(&o, role, s.fromOrderIdentifier(id))
+			inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
 			return o, nil
 		}
 	}
 	return avro.Order{}, s.errorf(owner, path, "ORC-2", "the order it is based on resolves to no ServiceRequest careflow was given, and carries no identifier")
 }
 
-// requestControls are ServiceRequest.status to ORC-1 and ORC-5 (table
+// fromRequestStatus is ServiceRequest.status as ORC-1 and ORC-5 (table
 // 0119, 0038), the IG's ORC-5 ConceptMap reversed: an active order is
 // new (NW), or a change (XO) when updated; revoked and entered-in-error
 // cancel it (CA); on-hold is HD; completed is a status change (SC) to
 // CM. A draft is not an order yet, and unknown says nothing v2 can.
-func requestControl(st cpb.RequestStatusCode_Value, method string) (control, status string, ok bool) {
+func fromRequestStatus(st cpb.RequestStatusCode_Value, method string) (control, status string, ok bool) {
 	switch st {
 	case cpb.RequestStatusCode_ACTIVE:
 		if method == MethodUpdate {
@@ -201,9 +201,9 @@ func requestControl(st cpb.RequestStatusCode_Value, method string) (control, sta
 	return "", "", false
 }
 
-// priorities are ServiceRequest.priority to TQ1-9 / OBR-27.6 (table
+// fromPriorities are ServiceRequest.priority to TQ1-9 / OBR-27.6 (table
 // 0027): routine R, asap A, stat S; urgent, which 0027 lacks, is A.
-var priorities = map[cpb.RequestPriorityCode_Value]string{
+var fromPriorities = map[cpb.RequestPriorityCode_Value]string{
 	cpb.RequestPriorityCode_ROUTINE: "R", cpb.RequestPriorityCode_URGENT: "A",
 	cpb.RequestPriorityCode_ASAP: "A", cpb.RequestPriorityCode_STAT: "S",
 }
@@ -211,7 +211,7 @@ var priorities = map[cpb.RequestPriorityCode_Value]string{
 // fromServiceRequest maps a ServiceRequest as ORM^O01.
 func (s *inScope) fromServiceRequest(r Resource, method string) (*avro.ClinicalEvent, error) {
 	sr := r.Contained().GetServiceRequest()
-	control, status, ok := requestControl(sr.GetStatus().GetValue(), method)
+	control, status, ok := fromRequestStatus(sr.GetStatus().GetValue(), method)
 	if !ok {
 		return nil, s.errorf(sr, "ServiceRequest.status", "ORC-1", "careflow maps no ServiceRequest of status %s to an order message", inCode(sr.GetStatus().GetValue()))
 	}
@@ -221,7 +221,7 @@ func (s *inScope) fromServiceRequest(r Resource, method string) (*avro.ClinicalE
 	}
 	o := s.fromRequest(sr)
 	o.Control, o.Status = control, status
-	return &avro.ClinicalEvent{EventType: evOrder, MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{o}}, nil
+	return &avro.ClinicalEvent{EventType: inEvOrder, MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{o}}, nil
 }
 
 // fromRequest is what a ServiceRequest says of its order: identifiers
@@ -231,25 +231,25 @@ func (s *inScope) fromServiceRequest(r Resource, method string) (*avro.ClinicalE
 func (s *inScope) fromRequest(sr *srpb.ServiceRequest) avro.Order {
 	var o avro.Order
 	for _, id := range sr.GetIdentifier() {
-		role := orderRole(id)
+		role := inOrderRole(id)
 		if role == "" {
 			role = "PLAC"
 		}
-		setOrderNumber(&o, role, s.fromOrderIdentifier(id))
+		inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
 	}
 	p, alt := inConcept(sr.GetCode())
 	o.ServiceCode, o.ServiceText, o.ServiceSystem = p.code, p.text, p.system
 	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = alt.code, alt.text, alt.system
-	o.Priority = priorities[sr.GetPriority().GetValue()]
+	o.Priority = fromPriorities[sr.GetPriority().GetValue()]
 	o.OrderedAt = inDateTime(sr.GetAuthoredOn())
 	o.OrderingProvider = inReferenceID(sr.GetRequester())
 	return o
 }
 
-// observationStatuses reverses statuses (observation.go), HL7 table
+// fromObservationStatuses reverses statuses (observation.go), HL7 table
 // 0085: registered is I (specimen in lab, no result yet, as FHIR defines
 // registered), amended C; unknown says nothing, so is "".
-var observationStatuses = map[cpb.ObservationStatusCode_Value]string{
+var fromObservationStatuses = map[cpb.ObservationStatusCode_Value]string{
 	cpb.ObservationStatusCode_FINAL: "F", cpb.ObservationStatusCode_PRELIMINARY: "P",
 	cpb.ObservationStatusCode_CORRECTED: "C", cpb.ObservationStatusCode_AMENDED: "C",
 	cpb.ObservationStatusCode_CANCELLED: "X", cpb.ObservationStatusCode_ENTERED_IN_ERROR: "W",
@@ -281,7 +281,7 @@ func (s *inScope) addObservation(ev *avro.ClinicalEvent, o *opb.Observation, ord
 		}
 	}
 	out.AbnormalFlags = strings.Join(flags, "~")
-	out.Status = observationStatuses[o.GetStatus().GetValue()]
+	out.Status = fromObservationStatuses[o.GetStatus().GetValue()]
 	switch e := o.GetEffective(); {
 	case e.GetDateTime() != nil:
 		out.ObservedAt = inDateTime(e.GetDateTime())
@@ -294,8 +294,8 @@ func (s *inScope) addObservation(ev *avro.ClinicalEvent, o *opb.Observation, ord
 	return nil
 }
 
-// comparators are a Quantity's comparator as SN.1.
-var comparators = map[cpb.QuantityComparatorCode_Value]string{
+// fromComparators are a Quantity's comparator as SN.1.
+var fromComparators = map[cpb.QuantityComparatorCode_Value]string{
 	cpb.QuantityComparatorCode_LESS_THAN: "<", cpb.QuantityComparatorCode_LESS_THAN_OR_EQUAL_TO: "<=",
 	cpb.QuantityComparatorCode_GREATER_THAN_OR_EQUAL_TO: ">=", cpb.QuantityComparatorCode_GREATER_THAN: ">",
 }
@@ -312,14 +312,14 @@ func (s *inScope) fromValue(o *opb.Observation, out *avro.Observation, v *opb.Ob
 	case *opb.Observation_ValueX_Quantity:
 		q := c.Quantity
 		out.ValueType, out.Value = "NM", q.GetValue().GetValue()
-		if cmp, ok := comparators[q.GetComparator().GetValue()]; ok {
+		if cmp, ok := fromComparators[q.GetComparator().GetValue()]; ok {
 			out.ValueType, out.Value = "SN", cmp+"^"+out.Value
 		}
 		out.UnitsText = q.GetUnit().GetValue()
 		out.Units = out.UnitsText
 		if q.GetCode().GetValue() != "" {
 			out.Units = q.GetCode().GetValue()
-			if code, ok := standardSystems[q.GetSystem().GetValue()]; ok {
+			if code, ok := fromCodeSystems[q.GetSystem().GetValue()]; ok {
 				out.UnitsSystem = code
 			} else {
 				out.UnitsSystem = q.GetSystem().GetValue()

@@ -14,9 +14,9 @@ import (
 	"github.com/careflow-health/careflow/stages/normalise"
 )
 
-// testSystems is an estate with its own MRN, lab accession and order
+// inSystems is an estate with its own MRN, lab accession and order
 // number systems.
-func testSystems() *Systems {
+func inSystems() *Systems {
 	return NewSystems(map[string]string{
 		"HOSP": "https://trust.example.org/Id/mrn",
 		"LAB":  "https://lab.example.org/Id/accession",
@@ -24,8 +24,8 @@ func testSystems() *Systems {
 	})
 }
 
-// patientJSON is the Patient the other resources' subject Patient/p1 names.
-const patientJSON = `{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"2024-03-08T14:00:00Z"},
+// inPatientJSON is the Patient the other resources' subject Patient/p1 names.
+const inPatientJSON = `{"resourceType":"Patient","id":"p1","meta":{"versionId":"3","lastUpdated":"2024-03-08T14:00:00Z"},
  "identifier":[
   {"system":"https://trust.example.org/Id/mrn","value":"H100234","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]}},
   {"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}],
@@ -34,8 +34,8 @@ const patientJSON = `{"resourceType":"Patient","id":"p1","meta":{"versionId":"3"
  "address":[{"use":"work","line":["1 Quarry Hill","Unit 2"],"city":"Exampleton","state":"EX","postalCode":"EX9 4AB","country":"GBR"}],
  "telecom":[{"system":"email","value":"c@example.org"},{"system":"phone","use":"home","value":"01632 960002"}]}`
 
-// patientWant is patientJSON as canonical.
-func patientWant() avro.Patient {
+// inPatientWant is inPatientJSON as canonical.
+func inPatientWant() avro.Patient {
 	return avro.Patient{
 		Identifiers: []avro.Identifier{
 			{Value: "H100234", AssigningAuthority: "HOSP", TypeCode: "MR"},
@@ -47,18 +47,18 @@ func patientWant() avro.Patient {
 	}
 }
 
-const requestJSON = `{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"order","priority":"stat",
+const inRequestJSON = `{"resourceType":"ServiceRequest","id":"sr1","status":"active","intent":"order","priority":"stat",
  "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"PLAC"}]},"system":"urn:oid:1.2.3","value":"P123"}],
  "code":{"coding":[{"system":"http://loinc.org","code":"24331-1","display":"Lipid panel"}]},
  "subject":{"reference":"Patient/p1"},"authoredOn":"2024-03-08","requester":{"reference":"Practitioner/dr1"}}`
 
-// requestWant is requestJSON's order, but for ORC-1.
-func requestWant(control, status string) avro.Order {
+// inRequestWant is requestJSON's order, but for ORC-1.
+func inRequestWant(control, status string) avro.Order {
 	return avro.Order{Control: control, Status: status, PlacerOrderNumber: "P123", PlacerUniversalID: "1.2.3", PlacerUniversalIDType: "ISO",
 		ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", Priority: "S", OrderedAt: "20240308", OrderingProvider: "dr1"}
 }
 
-const glucoseJSON = `{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},
+const inGlucoseJSON = `{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"},
  "basedOn":[{"reference":"ServiceRequest/sr1"}],
  "code":{"coding":[{"system":"http://lab.example.org/codes","code":"GLU","display":"Glucose"},
   {"system":"http://loinc.org","code":"2345-7","display":"Glucose [Mass/volume] in Serum or Plasma"}]},
@@ -67,8 +67,8 @@ const glucoseJSON = `{"resourceType":"Observation","id":"o1","status":"final","s
  "referenceRange":[{"low":{"value":3.9},"high":{"value":5.5}}],
  "effectiveDateTime":"2024-03-08T14:00:00+01:00"}`
 
-const reportBundle = `{"resourceType":"Bundle","type":"transaction","entry":[
- {"fullUrl":"urn:uuid:p","resource":` + patientJSON + `,"request":{"method":"PUT","url":"Patient/p1"}},
+const inReportBundle = `{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:p","resource":` + inPatientJSON + `,"request":{"method":"PUT","url":"Patient/p1"}},
  {"fullUrl":"urn:uuid:o1","resource":{"resourceType":"Observation","status":"preliminary","code":{"text":"Comment"},
   "subject":{"reference":"urn:uuid:p"},"valueString":"see report"},"request":{"method":"POST","url":"Observation"}},
  {"fullUrl":"urn:uuid:r","resource":{"resourceType":"DiagnosticReport","status":"final",
@@ -85,7 +85,7 @@ const reportBundle = `{"resourceType":"Bundle","type":"transaction","entry":[
  {"fullUrl":"urn:uuid:o3","resource":{"resourceType":"Observation","status":"final","code":{"text":"HDL"},
   "subject":{"reference":"urn:uuid:p"},"valueQuantity":{"value":1.2,"unit":"mmol/L"}},"request":{"method":"POST","url":"Observation"}}]}`
 
-const encounterJSON = `{"resourceType":"Encounter","id":"e1","status":"in-progress",
+const inEncounterJSON = `{"resourceType":"Encounter","id":"e1","status":"in-progress",
  "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"IMP"},
  "identifier":[{"value":"ACC1"},{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"VN"}]},"value":"V100"}],
  "subject":{"reference":"Patient/p1"},
@@ -97,23 +97,23 @@ const encounterJSON = `{"resourceType":"Encounter","id":"e1","status":"in-progre
   {"location":{"display":"Bed 3"},"physicalType":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/location-physical-type","code":"bd"}]}},
   {"location":{"reference":"Location/ed","display":"ED"},"status":"completed"}]}`
 
-func encounterWant() *avro.Encounter {
+func inEncounterWant() *avro.Encounter {
 	return &avro.Encounter{VisitNumber: "V100", PatientClass: "I", PointOfCare: "Ward 7", Bed: "Bed 3", AttendingDoctor: "d1",
 		AdmitTime: "20240308090000", PriorPointOfCare: "ED"}
 }
 
-const allergyJSON = `{"resourceType":"AllergyIntolerance","id":"a1","category":["medication"],"criticality":"high",
+const inAllergyJSON = `{"resourceType":"AllergyIntolerance","id":"a1","category":["medication"],"criticality":"high",
  "code":{"coding":[{"system":"http://snomed.info/sct","code":"373270004","display":"Penicillin"}]},
  "patient":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}},
  "reaction":[{"manifestation":[{"text":"Hives"},{"coding":[{"system":"http://snomed.info/sct","code":"56018004","display":"Wheeze"}]}],"severity":"moderate"}]}`
 
-const appointmentJSON = `{"resourceType":"Appointment","id":"ap1","status":"arrived","start":"2024-03-08T10:00:00Z","end":"2024-03-08T10:30:00Z",
+const inAppointmentJSON = `{"resourceType":"Appointment","id":"ap1","status":"arrived","start":"2024-03-08T10:00:00Z","end":"2024-03-08T10:30:00Z",
  "participant":[{"actor":{"reference":"Patient/p1"},"status":"accepted"},
   {"actor":{"reference":"Practitioner/d2"},"status":"accepted"},
   {"actor":{"reference":"Location/clinic4","display":"Clinic 4"},"status":"accepted"}]}`
 
-// edit replaces old with new in a JSON fixture, failing when old is not in it.
-func edit(t *testing.T, body, old, new string) string {
+// inEdit replaces old with new in a JSON fixture, failing when old is not in it.
+func inEdit(t *testing.T, body, old, new string) string {
 	t.Helper()
 	if !strings.Contains(body, old) {
 		t.Fatalf("fixture lacks %s", old)
@@ -121,7 +121,7 @@ func edit(t *testing.T, body, old, new string) string {
 	return strings.Replace(body, old, new, 1)
 }
 
-func decodeAll(t *testing.T, bodies ...string) []Resource {
+func inDecodeAll(t *testing.T, bodies ...string) []Resource {
 	t.Helper()
 	var out []Resource
 	for _, b := range bodies {
@@ -142,7 +142,7 @@ func TestCanonical(t *testing.T) {
 		AltCode: "GLU", AltText: "Glucose", AltCodingSystem: "http://lab.example.org/codes",
 		Value: "6.1", Units: "mmol/L", UnitsText: "mmol/L", UnitsSystem: "UCUM",
 		ReferenceRange: "3.9-5.5", AbnormalFlags: "H", Status: "F", ObservedAt: "20240308140000+0100"}
-	p := patientWant()
+	p := inPatientWant()
 	tests := []struct {
 		name    string
 		method  string
@@ -150,14 +150,14 @@ func TestCanonical(t *testing.T) {
 		related []string
 		want    avro.ClinicalEvent
 	}{
-		{"a Patient created is person_add ADT^A28", MethodCreate, patientJSON, nil,
+		{"a Patient created is person_add ADT^A28", MethodCreate, inPatientJSON, nil,
 			avro.ClinicalEvent{EventType: "person_add", MessageType: "ADT", TriggerEvent: "A28", Patient: p}},
-		{"a Patient updated is person_update ADT^A31", MethodUpdate, patientJSON, nil,
+		{"a Patient updated is person_update ADT^A31", MethodUpdate, inPatientJSON, nil,
 			avro.ClinicalEvent{EventType: "person_update", MessageType: "ADT", TriggerEvent: "A31", Patient: p}},
-		{"an Observation is a result, its order the ServiceRequest it is based on", MethodCreate, glucoseJSON, []string{patientJSON, requestJSON},
+		{"an Observation is a result, its order the ServiceRequest it is based on", MethodCreate, inGlucoseJSON, []string{inPatientJSON, inRequestJSON},
 			avro.ClinicalEvent{EventType: "result", MessageType: "ORU", TriggerEvent: "R01", Patient: p,
-				Orders: []avro.Order{requestWant("RE", "")}, Observations: []avro.Observation{glucose}}},
-		{"a DiagnosticReport's transaction: order numbers, results in the report's order, a loose result under it", MethodCreate, reportBundle, nil,
+				Orders: []avro.Order{inRequestWant("RE", "")}, Observations: []avro.Observation{glucose}}},
+		{"a DiagnosticReport's transaction: order numbers, results in the report's order, a loose result under it", MethodCreate, inReportBundle, nil,
 			avro.ClinicalEvent{EventType: "result", MessageType: "ORU", TriggerEvent: "R01", Patient: p,
 				Orders: []avro.Order{{Control: "RE", PlacerOrderNumber: "P9", PlacerNamespace: "EHR", FillerOrderNumber: "F555", FillerNamespace: "LAB",
 					ServiceCode: "24331-1", ServiceText: "Lipid panel", ServiceSystem: "LN", ResultStatus: "F", ObservedAt: "20240308093000"}},
@@ -169,40 +169,40 @@ func TestCanonical(t *testing.T) {
 		{"a DiagnosticReport with its results in Related", MethodCreate,
 			`{"resourceType":"DiagnosticReport","status":"preliminary","code":{"text":"Glucose"},"subject":{"reference":"Patient/p1"},
 			  "identifier":[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"FILL"}]},"value":"F1"}],
-			  "result":[{"reference":"Observation/o1"}]}`, []string{patientJSON, glucoseJSON},
+			  "result":[{"reference":"Observation/o1"}]}`, []string{inPatientJSON, inGlucoseJSON},
 			avro.ClinicalEvent{EventType: "result", MessageType: "ORU", TriggerEvent: "R01", Patient: p,
 				Orders:       []avro.Order{{Control: "RE", FillerOrderNumber: "F1", ServiceText: "Glucose", ResultStatus: "P"}},
 				Observations: []avro.Observation{glucose}}},
-		{"a ServiceRequest created active is a new order (NW)", MethodCreate, requestJSON, []string{patientJSON},
-			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{requestWant("NW", "")}}},
-		{"a ServiceRequest updated active is a change (XO)", MethodUpdate, requestJSON, []string{patientJSON},
-			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{requestWant("XO", "")}}},
-		{"a ServiceRequest revoked is a cancel (CA)", MethodUpdate, strings.Replace(requestJSON, `"active"`, `"revoked"`, 1), []string{patientJSON},
-			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{requestWant("CA", "CA")}}},
-		{"an Encounter created in progress is admit ADT^A01", MethodCreate, encounterJSON, []string{patientJSON},
-			avro.ClinicalEvent{EventType: "admit", MessageType: "ADT", TriggerEvent: "A01", Patient: p, Encounter: encounterWant()}},
-		{"an Encounter updated in progress is update ADT^A08", MethodUpdate, encounterJSON, []string{patientJSON},
-			avro.ClinicalEvent{EventType: "update", MessageType: "ADT", TriggerEvent: "A08", Patient: p, Encounter: encounterWant()}},
+		{"a ServiceRequest created active is a new order (NW)", MethodCreate, inRequestJSON, []string{inPatientJSON},
+			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{inRequestWant("NW", "")}}},
+		{"a ServiceRequest updated active is a change (XO)", MethodUpdate, inRequestJSON, []string{inPatientJSON},
+			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{inRequestWant("XO", "")}}},
+		{"a ServiceRequest revoked is a cancel (CA)", MethodUpdate, strings.Replace(inRequestJSON, `"active"`, `"revoked"`, 1), []string{inPatientJSON},
+			avro.ClinicalEvent{EventType: "order", MessageType: "ORM", TriggerEvent: "O01", Patient: p, Orders: []avro.Order{inRequestWant("CA", "CA")}}},
+		{"an Encounter created in progress is admit ADT^A01", MethodCreate, inEncounterJSON, []string{inPatientJSON},
+			avro.ClinicalEvent{EventType: "admit", MessageType: "ADT", TriggerEvent: "A01", Patient: p, Encounter: inEncounterWant()}},
+		{"an Encounter updated in progress is update ADT^A08", MethodUpdate, inEncounterJSON, []string{inPatientJSON},
+			avro.ClinicalEvent{EventType: "update", MessageType: "ADT", TriggerEvent: "A08", Patient: p, Encounter: inEncounterWant()}},
 		{"an Encounter finished is discharge ADT^A03", MethodUpdate,
-			strings.Replace(strings.Replace(encounterJSON, `"in-progress"`, `"finished"`, 1), `"start":"2024-03-08T09:00:00Z"`, `"start":"2024-03-08T09:00:00Z","end":"2024-03-10T11:15:00Z"`, 1),
-			[]string{patientJSON},
+			strings.Replace(strings.Replace(inEncounterJSON, `"in-progress"`, `"finished"`, 1), `"start":"2024-03-08T09:00:00Z"`, `"start":"2024-03-08T09:00:00Z","end":"2024-03-10T11:15:00Z"`, 1),
+			[]string{inPatientJSON},
 			avro.ClinicalEvent{EventType: "discharge", MessageType: "ADT", TriggerEvent: "A03", Patient: p, Encounter: func() *avro.Encounter {
-				e := encounterWant()
+				e := inEncounterWant()
 				e.DischargeTime = "20240310111500"
 				return e
 			}()}},
-		{"an AllergyIntolerance is the person's AL1 on ADT^A31, its patient by identifier", MethodCreate, allergyJSON, nil,
+		{"an AllergyIntolerance is the person's AL1 on ADT^A31, its patient by identifier", MethodCreate, inAllergyJSON, nil,
 			avro.ClinicalEvent{EventType: "person_update", MessageType: "ADT", TriggerEvent: "A31",
 				Patient:   avro.Patient{Identifiers: []avro.Identifier{{Value: "9990000018", AssigningAuthority: "NHS"}}},
 				Allergies: []avro.Allergy{{Type: "DA", Code: "373270004", Text: "Penicillin", CodingSystem: "SCT", Severity: "MO", Reaction: "Hives~Wheeze"}}}},
-		{"an Appointment arrived is register ADT^A04", MethodUpdate, appointmentJSON, []string{patientJSON},
+		{"an Appointment arrived is register ADT^A04", MethodUpdate, inAppointmentJSON, []string{inPatientJSON},
 			avro.ClinicalEvent{EventType: "register", MessageType: "ADT", TriggerEvent: "A04", Patient: p,
 				Encounter: &avro.Encounter{PatientClass: "O", AttendingDoctor: "d2", PointOfCare: "Clinic 4", AdmitTime: "20240308100000"}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := decodeAll(t, tc.body)[0]
-			ev, err := Canonical(Write{Interface: "ehr-fhir", Method: tc.method, Resource: r, Related: decodeAll(t, tc.related...)}, testSystems())
+			r := inDecodeAll(t, tc.body)[0]
+			ev, err := Canonical(Write{Interface: "ehr-fhir", Method: tc.method, Resource: r, Related: inDecodeAll(t, tc.related...)}, inSystems())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,8 +236,8 @@ func TestCanonicalObservationValues(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := decodeAll(t, edit(t, glucoseJSON, tc.old, tc.new), patientJSON, requestJSON)
-			ev, err := Canonical(Write{Method: MethodCreate, Resource: rs[0], Related: rs[1:]}, testSystems())
+			rs := inDecodeAll(t, inEdit(t, inGlucoseJSON, tc.old, tc.new), inPatientJSON, inRequestJSON)
+			ev, err := Canonical(Write{Method: MethodCreate, Resource: rs[0], Related: rs[1:]}, inSystems())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -252,41 +252,41 @@ func TestCanonicalObservationValues(t *testing.T) {
 // What careflow cannot map is an *Error at the FHIR element, within the
 // Bundle when the write was one, and never quotes the resource.
 func TestCanonicalErrors(t *testing.T) {
-	noSubject := edit(t, glucoseJSON, `"subject":{"reference":"Patient/p1"},`, "")
+	noSubject := inEdit(t, inGlucoseJSON, `"subject":{"reference":"Patient/p1"},`, "")
 	tests := []struct {
 		name, method, body string
 		related            []string
 		path, source       string
 	}{
 		{"no subject", MethodCreate, noSubject, nil, "Observation.subject", "PID-3"},
-		{"a subject careflow was not given", MethodCreate, glucoseJSON, []string{requestJSON}, "Observation.subject", "PID-3"},
-		{"a basedOn careflow was not given", MethodCreate, glucoseJSON, []string{patientJSON}, "Observation.basedOn", "ORC-2"},
+		{"a subject careflow was not given", MethodCreate, inGlucoseJSON, []string{inRequestJSON}, "Observation.subject", "PID-3"},
+		{"a basedOn careflow was not given", MethodCreate, inGlucoseJSON, []string{inPatientJSON}, "Observation.basedOn", "ORC-2"},
 		{"a value the model has no place for", MethodCreate,
-			edit(t, glucoseJSON, `"valueQuantity":{"value":6.1,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"}`, `"valuePeriod":{"start":"2024-01-01"}`),
-			[]string{patientJSON, requestJSON}, "Observation.valuePeriod", "OBX-5"},
+			inEdit(t, inGlucoseJSON, `"valueQuantity":{"value":6.1,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"}`, `"valuePeriod":{"start":"2024-01-01"}`),
+			[]string{inPatientJSON, inRequestJSON}, "Observation.valuePeriod", "OBX-5"},
 		{"a Patient without an identifier", MethodCreate, `{"resourceType":"Patient","name":[{"family":"HARPER"}]}`, nil, "Patient.identifier", "PID-3"},
-		{"a draft order", MethodCreate, strings.Replace(requestJSON, `"active"`, `"draft"`, 1), []string{patientJSON}, "ServiceRequest.status", "ORC-1"},
-		{"a planned encounter (A05, which normalise does not map)", MethodCreate, strings.Replace(encounterJSON, `"in-progress"`, `"planned"`, 1),
-			[]string{patientJSON}, "Encounter.status", "MSH-9"},
-		{"a booked appointment", MethodCreate, strings.Replace(appointmentJSON, `"arrived"`, `"booked"`, 1), []string{patientJSON}, "Appointment.status", "MSH-9"},
+		{"a draft order", MethodCreate, strings.Replace(inRequestJSON, `"active"`, `"draft"`, 1), []string{inPatientJSON}, "ServiceRequest.status", "ORC-1"},
+		{"a planned encounter (A05, which normalise does not map)", MethodCreate, strings.Replace(inEncounterJSON, `"in-progress"`, `"planned"`, 1),
+			[]string{inPatientJSON}, "Encounter.status", "MSH-9"},
+		{"a booked appointment", MethodCreate, strings.Replace(inAppointmentJSON, `"arrived"`, `"booked"`, 1), []string{inPatientJSON}, "Appointment.status", "MSH-9"},
 		{"a report's result careflow was not given", MethodCreate,
 			`{"resourceType":"DiagnosticReport","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"result":[{"reference":"Observation/gone"}]}`,
-			[]string{patientJSON}, "DiagnosticReport.result[0]", "OBX"},
+			[]string{inPatientJSON}, "DiagnosticReport.result[0]", "OBX"},
 		{"inside a transaction: the entry's element", MethodCreate,
-			edit(t, reportBundle, `"subject":{"reference":"urn:uuid:p"},"effectiveDateTime"`, `"effectiveDateTime"`), nil,
+			inEdit(t, inReportBundle, `"subject":{"reference":"urn:uuid:p"},"effectiveDateTime"`, `"effectiveDateTime"`), nil,
 			"Bundle.entry[2].resource.subject", "PID-3"},
 		{"a refuted allergy (AL1 cannot say so)", MethodUpdate,
-			edit(t, allergyJSON, `"category"`, `"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"refuted"}]},"category"`),
+			inEdit(t, inAllergyJSON, `"category"`, `"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"refuted"}]},"category"`),
 			nil, "AllergyIntolerance.verificationStatus", "AL1"},
 		{"a resolved allergy", MethodUpdate,
-			edit(t, allergyJSON, `"category"`, `"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"resolved"}]},"category"`),
+			inEdit(t, inAllergyJSON, `"category"`, `"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"resolved"}]},"category"`),
 			nil, "AllergyIntolerance.clinicalStatus", "AL1"},
-		{"a batch is mapped entry by entry", MethodCreate, strings.Replace(reportBundle, `"transaction"`, `"batch"`, 1), nil, "Bundle.type", "MSH-9"},
+		{"a batch is mapped entry by entry", MethodCreate, strings.Replace(inReportBundle, `"transaction"`, `"batch"`, 1), nil, "Bundle.type", "MSH-9"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := decodeAll(t, tc.body)[0]
-			_, err := Canonical(Write{Method: tc.method, Resource: r, Related: decodeAll(t, tc.related...)}, testSystems())
+			r := inDecodeAll(t, tc.body)[0]
+			_, err := Canonical(Write{Method: tc.method, Resource: r, Related: inDecodeAll(t, tc.related...)}, inSystems())
 			var fe *Error
 			if !errors.As(err, &fe) || fe.Path != tc.path || fe.Source != tc.source {
 				t.Fatalf("error %v, want one at %s (%s)", err, tc.path, tc.source)
@@ -303,8 +303,8 @@ func TestCanonicalErrors(t *testing.T) {
 // Provenance names the interface, the FHIR version and the resource
 // written; its event time is the resource's meta.lastUpdated.
 func TestCanonicalProvenance(t *testing.T) {
-	r := decodeAll(t, patientJSON)[0]
-	ev, err := Canonical(Write{Interface: "ehr-fhir", Method: MethodUpdate, Resource: r}, testSystems())
+	r := inDecodeAll(t, inPatientJSON)[0]
+	ev, err := Canonical(Write{Interface: "ehr-fhir", Method: MethodUpdate, Resource: r}, inSystems())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,8 +319,8 @@ func TestCanonicalProvenance(t *testing.T) {
 // stages/normalise gives the same HL7 message type and trigger.
 func TestCanonicalEventTypesAreNormalises(t *testing.T) {
 	pairs := map[string]string{
-		evPersonAdd: "ADT^A28", evPersonUpdate: "ADT^A31", evAdmit: "ADT^A01", evRegister: "ADT^A04",
-		evDischarge: "ADT^A03", evUpdate: "ADT^A08", evCancelAdmit: "ADT^A11", evOrder: "ORM^O01", evResult: "ORU^R01",
+		inEvPersonAdd: "ADT^A28", inEvPersonUpdate: "ADT^A31", inEvAdmit: "ADT^A01", inEvRegister: "ADT^A04",
+		inEvDischarge: "ADT^A03", inEvUpdate: "ADT^A08", inEvCancelAdmit: "ADT^A11", inEvOrder: "ORM^O01", inEvResult: "ORU^R01",
 	}
 	for et, mt := range pairs {
 		typ, trigger, _ := strings.Cut(mt, "^")
@@ -390,7 +390,7 @@ func TestCanonicalSpecExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, decodeAll(t, string(b))...)
+		all = append(all, inDecodeAll(t, string(b))...)
 	}
 	for i, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
@@ -411,7 +411,7 @@ func TestCanonicalSpecExamples(t *testing.T) {
 			t.Logf("%s: %v", filepath.Base(f), err)
 		})
 	}
-	r := decodeAll(t, mustRead(t, filepath.Join("testdata", "spec", "valid", "Patient-example.json")))[0]
+	r := inDecodeAll(t, inRead(t, filepath.Join("testdata", "spec", "valid", "Patient-example.json")))[0]
 	ev, err := Canonical(Write{Method: MethodCreate, Resource: r}, NewSystems(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +428,7 @@ func TestCanonicalSpecExamples(t *testing.T) {
 	}
 }
 
-func mustRead(t *testing.T, path string) string {
+func inRead(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -440,11 +440,11 @@ func mustRead(t *testing.T, path string) string {
 // Canonical of a DiagnosticReport transaction, the normalise hot path
 // for FHIR results.
 func BenchmarkCanonical(b *testing.B) {
-	r, err := Decode([]byte(reportBundle))
+	r, err := Decode([]byte(inReportBundle))
 	if err != nil {
 		b.Fatal(err)
 	}
-	sys := testSystems()
+	sys := inSystems()
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := Canonical(Write{Method: MethodCreate, Resource: r}, sys); err != nil {

@@ -121,9 +121,9 @@ func inCode(v protoreflect.Enum) string {
 	return strings.ToLower(strings.ReplaceAll(string(v.Descriptor().Values().ByNumber(v.Number()).Name()), "_", "-"))
 }
 
-// standardSystems are codeSystems the other way: a FHIR code system URI
+// fromCodeSystems are codeSystems the other way: a FHIR code system URI
 // to its HL7 table 0396 code.
-var standardSystems = func() map[string]string {
+var fromCodeSystems = func() map[string]string {
 	out := map[string]string{}
 	for code, uri := range codeSystems {
 		if _, dup := out[uri]; !dup || code == "SCT" {
@@ -133,8 +133,8 @@ var standardSystems = func() map[string]string {
 	return out
 }()
 
-// coding is one CWE triplet.
-type coding struct{ code, text, system string }
+// inCWE is one CWE triplet.
+type inCWE struct{ code, text, system string }
 
 // inConcept is a CodeableConcept as CWE's primary and alternate codings:
 // the first coding in a standard system careflow knows (LOINC, SNOMED
@@ -142,11 +142,11 @@ type coding struct{ code, text, system string }
 // with no standard coding, the first and second. A system careflow has
 // no table 0396 code for is kept as its URI; a coding without one has
 // no system. The primary's text is code.text, else its display.
-func inConcept(cc *dpb.CodeableConcept) (primary, alt coding) {
+func inConcept(cc *dpb.CodeableConcept) (primary, alt inCWE) {
 	codings := cc.GetCoding()
 	first := -1
 	for i, c := range codings {
-		if _, ok := standardSystems[c.GetSystem().GetValue()]; ok {
+		if _, ok := fromCodeSystems[c.GetSystem().GetValue()]; ok {
 			first = i
 			break
 		}
@@ -174,9 +174,9 @@ func inConcept(cc *dpb.CodeableConcept) (primary, alt coding) {
 	return primary, alt
 }
 
-func inCoding(c *dpb.Coding) coding {
-	out := coding{code: c.GetCode().GetValue(), text: c.GetDisplay().GetValue(), system: c.GetSystem().GetValue()}
-	if code, ok := standardSystems[out.system]; ok {
+func inCoding(c *dpb.Coding) inCWE {
+	out := inCWE{code: c.GetCode().GetValue(), text: c.GetDisplay().GetValue(), system: c.GetSystem().GetValue()}
+	if code, ok := fromCodeSystems[out.system]; ok {
 		out.system = code
 	}
 	return out
@@ -184,17 +184,17 @@ func inCoding(c *dpb.Coding) coding {
 
 // cwe is a coding as a CWE value (code^text^system), trailing empties
 // dropped, for an OBX-5 of type CWE.
-func (c coding) cwe() string {
+func (c inCWE) cwe() string {
 	return strings.TrimRight(c.code+"^"+c.text+"^"+c.system, "^")
 }
 
-// ei is an order number (HL7 EI) read from an Identifier: EI.1 the value,
+// inEI is an order number (HL7 EI) read from an Identifier: EI.1 the value,
 // EI.2 the namespace (the system's authority, else the assigner's
 // display), and for a urn:oid: system EI.3 and EI.4 the OID and ISO.
-type ei struct{ number, namespace, universalID, universalIDType string }
+type inEI struct{ number, namespace, universalID, universalIDType string }
 
-func (s *inScope) fromOrderIdentifier(id *dpb.Identifier) ei {
-	out := ei{number: id.GetValue().GetValue()}
+func (s *inScope) fromOrderIdentifier(id *dpb.Identifier) inEI {
+	out := inEI{number: id.GetValue().GetValue()}
 	sys := id.GetSystem().GetValue()
 	switch {
 	case strings.HasPrefix(sys, "urn:oid:"):
@@ -207,9 +207,9 @@ func (s *inScope) fromOrderIdentifier(id *dpb.Identifier) ei {
 	return out
 }
 
-// v2OrderTypes is where an identifier says it is a placer (PLAC) or
+// inOrderRole is where an identifier says it is a placer (PLAC) or
 // filler (FILL) order number: HL7 table 0203, in v2-0203.
-func orderRole(id *dpb.Identifier) string {
+func inOrderRole(id *dpb.Identifier) string {
 	switch inTypeCode(id.GetType()) {
 	case "PLAC":
 		return "PLAC"

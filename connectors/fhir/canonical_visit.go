@@ -15,10 +15,10 @@ import (
 	"github.com/careflow-health/careflow/avro"
 )
 
-// patientClasses is Encounter.class (v3 ActCode) to PV1-2 (table 0004),
+// fromPatientClasses is Encounter.class (v3 ActCode) to PV1-2 (table 0004),
 // the IG's ConceptMap reversed: inpatient I, ambulatory O, emergency E,
 // pre-admission P; any other class is U, unknown.
-var patientClasses = map[string]string{
+var fromPatientClasses = map[string]string{
 	"IMP": "I", "ACUTE": "I", "NONAC": "I", "AMB": "O", "EMER": "E", "PRENC": "P",
 	"OBSENC": "O", "SS": "O", "HH": "O", "VR": "O", "FLD": "O",
 }
@@ -34,16 +34,16 @@ func (s *inScope) fromEncounter(r Resource, method string) (*avro.ClinicalEvent,
 	ev := &avro.ClinicalEvent{MessageType: "ADT"}
 	switch st := e.GetStatus().GetValue(); st {
 	case cpb.EncounterStatusCode_ARRIVED, cpb.EncounterStatusCode_TRIAGED, cpb.EncounterStatusCode_IN_PROGRESS:
-		ev.EventType, ev.TriggerEvent = evAdmit, "A01"
+		ev.EventType, ev.TriggerEvent = inEvAdmit, "A01"
 		if method == MethodUpdate {
-			ev.EventType, ev.TriggerEvent = evUpdate, "A08"
+			ev.EventType, ev.TriggerEvent = inEvUpdate, "A08"
 		}
 	case cpb.EncounterStatusCode_ONLEAVE:
-		ev.EventType, ev.TriggerEvent = evUpdate, "A08"
+		ev.EventType, ev.TriggerEvent = inEvUpdate, "A08"
 	case cpb.EncounterStatusCode_FINISHED:
-		ev.EventType, ev.TriggerEvent = evDischarge, "A03"
+		ev.EventType, ev.TriggerEvent = inEvDischarge, "A03"
 	case cpb.EncounterStatusCode_CANCELLED, cpb.EncounterStatusCode_ENTERED_IN_ERROR:
-		ev.EventType, ev.TriggerEvent = evCancelAdmit, "A11"
+		ev.EventType, ev.TriggerEvent = inEvCancelAdmit, "A11"
 	default:
 		return nil, s.errorf(e, "Encounter.status", "MSH-9", "careflow maps no Encounter of status %s to a canonical event", inCode(st))
 	}
@@ -63,7 +63,7 @@ func (s *inScope) fromEncounter(r Resource, method string) (*avro.ClinicalEvent,
 	}
 	if c := e.GetClassValue(); c != nil {
 		enc.PatientClass = "U"
-		if pc, ok := patientClasses[c.GetCode().GetValue()]; ok {
+		if pc, ok := fromPatientClasses[c.GetCode().GetValue()]; ok {
 			enc.PatientClass = pc
 		}
 	}
@@ -81,10 +81,10 @@ func (s *inScope) fromEncounter(r Resource, method string) (*avro.ClinicalEvent,
 	return ev, nil
 }
 
-// locationParts are a location's physicalType (location-physical-type) to
+// fromLocationParts are a location's physicalType (location-physical-type) to
 // the PL component it fills: ward PV1-3.1, room .2, bed .3, building or
 // site .4.
-var locationParts = map[string]int{"wa": 1, "ro": 2, "bd": 3, "bu": 4, "si": 4}
+var fromLocationParts = map[string]int{"wa": 1, "ro": 2, "bd": 3, "bu": 4, "si": 4}
 
 // fromLocations reverses PV1-3: v2-to-FHIR writes each PL component as a
 // location with its physicalType; one without a type is the point of
@@ -98,31 +98,31 @@ func fromLocations(enc *avro.Encounter, locs []*encpb.Encounter_Location) {
 			name = inReferenceID(l.GetLocation())
 		}
 		if l.GetStatus().GetValue() == cpb.EncounterLocationStatusCode_COMPLETED {
-			setIfEmpty(&enc.PriorPointOfCare, name)
+			inSetIfEmpty(&enc.PriorPointOfCare, name)
 			continue
 		}
 		part := 1
 		for _, c := range l.GetPhysicalType().GetCoding() {
-			if p, ok := locationParts[c.GetCode().GetValue()]; ok {
+			if p, ok := fromLocationParts[c.GetCode().GetValue()]; ok {
 				part = p
 			}
 		}
 		switch part {
 		case 1:
-			setIfEmpty(&enc.PointOfCare, name)
+			inSetIfEmpty(&enc.PointOfCare, name)
 		case 2:
-			setIfEmpty(&enc.Room, name)
+			inSetIfEmpty(&enc.Room, name)
 		case 3:
-			setIfEmpty(&enc.Bed, name)
+			inSetIfEmpty(&enc.Bed, name)
 		case 4:
-			setIfEmpty(&enc.Facility, name)
+			inSetIfEmpty(&enc.Facility, name)
 		}
 	}
 }
 
-// allergyTypes are AllergyIntolerance.category to AL1-2 (table 0127):
+// fromAllergyTypes are AllergyIntolerance.category to AL1-2 (table 0127):
 // medication DA, food FA, environment EA; biologic has no 0127 code.
-var allergyTypes = map[cpb.AllergyIntoleranceCategoryCode_Value]string{
+var fromAllergyTypes = map[cpb.AllergyIntoleranceCategoryCode_Value]string{
 	cpb.AllergyIntoleranceCategoryCode_MEDICATION: "DA", cpb.AllergyIntoleranceCategoryCode_FOOD: "FA",
 	cpb.AllergyIntoleranceCategoryCode_ENVIRONMENT: "EA",
 }
@@ -162,7 +162,7 @@ func (s *inScope) fromAllergy(r Resource) (*avro.ClinicalEvent, error) {
 	}
 	a := avro.Allergy{}
 	if cats := ai.GetCategory(); len(cats) > 0 {
-		a.Type = allergyTypes[cats[0].GetValue()]
+		a.Type = fromAllergyTypes[cats[0].GetValue()]
 	}
 	pc, alt := inConcept(ai.GetCode())
 	a.Code, a.Text, a.CodingSystem = pc.code, pc.text, pc.system
@@ -191,7 +191,7 @@ func (s *inScope) fromAllergy(r Resource) (*avro.ClinicalEvent, error) {
 	if a.Code == "" && a.Text == "" {
 		return nil, s.errorf(ai, "AllergyIntolerance.code", "AL1-3", "the allergy names no allergen (AL1-3 is required)")
 	}
-	return &avro.ClinicalEvent{EventType: evPersonUpdate, MessageType: "ADT", TriggerEvent: "A31", Patient: p, Allergies: []avro.Allergy{a}}, nil
+	return &avro.ClinicalEvent{EventType: inEvPersonUpdate, MessageType: "ADT", TriggerEvent: "A31", Patient: p, Allergies: []avro.Allergy{a}}, nil
 }
 
 // inText is a concept's text, else its first coding's display, else its
@@ -239,18 +239,18 @@ func (s *inScope) fromAppointment(r Resource) (*avro.ClinicalEvent, error) {
 				patient = ref
 			}
 		case ref.GetPractitionerId() != nil:
-			setIfEmpty(&enc.AttendingDoctor, inReferenceID(ref))
+			inSetIfEmpty(&enc.AttendingDoctor, inReferenceID(ref))
 		case ref.GetLocationId() != nil:
 			name := ref.GetDisplay().GetValue()
 			if name == "" {
 				name = inReferenceID(ref)
 			}
-			setIfEmpty(&enc.PointOfCare, name)
+			inSetIfEmpty(&enc.PointOfCare, name)
 		}
 	}
 	p, err := s.patientOf(ap, patient, "Appointment.participant.actor")
 	if err != nil {
 		return nil, err
 	}
-	return &avro.ClinicalEvent{EventType: evRegister, MessageType: "ADT", TriggerEvent: "A04", Patient: p, Encounter: enc}, nil
+	return &avro.ClinicalEvent{EventType: inEvRegister, MessageType: "ADT", TriggerEvent: "A04", Patient: p, Encounter: enc}, nil
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/google/fhir/go/jsonformat"
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
-	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -35,12 +34,12 @@ type Entry struct {
 func Entries(b Resource) ([]Entry, error) {
 	bundle := b.Contained().GetBundle()
 	if bundle == nil {
-		return nil, one(CodeValue, "", fmt.Sprintf("careflow takes a transaction or batch Bundle here, not a %s", orNone(b.Type())))
+		return nil, inOne(CodeValue, "", fmt.Sprintf("careflow takes a transaction or batch Bundle here, not a %s", inOrNone(b.Type())))
 	}
 	switch bundle.GetType().GetValue() {
 	case cpb.BundleTypeCode_TRANSACTION, cpb.BundleTypeCode_BATCH:
 	default:
-		return nil, one(CodeValue, "Bundle.type", "careflow takes transaction and batch Bundles")
+		return nil, inOne(CodeValue, "Bundle.type", "careflow takes transaction and batch Bundles")
 	}
 	var (
 		issues  []Issue
@@ -91,20 +90,20 @@ func Entries(b Resource) ([]Entry, error) {
 	return entries, nil
 }
 
-func orNone(s string) string {
+func inOrNone(s string) string {
 	if s == "" {
 		return "missing resource"
 	}
 	return s
 }
 
-var referenceName = (&dpb.Reference{}).ProtoReflect().Descriptor().FullName()
+var inReferenceName = (&dpb.Reference{}).ProtoReflect().Descriptor().FullName()
 
 // inReferences calls visit with every Reference in m and its FHIRPath
 // below path, in field order. Contained resources are not entered: their
 // references are the container's business, not the Bundle's.
 func inReferences(m protoreflect.Message, path string, visit func(string, *dpb.Reference)) {
-	if m.Descriptor().FullName() == referenceName {
+	if m.Descriptor().FullName() == inReferenceName {
 		visit(path, m.Interface().(*dpb.Reference))
 		return
 	}
@@ -120,13 +119,13 @@ func inReferences(m protoreflect.Message, path string, visit func(string, *dpb.R
 			return true
 		}
 		inner := v.Message()
-		if isChoice(f) {
+		if inIsChoice(f) {
 			// value[x]: FHIRPath names the choice by its type (valueReference)
 			which := inner.WhichOneof(inner.Descriptor().Oneofs().Get(0))
 			if which == nil {
 				return true
 			}
-			name, inner = name+upperFirst(which.JSONName()), inner.Get(which).Message()
+			name, inner = name+inUpperFirst(which.JSONName()), inner.Get(which).Message()
 		}
 		inReferences(inner, path+"."+name, visit)
 		return true
@@ -148,15 +147,4 @@ func inReferenceString(ref *dpb.Reference) string {
 		return ""
 	}
 	return c.GetUri().GetValue()
-}
-
-// bundleResource is the entry of bundle whose fullUrl is url; zero when
-// none.
-func bundleResource(bundle *bcrpb.Bundle, url string) Resource {
-	for _, e := range bundle.GetEntry() {
-		if e.GetFullUrl().GetValue() == url && e.GetResource() != nil {
-			return Resource{c: e.GetResource()}
-		}
-	}
-	return Resource{}
 }

@@ -90,7 +90,7 @@ func TestEntriesIssues(t *testing.T) {
 				t.Fatalf("Decode: %v", err)
 			}
 			_, err = Entries(r)
-			checkIssue(t, err, tc.code, tc.expression)
+			inCheckIssue(t, err, tc.code, tc.expression)
 		})
 	}
 }
