@@ -355,6 +355,9 @@ func provenanceToNative(p *Provenance) map[string]any {
 		"accept_ack_type":       p.AcceptAckType,
 		"app_ack_type":          p.AppAckType,
 		"code_maps":             stringsToNative(p.CodeMaps),
+		"resource_type":         p.ResourceType,
+		"resource_id":           p.ResourceID,
+		"resource_version":      p.ResourceVersion,
 	}
 }
 
@@ -374,6 +377,9 @@ func provenanceFromNative(m map[string]any) Provenance {
 		AcceptAckType:        str(m, "accept_ack_type"),
 		AppAckType:           str(m, "app_ack_type"),
 		CodeMaps:             stringsOf(m, "code_maps"),
+		ResourceType:         str(m, "resource_type"),
+		ResourceID:           str(m, "resource_id"),
+		ResourceVersion:      str(m, "resource_version"),
 	}
 }
 

@@ -202,6 +202,12 @@ type Provenance struct {
 	// CodeMaps are the code maps normalise read this event's codes
 	// against, as name@version (docs/codes.md); empty when none applied.
 	CodeMaps []string `json:"code_maps"`
+	// ResourceType, ResourceID and ResourceVersion name the FHIR resource
+	// an event was read from (connectors/fhir's Canonical): its type, its
+	// logical id and meta.versionId. All "" for an HL7 v2 message.
+	ResourceType    string `json:"resource_type"`
+	ResourceID      string `json:"resource_id"`
+	ResourceVersion string `json:"resource_version"`
 }
 
 // Acknowledgment is careflow's answer to a sender, carried by an event

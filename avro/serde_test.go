@@ -75,6 +75,8 @@ func TestRoundTrip(t *testing.T) {
 	noEncounter.Encounter = nil
 	emptyEncounter := event
 	emptyEncounter.Encounter = &avro.Encounter{}
+	fromFHIR := event
+	fromFHIR.Provenance.ResourceType, fromFHIR.Provenance.ResourceID, fromFHIR.Provenance.ResourceVersion = "Observation", "obs-1", "3"
 	negativeTime := outcome
 	negativeTime.At = time.Date(1969, 7, 20, 20, 17, 40, 0, time.UTC) // before the epoch
 	emptyPayload := raw
@@ -94,6 +96,7 @@ func TestRoundTrip(t *testing.T) {
 		{"ClinicalEvent", &event, nil, func() any { return new(avro.ClinicalEvent) }},
 		{"ClinicalEvent nil encounter", &noEncounter, nil, func() any { return new(avro.ClinicalEvent) }},
 		{"ClinicalEvent empty encounter", &emptyEncounter, nil, func() any { return new(avro.ClinicalEvent) }},
+		{"ClinicalEvent from a FHIR resource", &fromFHIR, nil, func() any { return new(avro.ClinicalEvent) }},
 		{"ClinicalEvent empty slices", &emptySlices, &wantEmpty, func() any { return new(avro.ClinicalEvent) }},
 		{"ClinicalEvent zero", &avro.ClinicalEvent{}, nil, func() any { return new(avro.ClinicalEvent) }},
 		{"DeliveryOutcome", &outcome, nil, func() any { return new(avro.DeliveryOutcome) }},

@@ -31,11 +31,11 @@ var Supported = []string{
 // too-costly before it is parsed.
 const MaxBytes = 16 << 20
 
-// maxDepth bounds how deep google/fhir's unmarshaller descends (it counts
+// inMaxDepth bounds how deep google/fhir's unmarshaller descends (it counts
 // the dots of an element's path): a hostile body nested thousands deep is
 // refused instead of exhausting the stack. The deepest spec example,
 // a Bundle's contained Questionnaire item tree, is under 20.
-const maxDepth = 64
+const inMaxDepth = 64
 
 // Resource is one decoded FHIR R4 resource, as google/fhir's
 // ContainedResource. The zero value is no resource.
@@ -121,20 +121,20 @@ func inValue(m proto.Message, fields ...string) string {
 // (Patient.birthDate) as OperationOutcome.issue.expression does.
 func Decode(data []byte) (Resource, error) {
 	if len(data) > MaxBytes {
-		return Resource{}, one(CodeTooCostly, "", fmt.Sprintf("the body is %d bytes; careflow reads at most %d", len(data), MaxBytes))
+		return Resource{}, inOne(CodeTooCostly, "", fmt.Sprintf("the body is %d bytes; careflow reads at most %d", len(data), MaxBytes))
 	}
 	rt, err := inResourceType(data)
 	if err != nil {
 		return Resource{}, err
 	}
 	if !inSupported(rt) {
-		return Resource{}, one(CodeNotSupported, "", fmt.Sprintf("careflow does not take %s resources; it takes %s", rt, strings.Join(Supported, ", ")))
+		return Resource{}, inOne(CodeNotSupported, "", fmt.Sprintf("careflow does not take %s resources; it takes %s", rt, strings.Join(Supported, ", ")))
 	}
 	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)
 	if err != nil {
 		return Resource{}, fmt.Errorf("fhir: build the R4 unmarshaller: %w", err)
 	}
-	u.MaxNestingDepth = maxDepth
+	u.MaxNestingDepth = inMaxDepth
 	var rep inReporter
 	m, err := u.UnmarshalWithErrorReporter(data, &rep)
 	if err != nil {
@@ -163,21 +163,21 @@ func inResourceType(data []byte) (string, error) {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &syn):
-			return "", one(CodeStructure, "", fmt.Sprintf("the body is not JSON: syntax error at byte %d", syn.Offset))
+			return "", inOne(CodeStructure, "", fmt.Sprintf("the body is not JSON: syntax error at byte %d", syn.Offset))
 		case errors.As(err, &typ):
-			return "", one(CodeStructure, "", "the body is not a JSON object")
+			return "", inOne(CodeStructure, "", "the body is not a JSON object")
 		}
-		return "", one(CodeStructure, "", "the body is not JSON")
+		return "", inOne(CodeStructure, "", "the body is not JSON")
 	}
 	if len(head.ResourceType) == 0 || bytes.Equal(head.ResourceType, []byte("null")) {
-		return "", one(CodeRequired, "", "the body has no resourceType")
+		return "", inOne(CodeRequired, "", "the body has no resourceType")
 	}
 	var rt string
 	if err := json.Unmarshal(head.ResourceType, &rt); err != nil {
-		return "", one(CodeStructure, "", "resourceType is not a string")
+		return "", inOne(CodeStructure, "", "resourceType is not a string")
 	}
 	if !inKnownType(rt) {
-		return "", one(CodeInvalid, "", "resourceType is not a FHIR R4 resource type")
+		return "", inOne(CodeInvalid, "", "resourceType is not a FHIR R4 resource type")
 	}
 	return rt, nil
 }
@@ -194,7 +194,7 @@ func inSupported(rt string) bool {
 // inKnownType is whether R4 defines rt: whether ContainedResource has a
 // field of that message.
 func inKnownType(rt string) bool {
-	fields := containedDescriptor().Fields()
+	fields := inContainedDescriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
 		if m := fields.Get(i).Message(); m != nil && string(m.Name()) == rt {
 			return true
@@ -203,7 +203,7 @@ func inKnownType(rt string) bool {
 	return false
 }
 
-func containedDescriptor() protoreflect.MessageDescriptor {
+func inContainedDescriptor() protoreflect.MessageDescriptor {
 	return (&bcrpb.ContainedResource{}).ProtoReflect().Descriptor()
 }
 
@@ -246,7 +246,7 @@ func inIssue(line string) Issue {
 	case strings.HasPrefix(details, "missing required field "):
 		is.Code = CodeRequired
 		if field := strings.Trim(strings.TrimPrefix(details, "missing required field "), `"`); field != "" {
-			is.Expression = joinPath(is.Expression, field)
+			is.Expression = inJoinPath(is.Expression, field)
 		}
 	case details == "unknown resource type":
 		// the path ends in the type it did not know: the element is its parent
@@ -266,7 +266,7 @@ func inIssue(line string) Issue {
 	return is
 }
 
-func joinPath(path, field string) string {
+func inJoinPath(path, field string) string {
 	if path == "" {
 		return field
 	}
@@ -289,7 +289,7 @@ func inExpression(path string) string {
 	}
 	segs := strings.Split(path, ".")
 	var out []string
-	cur := containedDescriptor()
+	cur := inContainedDescriptor()
 	for i := 0; i < len(segs); i++ {
 		seg := segs[i]
 		if cur == nil {
@@ -300,7 +300,7 @@ func inExpression(path string) string {
 		if j := strings.IndexByte(seg, '['); j >= 0 {
 			name = seg[:j]
 		}
-		if cur.FullName() == containedDescriptor().FullName() {
+		if cur.FullName() == inContainedDescriptor().FullName() {
 			f := inResourceField(name)
 			if f == nil {
 				out, cur = append(out, seg), nil
@@ -314,14 +314,14 @@ func inExpression(path string) string {
 		}
 		f := inField(cur, strings.TrimPrefix(name, "_"))
 		switch {
-		case f != nil && isChoice(f) && i+1 < len(segs):
+		case f != nil && inIsChoice(f) && i+1 < len(segs):
 			// the validator's container.choice: one FHIRPath name
 			inner := inField(f.Message(), segs[i+1])
 			if inner == nil {
 				out, cur = append(out, seg), nil
 				continue
 			}
-			out = append(out, name+upperFirst(segs[i+1]))
+			out = append(out, name+inUpperFirst(segs[i+1]))
 			cur, i = inner.Message(), i+1
 		case f != nil && f.Message() == nil:
 			// a primitive's own value: FHIRPath names the primitive
@@ -340,7 +340,7 @@ func inExpression(path string) string {
 // named as the unmarshaller does (Patient) or as the validator does
 // (patient).
 func inResourceField(name string) protoreflect.FieldDescriptor {
-	fields := containedDescriptor().Fields()
+	fields := inContainedDescriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
 		f := fields.Get(i)
 		if f.Message() != nil && (string(f.Message().Name()) == name || f.JSONName() == name) {
@@ -366,7 +366,7 @@ func inChoice(m protoreflect.MessageDescriptor, jsonName string) protoreflect.Me
 	fields := m.Fields()
 	for i := 0; i < fields.Len(); i++ {
 		f := fields.Get(i)
-		if !isChoice(f) || !strings.HasPrefix(jsonName, f.JSONName()) {
+		if !inIsChoice(f) || !strings.HasPrefix(jsonName, f.JSONName()) {
 			continue
 		}
 		rest := strings.TrimPrefix(jsonName, f.JSONName())
@@ -380,7 +380,7 @@ func inChoice(m protoreflect.MessageDescriptor, jsonName string) protoreflect.Me
 	return nil
 }
 
-func isChoice(f protoreflect.FieldDescriptor) bool {
+func inIsChoice(f protoreflect.FieldDescriptor) bool {
 	if f.Message() == nil {
 		return false
 	}
@@ -388,7 +388,7 @@ func isChoice(f protoreflect.FieldDescriptor) bool {
 	return v
 }
 
-func upperFirst(s string) string {
+func inUpperFirst(s string) string {
 	if s == "" {
 		return s
 	}

@@ -63,7 +63,7 @@ func TestDecodeSpecInvalid(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = Decode(body)
-			checkIssue(t, err, IssueCode(tc.Code), tc.Expression)
+			inCheckIssue(t, err, IssueCode(tc.Code), tc.Expression)
 			var is *Issues
 			if errors.As(err, &is) && is.Status() != tc.Status {
 				t.Errorf("status %d, want %d", is.Status(), tc.Status)
@@ -72,9 +72,9 @@ func TestDecodeSpecInvalid(t *testing.T) {
 	}
 }
 
-// checkIssue fails unless err is *Issues with one issue of code at
+// inCheckIssue fails unless err is *Issues with one issue of code at
 // expression.
-func checkIssue(t *testing.T, err error, code IssueCode, expression string) {
+func inCheckIssue(t *testing.T, err error, code IssueCode, expression string) {
 	t.Helper()
 	var is *Issues
 	if !errors.As(err, &is) {
@@ -95,7 +95,7 @@ func checkIssue(t *testing.T, err error, code IssueCode, expression string) {
 func TestDecodeIssues(t *testing.T) {
 	tests := []struct {
 		name, file string
-		edit       func(m map[string]any)
+		inEdit     func(m map[string]any)
 		raw        string // the body, when not an edited file
 		code       IssueCode
 		expression string
@@ -105,27 +105,27 @@ func TestDecodeIssues(t *testing.T) {
 		{name: "no resourceType", raw: `{"id": "x"}`, code: CodeRequired},
 		{name: "not an R4 type", raw: `{"resourceType": "Patients"}`, code: CodeInvalid},
 		{name: "an R4 type careflow does not take", raw: `{"resourceType": "Medication"}`, code: CodeNotSupported},
-		{name: "missing required element", file: "Observation-f001.json", edit: func(m map[string]any) { delete(m, "code") },
+		{name: "missing required element", file: "Observation-f001.json", inEdit: func(m map[string]any) { delete(m, "code") },
 			code: CodeRequired, expression: "Observation.code"},
-		{name: "missing required element of a backbone", file: "Observation-f001.json", edit: func(m map[string]any) {
+		{name: "missing required element of a backbone", file: "Observation-f001.json", inEdit: func(m map[string]any) {
 			m["component"] = []any{map[string]any{"valueString": "x"}}
 		}, code: CodeRequired, expression: "Observation.component[0].code"},
-		{name: "missing required element inside a choice", file: "Observation-f001.json", edit: func(m map[string]any) {
+		{name: "missing required element inside a choice", file: "Observation-f001.json", inEdit: func(m map[string]any) {
 			delete(m, "valueQuantity")
 			m["valueSampledData"] = map[string]any{"period": 1, "dimensions": 1}
 		}, code: CodeRequired, expression: "Observation.valueSampledData.origin"},
-		{name: "bad value inside a choice", file: "Observation-f001.json", edit: func(m map[string]any) {
+		{name: "bad value inside a choice", file: "Observation-f001.json", inEdit: func(m map[string]any) {
 			m["valueQuantity"].(map[string]any)["value"] = "six"
 		}, code: CodeValue, expression: "Observation.valueQuantity.value"},
-		{name: "code outside a required binding", file: "Patient-example.json", edit: func(m map[string]any) { m["gender"] = "m" },
+		{name: "code outside a required binding", file: "Patient-example.json", inEdit: func(m map[string]any) { m["gender"] = "m" },
 			code: CodeCodeInvalid, expression: "Patient.gender"},
-		{name: "a Bundle entry's resource", file: "Bundle-bundle-transaction.json", edit: func(m map[string]any) {
+		{name: "a Bundle entry's resource", file: "Bundle-bundle-transaction.json", inEdit: func(m map[string]any) {
 			m["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["birthDate"] = "1974-13-25"
 		}, code: CodeValue, expression: "Bundle.entry[0].resource.birthDate"},
-		{name: "a Bundle entry's missing required element", file: "Bundle-bundle-transaction.json", edit: func(m map[string]any) {
+		{name: "a Bundle entry's missing required element", file: "Bundle-bundle-transaction.json", inEdit: func(m map[string]any) {
 			m["entry"].([]any)[0].(map[string]any)["resource"] = map[string]any{"resourceType": "Observation", "status": "final"}
 		}, code: CodeRequired, expression: "Bundle.entry[0].resource.code"},
-		{name: "a Bundle entry of a type R4 does not define", file: "Bundle-bundle-transaction.json", edit: func(m map[string]any) {
+		{name: "a Bundle entry of a type R4 does not define", file: "Bundle-bundle-transaction.json", inEdit: func(m map[string]any) {
 			m["entry"].([]any)[0].(map[string]any)["resource"] = map[string]any{"resourceType": "Patients"}
 		}, code: CodeInvalid, expression: "Bundle.entry[0].resource"},
 		{name: "too deep", raw: `{"resourceType":"Patient","extension":[` + strings.Repeat(`{"url":"u","extension":[`, 70) +
@@ -135,7 +135,7 @@ func TestDecodeIssues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			body := []byte(tc.raw)
 			if tc.file != "" {
-				body = editExample(t, tc.file, tc.edit)
+				body = inEditExample(t, tc.file, tc.inEdit)
 			}
 			_, err := Decode(body)
 			if tc.code == CodeTooCostly {
@@ -146,13 +146,13 @@ func TestDecodeIssues(t *testing.T) {
 				}
 				return
 			}
-			checkIssue(t, err, tc.code, tc.expression)
+			inCheckIssue(t, err, tc.code, tc.expression)
 		})
 	}
 }
 
-// editExample is a valid spec example with one edit.
-func editExample(t *testing.T, name string, edit func(map[string]any)) []byte {
+// inEditExample is a valid spec example with one edit.
+func inEditExample(t *testing.T, name string, inEdit func(map[string]any)) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "spec", "valid", name))
 	if err != nil {
@@ -162,7 +162,7 @@ func editExample(t *testing.T, name string, edit func(map[string]any)) []byte {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	edit(m)
+	inEdit(m)
 	out, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +173,7 @@ func editExample(t *testing.T, name string, edit func(map[string]any)) []byte {
 // A body over MaxBytes is refused before it is parsed.
 func TestDecodeTooLarge(t *testing.T) {
 	_, err := Decode(make([]byte, MaxBytes+1))
-	checkIssue(t, err, CodeTooCostly, "")
+	inCheckIssue(t, err, CodeTooCostly, "")
 	var is *Issues
 	if errors.As(err, &is) && is.Status() != 413 {
 		t.Errorf("status %d, want 413", is.Status())
@@ -188,5 +188,20 @@ func TestDecodeVersion(t *testing.T) {
 	}
 	if r.Type() != "Patient" || r.ID() != "p1" || r.VersionID() != "7" {
 		t.Errorf("got %s/%s version %s", r.Type(), r.ID(), r.VersionID())
+	}
+}
+
+// Decode of the spec's glucose Observation, the ingest hot path.
+func BenchmarkDecode(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join("testdata", "spec", "valid", "Observation-f001.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Decode(body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -107,12 +107,12 @@ func (e *Issues) Status() int {
 	return http.StatusBadRequest
 }
 
-func one(code IssueCode, expression, diagnostics string) *Issues {
+func inOne(code IssueCode, expression, diagnostics string) *Issues {
 	return &Issues{Issues: []Issue{{Severity: SeverityError, Code: code, Expression: expression, Diagnostics: diagnostics}}}
 }
 
-// issueCodes are the IssueCodes as google/fhir's R4 enum.
-var issueCodes = map[IssueCode]cpb.IssueTypeCode_Value{
+// inIssueCodes are the IssueCodes as google/fhir's R4 enum.
+var inIssueCodes = map[IssueCode]cpb.IssueTypeCode_Value{
 	CodeStructure: cpb.IssueTypeCode_STRUCTURE, CodeRequired: cpb.IssueTypeCode_REQUIRED,
 	CodeValue: cpb.IssueTypeCode_VALUE, CodeCodeInvalid: cpb.IssueTypeCode_CODE_INVALID,
 	CodeInvalid: cpb.IssueTypeCode_INVALID, CodeNotSupported: cpb.IssueTypeCode_NOT_SUPPORTED,
@@ -142,7 +142,7 @@ func OperationOutcome(err error) []byte {
 	}
 	out := &oopb.OperationOutcome{}
 	for _, i := range issues {
-		out.Issue = append(out.Issue, outIssue(i))
+		out.Issue = append(out.Issue, inOutcomeIssue(i))
 	}
 	b, jerr := JSON(out)
 	if jerr != nil {
@@ -154,7 +154,7 @@ func OperationOutcome(err error) []byte {
 	return b
 }
 
-func outIssue(i Issue) *oopb.OperationOutcome_Issue {
+func inOutcomeIssue(i Issue) *oopb.OperationOutcome_Issue {
 	sev := map[string]cpb.IssueSeverityCode_Value{
 		SeverityError: cpb.IssueSeverityCode_ERROR, SeverityWarning: cpb.IssueSeverityCode_WARNING,
 		"information": cpb.IssueSeverityCode_INFORMATION, "fatal": cpb.IssueSeverityCode_FATAL,
@@ -162,7 +162,7 @@ func outIssue(i Issue) *oopb.OperationOutcome_Issue {
 	if sev == cpb.IssueSeverityCode_INVALID_UNINITIALIZED {
 		sev = cpb.IssueSeverityCode_ERROR
 	}
-	code, ok := issueCodes[i.Code]
+	code, ok := inIssueCodes[i.Code]
 	if !ok {
 		code = map[IssueCode]cpb.IssueTypeCode_Value{
 			"exception": cpb.IssueTypeCode_EXCEPTION, "informational": cpb.IssueTypeCode_INFORMATIONAL,

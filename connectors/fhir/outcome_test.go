@@ -91,7 +91,7 @@ func TestIssuesStatus(t *testing.T) {
 		{CodeNotFound, 400}, {CodeNotSupported, 404}, {CodeTooCostly, 413}, {CodeProcessing, 422},
 	}
 	for _, tc := range tests {
-		if got := one(tc.code, "", "").Status(); got != tc.want {
+		if got := inOne(tc.code, "", "").Status(); got != tc.want {
 			t.Errorf("%s: status %d, want %d", tc.code, got, tc.want)
 		}
 	}

@@ -25,11 +25,11 @@ func init() {
 		CodeLogin: cpb.IssueTypeCode_LOGIN, CodeForbidden: cpb.IssueTypeCode_FORBIDDEN, CodeConflict: cpb.IssueTypeCode_CONFLICT,
 		CodeMultipleMatches: cpb.IssueTypeCode_MULTIPLE_MATCHES, CodeTransient: cpb.IssueTypeCode_TRANSIENT,
 	} {
-		issueCodes[c] = v
+		inIssueCodes[c] = v
 	}
 }
 
 // NewIssue is one error issue.
 func NewIssue(code IssueCode, expression, diagnostics string) *Issues {
-	return one(code, expression, diagnostics)
+	return inOne(code, expression, diagnostics)
 }

@@ -142,6 +142,9 @@ var hl7Uses = map[string]hl7Use{
 	"provenance.accept_ack_type":       {note: "not sent (MSH-15 is careflow's)"},
 	"provenance.app_ack_type":          {note: "not sent (MSH-16 is careflow's)"},
 	"provenance.code_maps":             {note: "not sent (the alternate codings above keep what a map replaced; docs/codes.md)"},
+	"provenance.resource_type":         {note: "not sent (the FHIR resource an event was read from)"},
+	"provenance.resource_id":           {note: "not sent"},
+	"provenance.resource_version":      {note: "not sent"},
 
 	"acknowledgment":                         {note: "MSA and ERR after MSH, on careflow's answers to a sender (docs/workflows.md)"},
 	"acknowledgment.code":                    {at: []string{"MSA-1"}},

@@ -11,8 +11,11 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/fhir"
@@ -29,13 +32,14 @@ func (s *Stage) serveBundle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, fe := readBody(w, r, in)
+	var res fhir.Resource
 	if fe == nil {
-		_, fe = decode(body, "Bundle")
+		res, fe = decode(body, "Bundle")
 	}
 	var kind string
 	var its []interaction
 	if fe == nil {
-		kind, its, fe = s.bundleInteractions(rc, body)
+		kind, its, fe = s.bundleInteractions(rc, res)
 	}
 	if fe != nil {
 		s.rejected(in, fe)
@@ -82,25 +86,39 @@ func entryResponse(p plan) fhir.ResponseEntry {
 }
 
 // bundleInteractions reads a Bundle's entries as interactions, each
-// checked as its own request would be: the type taken, the scope held,
-// the resource valid for its URL. In a batch an entry that fails is still
-// refused with the whole Bundle: careflow answers a batch's content
-// errors at once, and only storage is per entry.
-func (s *Stage) bundleInteractions(rc receipt, body []byte) (string, []interaction, *fhirError) {
-	kind, entries, err := fhir.Entries(body)
+// checked as its own request would be: a write (POST or PUT), of a type
+// the interface takes, under a scope the writer holds, valid for its URL.
+// In a batch an entry that fails is still refused with the whole Bundle:
+// careflow answers a batch's content errors at once, and only storage is
+// per entry.
+func (s *Stage) bundleInteractions(rc receipt, bundle fhir.Resource) (string, []interaction, *fhirError) {
+	entries, err := fhir.Entries(bundle)
 	if err != nil {
 		return "", nil, &fhirError{status: http.StatusBadRequest, err: err}
+	}
+	kind := "batch"
+	if bundle.Contained().GetBundle().GetType().GetValue() == cpb.BundleTypeCode_TRANSACTION {
+		kind = "transaction"
 	}
 	its := make([]interaction, 0, len(entries))
 	for i, e := range entries {
 		at := fmt.Sprintf("Bundle.entry[%d]", i)
+		if e.Method != "POST" && e.Method != "PUT" {
+			return "", nil, refuseFHIR(http.StatusNotFound, fhir.CodeNotSupported, at+".request.method",
+				"careflow takes writes (POST, PUT) in a Bundle, not "+strconv.Quote(e.Method)+": it is the interface layer, not the record")
+		}
 		path, query, _ := strings.Cut(e.URL, "?")
 		typ, id, _ := strings.Cut(path, "/")
-		if typ != e.Type {
+		if typ != e.Resource.Type() {
 			return "", nil, refuseFHIR(http.StatusBadRequest, fhir.CodeInvalid, at+".request.url",
-				fmt.Sprintf("the entry's url is for %s; its resource is a %s", typ, e.Type))
+				fmt.Sprintf("the entry's url is for %s; its resource is a %s", typ, e.Resource.Type()))
 		}
-		it := interaction{typ: typ, id: id, method: "create", body: e.Resource, ifNoneExist: e.IfNoneExist, ifMatch: e.IfMatch, fullURL: e.FullURL}
+		body, err := fhir.JSON(e.Resource.Message())
+		if err != nil {
+			return "", nil, withPrefix(&fhirError{status: http.StatusBadRequest, err: err}, at+".resource")
+		}
+		it := interaction{typ: typ, id: id, method: "create", body: body, res: e.Resource,
+			ifNoneExist: e.IfNoneExist, ifMatch: e.IfMatch, fullURL: e.FullURL}
 		if e.Method == "PUT" {
 			it.method = "update"
 			if id == "" {
@@ -110,12 +128,7 @@ func (s *Stage) bundleInteractions(rc receipt, body []byte) (string, []interacti
 		if fe := s.allowed(rc, typ, it.method); fe != nil {
 			return "", nil, fe
 		}
-		res, fe := decode(e.Resource, typ)
-		if fe == nil {
-			it.res = res
-			fe = checkID(it)
-		}
-		if fe != nil {
+		if fe := checkID(it); fe != nil {
 			return "", nil, withPrefix(fe, at+".resource")
 		}
 		its = append(its, it)

@@ -159,7 +159,7 @@ func New(cfg Config) (*Stage, error) {
 		// down to one a minute.
 		cfg.Audit = audit.New(audit.Config{Logger: cfg.Logger})
 	}
-	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), ifaces: map[string]*Interface{}, fhir: newResourceStore(), started: cfg.Now()}
+	s := &Stage{cfg: cfg, log: cfg.Logger.With("stage", "ingest"), ifaces: map[string]*Interface{}, fhir: newResourceStore(), started: time.Now()}
 	for i, in := range cfg.Interfaces {
 		if in.Name == "" {
 			return nil, fmt.Errorf("ingest: interface %d has no name", i)

@@ -137,6 +137,7 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		return s.reject(in, nil, now, err)
 	}
 	var m *hl7v2.Message // nil for a FHIR write
+	var err error
 	var ev *avro.ClinicalEvent
 	if raw.Transport == avro.TransportFHIR {
 		if ev, err = s.fhirEvent(&raw); err != nil {
