@@ -316,7 +316,7 @@ func TestCanonicalProvenance(t *testing.T) {
 
 func TestCanonicalRoundTrip(t *testing.T) {
 	sys := NewSystems(nil)
-	pat, err := Patient(demoPatient())
+	pat, err := Patient(demoPatient(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +332,7 @@ func TestCanonicalRoundTrip(t *testing.T) {
 		t.Errorf("patient read back\n got %+v\nwant %+v", ev.Patient, *demoPatient())
 	}
 
-	obs, err := Observation(glucose())
+	obs, err := Observation(glucose(), Refs{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,11 +41,15 @@ var statuses = map[string]cpb.ObservationStatusCode_Value{
 // standard coding first, the local one after it), OBX-11 status, OBX-5
 // value by OBX-2 (NM a Quantity in OBX-6's units, anything else a
 // string), OBX-7 reference range, OBX-8 interpretation, OBX-14
-// effective time. It is validated.
-func Observation(o *avro.Observation) (*opb.Observation, error) {
+// effective time; subject refs.Patient, encounter refs.Encounter, basedOn
+// refs.BasedOn (the order's ServiceRequest). It is validated.
+func Observation(o *avro.Observation, refs Refs) (*opb.Observation, error) {
 	out := &opb.Observation{
-		Status: &opb.Observation_StatusCode{Value: cpb.ObservationStatusCode_UNKNOWN},
-		Code:   concept(o.Code, o.Text, o.CodingSystem, o.AltCode, o.AltText, o.AltCodingSystem),
+		Status:    &opb.Observation_StatusCode{Value: cpb.ObservationStatusCode_UNKNOWN},
+		Code:      concept(o.Code, o.Text, o.CodingSystem, o.AltCode, o.AltText, o.AltCodingSystem),
+		Subject:   reference(refs.Patient),
+		Encounter: reference(refs.Encounter),
+		BasedOn:   references(refs.BasedOn),
 	}
 	if s, ok := statuses[strings.ToUpper(o.Status)]; ok {
 		out.Status.Value = s

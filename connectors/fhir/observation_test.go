@@ -22,7 +22,7 @@ func glucose() *avro.Observation {
 // The demo's glucose as FHIR JSON, against testdata/observation.json (go
 // test -update rewrites it), and read back by google/fhir.
 func TestObservationGolden(t *testing.T) {
-	o, err := Observation(glucose())
+	o, err := Observation(glucose(), Refs{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestObservationFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := glucose()
 			tc.edit(o)
-			r, err := Observation(o)
+			r, err := Observation(o, Refs{})
 			if tc.err != "" {
 				var fe *Error
 				if !errors.As(err, &fe) || fe.Path != tc.err || fe.Source != "OBX-14" {

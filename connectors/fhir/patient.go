@@ -21,25 +21,18 @@ import (
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 )
 
-// Systems of the identifiers careflow knows a URI for, by assigning
-// authority (CX.4). Another authority's identifiers carry it as the
-// assigner's display (Identifier.assigner), the v2-to-FHIR mapping's
-// choice when no naming system is known.
-var identifierSystems = map[string]string{
-	"NHS": "https://fhir.nhs.uk/Id/nhs-number",
-}
-
 // v2IdentifierTypes is HL7 table 0203's code system, for Identifier.type.
 const v2IdentifierTypes = "http://terminology.hl7.org/CodeSystem/v2-0203"
 
 // Patient is p as a FHIR R4 Patient (v2-to-FHIR PID[Patient]): PID-3
-// identifiers, PID-5 name, PID-7 birthDate, PID-8 gender, PID-11 address,
-// PID-13/14 telecom. It is validated; an invalid one (a birth date no
-// FHIR date can hold) is an error naming the element.
-func Patient(p *avro.Patient) (*ppb.Patient, error) {
+// identifiers in sys's systems (nil: the defaults), PID-5 name, PID-7
+// birthDate, PID-8 gender, PID-11 address, PID-13/14 telecom. It is
+// validated; an invalid one (a birth date no FHIR date can hold) is an
+// error naming the element.
+func Patient(p *avro.Patient, sys *Systems) (*ppb.Patient, error) {
 	out := &ppb.Patient{}
 	for _, id := range p.Identifiers {
-		out.Identifier = append(out.Identifier, identifier(id))
+		out.Identifier = append(out.Identifier, identifier(id, sys))
 	}
 	if p.FamilyName != "" || len(p.GivenNames) > 0 {
 		n := &dpb.HumanName{}
@@ -95,12 +88,13 @@ var genders = map[string]cpb.AdministrativeGenderCode_Value{
 	"U": cpb.AdministrativeGenderCode_UNKNOWN, "N": cpb.AdministrativeGenderCode_UNKNOWN,
 }
 
-func identifier(id avro.Identifier) *dpb.Identifier {
+// identifier is a CX as an Identifier, in the system sys writes and
+// searches its authority (CX.4) under, so that the identifier a Patient
+// carries is the one a conditional update on it finds (Systems.SearchURI).
+func identifier(id avro.Identifier, sys *Systems) *dpb.Identifier {
 	out := &dpb.Identifier{Value: str(id.Value)}
-	if sys, ok := identifierSystems[strings.ToUpper(id.AssigningAuthority)]; ok {
-		out.System = &dpb.Uri{Value: sys}
-	} else if id.AssigningAuthority != "" {
-		out.Assigner = &dpb.Reference{Display: str(id.AssigningAuthority)}
+	if u := sys.SearchURI(id.AssigningAuthority); u != "" {
+		out.System = &dpb.Uri{Value: u}
 	}
 	if id.TypeCode != "" {
 		out.Type = &dpb.CodeableConcept{Coding: []*dpb.Coding{{

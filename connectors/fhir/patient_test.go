@@ -37,7 +37,7 @@ func demoPatient() *avro.Patient {
 // test -update rewrites it), and read back by google/fhir's own
 // unmarshaller, which validates it.
 func TestPatientGolden(t *testing.T) {
-	p, err := Patient(demoPatient())
+	p, err := Patient(demoPatient(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestPatientFields(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Patient(&avro.Patient{Sex: tc.sex, BirthDate: tc.birth})
+			p, err := Patient(&avro.Patient{Sex: tc.sex, BirthDate: tc.birth}, nil)
 			if tc.err != "" {
 				var fe *Error
 				if !errors.As(err, &fe) || fe.Path != tc.err || fe.Source != "PID-7" {
@@ -119,5 +119,24 @@ func TestPatientFields(t *testing.T) {
 				t.Errorf("%s lacks %s", b, tc.want)
 			}
 		})
+	}
+}
+
+// PID-3's systems are Systems': a configured authority's URI, a
+// placeholder URN for one not configured, none for no authority, so that
+// a Patient carries the identifier its conditional update searches.
+func TestPatientIdentifierSystems(t *testing.T) {
+	sys := NewSystems(map[string]string{"HOSP": "https://trust.example.org/Id/mrn"})
+	p, err := Patient(&avro.Patient{Identifiers: []avro.Identifier{
+		{Value: "H1", AssigningAuthority: "HOSP"}, {Value: "C1", AssigningAuthority: "CLINIC"}, {Value: "X1"},
+	}}, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"https://trust.example.org/Id/mrn", "urn:careflow:authority:CLINIC", ""}
+	for i, id := range p.GetIdentifier() {
+		if got := id.GetSystem().GetValue(); got != want[i] {
+			t.Errorf("identifier %d: system %q, want %q", i, got, want[i])
+		}
 	}
 }

@@ -390,7 +390,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 	dedup := stages.NewDedup(e.dedupWindow())
 	st, err := deliver.New(deliver.Config{
 		Destination: deliver.Destination{
-			Name: d.Name, Connector: conn, Fields: fields,
+			Name: d.Name, Connector: conn, Fields: fields, FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems),
 			Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
 				SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
 				ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},

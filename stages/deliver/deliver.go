@@ -19,6 +19,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 
 	"github.com/careflow-health/careflow/avro"
+	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/connectors/hl7v2"
 	"github.com/careflow-health/careflow/stages"
 	"github.com/careflow-health/careflow/stages/deliver/render"
@@ -35,6 +36,9 @@ type Destination struct {
 	// (CompileFields); everything else is removed before rendering. nil
 	// sends every field.
 	Fields *Fields
+	// FHIRSystems are the identifier systems a fhir destination's
+	// resources are written with. Default: the built-in ones.
+	FHIRSystems *fhir.Systems
 	// BreakerFailures consecutive transient failures open the breaker.
 	// Default: 5.
 	BreakerFailures uint32
@@ -167,8 +171,14 @@ func (s *Stage) Process(ctx context.Context, in stages.Envelope) ([]stages.Envel
 		// cannot carry, keeps its code and HL7 location.
 		code, loc := CodeRender, ""
 		var pe *hl7v2.ParseError
-		if errors.As(err, &pe) {
+		var fe *fhir.Error
+		switch {
+		case errors.As(err, &pe):
 			code, loc = pe.Code, pe.Location
+		case errors.As(err, &fe):
+			// The v2 field to fix is what an analyst acts on; the FHIR
+			// element is in the text.
+			code, loc = CodeRender, fe.Source
 		}
 		return []stages.Envelope{s.outcome(in, &ev, controlID, avro.StatusRejected, 0, Result{Code: code, Location: loc}, err.Error())},
 			stages.Permanent(code, loc, fmt.Errorf("destination %s: render: %w", dest.Name, err))
@@ -229,8 +239,11 @@ func answered(dest string, r Result) string {
 
 func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
 	t := s.cfg.Destination.Target
-	if t.Format == avro.FormatJSON {
+	switch t.Format {
+	case avro.FormatJSON:
 		return render.JSON(ev, controlID)
+	case avro.FormatFHIR:
+		return fhir.TransactionBundle(ev, fhir.BundleOptions{Systems: s.cfg.Destination.FHIRSystems, ID: controlID})
 	}
 	return render.HL7(ev, t, controlID, s.cfg.Now())
 }
