@@ -47,9 +47,9 @@ func (d *decoder) findWarnings(c *Config) {
 				d.warn(p+".tls", fmt.Sprintf("anyone who can reach %s can write to interface %s: add client_ca_file (mutual TLS) or writers.addresses", in.Listen, in.Name))
 			}
 		}
-		if in.HTTPWritable() && httpOpen && !w.HasCredentials() && len(w.Addresses) == 0 {
+		if (in.HTTPWritable() || in.FHIRWritable()) && httpOpen && !w.HasCredentials() && len(w.Addresses) == 0 {
 			key := p + ".http"
-			if in.Transport == avro.TransportHTTP {
+			if in.Transport != avro.TransportMLLP {
 				key = p + ".name"
 			}
 			d.warn(key, fmt.Sprintf("anyone who can reach http.listen (%s) can write to interface %s: give writers.tokens or writers.jwt", c.HTTP.Listen, in.Name))

@@ -180,7 +180,10 @@ func (d *decoder) validateWriters(p string, in Inbound, httpTLS *TLS, issuers ma
 	if len(w.Certificates) > 0 && in.Transport == avro.TransportMLLP && !mllpVerifies {
 		d.problemAt(wp+".certificates", "client certificates are only verified with tls.client_ca_file on this interface")
 	}
-	if !in.HTTPWritable() {
+	if in.FHIRWritable() && (len(w.SendingApplications) > 0 || len(w.SendingFacilities) > 0) {
+		d.problemAt(wp, "sending_applications and sending_facilities are MSH-3 and MSH-4 of HL7 v2 messages; a fhir interface's writers are known by their credentials")
+	}
+	if !in.HTTPWritable() && !in.FHIRWritable() {
 		if len(w.Tokens) > 0 || w.JWT != nil {
 			d.problemAt(wp, "tokens and jwt authenticate HTTP writers, but this interface is not written over HTTP; add http: true or remove them")
 		}

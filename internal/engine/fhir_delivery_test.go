@@ -1,11 +1,9 @@
 package engine_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,7 +27,7 @@ func labADT(trigger, nhsNumber, mrn, id string) []byte {
 		"MSH|^~\\&|PAS|HOSP|CAREFLOW|HOSP|20240102030405||ADT^" + trigger + "^ADT_A01|" + id + "|P|2.5.1",
 		"EVN|" + trigger + "|20240102030405",
 		"PID|1||" + nhsNumber + "^^^NHS^NH~" + mrn + "^^^HOSP^MR||DOE^JANE||19800101|F|||1 HIGH ST^^LEEDS^^LS1 1AA^GBR^H",
-		"PV1|1|I|WARD1^101^A^HOSP||||1234^SMITH^JOHN|||||||||||V" + mrn + "|||||||||||||||||||||||||20240102030405",
+		"PV1|1|I|WARD1^101^A^HOSP||||1234^SMITH^JOHN||||||||||||V" + mrn + "|||||||||||||||||||||||||20240102030405",
 	}, "\r") + "\r")
 }
 
@@ -306,6 +304,4 @@ func TestFHIRCrossFormatDedup(t *testing.T) {
 		t.Fatalf("patient update: %d %s", a.status, a.body)
 	}
 	adts.await(t, func(m *hl7v2.Message) string { return m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2") + " " + m.Get("PID-3[1].1") }, "ADT^A28 "+n, "ADT^A31 "+n)
-	_ = context.Background
-	_ = net.Dial
 }

@@ -240,7 +240,10 @@ func TestFHIRSpecExamplesOverHTTP(t *testing.T) {
 		have[head.ResourceType+"/"+head.ID] = true
 	}
 	rank := func(typ string) int {
-		return map[string]int{"Patient": 0, "Encounter": 1, "ServiceRequest": 2, "Observation": 3}[typ] + 1
+		if r, ok := map[string]int{"Patient": 0, "Encounter": 1, "ServiceRequest": 2, "Observation": 3}[typ]; ok {
+			return r
+		}
+		return 4
 	}
 	slices.SortStableFunc(examples, func(a, b example) int { return rank(a.typ) - rank(b.typ) })
 	for _, ex := range examples {
