@@ -255,7 +255,9 @@ func TestFHIRCrossFormatDedup(t *testing.T) {
 	if a := fhirRequest(t, "POST", est.base("apps")+"/Patient", tok, fhirPatientJSON(n, "M40")); a.status != 201 {
 		t.Fatalf("patient: %d %s", a.status, a.body)
 	}
-	adts.await(t, func(m *hl7v2.Message) string { return m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2") + " " + m.Get("PID-3[1].1") }, "ADT^A28 "+n)
+	adts.await(t, func(m *hl7v2.Message) string {
+		return m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2") + " " + m.Get("PID-3[1].1")
+	}, "ADT^A28 "+n)
 
 	if ack := send(t, lab, labORU(n, "M40", "ORU40", "P40", "F40", "5.10")); ack.Code != hl7v2.AckAA {
 		t.Fatalf("lab-results answered %s", ack.Code)
@@ -303,5 +305,7 @@ func TestFHIRCrossFormatDedup(t *testing.T) {
 	if a := fhirRequest(t, "PUT", est.base("apps")+"/Patient?identifier="+url.QueryEscape("https://fhir.nhs.uk/Id/nhs-number|"+n), tok, upd); a.status != 200 {
 		t.Fatalf("patient update: %d %s", a.status, a.body)
 	}
-	adts.await(t, func(m *hl7v2.Message) string { return m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2") + " " + m.Get("PID-3[1].1") }, "ADT^A28 "+n, "ADT^A31 "+n)
+	adts.await(t, func(m *hl7v2.Message) string {
+		return m.Get("MSH-9.1") + "^" + m.Get("MSH-9.2") + " " + m.Get("PID-3[1].1")
+	}, "ADT^A28 "+n, "ADT^A31 "+n)
 }

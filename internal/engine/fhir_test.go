@@ -28,9 +28,9 @@ import (
 // the EHR's v2 inboxes (results, ADT) and a FHIR destination, store.
 type fhirEstate struct {
 	Admin, HTTP, LabResults, EHRResults, EHRADT string
-	Store                                      string // the FHIR destination's base URL
-	issuer                                     *testpki.Issuer
-	dir                                        string
+	Store                                       string // the FHIR destination's base URL
+	issuer                                      *testpki.Issuer
+	dir                                         string
 }
 
 func newFHIREstate(t *testing.T, store string) *fhirEstate {
