@@ -19,6 +19,7 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/internal/freeport"
+	"github.com/careflow-health/careflow/internal/peer"
 	"github.com/careflow-health/careflow/internal/testpki"
 	"github.com/careflow-health/careflow/stages/route"
 )
@@ -299,5 +300,51 @@ func TestFHIRSpecExamplesOverHTTP(t *testing.T) {
 				t.Errorf("the OperationOutcome does not name %s at %q: %s", c.Code, c.Expression, a.body)
 			}
 		})
+	}
+}
+
+// Issue 12, with an independent client (npm's fhir-kit-client): it
+// creates a Patient and an Observation on careflow's FHIR base, reads the
+// Patient back, posts a transaction, and is refused without a token and
+// with a token for another interface.
+func TestFHIRKitClient(t *testing.T) {
+	est := newFHIREstate(t, "http://127.0.0.1:1/fhir")
+	startEngine(t, est.config(t), "")
+	tok := est.token(t, "apps", "system/Patient.write", "system/Observation.write")
+	dir := t.TempDir()
+	file := func(name string, body []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, body, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	n := nhs(50)
+	out, status, err := peer.FHIRClient(t, est.base("apps"), tok, "create", "Patient", file("patient.json", fhirPatientJSON(n, "M50")))
+	if err != nil || status != 201 {
+		t.Fatalf("create Patient: %d %v %s", status, err, out)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(out, &created); err != nil || created.ID == "" {
+		t.Fatalf("created %s", out)
+	}
+	obs := []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},
+ "subject":{"reference":"Patient/` + created.ID + `"},"valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`)
+	if out, status, err = peer.FHIRClient(t, est.base("apps"), tok, "create", "Observation", file("obs.json", obs)); err != nil || status != 201 {
+		t.Fatalf("create Observation: %d %v %s", status, err, out)
+	}
+	if out, status, err = peer.FHIRClient(t, est.base("apps"), tok, "read", "Patient", created.ID); err != nil || status != 200 || !strings.Contains(string(out), n) {
+		t.Fatalf("read Patient: %d %v %s", status, err, out)
+	}
+	tx := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000051",
+ "resource":` + string(fhirPatientJSON(n, "M50")) + `,"request":{"method":"PUT","url":"Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|` + n + `"}}]}`)
+	if out, status, err = peer.FHIRClient(t, est.base("apps"), tok, "transaction", file("tx.json", tx)); err != nil || status != 200 || !strings.Contains(string(out), "Patient/"+created.ID+"/_history/2") {
+		t.Fatalf("transaction: %d %v %s", status, err, out)
+	}
+	if _, status, _ = peer.FHIRClient(t, est.base("apps"), "-", "create", "Patient", file("p2.json", fhirPatientJSON(n, "M50"))); status != 401 {
+		t.Errorf("no token: %d, want 401", status)
+	}
+	if _, status, _ = peer.FHIRClient(t, est.base("apps"), est.token(t, "other", "system/*.write"), "create", "Patient", file("p3.json", fhirPatientJSON(n, "M50"))); status != 403 {
+		t.Errorf("a token for another interface: %d, want 403", status)
 	}
 }
