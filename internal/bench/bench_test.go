@@ -206,3 +206,15 @@ func TestEndToEndProcesses(t *testing.T) {
 		t.Fatalf("rate %v", rate)
 	}
 }
+
+// FHIRIngest's creates are all answered 201 (it fails otherwise) and it
+// reports a rate.
+func TestFHIRIngestCreates(t *testing.T) {
+	rate, err := FHIRIngest(context.Background(), t.TempDir(), 2, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rate <= 0 {
+		t.Errorf("rate %v", rate)
+	}
+}

@@ -88,7 +88,9 @@ func StartEstate(ctx context.Context, opts EstateOptions) (*Estate, error) {
 	for i := range cfg.Destinations {
 		d := &cfg.Destinations[i]
 		var addr string
-		if d.Transport == avro.TransportHTTP {
+		if d.Transport == avro.TransportHTTP || d.Transport == avro.TransportFHIR {
+			// A FHIR server's 200 without a transaction-response is still
+			// a delivery (with no remote ids): the stand-in counts it.
 			addr, err = e.startHTTP(d.Name)
 			d.URL = "http://" + addr + "/events"
 		} else if d.Name == opts.Down {

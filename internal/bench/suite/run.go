@@ -84,6 +84,13 @@ func (s *suite) run(ctx context.Context) error {
 			return err
 		}
 		put("ingest.ack_commit.conns_8.rate", commit.Peak.Rate)
+		for _, c := range []struct{ conns, n int }{{1, s.sz.ingest1}, {8, s.sz.ingest8}} {
+			rate, err := withDir(func(dir string) (float64, error) { return bench.FHIRIngest(ctx, dir, c.conns, c.n) })
+			if err != nil {
+				return err
+			}
+			put(fmt.Sprintf("ingest.fhir_creates.conns_%d.rate", c.conns), rate)
+		}
 		e2e, err := withDir(func(dir string) (bench.E2EResult, error) {
 			return bench.EndToEnd(ctx, demoConfig, examples, dir, s.sz.e2e, s.sz.phase)
 		})
@@ -146,6 +153,11 @@ func (s *suite) run(ctx context.Context) error {
 		s.add(p+"ack_failures_at_50pct", "msgs", what, "", samples[p+"ack_failures_at_50pct"])
 	}
 	s.add("ingest.ack_commit.conns_8.rate", "msgs/s", cmd(fmt.Sprintf("bench.Ingest with every interface at ack: commit (ACK once stored, rules not run first), %d messages closed loop over 8 connections", s.sz.ingest8)), "ingest.conns_8.rate", samples["ingest.ack_commit.conns_8.rate"])
+	for _, c := range []struct{ conns, n int }{{1, s.sz.ingest1}, {8, s.sz.ingest8}} {
+		name := fmt.Sprintf("ingest.fhir_creates.conns_%d.rate", c.conns)
+		s.add(name, "creates/s", cmd(fmt.Sprintf("bench.FHIRIngest: ingest stage alone on the embedded broker, a FHIR interface, %d Observation creates (POST, each naming one of 100 patients) closed loop over %d HTTP connections, each answered 201 once careflow.raw and careflow.fhir hold it", c.n, c.conns)),
+			fmt.Sprintf("ingest.conns_%d.rate", c.conns), samples[name])
+	}
 	e2eCmd := cmd(fmt.Sprintf("bench.EndToEnd: every stage in one process, demo routes, %d messages closed loop over 8 connections to ACKed delivery, then open loop for %s at 50%% and 90%% of that", s.sz.e2e, s.sz.phase))
 	s.pipelineCeiling(mix, s.sz.e2e)
 	s.add("e2e.one_process.rate", "msgs/s", e2eCmd, "limit.pipeline_copy", samples["e2e.one_process.rate"])
@@ -253,6 +265,8 @@ func (s *suite) ratiosAll() {
 		s.addRatio("ingest ÷ Kafka awaited writes, "+c+" conn", "ingest beside the broker taking one awaited write per writer", "ingest.conns_"+c+".rate", "limit.kafka_awaited.conns_"+c)
 	}
 	s.addRatio("ingest ack: validated ÷ ack: commit (8 conns)", "what answering after the accept rules costs beside answering once stored", "ingest.conns_8.rate", "ingest.ack_commit.conns_8.rate")
+	s.addRatio("FHIR creates ÷ HL7 v2 ingest (1 conn)", "a FHIR create (validated by google/fhir, two Kafka writes) beside an MLLP message (parsed, one write), both answered once stored", "ingest.fhir_creates.conns_1.rate", "ingest.conns_1.rate")
+	s.addRatio("FHIR creates ÷ HL7 v2 ingest (8 conns)", "the same over 8 connections", "ingest.fhir_creates.conns_8.rate", "ingest.conns_8.rate")
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
 	small, large := backlogKey(s.sz.backlogSmall), backlogKey(s.sz.backlogLarge)
 	s.addRatio(drainRatio(s.sz), "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", large+"drain_rate", "e2e.one_process.rate")
