@@ -179,4 +179,43 @@ func TestMigratesAnOlderDatabase(t *testing.T) {
 	if err := st.QueryRowForTest(ctx, "SELECT count() FROM delivery_results").Scan(&n); err != nil || n != 1 {
 		t.Errorf("delivery_results over the old rows = %d, %v; want 1", n, err)
 	}
+	// The upgraded database takes what the old one had no column for: a
+	// FHIR server's ids for what it stored.
+	b = analytics.Batch{}
+	b.Attempts = append(b.Attempts, analytics.Attempt{RowID: "fhir-1", MessageID: "u2", Destination: "fhir-store", Status: "delivered",
+		At: time.Now(), RemoteIDs: []string{"Patient/7/_history/2", "Observation/9/_history/1"}})
+	if err := st.Insert(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	if err := st.QueryRowForTest(ctx, "SELECT remote_ids FROM delivery_attempts WHERE row_id = 'fhir-1'").Scan(&ids); err != nil || len(ids) != 2 || ids[0] != "Patient/7/_history/2" {
+		t.Errorf("remote_ids = %v, %v", ids, err)
+	}
+}
+
+// Two sinks starting together both run an ADD COLUMN migration; the one
+// that finds the column already there takes the migration as done.
+func TestMigrationRaceOnAddColumn(t *testing.T) {
+	ch := chtest.Start(t)
+	ctx := context.Background()
+	restore := analytics.LimitMigrationsForTest(7)
+	first, err := analytics.Open(ctx, ch.DSN("race"))
+	restore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other sink got there first: the column exists, the version
+	// does not say so yet.
+	if err := first.ExecForTest(ctx, "ALTER TABLE delivery_attempts ADD COLUMN remote_ids Array(String)"); err != nil {
+		t.Fatalf("add the column: %v", err)
+	}
+	first.Close()
+	st, err := analytics.Open(ctx, ch.DSN("race"))
+	if err != nil {
+		t.Fatalf("open after the race: %v", err)
+	}
+	defer st.Close()
+	if v, _ := st.Version(ctx); v != analytics.SchemaVersion() {
+		t.Errorf("version %d, want %d", v, analytics.SchemaVersion())
+	}
 }

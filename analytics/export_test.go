@@ -19,3 +19,6 @@ func LimitMigrationsForTest(n int) (restore func()) {
 	migrations = all[:n]
 	return func() { migrations = all }
 }
+
+// ExecForTest runs a statement on the store's connection.
+func (s *Store) ExecForTest(ctx context.Context, q string) error { return s.conn.Exec(ctx, q) }

@@ -58,6 +58,7 @@ type Attempt struct {
 	Latency       time.Duration // this attempt's round trip
 	IngestTime    time.Time
 	At            time.Time
+	RemoteIDs     []string // the destination's ids for what it stored (FHIR locations)
 }
 
 // DeadLetter is one record a stage dead-lettered. Table: dead_letters.
@@ -221,15 +222,24 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 		}
 	}
 	if len(b.Attempts) > 0 {
-		err := s.insert(ctx, "delivery_attempts", `day, row_id, message_id, correlation_id, interface, destination,
+		cols := `day, row_id, message_id, correlation_id, interface, destination,
 			message_type, trigger_event, patient_hash, attempt, status, control_id, ack_code, http_status,
-			error_code, error_location, latency_ms, ingest_ms, at_ms, inserted_at`,
+			error_code, error_location, latency_ms, ingest_ms, at_ms, inserted_at`
+		remote := s.version >= 8 // an older schema has no remote_ids column yet
+		if remote {
+			cols += ", remote_ids"
+		}
+		err := s.insert(ctx, "delivery_attempts", cols,
 			len(b.Attempts), func(i int) []any {
 				r := &b.Attempts[i]
-				return []any{day(r.At), r.RowID, r.MessageID, r.CorrelationID, r.Interface, r.Destination,
+				row := []any{day(r.At), r.RowID, r.MessageID, r.CorrelationID, r.Interface, r.Destination,
 					r.MessageType, r.TriggerEvent, r.PatientHash, uint32(max(r.Attempt, 0)), r.Status, r.ControlID, r.AckCode,
 					uint16(min(max(r.HTTPStatus, 0), 65535)), r.ErrorCode, r.ErrorLocation, r.Latency.Milliseconds(),
 					ms(r.IngestTime), ms(r.At), now}
+				if remote {
+					row = append(row, nonNilStrings(r.RemoteIDs))
+				}
+				return row
 			})
 		if err != nil {
 			return err
@@ -329,4 +339,13 @@ func (s *Store) insert(ctx context.Context, table, columns string, n int, row fu
 		return fmt.Errorf("analytics: insert %d rows into %s.%s: %w", n, s.db, table, err)
 	}
 	return nil
+}
+
+// nonNilStrings is list, or an empty list for nil: an Array column takes
+// no NULL.
+func nonNilStrings(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }

@@ -220,4 +220,11 @@ var migrations = []migration{
 			inserted_at DateTime
 		) ` + factEngine,
 	}},
+	{version: 8, description: "delivery_attempts.remote_ids", statements: []string{
+		// The ids a destination gave what it stored (a FHIR server's
+		// Patient/123/_history/1): where a delivered event now lives. Two
+		// sinks starting together both run it: migrate takes "already
+		// exists" as done (18.16 has no ADD COLUMN IF NOT EXISTS).
+		`ALTER TABLE delivery_attempts ADD COLUMN remote_ids Array(String)`,
+	}},
 }

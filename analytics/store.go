@@ -31,6 +31,9 @@ import (
 type Store struct {
 	conn driver.Conn
 	db   string
+	// version is the schema version migrate left: columns a later
+	// migration added are written only when it is reached.
+	version uint32
 }
 
 // DefaultDatabase is used when the DSN names none.
@@ -121,7 +124,7 @@ func (s *Store) migrate(ctx context.Context) error {
 			continue
 		}
 		for i, stmt := range m.statements {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+			if err := s.conn.Exec(ctx, stmt); err != nil && !columnExists(err) {
 				return fmt.Errorf("analytics: migration %d (%s) statement %d: %w", m.version, m.description, i+1, err)
 			}
 		}
@@ -134,7 +137,16 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("analytics: record migration %d: %w", m.version, err)
 		}
 	}
-	return nil
+	s.version, err = s.Version(ctx)
+	return err
+}
+
+// columnExists reports whether err is ClickHouse's "column with this name
+// already exists" (code 44): another careflow applied the same ADD COLUMN
+// first.
+func columnExists(err error) bool {
+	var exc *clickhouse.Exception
+	return errors.As(err, &exc) && exc.Code == 44
 }
 
 // Version is the highest migration applied to the database, 0 when none.

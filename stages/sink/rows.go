@@ -122,7 +122,7 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 				Destination: o.Destination, MessageType: o.MessageType, TriggerEvent: o.TriggerEvent, PatientHash: hash,
 				Attempt: o.Attempt, Status: o.Status, ControlID: o.ControlID, AckCode: o.AckCode, HTTPStatus: o.HTTPStatus,
 				ErrorCode: o.ErrorCode, ErrorLocation: o.ErrorLocation, Latency: time.Duration(o.LatencyMillis) * time.Millisecond,
-				IngestTime: o.IngestTime, At: o.At,
+				IngestTime: o.IngestTime, At: o.At, RemoteIDs: o.RemoteIDs,
 			})
 		}
 	case strings.HasPrefix(r.Topic, topics.DeadLetter("")):
