@@ -259,7 +259,9 @@ func FetchToken(ctx context.Context, addr, scope, sub string) (string, error) {
 		return "", fmt.Errorf("token request to %s: %w", addr, err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	client := &http.Client{Timeout: 10 * time.Second}
+	// One request, on its own connection: a pooled one to an identity
+	// provider since stopped would fail as EOF, not as nothing listening.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
