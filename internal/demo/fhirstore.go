@@ -260,10 +260,7 @@ func (s *fhirStore) search(typ, cond, at string) ([]*storedResource, *storeError
 	if !ok || strings.Contains(tok, "&") {
 		return nil, refuse(http.StatusBadRequest, fhir.CodeNotSupported, at, "the demo FHIR store searches identifier=system|value only")
 	}
-	if u, err := url.QueryUnescape(tok); err == nil { // %7C for |
-		tok = u
-	}
-	found := s.find(typ, fhir.ParseToken(tok))
+	found := s.find(typ, parseToken(tok))
 	if len(found) > 1 {
 		return nil, refuse(http.StatusPreconditionFailed, fhir.CodeMultipleMatches, at,
 			fmt.Sprintf("the condition matches %d %s resources", len(found), typ))
@@ -286,6 +283,24 @@ func (s *fhirStore) find(typ string, want fhir.Identifier) []*storedResource {
 		return x - y
 	})
 	return out
+}
+
+// parseToken reads a search token from a URL query as written. With a
+// raw '|' it is split there first and each part unescaped, so that a '|'
+// percent-encoded inside the system or value (as careflow writes them)
+// stays in it; without one, the separator itself was encoded (%7C, as
+// curl and most clients write it).
+func parseToken(raw string) fhir.Identifier {
+	unescape := func(s string) string {
+		if u, err := url.QueryUnescape(s); err == nil {
+			return u
+		}
+		return s
+	}
+	if sys, val, ok := strings.Cut(raw, "|"); ok {
+		return fhir.Identifier{System: unescape(sys), Value: unescape(val)}
+	}
+	return fhir.ParseToken(unescape(raw))
 }
 
 func (s *fhirStore) serveRead(w http.ResponseWriter, r *http.Request) {

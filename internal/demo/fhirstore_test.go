@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+
+	"github.com/careflow-health/careflow/connectors/fhir"
 )
 
 // validR4 reads b with google/fhir's validating R4 unmarshaller and
@@ -84,15 +86,25 @@ func TestFHIRStoreConditionalUpdate(t *testing.T) {
 	srv := httptest.NewServer(newFHIRStore(st).handler())
 	defer srv.Close()
 	tx := fixture(t, "transaction.json")
+	// The same Patient as a conditional create (If-None-Exist), as
+	// careflow writes the resources it must not overwrite: it matches, so
+	// nothing is written.
+	var doc map[string]any
+	json.Unmarshal(tx, &doc)
+	doc["entry"].([]any)[0].(map[string]any)["request"] = map[string]any{
+		"method": "POST", "url": "Patient", "ifNoneExist": "identifier=https://fhir.nhs.uk/Id/nhs-number%7C9990000018"}
+	create, _ := json.Marshal(doc)
 
 	for _, tc := range []struct {
 		path string
+		body []byte
 		want []string
 	}{
-		{"/fhir", []string{`201 Created Patient/1/_history/1 W/"1"`, `201 Created Observation/2/_history/1 W/"1"`}},
-		{"/", []string{`200 OK Patient/1/_history/2 W/"2"`, `201 Created Observation/3/_history/1 W/"1"`}},
+		{"/fhir", tx, []string{`201 Created Patient/1/_history/1 W/"1"`, `201 Created Observation/2/_history/1 W/"1"`}},
+		{"/", tx, []string{`200 OK Patient/1/_history/2 W/"2"`, `201 Created Observation/3/_history/1 W/"1"`}},
+		{"/fhir/", create, []string{`200 OK Patient/1/_history/2 W/"2"`, `201 Created Observation/4/_history/1 W/"1"`}},
 	} {
-		code, body := do(t, "POST", srv.URL+tc.path, "application/fhir+json", tx)
+		code, body := do(t, "POST", srv.URL+tc.path, "application/fhir+json", tc.body)
 		if code != http.StatusOK {
 			t.Fatalf("POST %s = %d\n%s", tc.path, code, body)
 		}
@@ -124,7 +136,7 @@ func TestFHIRStoreConditionalUpdate(t *testing.T) {
 		t.Errorf("search by NHS number found %+v, want Patient 1 at version 2 only", set)
 	}
 
-	for _, id := range []string{"2", "3"} {
+	for _, id := range []string{"2", "3", "4"} {
 		code, body := do(t, "GET", srv.URL+"/Observation/"+id, "", nil)
 		if code != 200 {
 			t.Fatalf("GET Observation/%s = %d", id, code)
@@ -138,8 +150,28 @@ func TestFHIRStoreConditionalUpdate(t *testing.T) {
 		t.Errorf("GET an absent id = %d, want 404", code)
 	}
 
-	if st.storeBundles.Load() != 2 || st.storeTypes["Patient"] != 1 || st.storeTypes["Observation"] != 2 {
-		t.Errorf("counted %d bundles, holds %v; want 2 bundles, 1 Patient, 2 Observations", st.storeBundles.Load(), st.storeTypes)
+	if st.storeBundles.Load() != 3 || st.storeTypes["Patient"] != 1 || st.storeTypes["Observation"] != 3 {
+		t.Errorf("counted %d bundles, holds %v; want 3 bundles, 1 Patient, 3 Observations", st.storeBundles.Load(), st.storeTypes)
+	}
+}
+
+// A conditional URL's token is split at its raw '|' before it is
+// unescaped, as careflow writes it (each part percent-encoded), or, with
+// no raw '|', at an encoded one, as curl writes it.
+func TestParseToken(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want fhir.Identifier
+	}{
+		{"https://fhir.nhs.uk/Id/nhs-number|9990000018", fhir.Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: "9990000018"}},
+		{"urn:careflow:authority:HOSP|A%7CB%2B1", fhir.Identifier{System: "urn:careflow:authority:HOSP", Value: "A|B+1"}},
+		{"urn:x%7Cy|v", fhir.Identifier{System: "urn:x|y", Value: "v"}},
+		{"https://fhir.nhs.uk/Id/nhs-number%7C9990000018", fhir.Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: "9990000018"}},
+		{"9990000018", fhir.Identifier{Value: "9990000018"}},
+	} {
+		if got := parseToken(tc.raw); got != tc.want {
+			t.Errorf("parseToken(%q) = %+v, want %+v", tc.raw, got, tc.want)
+		}
 	}
 }
 
