@@ -42,27 +42,35 @@ func TestAppBundleValidates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			validR4(t, "the app's Bundle", b)
-			kind, entries, err := fhir.Entries(b) // careflow's own reading of a transaction
-			if err != nil || kind != "transaction" || len(entries) != 2 {
-				t.Fatalf("Entries = %s, %d entries, %v", kind, len(entries), err)
+			if validR4(t, "the app's Bundle", b)["type"] != "transaction" {
+				t.Fatal("not a transaction")
+			}
+			res, err := fhir.Decode(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, err := fhir.Entries(res) // careflow's own reading of a transaction
+			if err != nil || len(entries) != 2 {
+				t.Fatalf("Entries = %d entries, %v", len(entries), err)
 			}
 			pat, obs := entries[0], entries[1]
-			if pat.Type != "Patient" || pat.Method != "PUT" || pat.URL != "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|"+p.nhs {
-				t.Errorf("Patient entry %s %s %s", pat.Type, pat.Method, pat.URL)
+			patJSON, _ := fhir.JSON(pat.Resource.Message())
+			obsJSON, _ := fhir.JSON(obs.Resource.Message())
+			if pat.Resource.Type() != "Patient" || pat.Method != "PUT" || pat.URL != "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|"+p.nhs {
+				t.Errorf("Patient entry %s %s %s", pat.Resource.Type(), pat.Method, pat.URL)
 			}
 			ids := map[string]fhir.Identifier{}
-			for _, id := range fhir.Identifiers(pat.Resource) {
+			for _, id := range fhir.Identifiers(patJSON) {
 				ids[id.Type] = id
 			}
 			if ids["NH"] != (fhir.Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: p.nhs, Type: "NH"}) ||
 				ids["MR"] != (fhir.Identifier{System: "urn:careflow:authority:HOSP", Value: p.mrn, Type: "MR"}) {
 				t.Errorf("Patient identifiers %+v", ids)
 			}
-			if obs.Type != "Observation" || obs.Method != "POST" || obs.URL != "Observation" {
-				t.Errorf("Observation entry %s %s %s", obs.Type, obs.Method, obs.URL)
+			if obs.Resource.Type() != "Observation" || obs.Method != "POST" || obs.URL != "Observation" {
+				t.Errorf("Observation entry %s %s %s", obs.Resource.Type(), obs.Method, obs.URL)
 			}
-			refs := fhir.References(obs.Resource)
+			refs := fhir.References(obsJSON)
 			if len(refs) != 1 || refs[0].Path != "Observation.subject" || refs[0].Reference != pat.FullURL || !strings.HasPrefix(pat.FullURL, "urn:uuid:") {
 				t.Errorf("Observation references %+v, want its subject the Patient's fullUrl %s", refs, pat.FullURL)
 			}
@@ -78,7 +86,7 @@ func TestAppBundleValidates(t *testing.T) {
 					Code   string      `json:"code"`
 				} `json:"valueQuantity"`
 			}
-			if err := json.Unmarshal(obs.Resource, &o); err != nil {
+			if err := json.Unmarshal(obsJSON, &o); err != nil {
 				t.Fatal(err)
 			}
 			if o.Status != "final" || o.Code.Coding[0] != (struct{ System, Code string }{"http://loinc.org", r.code}) ||
@@ -127,14 +135,18 @@ func standIn(t *testing.T, idp *IdP, store *fhirStore) *httptest.Server {
 	})
 	mux.HandleFunc("POST /fhir/apps", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		_, entries, err := fhir.Entries(body)
+		res, err := fhir.Decode(body)
+		var entries []fhir.Entry
+		if err == nil {
+			entries, err = fhir.Entries(res)
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		need := map[string]string{}
 		for _, e := range entries {
-			need[e.Type] = map[string]string{"PUT": "update", "POST": "create"}[e.Method]
+			need[e.Resource.Type()] = map[string]string{"PUT": "update", "POST": "create"}[e.Method]
 		}
 		if !allowed(w, r, need) {
 			return

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+
 	"github.com/careflow-health/careflow/connectors/fhir"
 )
 
@@ -122,6 +124,7 @@ func (s *fhirStore) serveTransaction(w http.ResponseWriter, r *http.Request) {
 // storeStep is what the store will do for one entry of a transaction.
 type storeStep struct {
 	entry   fhir.Entry
+	body    []byte // the entry's resource as JSON
 	typ, id string
 	cur     *storedResource // the version it replaces; nil for a create
 	keep    bool            // a conditional create that matched: nothing is written
@@ -140,14 +143,14 @@ func (s *fhirStore) transaction(bundle []byte) ([]byte, *storeError) {
 	case res.Type() != "Bundle":
 		return nil, refuse(http.StatusBadRequest, fhir.CodeInvalid, "", "post a transaction Bundle to the base, not a "+res.Type())
 	}
-	kind, entries, err := fhir.Entries(bundle)
+	if res.Contained().GetBundle().GetType().GetValue() != cpb.BundleTypeCode_TRANSACTION {
+		return nil, refuse(http.StatusBadRequest, fhir.CodeNotSupported, "Bundle.type", "the demo FHIR store takes transaction Bundles")
+	}
+	entries, err := fhir.Entries(res)
 	if errors.As(err, &is) {
 		return nil, &storeError{status: http.StatusBadRequest, err: is}
 	} else if err != nil {
 		return nil, refuse(http.StatusBadRequest, fhir.CodeStructure, "", "the Bundle's entries could not be read")
-	}
-	if kind != "transaction" {
-		return nil, refuse(http.StatusBadRequest, fhir.CodeNotSupported, "Bundle.type", "the demo FHIR store takes transaction Bundles")
 	}
 
 	s.mu.Lock()
@@ -176,7 +179,7 @@ func (s *fhirStore) transaction(bundle []byte) ([]byte, *storeError) {
 		if st.cur != nil {
 			version = st.cur.version + 1
 		}
-		body, err := fhir.RewriteReferences(st.entry.Resource, refs)
+		body, err := fhir.RewriteReferences(st.body, refs)
 		if err == nil {
 			body, err = fhir.SetMeta(body, st.id, version, now)
 		}
@@ -217,9 +220,17 @@ func (s *fhirStore) plan(i int, e fhir.Entry) (storeStep, *storeError) {
 	path, query, _ := strings.Cut(e.URL, "?")
 	typ, id, _ := strings.Cut(path, "/")
 	st := storeStep{entry: e, typ: typ}
-	if typ != e.Type {
-		return st, refuse(http.StatusBadRequest, fhir.CodeInvalid, at+".url", fmt.Sprintf("the url is for %q; the resource is a %s", typ, e.Type))
+	if e.Method != "POST" && e.Method != "PUT" {
+		return st, refuse(http.StatusBadRequest, fhir.CodeNotSupported, at+".method", "the demo FHIR store takes POST and PUT entries")
 	}
+	if typ != e.Resource.Type() {
+		return st, refuse(http.StatusBadRequest, fhir.CodeInvalid, at+".url", fmt.Sprintf("the url is for %q; the resource is a %s", typ, e.Resource.Type()))
+	}
+	body, err := fhir.JSON(e.Resource.Message())
+	if err != nil {
+		return st, refuse(http.StatusBadRequest, fhir.CodeStructure, fmt.Sprintf("Bundle.entry[%d].resource", i), "the resource could not be written as JSON")
+	}
+	st.body = body
 	var cond string
 	switch {
 	case e.Method == "PUT" && id != "":
