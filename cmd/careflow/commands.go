@@ -62,6 +62,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	var idp *demo.IdP
+	if *withDemo {
+		// The engine fetches its JWT issuers' keys as it starts: the
+		// demo's identity provider must be serving them by then.
+		if idp, err = demo.StartIdP(ctx, demoIdPAddr(cfg)); err != nil {
+			return err
+		}
+		defer idp.Close()
+	}
 	eng, err := engine.Start(ctx, engine.Options{
 		Config: cfg, DataDir: *data, Brokers: splitList(*brokers), SchemaRegistry: *registry,
 		InstanceID: *instance, Logger: log, KafkaLogger: klog,
@@ -76,7 +85,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return eng.Wait() })
-	g.Go(func() error { return runDemo(gctx, cfg, 2, stdout, log) })
+	g.Go(func() error { return runDemo(gctx, cfg, 2, idp, stdout, log) })
 	return g.Wait()
 }
 
@@ -211,6 +220,9 @@ func cmdSend(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "token" {
+		return cmdDemoToken(ctx, args[1:], stdout)
+	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	cfgPath := fs.String("config", "examples/demo/careflow.yaml", "the engine's configuration `FILE` (for the ports)")
 	rate := fs.Float64("rate", 2, "messages per second the simulated EHR sends")
@@ -222,10 +234,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	return runDemo(ctx, cfg, *rate, stdout, log)
+	return runDemo(ctx, cfg, *rate, nil, stdout, log)
 }
 
-func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Writer, log *slog.Logger) error {
+// runDemo runs the simulated systems on cfg's ports; idp is the identity
+// provider cmdRun started before the engine, nil to have the demo start
+// its own.
+func runDemo(ctx context.Context, cfg *config.Config, rate float64, idp *demo.IdP, stdout io.Writer, log *slog.Logger) error {
 	addr := func(name string, inbound bool) string {
 		if inbound {
 			if in, ok := cfg.InboundByName(name); ok {
@@ -245,8 +260,10 @@ func runDemo(ctx context.Context, cfg *config.Config, rate float64, stdout io.Wr
 		EHR: addr("ehr", true), LabResults: addr("lab-results", true),
 		Lab: addr("lab", false), EHRResults: addr("ehr-results", false), Portal: addr("portal", false),
 		Notifications: addr("ehr-notifications", false),
-		HTTP:          cfg.HTTP.Listen,
-		Rate:          rate, Out: stdout, Logger: log, Careflow: careflowSummary(cfg),
+		FHIRStore:     addr("fhir-store", false),
+		IdP:           demoIdPAddr(cfg), IdPServer: idp,
+		HTTP: cfg.HTTP.Listen,
+		Rate: rate, Out: stdout, Logger: log, Careflow: careflowSummary(cfg),
 	})
 	if errors.Is(err, context.Canceled) {
 		return nil

@@ -25,6 +25,7 @@ Usage:
   careflow token new [--name NAME]
   careflow send  --to host:port FILE...
   careflow demo  [--rate N]
+  careflow demo token --scope "careflow/apps.write system/Observation.write" [--sub NAME] [--idp host:port]
   careflow sla   [--since 1h] [--interface X] [--destination Y] [--config FILE | --dsn DSN]
   careflow trace MESSAGE_ID [--config FILE | --dsn DSN]
   careflow exceptions [--since 24h] [--code C] [--json] [--config FILE]

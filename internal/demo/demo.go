@@ -1,7 +1,9 @@
 // Package demo simulates the third parties of a small hospital for
 // `careflow demo`: an EHR sending ADT and orders, a laboratory that answers
-// orders with results, the EHR's results inbox and a patient portal. It
-// talks to careflow only over the wire (MLLP and HTTP), on the fixed ports of
+// orders with results, the EHR's results inbox, a patient portal, a
+// home-monitoring app writing FHIR with tokens from a demo identity
+// provider, and a FHIR server careflow delivers to. It talks to careflow
+// only over the wire (MLLP, HTTP and FHIR), on the fixed ports of
 // examples/demo/careflow.yaml, and prints a live summary of each flow.
 //
 // Every patient is synthetic.
@@ -45,6 +47,20 @@ type Config struct {
 	// acknowledgements and return notifications (MLLP). Default:
 	// 127.0.0.1:6664.
 	Notifications string
+	// FHIRStore is where the FHIR server careflow delivers to (the
+	// fhir-store destination) listens. Default: 127.0.0.1:6665.
+	FHIRStore string
+	// IdP is where the identity provider listens (GET /jwks.json, POST
+	// /token), when Run starts it. Default: 127.0.0.1:6667.
+	IdP string
+	// IdPServer is an identity provider already started with StartIdP:
+	// `careflow run --demo` starts it before the engine, which fetches
+	// its keys as it starts. Run uses it instead of starting one, and
+	// leaves it running. nil: Run starts its own on IdP.
+	IdPServer *IdP
+	// AppInterval is how often the FHIR app posts a reading to
+	// careflow's apps interface (http://HTTP/fhir/apps). Default: 3s.
+	AppInterval time.Duration
 	// Rate is how many messages a second the EHR sends. Default: 2.
 	Rate float64
 	// Out receives the live summary every 2 s. Default: os.Stdout.
@@ -87,6 +103,9 @@ func (c Config) withDefaults() Config {
 	c.EHRResults = cmp.Or(c.EHRResults, DefaultEHRResults)
 	c.Portal = cmp.Or(c.Portal, DefaultPortal)
 	c.Notifications = cmp.Or(c.Notifications, DefaultNotify)
+	c.FHIRStore = cmp.Or(c.FHIRStore, DefaultFHIRStore)
+	c.IdP = cmp.Or(c.IdP, DefaultIdP)
+	c.AppInterval = cmp.Or(c.AppInterval, DefaultAppInterval)
 	c.HTTP = cmp.Or(c.HTTP, DefaultHTTP)
 	c.Rate = cmp.Or(c.Rate, DefaultRate)
 	if c.Out == nil {
@@ -107,28 +126,49 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("demo: rate %v: want a positive number of messages a second", cfg.Rate)
 	}
 	// Listen first, so that a port in use fails Run before anything sends.
+	var opened []io.Closer
+	closeAll := func() {
+		for _, c := range opened {
+			c.Close()
+		}
+	}
 	lc := net.ListenConfig{}
-	labLn, err := lc.Listen(ctx, "tcp", cfg.Lab)
-	if err != nil {
-		return fmt.Errorf("demo: lab listener: %w", err)
+	listen := func(addr, name string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, "tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("demo: %s listener: %w", name, err)
+		}
+		opened = append(opened, ln)
+		return ln, nil
 	}
-	resLn, err := lc.Listen(ctx, "tcp", cfg.EHRResults)
+	labLn, err := listen(cfg.Lab, "lab")
 	if err != nil {
-		labLn.Close()
-		return fmt.Errorf("demo: ehr-results listener: %w", err)
+		return err
 	}
-	portalLn, err := lc.Listen(ctx, "tcp", cfg.Portal)
+	resLn, err := listen(cfg.EHRResults, "ehr-results")
 	if err != nil {
-		labLn.Close()
-		resLn.Close()
-		return fmt.Errorf("demo: portal listener: %w", err)
+		return err
 	}
-	notifyLn, err := lc.Listen(ctx, "tcp", cfg.Notifications)
+	portalLn, err := listen(cfg.Portal, "portal")
 	if err != nil {
-		labLn.Close()
-		resLn.Close()
-		portalLn.Close()
-		return fmt.Errorf("demo: ehr-notifications listener: %w", err)
+		return err
+	}
+	notifyLn, err := listen(cfg.Notifications, "ehr-notifications")
+	if err != nil {
+		return err
+	}
+	storeLn, err := listen(cfg.FHIRStore, "fhir-store")
+	if err != nil {
+		return err
+	}
+	idp := cfg.IdPServer
+	if idp == nil {
+		if idp, err = StartIdP(ctx, cfg.IdP); err != nil {
+			closeAll()
+			return err
+		}
+		defer idp.Close()
 	}
 
 	st := &stats{}
@@ -138,12 +178,17 @@ func Run(ctx context.Context, cfg Config) error {
 	resSrv := &mllp.Server{Handler: ehrResults(st), Logger: cfg.Logger}
 	notifySrv := &mllp.Server{Handler: ehrNotifications(st), Logger: cfg.Logger}
 	portalSrv := &http.Server{Handler: portal(st), ReadHeaderTimeout: 10 * time.Second}
+	storeSrv := &http.Server{Handler: newFHIRStore(st).handler(), ReadHeaderTimeout: 10 * time.Second}
+	reg := &registry{}
+	app := newFHIRApp("http://"+cfg.HTTP+"/fhir/"+AppsInterface, idp, st, reg, cfg.Logger, cfg.AppInterval)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serveMLLP(ctx, labSrv, labLn, "lab") })
 	g.Go(func() error { return serveMLLP(ctx, resSrv, resLn, "ehr-results") })
 	g.Go(func() error { return serveMLLP(ctx, notifySrv, notifyLn, "ehr-notifications") })
-	g.Go(func() error { return serveHTTP(ctx, portalSrv, portalLn) })
+	g.Go(func() error { return serveHTTP(ctx, portalSrv, portalLn, "portal") })
+	g.Go(func() error { return serveHTTP(ctx, storeSrv, storeLn, "fhir-store") })
+	g.Go(func() error { return app.run(ctx) })
 	g.Go(func() error { return lab.sendResults(ctx) })
 	g.Go(func() error { return lab.sendEarly(ctx) })
 	updates := make(chan []byte, 16)
@@ -151,7 +196,7 @@ func Run(ctx context.Context, cfg Config) error {
 	g.Go(func() error {
 		gen := newEHRGenerator(uint64(time.Now().UnixNano()), run, numPatients)
 		gen.resultFirst = lab.resultFirst
-		return runEHR(ctx, cfg, st, gen, updates)
+		return runEHR(ctx, cfg, st, gen, updates, reg)
 	})
 	var lines careflowLines
 	if cfg.Careflow != nil {
@@ -218,12 +263,12 @@ func serveMLLP(ctx context.Context, s *mllp.Server, ln net.Listener, name string
 	return nil
 }
 
-func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener) error {
+func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener, name string) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("demo: portal server: %w", err)
+		return fmt.Errorf("demo: %s server: %w", name, err)
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -231,7 +276,7 @@ func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener) error {
 			s.Close()
 		}
 		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("demo: portal server: %w", err)
+			return fmt.Errorf("demo: %s server: %w", name, err)
 		}
 		return nil
 	}
@@ -242,7 +287,9 @@ func serveHTTP(ctx context.Context, s *http.Server, ln net.Listener) error {
 // as a real EHR resends until it has an ACK. Now and then the generator
 // also has a patient update their details on the portal: that goes to
 // updates (dropped when the portal is behind), for runPortalUpdates.
-func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator, updates chan<- []byte) error {
+// Once careflow has ACKed a patient's registration, reg has them, for the
+// FHIR app.
+func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator, updates chan<- []byte, reg *registry) error {
 	client := &mllp.Client{Addr: cfg.EHR, ACKTimeout: 10 * time.Second}
 	defer client.Close()
 	t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Rate))
@@ -280,6 +327,7 @@ func runEHR(ctx context.Context, cfg Config, st *stats, gen *ehrGenerator, updat
 		warned = false
 		countACK(reply, &st.ehrACKed, &st.ehrNAKed)
 		pending = nil
+		reg.sync(gen.patients)
 	}
 }
 

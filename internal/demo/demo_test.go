@@ -324,6 +324,7 @@ func TestRunSendsAndStops(t *testing.T) {
 		done <- Run(ctx, Config{
 			EHR: ehrAddr, LabResults: "127.0.0.1:1", // nothing is ordered back in this test
 			Lab: "127.0.0.1:0", EHRResults: "127.0.0.1:0", Portal: "127.0.0.1:0", Notifications: "127.0.0.1:0",
+			FHIRStore: "127.0.0.1:0", IdP: "127.0.0.1:0", AppInterval: 20 * time.Millisecond, // the app's posts fail and are counted
 			HTTP: "127.0.0.1:1", // portal updates fail and are counted
 			Rate: 50, Out: out, Logger: quiet,
 			Careflow: func(ctx context.Context) []string {
@@ -361,8 +362,15 @@ func TestRunSendsAndStops(t *testing.T) {
 		t.Error("no final summary")
 	}
 	// What careflow holds is printed after the flows, asked with a deadline.
-	if final := out.String()[strings.LastIndex(out.String(), "--- final"):]; !strings.Contains(final, "orders   final 3") {
+	final := out.String()[strings.LastIndex(out.String(), "--- final"):]
+	if !strings.Contains(final, "orders   final 3") {
 		t.Errorf("the final summary lacks careflow's lines:\n%s", final)
+	}
+	// The FHIR app found no careflow on HTTP: its posts failed, and the
+	// scope check is still to be answered.
+	if !regexp.MustCompile(`apps -> careflow +sent +[1-9]\d* +accepted +0 +refused +0 +failed +[1-9]\d* +\(scope check: not answered yet\)`).MatchString(final) ||
+		!strings.Contains(final, "careflow -> fhir-store   bundles      0  (refused 0)  holds nothing yet") {
+		t.Errorf("the final summary lacks the FHIR app's and store's lines:\n%s", final)
 	}
 }
 

@@ -30,8 +30,28 @@ type stats struct {
 	portalUpdatesSent, portalUpdatesACKed, portalUpdatesNAKed, portalUpdatesFailed atomic.Int64
 
 	appAA, appAE, notifyUnparseable atomic.Int64
-	mu                              sync.Mutex
-	notifications                   map[string]int // by ERR-5 code
+
+	// The FHIR app's writes: answered 2xx, 4xx, or not at all (or 5xx).
+	// scopeCheck is the HTTP status of its one write without
+	// system/Observation.write (0 until answered); that write is counted
+	// in appsSent and appsRefused too.
+	appsSent, appsAccepted, appsRefused, appsFailed, scopeCheck atomic.Int64
+
+	storeBundles, storeRefused atomic.Int64
+
+	mu            sync.Mutex
+	notifications map[string]int // by ERR-5 code
+	storeTypes    map[string]int // resources the FHIR store holds, by type
+}
+
+// storeCreated counts a resource new to the FHIR store.
+func (s *stats) storeCreated(typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.storeTypes == nil {
+		s.storeTypes = map[string]int{}
+	}
+	s.storeTypes[typ]++
 }
 
 // notified counts one message on ehr-notifications: an ACK is an
@@ -79,12 +99,35 @@ func (s *stats) print(w io.Writer) {
 	fmt.Fprintf(w, "portal -> careflow       updates sent %6d  ACKed %6d  NAKed %4d  failed %4d\n",
 		s.portalUpdatesSent.Load(), s.portalUpdatesACKed.Load(), s.portalUpdatesNAKed.Load(), s.portalUpdatesFailed.Load())
 	s.mu.Lock()
-	var codes []string
-	for c, n := range s.notifications {
-		codes = append(codes, fmt.Sprintf("%s %d", c, n))
-	}
+	codes := counts(s.notifications)
+	types := counts(s.storeTypes)
 	s.mu.Unlock()
-	slices.Sort(codes)
 	fmt.Fprintf(w, "careflow -> ehr-notif.   application ACKs AA %d  AE %d;  notifications: %s\n",
 		s.appAA.Load(), s.appAE.Load(), cmp.Or(strings.Join(codes, ", "), "none"))
+	fmt.Fprintf(w, "apps -> careflow         sent %6d  accepted %6d  refused %4d  failed %4d  (scope check: %s)\n",
+		s.appsSent.Load(), s.appsAccepted.Load(), s.appsRefused.Load(), s.appsFailed.Load(), scopeCheckText(s.scopeCheck.Load()))
+	fmt.Fprintf(w, "careflow -> fhir-store   bundles %6d  (refused %d)  holds %s\n",
+		s.storeBundles.Load(), s.storeRefused.Load(), cmp.Or(strings.Join(types, "  "), "nothing yet"))
+}
+
+// counts are "key n" for each key of m, sorted.
+func counts(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k, n := range m {
+		out = append(out, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// scopeCheckText says how careflow answered the app's write without
+// system/Observation.write: it must be 403.
+func scopeCheckText(status int64) string {
+	switch status {
+	case 0:
+		return "not answered yet"
+	case 403:
+		return "an Observation without system/Observation.write was refused 403, as it must be"
+	}
+	return fmt.Sprintf("an Observation without system/Observation.write was answered %d; want 403", status)
 }
