@@ -23,7 +23,7 @@ func runCLI(args ...string) (code int, stdout, stderr string) {
 
 func TestCheck(t *testing.T) {
 	code, out, _ := runCLI("check", "../../examples/demo/careflow.yaml")
-	if code != 0 || !strings.Contains(out, "ok (4 inbound, 4 destinations") {
+	if code != 0 || !strings.Contains(out, "ok (5 inbound, 5 destinations") {
 		t.Fatalf("check of the demo config: exit %d, %q", code, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
