@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/google/fhir/go/jsonformat/fhirvalidate"
@@ -50,6 +51,12 @@ type BundleOptions struct {
 	// Bundle.identifier so that a server can see a redelivery. "" leaves
 	// it out.
 	ID string
+	// PatientAuthorities are the assigning authorities whose identifier
+	// keys a Patient's conditional update, most trusted first (the
+	// estate's identity.trust): the same person is one Patient whichever
+	// identifier a message lists first. An event with none of them uses
+	// its first identifier.
+	PatientAuthorities []string
 }
 
 // TransactionBundle is ev as a FHIR R4 transaction Bundle in FHIR JSON
@@ -82,7 +89,7 @@ func Bundle(ev *avro.ClinicalEvent, opts BundleOptions) (*bpb.Bundle, error) {
 	case !ok:
 		return nil, fmt.Errorf("fhir: event %s: event type %q has no FHIR rendering; add it to connectors/fhir's families", ev.EventID, ev.EventType)
 	}
-	r := &render{ev: ev, sys: opts.Systems, family: family, out: &bpb.Bundle{
+	r := &render{ev: ev, sys: opts.Systems, trust: opts.PatientAuthorities, family: family, out: &bpb.Bundle{
 		Type: &bpb.Bundle_TypeCode{Value: cpb.BundleTypeCode_TRANSACTION},
 	}}
 	if opts.ID != "" {
@@ -130,6 +137,7 @@ var owners = map[string]string{
 type render struct {
 	ev      *avro.ClinicalEvent
 	sys     *Systems
+	trust   []string // BundleOptions.PatientAuthorities
 	family  string
 	out     *bpb.Bundle
 	patient string // fullUrl of ev.Patient's entry
@@ -144,7 +152,7 @@ type render struct {
 // record's.
 func (r *render) patients() error {
 	p := &r.ev.Patient
-	k, err := r.identifierKey(p.Identifiers, "PID-3")
+	k, err := r.identifierKey(r.trusted(p.Identifiers), "PID-3")
 	if err != nil {
 		return err
 	}
@@ -185,6 +193,18 @@ func (r *render) patients() error {
 		}
 	}
 	return nil
+}
+
+// trusted is ids with the most trusted authority's identifier first.
+func (r *render) trusted(ids []avro.Identifier) []avro.Identifier {
+	for _, a := range r.trust {
+		for i, id := range ids {
+			if id.Value != "" && strings.EqualFold(id.AssigningAuthority, a) {
+				return append([]avro.Identifier{id}, append(slices.Clone(ids[:i]), ids[i+1:]...)...)
+			}
+		}
+	}
+	return ids
 }
 
 func patientLink(other string, typ cpb.LinkTypeCode_Value) *ppb.Patient_Link {

@@ -394,3 +394,34 @@ func TestKeyQuery(t *testing.T) {
 		t.Errorf("query %s, want %s", got, want)
 	}
 }
+
+// With the estate's trust order, a Patient is keyed by its most trusted
+// identifier however the message orders PID-3: the EHR listing its MRN
+// first and the lab listing the NHS number first update one Patient.
+func TestBundlePatientKeyFollowsTrust(t *testing.T) {
+	ehr := resultEvent()
+	lab := resultEvent()
+	lab.Patient.Identifiers = []avro.Identifier{ehr.Patient.Identifiers[1], ehr.Patient.Identifiers[0]}
+	for _, tc := range []struct {
+		name  string
+		trust []string
+		same  bool
+	}{
+		{"no trust order: the first identifier, so two Patients", nil, false},
+		{"NHS trusted first: one Patient", []string{"NHS", "HOSP"}, true},
+		{"an authority neither has, then HOSP", []string{"CHI", "hosp"}, true},
+	} {
+		opts := BundleOptions{Systems: demoSystems(), PatientAuthorities: tc.trust}
+		var keys []string
+		for _, ev := range []*avro.ClinicalEvent{ehr, lab} {
+			b, err := Bundle(ev, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, search(entries(b)["Patient"][0]))
+		}
+		if (keys[0] == keys[1]) != tc.same {
+			t.Errorf("%s: the two messages search %s and %s", tc.name, keys[0], keys[1])
+		}
+	}
+}

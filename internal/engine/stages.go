@@ -294,6 +294,17 @@ func (e *Engine) startIngest(ctx context.Context) error {
 	return nil
 }
 
+// trustedAuthorities are the authorities of trust, in order, once each.
+func trustedAuthorities(trust []config.TrustedIdentifier) []string {
+	var out []string
+	for _, t := range trust {
+		if t.Authority != "" && !slices.Contains(out, t.Authority) {
+			out = append(out, t.Authority)
+		}
+	}
+	return out
+}
+
 // version is careflow's module version, as the build recorded it.
 func version() string {
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
@@ -391,6 +402,7 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 	st, err := deliver.New(deliver.Config{
 		Destination: deliver.Destination{
 			Name: d.Name, Connector: conn, Fields: fields, FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems),
+			FHIRPatientAuthorities: trustedAuthorities(e.cfg.Identity.Trust),
 			Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
 				SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
 				ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},

@@ -39,6 +39,9 @@ type Destination struct {
 	// FHIRSystems are the identifier systems a fhir destination's
 	// resources are written with. Default: the built-in ones.
 	FHIRSystems *fhir.Systems
+	// FHIRPatientAuthorities key each Patient's conditional update by the
+	// most trusted identifier (identity.trust's authorities, in order).
+	FHIRPatientAuthorities []string
 	// BreakerFailures consecutive transient failures open the breaker.
 	// Default: 5.
 	BreakerFailures uint32
@@ -243,7 +246,8 @@ func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error)
 	case avro.FormatJSON:
 		return render.JSON(ev, controlID)
 	case avro.FormatFHIR:
-		return fhir.TransactionBundle(ev, fhir.BundleOptions{Systems: s.cfg.Destination.FHIRSystems, ID: controlID})
+		d := s.cfg.Destination
+		return fhir.TransactionBundle(ev, fhir.BundleOptions{Systems: d.FHIRSystems, ID: controlID, PatientAuthorities: d.FHIRPatientAuthorities})
 	}
 	return render.HL7(ev, t, controlID, s.cfg.Now())
 }
