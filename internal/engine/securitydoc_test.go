@@ -89,3 +89,10 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// The FHIR pages name tests that exist, where they say they are.
+func TestFHIRDocsNameRealTests(t *testing.T) {
+	docNamesRealTests(t, "docs/fhir.md", 10)
+	docNamesRealTests(t, "docs/fhir-api.md", 8)
+	docNamesRealTests(t, "docs/fhir-delivery.md", 4)
+}
