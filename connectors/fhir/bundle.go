@@ -8,8 +8,8 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/google/fhir/go/jsonformat/fhirvalidate"
