@@ -122,15 +122,9 @@ func (s *inScope) fromReport(dr *drpb.DiagnosticReport) (avro.Order, error) {
 		}
 	}
 	for _, id := range dr.GetIdentifier() {
-		role := inOrderRole(id)
-		if role == "" {
-			role = "FILL"
-		}
-		inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
+		s.fromOrderNumber(&o, id, "FILL")
 	}
-	p, alt := inConcept(dr.GetCode())
-	o.ServiceCode, o.ServiceText, o.ServiceSystem = p.code, p.text, p.system
-	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = alt.code, alt.text, alt.system
+	inSetService(&o, dr.GetCode())
 	o.ResultStatus = fromResultStatuses[dr.GetStatus().GetValue()]
 	switch e := dr.GetEffective(); {
 	case e.GetDateTime() != nil:
@@ -166,11 +160,7 @@ func (s *inScope) fromBasedOn(owner proto.Message, refs []*dpb.Reference, path s
 	for _, ref := range refs {
 		if id := ref.GetIdentifier(); id.GetValue().GetValue() != "" {
 			o := avro.Order{Control: "RE"}
-			role := inOrderRole(id)
-			if role == "" {
-				role = "PLAC"
-			}
-			inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
+			s.fromOrderNumber(&o, id, "PLAC")
 			return o, nil
 		}
 	}
@@ -231,15 +221,9 @@ func (s *inScope) fromServiceRequest(r Resource, method string) (*avro.ClinicalE
 func (s *inScope) fromRequest(sr *srpb.ServiceRequest) avro.Order {
 	var o avro.Order
 	for _, id := range sr.GetIdentifier() {
-		role := inOrderRole(id)
-		if role == "" {
-			role = "PLAC"
-		}
-		inSetOrderNumber(&o, role, s.fromOrderIdentifier(id))
+		s.fromOrderNumber(&o, id, "PLAC")
 	}
-	p, alt := inConcept(sr.GetCode())
-	o.ServiceCode, o.ServiceText, o.ServiceSystem = p.code, p.text, p.system
-	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = alt.code, alt.text, alt.system
+	inSetService(&o, sr.GetCode())
 	o.Priority = fromPriorities[sr.GetPriority().GetValue()]
 	o.OrderedAt = inDateTime(sr.GetAuthoredOn())
 	o.OrderingProvider = inReferenceID(sr.GetRequester())
@@ -355,4 +339,22 @@ func inTimeOfDay(t *dpb.Time) string {
 	us := t.GetValueUs()
 	sec := us / 1e6
 	return fmt.Sprintf("%02d:%02d:%02d", sec/3600, sec/60%60, sec%60)
+}
+
+// fromOrderNumber sets the order number id holds: placer or filler by
+// its type (PLAC, FILL), else role, what the resource's own identifier
+// is (a DiagnosticReport's the filler's, a ServiceRequest's the placer's).
+func (s *inScope) fromOrderNumber(o *avro.Order, id *dpb.Identifier, role string) {
+	if r := inOrderRole(id); r != "" {
+		role = r
+	}
+	inSetOrderNumber(o, role, s.fromOrderIdentifier(id))
+}
+
+// inSetService is OBR-4 from a resource's code: the first coding with a
+// standard system, and the local one as the alternate.
+func inSetService(o *avro.Order, code *dpb.CodeableConcept) {
+	p, alt := inConcept(code)
+	o.ServiceCode, o.ServiceText, o.ServiceSystem = p.code, p.text, p.system
+	o.ServiceAltCode, o.ServiceAltText, o.ServiceAltSystem = alt.code, alt.text, alt.system
 }

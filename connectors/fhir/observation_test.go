@@ -1,8 +1,6 @@
 package fhir
 
 import (
-	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/careflow-health/careflow/avro"
@@ -55,23 +53,7 @@ func TestObservationFields(t *testing.T) {
 			o := glucose()
 			tc.edit(o)
 			r, err := Observation(o, Refs{})
-			if tc.err != "" {
-				var fe *Error
-				if !errors.As(err, &fe) || fe.Path != tc.err || fe.Source != "OBX-14" {
-					t.Fatalf("error %v, want one at %s from OBX-14", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := JSON(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(b, []byte(tc.want)) {
-				t.Errorf("%s lacks %s", b, tc.want)
-			}
+			rendered(t, r, err, tc.err, "OBX-14", tc.want)
 		})
 	}
 }

@@ -140,3 +140,28 @@ func TestPatientIdentifierSystems(t *testing.T) {
 		}
 	}
 }
+
+// rendered checks what a resource writer returned: with errPath, an
+// *Error at that element from the v2 field errSrc (and nil is returned);
+// else the resource's JSON, which must hold want.
+func rendered(t *testing.T, r proto.Message, err error, errPath, errSrc, want string) []byte {
+	t.Helper()
+	if errPath != "" {
+		var fe *Error
+		if !errors.As(err, &fe) || fe.Path != errPath || fe.Source != errSrc {
+			t.Fatalf("error %v, want one at %s from %s", err, errPath, errSrc)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := JSON(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(want)) {
+		t.Errorf("%s lacks %s", b, want)
+	}
+	return b
+}

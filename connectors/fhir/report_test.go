@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/careflow-health/careflow/avro"
@@ -36,22 +35,9 @@ func TestDiagnosticReportFields(t *testing.T) {
 			o := resultEvent().Orders[0]
 			tc.edit(&o)
 			r, err := DiagnosticReport(&o, nil, Refs{Patient: "urn:uuid:p", BasedOn: "urn:uuid:sr", Results: []string{"urn:uuid:o1", "urn:uuid:o2"}})
-			if tc.errPath != "" {
-				var fe *Error
-				if !errors.As(err, &fe) || fe.Path != tc.errPath || fe.Source != tc.errSrc {
-					t.Fatalf("error %v, want one at %s from %s", err, tc.errPath, tc.errSrc)
-				}
+			b := rendered(t, r, err, tc.errPath, tc.errSrc, tc.want)
+			if b == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := JSON(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(b, []byte(tc.want)) {
-				t.Errorf("%s lacks %s", b, tc.want)
 			}
 			if !bytes.Contains(b, []byte(`"result":[{"reference":"urn:uuid:o1"},{"reference":"urn:uuid:o2"}]`)) {
 				t.Errorf("%s lacks its results", b)

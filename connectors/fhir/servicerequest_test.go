@@ -1,8 +1,6 @@
 package fhir
 
 import (
-	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/careflow-health/careflow/avro"
@@ -49,23 +47,7 @@ func TestServiceRequestFields(t *testing.T) {
 			o := cbcOrder()
 			tc.edit(&o)
 			r, err := ServiceRequest(&o, nil, Refs{Patient: "urn:uuid:p"})
-			if tc.errPath != "" {
-				var fe *Error
-				if !errors.As(err, &fe) || fe.Path != tc.errPath || fe.Source != tc.errSrc {
-					t.Fatalf("error %v, want one at %s from %s", err, tc.errPath, tc.errSrc)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := JSON(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(b, []byte(tc.want)) {
-				t.Errorf("%s lacks %s", b, tc.want)
-			}
+			rendered(t, r, err, tc.errPath, tc.errSrc, tc.want)
 		})
 	}
 	o := cbcOrder()
