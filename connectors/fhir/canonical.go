@@ -283,12 +283,8 @@ func (s *inScope) fromPatient(p *ppb.Patient) (avro.Patient, error) {
 // (Systems.Authority), else the assigner's display, which the writer uses
 // for an authority with no system; the v2-0203 type code.
 func (s *inScope) fromIdentifier(id *dpb.Identifier) avro.Identifier {
-	out := avro.Identifier{Value: id.GetValue().GetValue()}
-	if sys := id.GetSystem().GetValue(); sys != "" {
-		out.AssigningAuthority = s.sys.Authority(sys)
-	} else {
-		out.AssigningAuthority = id.GetAssigner().GetDisplay().GetValue()
-	}
+	out := avro.Identifier{Value: id.GetValue().GetValue(),
+		AssigningAuthority: s.sys.AuthorityOf(id.GetSystem().GetValue(), id.GetAssigner().GetDisplay().GetValue())}
 	out.TypeCode = inTypeCode(id.GetType())
 	return out
 }

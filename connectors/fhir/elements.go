@@ -16,31 +16,63 @@ import (
 	"time"
 )
 
-// Identifier is a FHIR Identifier's system, value and v2-0203 type code.
+// Identifier is a FHIR Identifier's system, value and v2-0203 type code,
+// and its assigner's display (how v2-to-FHIR writes an authority with no
+// known system).
 type Identifier struct {
 	System, Value, Type string
+	Assigner            string `json:",omitempty"`
+	anySystem           bool   // a search token without "|": any system
 }
 
-// Token is the identifier as a search token: "system|value".
-func (id Identifier) Token() string { return id.System + "|" + id.Value }
-
-// ParseToken reads a search token ("system|value", "|value" or "value").
-func ParseToken(tok string) Identifier {
-	if sys, val, ok := strings.Cut(tok, "|"); ok {
-		return Identifier{System: sys, Value: val}
+// Token is the identifier as a search token: "system|value", with "|"
+// and "\\" in either part escaped; "value" alone for a token of any
+// system.
+func (id Identifier) Token() string {
+	esc := strings.NewReplacer(`\`, `\\`, `|`, `\|`, `,`, `\,`, `$`, `\$`)
+	if id.anySystem {
+		return esc.Replace(id.Value)
 	}
-	return Identifier{Value: tok}
+	return esc.Replace(id.System) + "|" + esc.Replace(id.Value)
+}
+
+// ParseToken reads a search token as FHIR writes one (R4 3.1.1.5.6,
+// 3.1.1.5.3): "system|value", "|value" (an identifier without a system),
+// or "value" (any system), split at the first "|" not escaped as "\|",
+// with the escapes \| \, \$ \\ undone in each part.
+func ParseToken(tok string) Identifier {
+	var parts [2]strings.Builder
+	part, split := 0, false
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case c == '\\' && i+1 < len(tok) && strings.IndexByte(`|,$\\`, tok[i+1]) >= 0:
+			i++
+			parts[part].WriteByte(tok[i])
+		case c == '|' && part == 0:
+			part, split = 1, true
+		default:
+			parts[part].WriteByte(c)
+		}
+	}
+	if !split {
+		return Identifier{Value: parts[0].String(), anySystem: true}
+	}
+	return Identifier{System: parts[0].String(), Value: parts[1].String()}
 }
 
 // Matches reports whether id satisfies the search token want: the same
-// value, and the same system unless want names none.
+// value, and the same system, none for "|value", any for "value".
 func (id Identifier) Matches(want Identifier) bool {
-	return id.Value == want.Value && (want.System == "" || id.System == want.System)
+	return id.Value == want.Value && (want.anySystem || id.System == want.System)
 }
 
 type jsonIdentifier struct {
-	System string `json:"system"`
-	Value  string `json:"value"`
+	System   string `json:"system"`
+	Value    string `json:"value"`
+	Assigner struct {
+		Display string `json:"display"`
+	} `json:"assigner"`
 	Type   struct {
 		Coding []struct {
 			System string `json:"system"`
@@ -50,7 +82,7 @@ type jsonIdentifier struct {
 }
 
 func (j jsonIdentifier) identifier() Identifier {
-	id := Identifier{System: j.System, Value: j.Value}
+	id := Identifier{System: j.System, Value: j.Value, Assigner: j.Assigner.Display}
 	for _, c := range j.Type.Coding {
 		if c.System == v2IdentifierTypes {
 			id.Type = c.Code

@@ -86,3 +86,14 @@ func (s *Systems) Authority(uri string) string {
 	}
 	return uri
 }
+
+// AuthorityOf is the assigning authority of a FHIR identifier: its
+// system's (Authority), else its assigner's display, as v2-to-FHIR writes
+// an authority with no system. Both the API's patient key and Canonical
+// read identifiers by it, so one person keys alike on both paths.
+func (s *Systems) AuthorityOf(system, assigner string) string {
+	if system != "" {
+		return s.Authority(system)
+	}
+	return assigner
+}

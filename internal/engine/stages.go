@@ -267,6 +267,7 @@ func (e *Engine) startIngest(ctx context.Context) error {
 		Interfaces: ifaces, Client: e.client, Serde: e.serde,
 		Logger: e.log, Metrics: e.metrics, Audit: e.audit,
 		FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems), Kafka: e.kafkaFor(topics.StageIngest), Version: version(),
+		FHIRTransactionalID: "careflow-ingest-fhir-" + e.opts.InstanceID, FreshTransactionalID: e.broker != nil,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: ingest: %w", err)

@@ -266,9 +266,18 @@ func errCode(code string) string {
 }
 
 func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
+	rec, err := s.rawRecord(raw)
+	if err != nil {
+		return err
+	}
+	return s.produce(ctx, rec)
+}
+
+// rawRecord is raw as its careflow.raw record.
+func (s *Stage) rawRecord(raw *avro.RawMessage) (*kgo.Record, error) {
 	value, err := s.cfg.Serde.Encode(raw)
 	if err != nil {
-		return fmt.Errorf("encode raw record: %w", err)
+		return nil, fmt.Errorf("encode raw record: %w", err)
 	}
 	key := raw.PatientKey
 	if key == "" {
@@ -293,7 +302,7 @@ func (s *Stage) writeRaw(ctx context.Context, raw *avro.RawMessage) error {
 			{Key: topics.StageTime(topics.StageIngest), Value: []byte(at)},
 		},
 	}
-	return s.produce(ctx, rec)
+	return rec, nil
 }
 
 // writeDeadLetter keeps input ingest refused, as every stage's dead

@@ -10,8 +10,6 @@
 package ingest
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +22,6 @@ import (
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/fhir"
 	"github.com/careflow-health/careflow/stages/audit"
-	"github.com/careflow-health/careflow/stages/identity"
 )
 
 // FHIRVersion is the FHIR release careflow's interfaces speak.
@@ -311,163 +308,4 @@ func writeFHIR(w http.ResponseWriter, status int, body []byte) {
 
 func writeOutcome(w http.ResponseWriter, fe *fhirError) {
 	writeFHIR(w, fe.status, fhir.OperationOutcome(fe.err))
-}
-
-// write plans every interaction under the locks of what they touch, then
-// stores them: one raw record for the lot (a transaction's is the Bundle
-// as sent, bundle; a single write's, its body) and each resource's new
-// version. Nothing is stored unless every interaction can be.
-func (s *Stage) write(ctx context.Context, rc receipt, its []interaction, bundle []byte) ([]plan, *fhirError) {
-	in := rc.in
-	var keys []string
-	for _, it := range its {
-		if it.id != "" {
-			keys = append(keys, resourceKey(in.Name, it.typ, it.id))
-		}
-		if q := it.ifNoneExist + it.conditional; q != "" {
-			keys = append(keys, searchKey(in.Name, it.typ, q))
-		}
-	}
-	unlock := s.fhir.lock(keys...)
-	defer unlock()
-	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-	plans := make([]plan, len(its))
-	refs := map[string]string{} // a Bundle's fullUrls → Type/id
-	for i, it := range its {
-		p, fe := s.plan(in, it, now)
-		if fe != nil {
-			return nil, fe
-		}
-		plans[i] = p
-		if it.fullURL != "" {
-			refs[it.fullURL] = p.stored.Type + "/" + p.stored.ID
-		}
-	}
-	var related []json.RawMessage
-	for i, it := range its {
-		if plans[i].existing {
-			continue
-		}
-		body, err := fhir.RewriteReferences(it.body, refs)
-		if err == nil {
-			body, err = fhir.SetMeta(body, plans[i].stored.ID, plans[i].stored.Version, now)
-		}
-		if err != nil {
-			return nil, &fhirError{status: http.StatusInternalServerError, err: err}
-		}
-		plans[i].stored.Resource = body
-		if bundle != nil {
-			related = append(related, body)
-		}
-	}
-	if bundle == nil && plans[0].existing {
-		return plans, nil
-	}
-	rel, key, fe := s.resolve(in, its, plans)
-	if fe != nil {
-		return nil, fe
-	}
-	related = append(related, rel...)
-	raw := s.fhirRaw(rc, its, plans, bundle, related, key, now)
-	if err := s.writeRaw(ctx, raw); err != nil {
-		return nil, s.notStored(rc, raw, err)
-	}
-	for i := range plans {
-		if plans[i].existing {
-			continue
-		}
-		rec, err := plans[i].stored.record()
-		if err == nil {
-			err = s.produce(ctx, rec)
-		}
-		if err != nil {
-			return nil, s.notStored(rc, raw, err)
-		}
-		s.fhir.put(plans[i].stored)
-	}
-	s.metrics.messages.WithLabelValues(in.Name, resultAccepted).Inc()
-	s.metrics.ackSeconds.WithLabelValues(in.Name).Observe(time.Since(rc.start).Seconds())
-	s.log.Debug("ingest accepted a FHIR write", "interface", in.Name, "message_id", raw.MessageID, "type", raw.MessageType, "control_id", raw.ControlID)
-	return plans, nil
-}
-
-// notStored answers a write Kafka did not take: 503, resend. A raw record
-// written before the failure is a duplicate of the resend's (the same
-// idempotency key), which validate drops.
-func (s *Stage) notStored(rc receipt, raw *avro.RawMessage, err error) *fhirError {
-	s.log.Warn("ingest write to Kafka, answering 503", "interface", rc.in.Name, "transport", rc.transport, "message_id", raw.MessageID, "err", err)
-	s.metrics.messages.WithLabelValues(rc.in.Name, resultError).Inc()
-	return refuseFHIR(http.StatusServiceUnavailable, fhir.CodeTransient, "", "not stored; resend it")
-}
-
-// plan decides the resource and version one interaction writes.
-func (s *Stage) plan(in *Interface, it interaction, now time.Time) (plan, *fhirError) {
-	var cur *storedResource
-	switch {
-	case it.ifNoneExist != "" && it.method == "create":
-		found, fe := s.search(in, it.typ, it.ifNoneExist, "If-None-Exist")
-		if fe != nil {
-			return plan{}, fe
-		}
-		if len(found) == 1 {
-			return plan{stored: found[0], existing: true}, nil
-		}
-	case it.conditional != "":
-		found, fe := s.search(in, it.typ, it.conditional, "the conditional update")
-		if fe != nil {
-			return plan{}, fe
-		}
-		if len(found) == 1 {
-			cur = found[0]
-		}
-	case it.id != "":
-		cur = s.fhir.get(in.Name, it.typ, it.id)
-	}
-	if it.ifMatch != "" && (cur == nil || cur.ETag() != normaliseETag(it.ifMatch)) {
-		have := "none"
-		if cur != nil {
-			have = cur.ETag()
-		}
-		return plan{}, refuseFHIR(http.StatusPreconditionFailed, fhir.CodeConflict, "",
-			fmt.Sprintf("If-Match %s is not the current version (%s)", it.ifMatch, have))
-	}
-	st := &storedResource{Interface: in.Name, Type: it.typ, Version: 1, LastUpdated: now, Identifiers: fhir.Identifiers(it.body)}
-	switch {
-	case cur != nil:
-		st.ID, st.Version = cur.ID, cur.Version+1
-	case it.id != "":
-		st.ID = it.id // update as create (R4 3.1.0.4.1)
-	case it.method == "update" && it.res.ID() != "":
-		st.ID = it.res.ID()
-	default:
-		st.ID = identity.NewMessageID()
-	}
-	return plan{stored: st, created: cur == nil}, nil
-}
-
-// normaliseETag accepts an If-Match with or without the weak prefix.
-func normaliseETag(v string) string {
-	v = strings.TrimSpace(v)
-	if !strings.HasPrefix(v, "W/") {
-		v = "W/" + v
-	}
-	return v
-}
-
-// search runs a conditional operation's search, identifier=system|value,
-// the one search careflow supports; two or more matches are 412.
-func (s *Stage) search(in *Interface, typ, query, what string) ([]*storedResource, *fhirError) {
-	tok, ok := strings.CutPrefix(query, "identifier=")
-	if !ok || strings.Contains(tok, "&") {
-		return nil, refuseFHIR(http.StatusBadRequest, fhir.CodeNotSupported, "", what+" must be identifier=system|value, the only search careflow takes")
-	}
-	if t, err := unescapeQuery(tok); err == nil {
-		tok = t
-	}
-	found := s.fhir.find(in.Name, typ, fhir.ParseToken(tok))
-	if len(found) > 1 {
-		return nil, refuseFHIR(http.StatusPreconditionFailed, fhir.CodeMultipleMatches, "",
-			fmt.Sprintf("%s matches %d %s resources", what, len(found), typ))
-	}
-	return found, nil
 }

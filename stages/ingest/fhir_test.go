@@ -35,6 +35,8 @@ func fhirObservation(subject string) string {
 func fhirHarness(t *testing.T) (*harness, *httptest.Server) {
 	h := newHarness(t, func(c *Config) {
 		c.Interfaces = append(c.Interfaces, Interface{Name: "apps", FHIR: true})
+		c.Kafka = []kgo.Opt{kgo.SeedBrokers(c.Client.OptValue(kgo.SeedBrokers).([]string)...)}
+		c.FreshTransactionalID = true
 		c.Interfaces[0].Identity = identity.Policy{Trust: []identity.Trusted{{Authority: "NHS", Check: "nhs"}}}
 		c.Interfaces[len(c.Interfaces)-1].Identity = c.Interfaces[0].Identity
 	})

@@ -221,7 +221,7 @@ func (s *Stage) resolve(in *Interface, its []interaction, plans []plan) ([]json.
 	}
 	ids := make([]identity.Identifier, 0, len(patient))
 	for _, id := range patient {
-		ids = append(ids, identity.Identifier{Value: id.Value, Authority: s.cfg.FHIRSystems.Authority(id.System), Type: id.Type})
+		ids = append(ids, identity.Identifier{Value: id.Value, Authority: s.cfg.FHIRSystems.AuthorityOf(id.System, id.Assigner), Type: id.Type})
 	}
 	key, _ := in.Identity.Key(ids)
 	return related, key, nil
@@ -241,9 +241,7 @@ func (s *Stage) fhirRaw(rc receipt, its []interaction, plans []plan, bundle []by
 	} else {
 		raw.Payload, raw.MessageType, raw.TriggerEvent, raw.ControlID = its[0].body, its[0].typ, its[0].method, location(plans[0].stored)
 	}
-	// A resend of the same write (the same resource version) is the same
-	// message; a transaction is its first entry's version.
-	raw.IdempotencyKey = "fhir|" + rc.in.Name + "|" + location(plans[0].stored)
+	raw.IdempotencyKey = writtenKey(rc.in.Name, plans)
 	if len(related) > 0 {
 		raw.Related, _ = json.Marshal(related)
 	}

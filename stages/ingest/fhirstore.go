@@ -47,25 +47,12 @@ func (r *storedResource) ETag() string { return fmt.Sprintf(`W/"%d"`, r.Version)
 // not interleave with another's, while unrelated writes run in parallel.
 const stripes = 64
 
-type resourceStore struct {
-	mu  sync.RWMutex
-	res map[string]*storedResource
-	// byValue indexes resources by identifier value: interface/Type|value
-	// to resource keys.
-	byValue map[string]map[string]struct{}
+// stripedLocks are mutexes by hash of a key.
+type stripedLocks [stripes]sync.Mutex
 
-	locks [stripes]sync.Mutex
-}
-
-func newResourceStore() *resourceStore {
-	return &resourceStore{res: map[string]*storedResource{}, byValue: map[string]map[string]struct{}{}}
-}
-
-func valueKey(iface, typ, value string) string { return iface + "/" + typ + "|" + value }
-
-// lock takes the stripes of every key named, in order so that two writes
+// lock takes the stripes of every key, in order so that two writes
 // cannot deadlock, and returns their release.
-func (st *resourceStore) lock(keys ...string) func() {
+func (l *stripedLocks) lock(keys ...string) func() {
 	var idx []int
 	for _, k := range keys {
 		h := fnv.New32a()
@@ -75,17 +62,35 @@ func (st *resourceStore) lock(keys ...string) func() {
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
 	for _, i := range idx {
-		st.locks[i].Lock()
+		l[i].Lock()
 	}
 	return func() {
 		for _, i := range slices.Backward(idx) {
-			st.locks[i].Unlock()
+			l[i].Unlock()
 		}
 	}
 }
 
-// searchKey is the stripe key of a conditional search on an interface.
-func searchKey(iface, typ, query string) string { return iface + "/" + typ + "?" + query }
+type resourceStore struct {
+	mu  sync.RWMutex
+	res map[string]*storedResource
+	// byValue indexes resources by identifier value: interface/Type|value
+	// to resource keys.
+	byValue map[string]map[string]struct{}
+
+	// Searches are locked before resources, never after (fhirwrite.go).
+	searchLocks, resourceLocks stripedLocks
+}
+
+func newResourceStore() *resourceStore {
+	return &resourceStore{res: map[string]*storedResource{}, byValue: map[string]map[string]struct{}{}}
+}
+
+func valueKey(iface, typ, value string) string { return iface + "/" + typ + "|" + value }
+
+// searchKey is the stripe key of a conditional search on an interface,
+// by its normalised token.
+func searchKey(iface, typ, token string) string { return iface + "/" + typ + "?identifier=" + token }
 
 func (st *resourceStore) get(iface, typ, id string) *storedResource {
 	st.mu.RLock()

@@ -9,6 +9,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -111,6 +112,11 @@ type Config struct {
 	Kafka []kgo.Opt
 	// Version is careflow's, for the FHIR CapabilityStatement.
 	Version string
+	// FHIRTransactionalID prefixes the transactional ids of the FHIR
+	// writes' producers (one per copy of ingest: its instance id in it);
+	// FreshTransactionalID adds a random suffix. Default: careflow-ingest-fhir.
+	FHIRTransactionalID  string
+	FreshTransactionalID bool
 }
 
 // Stage is the running ingest stage.
@@ -121,6 +127,7 @@ type Stage struct {
 	ifaces  map[string]*Interface // by name, with defaults applied
 
 	fhir    *resourceStore // the FHIR interfaces' resources
+	fhirTx  *txWriter      // their writes, as Kafka transactions
 	started time.Time
 
 	mu        sync.Mutex
@@ -176,6 +183,12 @@ func New(cfg Config) (*Stage, error) {
 		}
 		s.ifaces[in.Name] = &in
 	}
+	for _, in := range s.ifaces {
+		if in.FHIR && cfg.Kafka == nil {
+			return nil, fmt.Errorf("ingest: interface %s: %w", in.Name, errNoFHIRWriter)
+		}
+	}
+	s.fhirTx = newTxWriter(cfg.Kafka, cmp.Or(cfg.FHIRTransactionalID, "careflow-ingest-fhir"), cfg.FreshTransactionalID)
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: %w", err)
@@ -307,7 +320,12 @@ func (s *Stage) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	hardStop()
-	return g.Wait()
+	err := g.Wait()
+	// The HTTP listener is the engine's and drains beside this; a FHIR
+	// write that got its transaction in time is committed, one after is
+	// answered 503.
+	s.fhirTx.close()
+	return err
 }
 
 func orDefault(v, def int) int {
