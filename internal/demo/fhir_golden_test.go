@@ -59,15 +59,16 @@ type storyMessage struct {
 // come from the lab's value() with a seeded draw, new for each result
 // as the lab's are.
 type story struct {
-	p         *patient
-	pn        panel
-	placer    string
-	filler    string
-	duplicate string // the MRN of the record merged away
-	msgs      []storyMessage
-	values    map[string][]string // analyte LOINC code → the value each ORU sent, in order
-	statuses  []string            // OBR-25 of each ORU, in order
-	doctor    string              // the attending doctor after the A08
+	p           *patient
+	pn          panel
+	placer      string
+	filler      string
+	duplicate   string // the MRN of the record merged away
+	msgs        []storyMessage
+	values      map[string][]string // analyte LOINC code → the value each ORU sent, in order
+	statuses    []string            // OBR-25 of each ORU, in order
+	admitDoctor string              // the attending doctor of the A01
+	doctor      string              // the attending doctor after the A08
 }
 
 func newStory(t *testing.T) *story {
@@ -98,6 +99,7 @@ func newStory(t *testing.T) *story {
 	p.admitTime = hl7v2.FormatTime(at())
 	g.assignBed(p)
 	ehr("a01-admit", func(ctl string, now time.Time) []byte { return adt(p, "A01", p.mrn, ctl, now) })
+	s.admitDoctor = p.doctor
 	// Another doctor takes over: an A08 (next()'s admitted branch).
 	for first := p.doctor; p.doctor == first; {
 		p.doctor = doctors[g.rng.IntN(len(doctors))]

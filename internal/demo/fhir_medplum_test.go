@@ -57,13 +57,20 @@ type stored struct {
 // as a sender's resend would be rendered (new receipts: other event ids,
 // so other fullUrls, the same business identifiers), and after each
 // checks what the server stores: the conditional updates must find the
-// resources the first delivery made, never add a second.
+// resources the first delivery made, never add a second. During the
+// first delivery it also checks what the merge, the admission, the
+// update and each result changed at the moment they arrive, which the
+// end state alone would not show (a later message repeats most fields).
 func TestDemoFHIRMedplum(t *testing.T) {
 	s := newStory(t)
 	base := peer.FHIRServer(t)
 
-	render := func(idPrefix string) [][]byte {
-		var out [][]byte
+	type rendered struct {
+		name string
+		body []byte
+	}
+	render := func(idPrefix string) []rendered {
+		var out []rendered
 		for _, m := range s.msgs {
 			m.controlID = idPrefix + m.controlID
 			b, err := m.bundle()
@@ -73,14 +80,14 @@ func TestDemoFHIRMedplum(t *testing.T) {
 				}
 				t.Fatalf("%s: %v", m.name, err)
 			}
-			out = append(out, b)
+			out = append(out, rendered{m.name, b})
 		}
 		return out
 	}
 	first := render("")
 	passes := []struct {
 		name    string
-		bundles [][]byte
+		bundles []rendered
 	}{
 		{"delivery", first},
 		{"redelivery", first},
@@ -88,19 +95,22 @@ func TestDemoFHIRMedplum(t *testing.T) {
 	}
 	var was stored
 	for i, pass := range passes {
-		for j, b := range pass.bundles {
-			status, body := do(t, http.MethodPost, base, "application/fhir+json", b)
+		for _, b := range pass.bundles {
+			status, body := do(t, http.MethodPost, base, "application/fhir+json", b.body)
 			if status != http.StatusOK {
-				t.Fatalf("%s: POST Bundle %d: status %d: %s", pass.name, j+1, status, body)
+				t.Fatalf("%s: POST %s's Bundle: status %d: %s", pass.name, b.name, status, body)
 			}
 			resp := readFHIR(t, "the transaction-response", body).GetBundle()
 			if resp.GetType().GetValue() != cpb.BundleTypeCode_TRANSACTION_RESPONSE {
-				t.Fatalf("%s: POST Bundle %d: answered %s", pass.name, j+1, body)
+				t.Fatalf("%s: POST %s's Bundle: answered %s", pass.name, b.name, body)
 			}
 			for k, e := range resp.GetEntry() {
 				if st := e.GetResponse().GetStatus().GetValue(); !strings.HasPrefix(st, "20") {
-					t.Errorf("%s: Bundle %d, entry %d: status %s", pass.name, j+1, k+1, st)
+					t.Errorf("%s: %s's Bundle, entry %d: status %s", pass.name, b.name, k+1, st)
 				}
+			}
+			if check := s.checkpoints()[b.name]; i == 0 && check != nil {
+				check(t, pass.name+" up to "+b.name, base)
 			}
 		}
 		got := s.checkStore(t, pass.name, base)
@@ -108,6 +118,69 @@ func TestDemoFHIRMedplum(t *testing.T) {
 			t.Errorf("%s: the server's resources are now %+v, after the delivery %+v: a conditional update made new ones", pass.name, got, was)
 		}
 		was = got
+	}
+}
+
+// checkpoints are what the server must hold right after the named
+// message's Bundle, in the first delivery.
+func (s *story) checkpoints() map[string]func(t *testing.T, pass, base string) {
+	p := s.p
+	byNHS := "identifier=" + url.QueryEscape(nhsSystem+"|"+p.nhs)
+	byVisit := "identifier=" + url.QueryEscape(visitSystem+"|"+p.visit)
+	encounterBy := func(doctor string) func(t *testing.T, pass, base string) {
+		return func(t *testing.T, pass, base string) {
+			t.Helper()
+			pat := one(t, pass, base, "Patient", byNHS).GetPatient()
+			enc := one(t, pass, base, "Encounter", byVisit).GetEncounter()
+			if got := enc.GetStatus().GetValue(); got != cpb.EncounterStatusCode_IN_PROGRESS {
+				t.Errorf("%s: Encounter.status %v, want in-progress", pass, got)
+			}
+			if pt := enc.GetParticipant(); len(pt) != 1 || pt[0].GetIndividual().GetIdentifier().GetValue().GetValue() != doctor {
+				t.Errorf("%s: Encounter.participant %v, want the attending doctor %s", pass, pt, doctor)
+			}
+			if subj := enc.GetSubject().GetPatientId().GetValue(); subj != pat.GetId().GetValue() {
+				t.Errorf("%s: Encounter.subject Patient/%s, want Patient/%s", pass, subj, pat.GetId().GetValue())
+			}
+		}
+	}
+	result := func(k int) func(t *testing.T, pass, base string) {
+		return func(t *testing.T, pass, base string) {
+			t.Helper()
+			var got stored
+			got.patient = one(t, pass, base, "Patient", byNHS).GetPatient().GetId().GetValue()
+			got.serviceRequest = one(t, pass, base, "ServiceRequest", "identifier="+url.QueryEscape(placerSystem+"|"+s.placer)).GetServiceRequest().GetId().GetValue()
+			dr := one(t, pass, base, "DiagnosticReport", "identifier="+url.QueryEscape(fillerSystem+"|"+s.filler)).GetDiagnosticReport()
+			checkReport(t, pass, s, dr, got, k)
+			checkObservations(t, pass, s, search(t, base, "Observation", "subject="+url.QueryEscape("Patient/"+got.patient)), got, k)
+		}
+	}
+	return map[string]func(t *testing.T, pass, base string){
+		// The merge: the survivor replaces the duplicate, which is retired.
+		"a40-merge": func(t *testing.T, pass, base string) {
+			t.Helper()
+			pat := one(t, pass, base, "Patient", byNHS).GetPatient()
+			dup := one(t, pass, base, "Patient", "identifier="+url.QueryEscape(mrnSystem+"|"+s.duplicate)).GetPatient()
+			if l := pat.GetLink(); len(l) != 1 || l[0].GetType().GetValue() != cpb.LinkTypeCode_REPLACES || l[0].GetOther().GetPatientId().GetValue() != dup.GetId().GetValue() {
+				t.Errorf("%s: the survivor's link is %v, want replaces Patient/%s", pass, l, dup.GetId().GetValue())
+			}
+			checkRetired(t, pass, dup, pat.GetId().GetValue())
+		},
+		"a01-admit":           encounterBy(s.admitDoctor),
+		"a08-update":          encounterBy(s.doctor),
+		"oru-r01-preliminary": result(0),
+		"oru-r01-final":       result(1),
+	}
+}
+
+// checkRetired checks the merged-away record: inactive, replaced by the
+// survivor.
+func checkRetired(t *testing.T, pass string, dup *ppb.Patient, survivor string) {
+	t.Helper()
+	if dup.GetActive() == nil || dup.GetActive().GetValue() {
+		t.Errorf("%s: the merged-away record Patient/%s is not inactive (active %v)", pass, dup.GetId().GetValue(), dup.GetActive())
+	}
+	if l := dup.GetLink(); len(l) != 1 || l[0].GetType().GetValue() != cpb.LinkTypeCode_REPLACED_BY || l[0].GetOther().GetPatientId().GetValue() != survivor {
+		t.Errorf("%s: the merged-away record's link is %v, want replaced-by Patient/%s", pass, l, survivor)
 	}
 }
 
@@ -144,12 +217,7 @@ func (s *story) checkStore(t *testing.T, pass, base string) stored {
 
 	dup := one(t, pass, base, "Patient", "identifier="+url.QueryEscape(mrnSystem+"|"+s.duplicate)).GetPatient()
 	got.duplicate = dup.GetId().GetValue()
-	if dup.GetActive() == nil || dup.GetActive().GetValue() {
-		t.Errorf("%s: the merged-away record Patient/%s is not inactive (active %v)", pass, got.duplicate, dup.GetActive())
-	}
-	if l := dup.GetLink(); len(l) != 1 || l[0].GetType().GetValue() != cpb.LinkTypeCode_REPLACED_BY || l[0].GetOther().GetPatientId().GetValue() != got.patient {
-		t.Errorf("%s: the merged-away record's link is %v, want replaced-by Patient/%s", pass, l, got.patient)
-	}
+	checkRetired(t, pass, dup, got.patient)
 
 	subject := "subject=" + url.QueryEscape("Patient/"+got.patient)
 	enc := one(t, pass, base, "Encounter", subject).GetEncounter()
@@ -162,7 +230,7 @@ func (s *story) checkStore(t *testing.T, pass, base string) stored {
 
 	dr := one(t, pass, base, "DiagnosticReport", "identifier="+url.QueryEscape(fillerSystem+"|"+s.filler)).GetDiagnosticReport()
 	got.report = dr.GetId().GetValue()
-	checkReport(t, pass, s, dr, got)
+	checkReport(t, pass, s, dr, got, len(s.statuses)-1)
 
 	obs := search(t, base, "Observation", subject)
 	if len(obs) != len(s.pn.analytes) {
@@ -180,7 +248,7 @@ func (s *story) checkStore(t *testing.T, pass, base string) stored {
 	if !slices.Equal(results, got.observations) {
 		t.Errorf("%s: DiagnosticReport.result is Observations %v, the Patient's are %v", pass, results, got.observations)
 	}
-	checkObservations(t, pass, s, obs, got)
+	checkObservations(t, pass, s, obs, got, len(s.statuses)-1)
 	return got
 }
 
@@ -262,11 +330,22 @@ func checkServiceRequest(t *testing.T, pass string, s *story, sr *srpb.ServiceRe
 	}
 }
 
-func checkReport(t *testing.T, pass string, s *story, dr *drpb.DiagnosticReport, got stored) {
+// reportStatuses and observationStatuses are OBR-25's and OBX-11's
+// codes the demo lab sends, as FHIR's (table 0123 and 0085).
+var (
+	reportStatuses = map[string]cpb.DiagnosticReportStatusCode_Value{
+		"P": cpb.DiagnosticReportStatusCode_PRELIMINARY, "F": cpb.DiagnosticReportStatusCode_FINAL, "C": cpb.DiagnosticReportStatusCode_CORRECTED,
+	}
+	observationStatuses = map[string]cpb.ObservationStatusCode_Value{
+		"P": cpb.ObservationStatusCode_PRELIMINARY, "F": cpb.ObservationStatusCode_FINAL, "C": cpb.ObservationStatusCode_CORRECTED,
+	}
+)
+
+// checkReport checks the DiagnosticReport as the k-th ORU left it.
+func checkReport(t *testing.T, pass string, s *story, dr *drpb.DiagnosticReport, got stored, k int) {
 	t.Helper()
-	// The newest ORU's OBR-25: the correction.
-	if st := dr.GetStatus().GetValue(); st != cpb.DiagnosticReportStatusCode_CORRECTED || s.statuses[len(s.statuses)-1] != "C" {
-		t.Errorf("%s: DiagnosticReport.status %v, want corrected (the last ORU's OBR-25 %s)", pass, st, s.statuses[len(s.statuses)-1])
+	if st, want := dr.GetStatus().GetValue(), reportStatuses[s.statuses[k]]; st != want {
+		t.Errorf("%s: DiagnosticReport.status %v, want %v (OBR-25 %s)", pass, st, want, s.statuses[k])
 	}
 	if c := dr.GetCode().GetCoding(); len(c) == 0 || c[0].GetCode().GetValue() != s.pn.code {
 		t.Errorf("%s: DiagnosticReport.code %v, want %s", pass, c, s.pn.code)
@@ -280,9 +359,9 @@ func checkReport(t *testing.T, pass string, s *story, dr *drpb.DiagnosticReport,
 }
 
 // checkObservations checks one Observation per analyte of the panel, in
-// the lab's own code (no code map is applied here), with the value and
-// unit the last ORU sent.
-func checkObservations(t *testing.T, pass string, s *story, obs []*bcrpb.ContainedResource, got stored) {
+// the lab's own code (no code map is applied here), with the status,
+// value and unit the k-th ORU sent.
+func checkObservations(t *testing.T, pass string, s *story, obs []*bcrpb.ContainedResource, got stored, k int) {
 	t.Helper()
 	byCode := map[string][]*bcrpb.ContainedResource{}
 	for _, c := range obs {
@@ -297,13 +376,13 @@ func checkObservations(t *testing.T, pass string, s *story, obs []*bcrpb.Contain
 			continue
 		}
 		o := byCode[local][0].GetObservation()
-		sent := s.values[a.code][len(s.values[a.code])-1]
+		sent := s.values[a.code][k]
 		q := o.GetValue().GetQuantity()
 		if !sameNumber(q.GetValue().GetValue(), sent) || q.GetUnit().GetValue() != a.units {
-			t.Errorf("%s: Observation %s value %s %s, want %s %s (the last OBX-5 and OBX-6)", pass, local, q.GetValue().GetValue(), q.GetUnit().GetValue(), sent, a.units)
+			t.Errorf("%s: Observation %s value %s %s, want OBX-5 %s and OBX-6 %s", pass, local, q.GetValue().GetValue(), q.GetUnit().GetValue(), sent, a.units)
 		}
-		if st := o.GetStatus().GetValue(); st != cpb.ObservationStatusCode_CORRECTED {
-			t.Errorf("%s: Observation %s status %v, want corrected (OBX-11 C)", pass, local, st)
+		if st, want := o.GetStatus().GetValue(), observationStatuses[s.statuses[k]]; st != want {
+			t.Errorf("%s: Observation %s status %v, want %v (OBX-11 %s)", pass, local, st, want, s.statuses[k])
 		}
 		if subj := o.GetSubject().GetPatientId().GetValue(); subj != got.patient {
 			t.Errorf("%s: Observation %s subject Patient/%s, want Patient/%s", pass, local, subj, got.patient)
