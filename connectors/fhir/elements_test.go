@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +59,38 @@ func TestRewriteAndSetMeta(t *testing.T) {
 	}
 	if _, err := SetMeta([]byte(`{"resourceType":`), "x", 1, time.Now()); err == nil {
 		t.Error("broken JSON: no error")
+	}
+}
+
+func TestParseToken(t *testing.T) {
+	stored := []Identifier{
+		{System: "urn:careflow:authority:HOSP", Value: "A|B"},
+		{System: "", Value: "T1"},
+		{System: "urn:careflow:authority:HOSP", Value: "T1"},
+	}
+	tests := []struct {
+		token string
+		match []int // indexes of stored that match
+	}{
+		{`urn:careflow:authority:HOSP|A\|B`, []int{0}},
+		{`urn:careflow:authority:HOSP|A|B`, []int{0}}, // after the first |, the value is taken whole
+		{`|T1`, []int{1}},                        // no system
+		{`T1`, []int{1, 2}},                      // any system
+		{`urn:careflow:authority:HOSP|T1`, []int{2}},
+	}
+	for _, tc := range tests {
+		tok := ParseToken(tc.token)
+		var got []int
+		for i, id := range stored {
+			if id.Matches(tok) {
+				got = append(got, i)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.match) {
+			t.Errorf("%s matches %v, want %v", tc.token, got, tc.match)
+		}
+		if again := ParseToken(tok.Token()); again != tok {
+			t.Errorf("%s: Token() %q reads back as %+v", tc.token, tok.Token(), again)
+		}
 	}
 }

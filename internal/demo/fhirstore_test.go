@@ -167,7 +167,7 @@ func TestParseToken(t *testing.T) {
 		{"urn:careflow:authority:HOSP|A%7CB%2B1", fhir.Identifier{System: "urn:careflow:authority:HOSP", Value: "A|B+1"}},
 		{"urn:x%7Cy|v", fhir.Identifier{System: "urn:x|y", Value: "v"}},
 		{"https://fhir.nhs.uk/Id/nhs-number%7C9990000018", fhir.Identifier{System: "https://fhir.nhs.uk/Id/nhs-number", Value: "9990000018"}},
-		{"9990000018", fhir.Identifier{Value: "9990000018"}},
+		{"9990000018", fhir.ParseToken("9990000018")}, // a value alone: any system
 	} {
 		if got := parseToken(tc.raw); got != tc.want {
 			t.Errorf("parseToken(%q) = %+v, want %+v", tc.raw, got, tc.want)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -18,6 +19,11 @@ import (
 // fhirProducers is how many transactions can be open at once: writes to
 // different resources run in parallel up to it.
 const fhirProducers = 4
+
+// fhirTxTimeout bounds a FHIR write's transaction at the broker. It is
+// short because one left open (careflow gone mid-commit) holds back every
+// read_committed reader of careflow.raw until the broker aborts it.
+const fhirTxTimeout = 10 * time.Second
 
 // txWriter commits records as one transaction each, on a pool of
 // transactional producers.
@@ -76,11 +82,22 @@ func (w *txWriter) commit(ctx context.Context, recs []*kgo.Record) (err error) {
 	defer func() {
 		if err != nil && sl.cl != nil {
 			// A producer whose transaction failed may be fenced or in an
-			// unknown state: the next write gets a new one (with the same
-			// id, so it fences this one's leftovers).
+			// unknown state, and the broker may still hold its transaction
+			// open. A new producer with the same id, once it has its
+			// producer id, has fenced the old one and had the coordinator
+			// abort what it left open; failing that, the broker aborts it
+			// after fhirTxTimeout.
 			sl.cl.Close()
 			w.forget(sl.cl)
 			sl.cl = nil
+			if cl, oerr := w.open(sl.n); oerr == nil {
+				if _, _, ierr := cl.ProducerID(context.WithoutCancel(ctx)); ierr == nil {
+					sl.cl = cl
+				} else {
+					cl.Close()
+					w.forget(cl)
+				}
+			}
 		}
 		w.pool <- sl
 	}()
@@ -98,6 +115,12 @@ func (w *txWriter) commit(ctx context.Context, recs []*kgo.Record) (err error) {
 		return fmt.Errorf("write a FHIR write's records: %w", err)
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		// Abort what the broker may still hold open: an open transaction
+		// holds back every read_committed reader of careflow.raw until it
+		// times out (fhirTxTimeout, when even the abort fails).
+		if aerr := cl.EndTransaction(context.WithoutCancel(ctx), kgo.TryAbort); aerr != nil {
+			err = fmt.Errorf("%w; abort: %v", err, aerr)
+		}
 		return fmt.Errorf("commit a FHIR write: %w", err)
 	}
 	return nil
@@ -107,7 +130,7 @@ func (w *txWriter) open(slot int) (*kgo.Client, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, w.opts...),
-		kgo.TransactionalID(w.id+"-"+strconv.Itoa(slot)), kgo.ProducerLinger(0),
+		kgo.TransactionalID(w.id+"-"+strconv.Itoa(slot)), kgo.TransactionTimeout(fhirTxTimeout), kgo.ProducerLinger(0),
 		kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		return nil, fmt.Errorf("open a FHIR transactional producer: %w", err)

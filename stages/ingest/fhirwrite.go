@@ -27,7 +27,7 @@ import (
 // target is what an interaction's condition found, before it is planned.
 type target struct {
 	found    *storedResource // the one match of a conditional create or update
-	existing bool           // a conditional create matched: nothing is written
+	existing bool            // a conditional create matched: nothing is written
 }
 
 // write plans and stores its interactions: one raw record for the lot (a

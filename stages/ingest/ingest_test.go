@@ -135,8 +135,10 @@ func send(t testing.TB, c *mllp.Client, payload []byte) hl7v2.ACK {
 // consume reads n records from topic (and waits briefly for any extra).
 func (h *harness) consume(t testing.TB, topic string, n int) []*kgo.Record {
 	t.Helper()
+	// Committed records only, as every stage reads: a FHIR write is a
+	// transaction, and an aborted one must not count.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.cluster.ListenAddrs()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		t.Fatal(err)
 	}
