@@ -194,6 +194,23 @@ func TestFHIRAuthorisation(t *testing.T) {
 			}
 		})
 	}
+	// Reading needs a read scope; a conditional create that matches answers
+	// a writer without one with the location only.
+	single := fhirPatientJSON(nhs(2), "F2")
+	a := fhirRequest(t, "POST", est.base("apps")+"/Patient", est.token(t, "apps", "system/Patient.write"), single)
+	id := a.header.Get("Location")
+	id = id[strings.Index(id, "/Patient/")+len("/Patient/"):]
+	id, _, _ = strings.Cut(id, "/")
+	if a := fhirRequest(t, "GET", est.base("apps")+"/Patient/"+id, est.token(t, "apps", "system/Patient.write"), nil); a.status != 403 {
+		t.Errorf("a read with a write scope: %d", a.status)
+	}
+	if a := fhirRequest(t, "GET", est.base("apps")+"/Patient/"+id, est.token(t, "apps", "system/Patient.read"), nil); a.status != 200 || !strings.Contains(string(a.body), nhs(2)) {
+		t.Errorf("a read with a read scope: %d %s", a.status, a.body)
+	}
+	if a := fhirRequest(t, "POST", est.base("apps")+"/Patient", est.token(t, "apps", "system/Patient.write"), single,
+		"If-None-Exist", "identifier=https://fhir.nhs.uk/Id/nhs-number|"+nhs(2)); a.status != 200 || len(a.body) != 0 || a.header.Get("Location") == "" {
+		t.Errorf("a matched conditional create without a read scope: %d, %d bytes", a.status, len(a.body))
+	}
 	// The interface other takes only Observations, whatever the token.
 	if a := fhirRequest(t, "POST", est.base("other")+"/Patient", est.token(t, "other", "system/*.write"), patient); a.status != 404 {
 		t.Errorf("a Patient to an Observation-only interface: %d %s", a.status, a.body)
@@ -310,7 +327,7 @@ func TestFHIRSpecExamplesOverHTTP(t *testing.T) {
 func TestFHIRKitClient(t *testing.T) {
 	est := newFHIREstate(t, "http://127.0.0.1:1/fhir")
 	startEngine(t, est.config(t), "")
-	tok := est.token(t, "apps", "system/Patient.write", "system/Observation.write")
+	tok := est.token(t, "apps", "system/Patient.write", "system/Patient.read", "system/Observation.write")
 	dir := t.TempDir()
 	file := func(name string, body []byte) string {
 		p := filepath.Join(dir, name)

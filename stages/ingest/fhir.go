@@ -148,7 +148,7 @@ func (s *Stage) allowed(rc receipt, typ, method string) *fhirError {
 			fmt.Sprintf("interface %s does not take %s resources; it takes %s", rc.in.Name, typ, strings.Join(rc.in.FHIRResources, ", ")))
 	}
 	if rc.writer.Kind == audit.AgentJWT && !fhir.ScopeAllows(rc.writer.Scopes, typ, method) {
-		ref := &refusal{reason: "bearer JWT does not grant " + fhir.Scope(typ) + " (or a SMART 2 ." + method[:1] + " scope)", status: http.StatusForbidden}
+		ref := &refusal{reason: "bearer JWT does not grant " + fhir.Scope(typ, method) + " (or a SMART 2 ." + method[:1] + " scope)", status: http.StatusForbidden}
 		s.refuseWriter(rc, ref)
 		return refuseFHIR(http.StatusForbidden, fhir.CodeForbidden, "", "not authorised: "+ref.reason)
 	}
@@ -239,6 +239,12 @@ func (s *Stage) serveWrite(w http.ResponseWriter, r *http.Request, method string
 	if p.created {
 		status = http.StatusCreated
 	}
+	if p.existing && rc.writer.Kind == audit.AgentJWT && !fhir.ScopeAllows(rc.writer.Scopes, typ, "read") {
+		// A conditional create that matched answers with the resource
+		// already there: its location, not its content, to a writer that
+		// may not read it.
+		r.Header.Set("Prefer", "return=minimal")
+	}
 	s.answerResource(w, r, in, status, p.stored)
 }
 
@@ -273,7 +279,14 @@ func (s *Stage) serveRead(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, ok := s.authorise(w, r, in); !ok {
+	rc, ok := s.authorise(w, r, in)
+	if !ok {
+		return
+	}
+	// A read discloses a patient's record: a JWT writer needs a read
+	// scope for the type, as it needs a write scope to write it.
+	if fe := s.allowed(rc, r.PathValue("type"), "read"); fe != nil {
+		writeOutcome(w, fe)
 		return
 	}
 	st := s.fhir.get(in.Name, r.PathValue("type"), r.PathValue("id"))
