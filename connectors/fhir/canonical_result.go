@@ -7,6 +7,7 @@ package fhir
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"strconv"
 	"strings"
 
@@ -240,7 +241,10 @@ var fromObservationStatuses = map[cpb.ObservationStatusCode_Value]string{
 	cpb.ObservationStatusCode_REGISTERED: "I",
 }
 
-// addObservation appends o as the event's next OBX, under order.
+// addObservation appends o as the event's next OBX, under order, and
+// each of its components as an OBX of its own (a blood pressure's
+// systolic and diastolic, as v2 sends them): the panel itself is an OBX
+// only when it has a value.
 func (s *inScope) addObservation(ev *avro.ClinicalEvent, o *opb.Observation, order int) error {
 	out := avro.Observation{SetID: strconv.Itoa(len(ev.Observations) + 1), OrderIndex: order}
 	p, alt := inConcept(o.GetCode())
@@ -249,6 +253,21 @@ func (s *inScope) addObservation(ev *avro.ClinicalEvent, o *opb.Observation, ord
 	if err := s.fromValue(o, &out, o.GetValue()); err != nil {
 		return err
 	}
+	defer func() {
+		for _, c := range o.GetComponent() {
+			part := out // status, time and order of the panel
+			part.SetID = strconv.Itoa(len(ev.Observations) + 1)
+			p, alt := inConcept(c.GetCode())
+			part.Code, part.Text, part.CodingSystem = p.code, p.text, p.system
+			part.AltCode, part.AltText, part.AltCodingSystem = alt.code, alt.text, alt.system
+			part.ValueType, part.Value, part.Units, part.UnitsText, part.UnitsSystem = "", "", "", "", ""
+			part.ReferenceRange, part.AbnormalFlags = "", ""
+			if err := s.fromValue(o, &part, componentValue(c)); err != nil || part.Value == "" {
+				continue // a component without a value careflow can write is left out, as an empty panel is
+			}
+			ev.Observations = append(ev.Observations, part)
+		}
+	}()
 	if rr := o.GetReferenceRange(); len(rr) > 0 {
 		out.ReferenceRange = rr[0].GetText().GetValue()
 		if out.ReferenceRange == "" && (rr[0].GetLow() != nil || rr[0].GetHigh() != nil) {
@@ -274,8 +293,30 @@ func (s *inScope) addObservation(ev *avro.ClinicalEvent, o *opb.Observation, ord
 	case e.GetPeriod() != nil:
 		out.ObservedAt = inPeriodStart(e.GetPeriod())
 	}
+	if out.Value == "" && len(o.GetComponent()) > 0 {
+		return nil // a panel of components: they are its OBXs
+	}
 	ev.Observations = append(ev.Observations, out)
 	return nil
+}
+
+// componentValue is a component's value as an Observation's: the two
+// value[x] choices have the same types, under the same names.
+func componentValue(c *opb.Observation_Component) *opb.Observation_ValueX {
+	src := c.GetValue()
+	if src == nil {
+		return nil
+	}
+	dst := &opb.Observation_ValueX{}
+	dm := dst.ProtoReflect()
+	src.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if df := dm.Descriptor().Fields().ByName(fd.Name()); df != nil && df.Message() != nil && fd.Message() != nil &&
+			df.Message().FullName() == fd.Message().FullName() {
+			dm.Set(df, v)
+		}
+		return true
+	})
+	return dst
 }
 
 // fromComparators are a Quantity's comparator as SN.1.

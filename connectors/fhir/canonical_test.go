@@ -433,3 +433,28 @@ func BenchmarkCanonical(b *testing.B) {
 		}
 	}
 }
+
+// A blood pressure panel (vital-signs profile: the value in components)
+// is one OBX per component, as v2 sends systolic and diastolic.
+func TestCanonicalObservationComponents(t *testing.T) {
+	bp := `{"resourceType":"Observation","status":"final",
+ "code":{"coding":[{"system":"http://loinc.org","code":"85354-9","display":"Blood pressure panel"}]},
+ "subject":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990001235"}},
+ "effectiveDateTime":"2026-12-03T09:30:00Z",
+ "component":[
+  {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":128,"unit":"mm[Hg]","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+  {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":82,"unit":"mm[Hg]","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]}`
+	r := inDecodeAll(t, bp)[0]
+	ev, err := Canonical(Write{Interface: "apps", Method: MethodCreate, Resource: r}, inSystems())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range ev.Observations {
+		got = append(got, o.SetID+" "+o.Code+"="+o.Value+" "+o.Units+" "+o.Status+" "+o.ObservedAt)
+	}
+	want := "1 8480-6=128 mm[Hg] F 20261203093000,2 8462-4=82 mm[Hg] F 20261203093000"
+	if strings.Join(got, ",") != want {
+		t.Errorf("observations\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+}

@@ -270,6 +270,7 @@ func TestFHIRCrossFormatDedup(t *testing.T) {
  {"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000042","resource":{"resourceType":"Observation","status":"final",
    "code":{"coding":[{"system":"http://loinc.org","code":"2345-7","display":"Glucose [Mass/volume] in Serum or Plasma"}]},
    "subject":{"reference":"urn:uuid:00000000-0000-4000-8000-000000000041"},
+   "effectiveDateTime":"2024-01-02T03:50:00Z",
    "valueQuantity":{"value":5.1,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"}},
   "request":{"method":"POST","url":"Observation"}},
  {"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000043","resource":{"resourceType":"DiagnosticReport","status":"final",
@@ -299,6 +300,11 @@ func TestFHIRCrossFormatDedup(t *testing.T) {
 	last := results.messages()[1]
 	if last.Get("MSH-9.1") != "ORU" || last.Get("MSH-9.2") != "R01" || last.Get("OBX-3.1") != "2345-7" || !strings.Contains(last.Get("PID-3"), n) {
 		t.Errorf("the FHIR Observation as v2: MSH-9 %s^%s OBX-3 %s PID-3 %s", last.Get("MSH-9.1"), last.Get("MSH-9.2"), last.Get("OBX-3.1"), last.Get("PID-3"))
+	}
+	// An Observation on its own is still a whole ORU_R01: an ORC and OBR
+	// for it, the API's id as the filler number under the interface.
+	if _, ok := last.Segment("OBR"); !ok || last.Get("OBR-4.1") != "2345-7" || last.Get("OBR-3.2") != "APPS" || last.Get("OBR-3.1") == "" || last.Get("ORC-1") != "RE" {
+		t.Errorf("the FHIR Observation's ORC/OBR: ORC-1 %q OBR-3 %q OBR-4 %q", last.Get("ORC-1"), last.Get("OBR-3"), last.Get("OBR-4"))
 	}
 
 	upd := fhirPatientJSON(n, "M40")

@@ -15,6 +15,8 @@ func TestBusinessKeys(t *testing.T) {
 	glucoseAsFHIR := avro.Observation{Code: "2345-7", Value: "5.1", Status: "F", Units: "mmol/l", Text: "Glucose"}
 	corrected := avro.Observation{Code: "2345-7", Value: "5.3", Status: "C"}
 	sodium := avro.Observation{Code: "2951-2", Value: "140", Status: "F"}
+	at := func(o avro.Observation, t string) avro.Observation { o.ObservedAt = t; return o }
+	ns := func(ev *avro.ClinicalEvent, n string) *avro.ClinicalEvent { ev.Orders[0].PlacerNamespace = n; return ev }
 	shares := func(a, b []string) bool {
 		return slices.ContainsFunc(a, func(k string) bool { return slices.Contains(b, k) })
 	}
@@ -28,6 +30,9 @@ func TestBusinessKeys(t *testing.T) {
 		{"a corrected value is another event", result("P1", "F1", glucose), result("P1", "F1", corrected), false},
 		{"another order", result("P1", "F1", glucose), result("P2", "F2", glucose), false},
 		{"one more observation", result("P1", "F1", glucose), result("P1", "F1", glucose, sodium), false},
+		{"the same value observed an hour later (a serial reading)", result("P1", "F1", at(glucose, "202401020400")), result("P1", "F1", at(glucose, "202401020500")), false},
+		{"the same minute, seconds apart", result("P1", "F1", at(glucose, "20240102040010")), result("P1", "F1", at(glucoseAsFHIR, "20240102040055")), true},
+		{"another system's order 1234", ns(result("P1", "", glucose), "EHR"), ns(result("P1", "", glucose), "PAS"), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/connectors/fhir"
@@ -52,6 +53,13 @@ func (s *Stage) fhirEvent(raw *avro.RawMessage) (*avro.ClinicalEvent, error) {
 	}
 	ev.EventID, ev.CorrelationID, ev.IdempotencyKey = raw.MessageID, raw.CorrelationID, raw.IdempotencyKey
 	p := &ev.Provenance
+	// A create's body has no id (the API assigned it); the raw record's
+	// control id says which resource and version it became.
+	if typ, rest, ok := strings.Cut(raw.ControlID, "/"); ok && typ == raw.MessageType && p.ResourceID == "" {
+		id, version, _ := strings.Cut(rest, "/_history/")
+		p.ResourceType, p.ResourceID, p.ResourceVersion = typ, id, version
+	}
+	ownOrder(ev, raw)
 	p.Interface, p.MessageID, p.ControlID, p.Version = raw.Interface, raw.MessageID, raw.ControlID, raw.Version
 	p.SendingApplication, p.IngestTime = raw.SendingApplication, raw.ReceivedAt
 	if p.MessageTime == "" {
@@ -64,6 +72,29 @@ func (s *Stage) fhirEvent(raw *avro.RawMessage) (*avro.ClinicalEvent, error) {
 		return nil, stages.Permanent(CodeNoPatient, "subject", fmt.Errorf("normalise: interface %s: the %s names no patient careflow can identify", raw.Interface, raw.MessageType))
 	}
 	return ev, nil
+}
+
+// ownOrder gives a result that names no order (an Observation on its
+// own, with neither a DiagnosticReport nor basedOn) the order an ORU^R01
+// must have: filled by the writer (FHIR's own id as the filler number,
+// under the interface's name), for the service the first observation
+// measures, so that every subscriber gets a valid ORU and one result is
+// one order.
+func ownOrder(ev *avro.ClinicalEvent, raw *avro.RawMessage) {
+	if ev.EventType != EventResult || len(ev.Orders) > 0 || len(ev.Observations) == 0 {
+		return
+	}
+	first := ev.Observations[0]
+	number := ev.Provenance.ResourceID
+	if number == "" {
+		number = raw.MessageID
+	}
+	ev.Orders = []avro.Order{{Control: "RE", FillerOrderNumber: number, FillerNamespace: strings.ToUpper(raw.Interface),
+		ServiceCode: first.Code, ServiceText: first.Text, ServiceSystem: first.CodingSystem,
+		ResultStatus: first.Status, ObservedAt: first.ObservedAt}}
+	for i := range ev.Observations {
+		ev.Observations[i].OrderIndex = 0
+	}
 }
 
 // fhirFailure is the permanent error of a FHIR write that does not map,
