@@ -73,7 +73,7 @@ type jsonIdentifier struct {
 	Assigner struct {
 		Display string `json:"display"`
 	} `json:"assigner"`
-	Type   struct {
+	Type struct {
 		Coding []struct {
 			System string `json:"system"`
 			Code   string `json:"code"`

@@ -74,8 +74,8 @@ func TestParseToken(t *testing.T) {
 	}{
 		{`urn:careflow:authority:HOSP|A\|B`, []int{0}},
 		{`urn:careflow:authority:HOSP|A|B`, []int{0}}, // after the first |, the value is taken whole
-		{`|T1`, []int{1}},                        // no system
-		{`T1`, []int{1, 2}},                      // any system
+		{`|T1`, []int{1}},   // no system
+		{`T1`, []int{1, 2}}, // any system
 		{`urn:careflow:authority:HOSP|T1`, []int{2}},
 	}
 	for _, tc := range tests {

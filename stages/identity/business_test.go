@@ -16,7 +16,10 @@ func TestBusinessKeys(t *testing.T) {
 	corrected := avro.Observation{Code: "2345-7", Value: "5.3", Status: "C"}
 	sodium := avro.Observation{Code: "2951-2", Value: "140", Status: "F"}
 	at := func(o avro.Observation, t string) avro.Observation { o.ObservedAt = t; return o }
-	ns := func(ev *avro.ClinicalEvent, n string) *avro.ClinicalEvent { ev.Orders[0].PlacerNamespace = n; return ev }
+	ns := func(ev *avro.ClinicalEvent, n string) *avro.ClinicalEvent {
+		ev.Orders[0].PlacerNamespace = n
+		return ev
+	}
 	shares := func(a, b []string) bool {
 		return slices.ContainsFunc(a, func(k string) bool { return slices.Contains(b, k) })
 	}
