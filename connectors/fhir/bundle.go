@@ -231,6 +231,13 @@ func (r *render) encounter() error {
 	if r.ev.Encounter == nil || r.ev.Encounter.VisitNumber == "" {
 		return nil
 	}
+	switch r.ev.EventType {
+	case "person_add", "person_update", "merge", "link", "unlink":
+		// About the person, not a visit: the PV1 of an A28 or A31 is
+		// "not applicable", and an A40's is the survivor's, so none of
+		// them may rewrite the Encounter.
+		return nil
+	}
 	e := *r.ev.Encounter
 	if e.Facility == "" {
 		e.Facility = r.ev.Provenance.SendingFacility

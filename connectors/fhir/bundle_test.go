@@ -425,3 +425,26 @@ func TestBundlePatientKeyFollowsTrust(t *testing.T) {
 		}
 	}
 }
+
+// An A28 or A31 is about the person: its PV1 (an admitted patient's, as
+// EHRs send it) must not rewrite the visit's Encounter.
+func TestBundlePersonEventsLeaveTheEncounter(t *testing.T) {
+	for _, et := range []string{"person_update", "person_add", "merge"} {
+		ev := admitEvent()
+		ev.EventType = et
+		if et == "merge" {
+			ev.Patient.PriorIdentifiers = []avro.Identifier{{Value: "H9", AssigningAuthority: "HOSP", TypeCode: "MR"}}
+		}
+		b, err := Bundle(ev, BundleOptions{Systems: demoSystems()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(entries(b)["Encounter"]); n != 0 {
+			t.Errorf("%s wrote %d Encounters", et, n)
+		}
+	}
+	b, err := Bundle(admitEvent(), BundleOptions{Systems: demoSystems()})
+	if err != nil || len(entries(b)["Encounter"]) != 1 {
+		t.Errorf("the admission itself: %v", err)
+	}
+}

@@ -228,7 +228,7 @@ func result(m *hl7v2.Message, filler, controlID, status string, values func(anal
 		placer = m.Get("OBR-2.1")
 	}
 	ts := hl7v2.FormatTime(now)
-	b.Segment("ORC").Set("1", "RE").Set("2.1", placer).Set("2.2", ehrApp).Set("3.1", filler).Set("3.2", labApp).Set("5", "CM")
+	b.Segment("ORC").Set("1", "RE").Set("2.1", placer).Set("2.2", ehrApp).Set("3.1", filler).Set("3.2", labApp).Set("5", orderStatus(status))
 	b.Segment("OBR").
 		Set("1", "1").
 		Set("2.1", placer).Set("2.2", ehrApp).
@@ -323,4 +323,13 @@ func response(m *hl7v2.Message, filler, controlID, control string, now time.Time
 		orc.Set("16.2", "Specimen type not available") // ORC-16 order control code reason
 	}
 	return b.Bytes()
+}
+
+// orderStatus is ORC-5 (HL7 table 0038) for a result of OBR-25 status:
+// in process while it is preliminary, complete once final or corrected.
+func orderStatus(resultStatus string) string {
+	if resultStatus == "P" {
+		return "IP"
+	}
+	return "CM"
 }

@@ -129,8 +129,11 @@ func (g *ehrGenerator) next(now time.Time) []byte {
 		return msg
 
 	case p.duplicateMRN != "":
+		// The clerk's record knows the person, not their visits.
 		p.duplicateAnnounced = true
-		return adt(p, "A28", p.duplicateMRN, ctl, now)
+		dup := *p
+		dup.visit, dup.admitted = "", false
+		return adt(&dup, "A28", p.duplicateMRN, ctl, now)
 
 	case !p.admitted:
 		switch {
