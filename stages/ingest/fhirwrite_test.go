@@ -90,6 +90,14 @@ func TestFHIRPlanning(t *testing.T) {
 	if r := fhirDo(t, "GET", base+"/Patient/"+pid, ""); r.header.Get("ETag") != `W/"2"` {
 		t.Errorf("the resource went to %s", r.header.Get("ETag"))
 	}
+	// If-Match as clients write it: W/"2", "2" or 2; If-None-Exist with the
+	// type before the search.
+	if r := fhirDo(t, "PUT", base+"/Patient/"+pid, withID(fhirPatient, pid), "If-Match", "2"); r.status != 200 || r.header.Get("ETag") != `W/"3"` {
+		t.Errorf("If-Match 2: %d %s", r.status, r.body)
+	}
+	if r := fhirDo(t, "POST", base+"/Patient", fhirPatient, "If-None-Exist", "Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|9434765919"); r.status != 200 || idOf(t, r.body) != pid {
+		t.Errorf("If-None-Exist with its type: %d %s", r.status, r.body)
+	}
 	// One transaction writing one resource twice is refused.
 	twice := `{"resourceType":"Bundle","type":"transaction","entry":[
  {"resource":` + withID(fhirPatient, "p1") + `,"request":{"method":"PUT","url":"Patient/p1"}},
@@ -109,12 +117,12 @@ func TestFHIRPlanning(t *testing.T) {
 			t.Fatalf("transaction: %d %s", r.status, r.body)
 		}
 	}
-	recs := h.consume(t, topics.Raw, 4) // create, update, two transactions
+	recs := h.consume(t, topics.Raw, 5) // create, two updates, two transactions
 	keys := map[string]bool{}
 	for _, rec := range recs {
 		keys[rawOf(t, h, rec).IdempotencyKey] = true
 	}
-	if len(keys) != 4 {
+	if len(keys) != 5 {
 		t.Errorf("%d raw records share idempotency keys: %v", len(recs), keys)
 	}
 	// A transaction whose every entry matches stores nothing.
@@ -123,7 +131,7 @@ func TestFHIRPlanning(t *testing.T) {
 	if r := fhirDo(t, "POST", base, only); r.status != 200 {
 		t.Fatalf("all matched: %d %s", r.status, r.body)
 	}
-	h.consume(t, topics.Raw, 4)
+	h.consume(t, topics.Raw, 5)
 }
 
 // When Kafka does not commit a write, the client hears 503 and nothing
