@@ -192,10 +192,7 @@ func TestEndToEndProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds careflow and starts a process per stage")
 	}
-	binary := filepath.Join(t.TempDir(), "careflow")
-	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/careflow").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	binary := buildCareflow(t)
 	dir := t.TempDir()
 	rate, err := EndToEndProcesses(context.Background(), binary, demoConfig, examples, dir, 300, 2)
 	if err != nil {
@@ -216,5 +213,33 @@ func TestFHIRIngestCreates(t *testing.T) {
 	}
 	if rate <= 0 {
 		t.Errorf("rate %v", rate)
+	}
+}
+
+// buildCareflow builds the binary the per-process benchmarks run.
+func buildCareflow(t *testing.T) string {
+	t.Helper()
+	binary := filepath.Join(t.TempDir(), "careflow")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/careflow").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return binary
+}
+
+// FHIRIngestProcess drives `careflow run` as its own process over HTTP
+// and MLLP: every FHIR create answered 201 and every HL7 v2 message AA
+// (it fails otherwise), and both rates reported.
+func TestFHIRIngestProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds careflow and runs it")
+	}
+	dir := t.TempDir()
+	res, err := FHIRIngestProcess(context.Background(), buildCareflow(t), examples, dir, 100)
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "engine.log"))
+		t.Fatalf("%v\nthe engine's log:\n%s", err, log)
+	}
+	if res.FHIRCreates <= 0 || res.HL7v2 <= 0 {
+		t.Errorf("rates %+v", res)
 	}
 }

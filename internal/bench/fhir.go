@@ -12,6 +12,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +23,7 @@ import (
 	"github.com/careflow-health/careflow/config"
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/internal/freeport"
+	"github.com/careflow-health/careflow/internal/load"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -56,7 +60,13 @@ func FHIRIngest(ctx context.Context, dataDir string, conns, n int) (float64, err
 		return 0, err
 	}
 	defer func() { cancel(); _ = eng.Wait() }()
-	base := "http://" + addr + "/fhir/apps"
+	return fhirCreates(ctx, "http://"+addr+"/fhir/apps", conns, n)
+}
+
+// fhirCreates creates 100 patients on the FHIR base, then n Observations
+// closed loop over conns connections, and returns the Observations'
+// creates per second (after a warm-up of 200).
+func fhirCreates(ctx context.Context, base string, conns, n int) (float64, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}, Timeout: 30 * time.Second}
 	post := func(typ string, body []byte) (string, error) {
 		resp, err := client.Post(base+"/"+typ, "application/fhir+json", bytes.NewReader(body))
@@ -72,6 +82,7 @@ func FHIRIngest(ctx context.Context, dataDir string, conns, n int) (float64, err
 		err = json.Unmarshal(b, &r)
 		return r.ID, err
 	}
+	var err error
 	ids := make([]string, fhirPatients)
 	for i := range ids {
 		if ids[i], err = post("Patient", fhirBenchPatient(i)); err != nil {
@@ -119,4 +130,78 @@ func fhirBenchObservation(patient string, i int) []byte {
 	return []byte(`{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},` +
 		`"subject":{"reference":"Patient/` + patient + `"},"effectiveDateTime":"2026-12-03T10:00:00Z",` +
 		`"valueQuantity":{"value":` + strconv.Itoa(60+i%40) + `,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`)
+}
+
+const fhirProcessYAML = `
+kafka: {listen: %q, partitions: 6}
+admin: {listen: %q}
+http: {listen: %q}
+inbound:
+  - {name: apps, transport: fhir}
+  - {name: ehr, transport: mllp, listen: %q, ack: commit}
+`
+
+// ProcessIngest is one `careflow run` process's ingest rates: FHIR
+// Observation creates and HL7 v2 messages over MLLP, each closed loop
+// over 8 connections, one after the other against the same process.
+type ProcessIngest struct {
+	FHIRCreates float64 // creates/s
+	HL7v2       float64 // messages/s
+}
+
+// FHIRIngestProcess runs `careflow run` (binary, every stage, its own
+// embedded broker) as its own process, as users run it, with a FHIR
+// interface and an MLLP interface, and measures n FHIR creates, then n
+// HL7 v2 messages from examples, each closed loop over 8 connections.
+func FHIRIngestProcess(ctx context.Context, binary, examples, dataDir string, n int) (ProcessIngest, error) {
+	var out ProcessIngest
+	addrs := make([]string, 4)
+	for i := range addrs {
+		a, err := freeport.Addr()
+		if err != nil {
+			return out, err
+		}
+		addrs[i] = a
+	}
+	cfgPath := filepath.Join(dataDir, "careflow.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(fhirProcessYAML, addrs[0], addrs[1], addrs[2], addrs[3])), 0o600); err != nil {
+		return out, err
+	}
+	logName := filepath.Join(dataDir, "engine.log")
+	logFile, err := os.Create(logName)
+	if err != nil {
+		return out, err
+	}
+	defer logFile.Close()
+	cmd := exec.Command(binary, "run", "--config", cfgPath, "--data", filepath.Join(dataDir, "engine"), "--log-level", "warn")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return out, fmt.Errorf("fhir bench: start careflow run: %w", err)
+	}
+	defer stopProcesses([]*exec.Cmd{cmd})
+	if err := waitListening(ctx, addrs[3], 60*time.Second, logName); err != nil {
+		return out, err
+	}
+	if err := waitListening(ctx, addrs[2], 60*time.Second, logName); err != nil {
+		return out, err
+	}
+	if out.FHIRCreates, err = fhirCreates(ctx, "http://"+addrs[2]+"/fhir/apps", 8, n); err != nil {
+		return out, err
+	}
+	mix, err := LoadMix(examples)
+	if err != nil {
+		return out, err
+	}
+	if _, err := load.Run(ctx, load.Config{Addr: addrs[3], Count: 200, Connections: 8, Message: func(seq int) []byte { return mix.Message("W", seq) }}); err != nil {
+		return out, err
+	}
+	res, err := load.Run(ctx, load.Config{Addr: addrs[3], Count: n, Connections: 8, Message: func(seq int) []byte { return mix.Message("P", seq) }})
+	if err != nil {
+		return out, err
+	}
+	if res.AA != res.Sent {
+		return out, fmt.Errorf("fhir bench: %d of %d HL7 v2 messages not accepted", res.Sent-res.AA, res.Sent)
+	}
+	out.HL7v2 = res.Rate
+	return out, nil
 }

@@ -125,6 +125,14 @@ func (s *suite) run(ctx context.Context) error {
 			}
 			put(fmt.Sprintf("e2e.processes.copies_%d.rate", copies), rate)
 		}
+		pi, err := withDir(func(dir string) (bench.ProcessIngest, error) {
+			return bench.FHIRIngestProcess(ctx, binary, examples, dir, s.sz.processes)
+		})
+		if err != nil {
+			return err
+		}
+		put("process.fhir_creates.rate", pi.FHIRCreates)
+		put("process.hl7v2_ingest.rate", pi.HL7v2)
 		for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
 			res, err := s.backlog(ctx, binary, n)
 			if err != nil {
@@ -174,6 +182,9 @@ func (s *suite) run(ctx context.Context) error {
 		name := fmt.Sprintf("e2e.processes.copies_%d.rate", copies)
 		s.add(name, "msgs/s", cmd(fmt.Sprintf("bench.EndToEndProcesses: `careflow stage NAME` as its own process per stage, %d cop(ies) of each but ingest, embedded broker and registry in the suite's process, %d messages closed loop over 8 connections to ACKed delivery", copies, s.sz.processes)), "e2e.one_process.rate", samples[name])
 	}
+	piCmd := cmd(fmt.Sprintf("bench.FHIRIngestProcess: `careflow run` (every stage, its own embedded broker) as its own process, %d FHIR Observation creates over 8 HTTP connections, then %d HL7 v2 messages over 8 MLLP connections (ack: commit), against the same process", s.sz.processes, s.sz.processes))
+	s.add("process.fhir_creates.rate", "creates/s", piCmd, "process.hl7v2_ingest.rate", samples["process.fhir_creates.rate"])
+	s.add("process.hl7v2_ingest.rate", "msgs/s", piCmd, "", samples["process.hl7v2_ingest.rate"])
 	for _, n := range []int{s.sz.backlogSmall, s.sz.backlogLarge} {
 		key := backlogKey(n)
 		what := cmd(fmt.Sprintf("bench.Backlog in a child process that hosts the embedded broker, registry, stand-ins and load generator: `careflow run` (every stage) as its own process, lab down while %d messages arrive, then up", n))
@@ -267,6 +278,7 @@ func (s *suite) ratiosAll() {
 	s.addRatio("ingest ack: validated ÷ ack: commit (8 conns)", "what answering after the accept rules costs beside answering once stored", "ingest.conns_8.rate", "ingest.ack_commit.conns_8.rate")
 	s.addRatio("FHIR creates ÷ HL7 v2 ingest (1 conn)", "a FHIR create (validated by google/fhir, two Kafka writes) beside an MLLP message (parsed, one write), both answered once stored", "ingest.fhir_creates.conns_1.rate", "ingest.conns_1.rate")
 	s.addRatio("FHIR creates ÷ HL7 v2 ingest (8 conns)", "the same over 8 connections", "ingest.fhir_creates.conns_8.rate", "ingest.conns_8.rate")
+	s.addRatio("FHIR creates ÷ HL7 v2 ingest, `careflow run` as its own process", "as users run it: both against one engine process, every stage running behind ingest", "process.fhir_creates.rate", "process.hl7v2_ingest.rate")
 	s.addRatio("end to end ÷ ingest (8 conns)", "how much of ingest's rate the whole pipeline sustains", "e2e.one_process.rate", "ingest.conns_8.rate")
 	small, large := backlogKey(s.sz.backlogSmall), backlogKey(s.sz.backlogLarge)
 	s.addRatio(drainRatio(s.sz), "lab deliveries per second draining a backlog, beside messages per second end to end (one lab delivery each)", large+"drain_rate", "e2e.one_process.rate")
