@@ -83,21 +83,23 @@ func TestDemoRoutes(t *testing.T) {
 		ev   *avro.ClinicalEvent
 		want []string // destinations, sorted
 	}{
-		{"admit", ev("ehr", "ADT", "A01"), []string{"lab", "portal"}},
+		{"admit", ev("ehr", "ADT", "A01"), []string{"fhir-store", "lab", "portal"}},
 		{"transfer", ev("ehr", "ADT", "A02"), nil},
-		{"discharge", ev("ehr", "ADT", "A03"), []string{"portal"}},
-		{"register", ev("ehr", "ADT", "A04"), []string{"lab", "portal"}},
-		{"update", ev("ehr", "ADT", "A08"), []string{"lab", "portal"}},
+		{"discharge", ev("ehr", "ADT", "A03"), []string{"fhir-store", "portal"}},
+		{"register", ev("ehr", "ADT", "A04"), []string{"fhir-store", "lab", "portal"}},
+		{"update", ev("ehr", "ADT", "A08"), []string{"fhir-store", "lab", "portal"}},
 		{"cancel admit", ev("ehr", "ADT", "A11"), nil},
-		{"add person", ev("ehr", "ADT", "A28"), []string{"lab"}},
-		{"merge: every subscriber hears of it", ev("ehr", "ADT", "A40"), []string{"lab", "portal"}},
+		{"add person", ev("ehr", "ADT", "A28"), []string{"fhir-store", "lab"}},
+		{"merge: every subscriber hears of it", ev("ehr", "ADT", "A40"), []string{"fhir-store", "lab", "portal"}},
 		{"link", ev("ehr", "ADT", "A24"), []string{"lab"}},
-		{"ORM order", ev("ehr", "ORM", "O01"), []string{"lab"}},
-		{"OML order", ev("ehr", "OML", "O21"), []string{"lab"}},
-		{"final result", result("F", "F"), []string{"ehr-results", "portal"}},
-		{"final observation only", result("", "F"), []string{"ehr-results", "portal"}},
-		{"preliminary result", result("P", "P"), []string{"ehr-results"}},
-		{"result without orders", ev("lab-results", "ORU", "R01"), []string{"ehr-results"}},
+		{"ORM order", ev("ehr", "ORM", "O01"), []string{"fhir-store", "lab"}},
+		{"OML order", ev("ehr", "OML", "O21"), []string{"fhir-store", "lab"}},
+		{"final result", result("F", "F"), []string{"ehr-results", "fhir-store", "portal"}},
+		{"final observation only", result("", "F"), []string{"ehr-results", "fhir-store", "portal"}},
+		{"preliminary result", result("P", "P"), []string{"ehr-results", "fhir-store"}},
+		{"result without orders", ev("lab-results", "ORU", "R01"), []string{"ehr-results", "fhir-store"}},
+		{"an app's reading (FHIR in, v2 and FHIR out)", ev("apps", "ORU", "R01"), []string{"ehr-results", "fhir-store"}},
+		{"an app's patient: the EHR's record is the fuller one", ev("apps", "ADT", "A28"), nil},
 	}
 	type compiled struct {
 		dest string

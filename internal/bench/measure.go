@@ -16,8 +16,9 @@ import (
 )
 
 // Mix is the end-to-end message mix, from the example messages in dir:
-// ADT^A01 (to lab and portal), ORM^O01 (to lab), ADT^A08 (to lab and
-// portal), ADT^A01 again. Message seq has patient PatientPrefix+seq and
+// ADT^A01 (to lab, portal and the FHIR store), ORM^O01 (to lab and the
+// FHIR store), ADT^A08 (to lab, portal and the FHIR store), ADT^A01
+// again. Message seq has patient PatientPrefix+seq and
 // control id prefix+seq, so every message is a new patient on its own
 // partition key and no receiver deduplicates it.
 type Mix struct {
@@ -58,11 +59,11 @@ func (m *Mix) Message(prefix string, seq int) []byte {
 }
 
 // Deliveries is how many deliveries messages [from, to) of the mix make:
-// every one reaches the lab, the ADTs the portal too.
+// every one reaches the lab and the FHIR store, the ADTs the portal too.
 func (m *Mix) Deliveries(from, to int) int {
 	n := 0
 	for seq := from; seq < to; seq++ {
-		n++
+		n += 2
 		if seq%len(m.templates) != 1 {
 			n++
 		}
