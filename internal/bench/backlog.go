@@ -123,7 +123,7 @@ func Backlog(ctx context.Context, binary, cfgPath, examples, dataDir string, n i
 	}
 	// Everything else is delivered once the portal has its share; the
 	// lab's share then waits in careflow.out.lab.
-	portal := mix.Deliveries(0, n) - n
+	portal := mix.ToPortal(0, n)
 	if err := est.waitFor(ctx, "portal", portal, time.Minute); err != nil {
 		return out, err
 	}

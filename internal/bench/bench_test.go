@@ -130,7 +130,7 @@ func TestStageLoopsAndKafkaLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int{"validate": 200, "normalise": 200, "route": 200, "deliver": 350}
+	want := map[string]int{"validate": 200, "normalise": 200, "route": 200, "deliver": 550} // lab 200, FHIR store 200, portal 150
 	if len(rates) != 4 {
 		t.Fatalf("%d stage rates, want 4", len(rates))
 	}

@@ -60,10 +60,12 @@ func (m *Mix) Message(prefix string, seq int) []byte {
 
 // Deliveries is how many deliveries messages [from, to) of the mix make:
 // every one reaches the lab and the FHIR store, the ADTs the portal too.
-func (m *Mix) Deliveries(from, to int) int {
+func (m *Mix) Deliveries(from, to int) int { return 2*(to-from) + m.ToPortal(from, to) }
+
+// ToPortal is how many of messages [from, to) reach the portal: the ADTs.
+func (m *Mix) ToPortal(from, to int) int {
 	n := 0
 	for seq := from; seq < to; seq++ {
-		n += 2
 		if seq%len(m.templates) != 1 {
 			n++
 		}

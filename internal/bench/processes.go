@@ -21,7 +21,7 @@ import (
 
 // demoAddrs are the demo configuration's listen and destination addresses,
 // which startOutside moves to free ports.
-var demoAddrs = []string{"127.0.0.1:2575", "127.0.0.1:2576", "127.0.0.1:6661", "127.0.0.1:6662", "127.0.0.1:6663", "127.0.0.1:9464", "127.0.0.1:8080"}
+var demoAddrs = []string{"127.0.0.1:2575", "127.0.0.1:2576", "127.0.0.1:6661", "127.0.0.1:6662", "127.0.0.1:6663", "127.0.0.1:6665", "127.0.0.1:9464", "127.0.0.1:8080"}
 
 // outsideEstate is what stays in the bench's process when careflow runs as
 // processes of its own: the embedded broker, a schema registry and the
@@ -76,6 +76,11 @@ func startOutside(cfgPath, dataDir, down string, edit func(yaml string) (string,
 		}
 	}
 	if err := e.startHTTPOn("portal", addrs["127.0.0.1:6663"]); err != nil {
+		return fail(err)
+	}
+	// The FHIR store's stand-in answers 200 without a transaction-response:
+	// still a delivery, with no remote ids.
+	if err := e.startHTTPOn("fhir-store", addrs["127.0.0.1:6665"]); err != nil {
 		return fail(err)
 	}
 	e.EHR = addrs["127.0.0.1:2575"]
