@@ -320,6 +320,40 @@ func TestFHIRSpecExamplesOverHTTP(t *testing.T) {
 	}
 }
 
+// The specification's Bundle examples are valid FHIR, but not all writes:
+// its transaction deletes, searches and calls an operation, its batch only
+// reads, its lipid panel is a collection. careflow, an interface layer,
+// refuses each whole, at the entry or element it does not take, and
+// stores nothing of it.
+func TestFHIRSpecBundles(t *testing.T) {
+	est := newFHIREstate(t, "http://127.0.0.1:1/fhir")
+	startEngine(t, est.config(t), "")
+	tok := est.token(t, "apps", "system/*.write")
+	for _, tc := range []struct {
+		file, code, at string
+		status         int
+	}{
+		{"Bundle-bundle-transaction.json", "not-supported", "Bundle.entry[", 404},
+		{"Bundle-bundle-request-medsallergies.json", "not-supported", "Bundle.entry[0].request.method", 404},
+		{"Bundle-lipids.json", "value", "Bundle.type", 400},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(specDir, "valid", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := fhirRequest(t, "POST", est.base("apps"), tok, b)
+			if a.status != tc.status || !strings.HasPrefix(a.expression(), tc.code+"@"+tc.at) {
+				t.Errorf("status %d, outcome %s; want %d, %s at %s…", a.status, a.expression(), tc.status, tc.code, tc.at)
+			}
+		})
+	}
+	// Nothing of them was stored: the spec's own Patient/123 is unknown.
+	if a := fhirRequest(t, "GET", est.base("apps")+"/Patient/123", est.token(t, "apps", "system/*.read"), nil); a.status != 404 {
+		t.Errorf("Patient/123 after the refused transaction: %d", a.status)
+	}
+}
+
 // Issue 12, with an independent client (npm's fhir-kit-client): it
 // creates a Patient and an Observation on careflow's FHIR base, reads the
 // Patient back, posts a transaction, and is refused without a token and
