@@ -103,9 +103,13 @@ func (s *Stage) serveCapability(w http.ResponseWriter, r *http.Request) {
 	writeFHIR(w, http.StatusOK, b)
 }
 
-// authorise checks the writer, before a byte of the body is read, and
-// returns who it is.
-func (s *Stage) authorise(w http.ResponseWriter, r *http.Request, in *Interface) (receipt, bool) {
+// authorise finds the request's FHIR interface and checks the writer,
+// before a byte of the body is read, and returns who it is.
+func (s *Stage) authorise(w http.ResponseWriter, r *http.Request) (receipt, bool) {
+	in, ok := s.fhirInterface(w, r)
+	if !ok {
+		return receipt{}, false
+	}
 	peer := peerOf(r.RemoteAddr, r.TLS)
 	rc := receipt{in: in, transport: avro.TransportFHIR, writer: peer, start: time.Now()}
 	ref := in.Writers.checkAddress(in.Name, peer.Address)
@@ -196,14 +200,11 @@ func (s *Stage) serveUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Stage) serveWrite(w http.ResponseWriter, r *http.Request, method string) {
-	in, ok := s.fhirInterface(w, r)
+	rc, ok := s.authorise(w, r)
 	if !ok {
 		return
 	}
-	rc, ok := s.authorise(w, r, in)
-	if !ok {
-		return
-	}
+	in := rc.in
 	typ := r.PathValue("type")
 	if fe := s.allowed(rc, typ, method); fe != nil {
 		writeOutcome(w, fe)
@@ -275,14 +276,11 @@ func (s *Stage) rejected(in *Interface, fe *fhirError) {
 }
 
 func (s *Stage) serveRead(w http.ResponseWriter, r *http.Request) {
-	in, ok := s.fhirInterface(w, r)
+	rc, ok := s.authorise(w, r)
 	if !ok {
 		return
 	}
-	rc, ok := s.authorise(w, r, in)
-	if !ok {
-		return
-	}
+	in := rc.in
 	// A read discloses a patient's record: a JWT writer needs a read
 	// scope for the type, as it needs a write scope to write it.
 	if fe := s.allowed(rc, r.PathValue("type"), "read"); fe != nil {

@@ -23,14 +23,11 @@ import (
 )
 
 func (s *Stage) serveBundle(w http.ResponseWriter, r *http.Request) {
-	in, ok := s.fhirInterface(w, r)
+	rc, ok := s.authorise(w, r)
 	if !ok {
 		return
 	}
-	rc, ok := s.authorise(w, r, in)
-	if !ok {
-		return
-	}
+	in := rc.in
 	body, fe := readBody(w, r, in)
 	var res fhir.Resource
 	if fe == nil {
