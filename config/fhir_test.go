@@ -1,8 +1,6 @@
 package config
 
 import (
-	"errors"
-	"strings"
 	"testing"
 
 	"github.com/careflow-health/careflow/avro"
@@ -81,22 +79,7 @@ destinations:
 `, 6, "destinations[0].smart", `applies to fhir destinations only`},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("t.yaml", []byte(tc.yaml), WithExprCheck(failExpr), WithLookupEnv(noEnv))
-			var ps Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse error = %v, want Problems", err)
-			}
-			for _, p := range ps {
-				if p.Key == tc.key && strings.Contains(p.Msg, tc.msg) {
-					if p.Pos.Line != tc.line {
-						t.Errorf("%s at line %d, want %d", tc.key, p.Pos.Line, tc.line)
-					}
-					return
-				}
-			}
-			t.Errorf("want %q at %s; got %v", tc.msg, tc.key, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantProblem(t, tc.yaml, tc.line, tc.key, tc.msg) })
 	}
 }
 

@@ -326,23 +326,28 @@ inbound:
 `, 5, "inbound[0].tls.cert_file", "no such file"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("t.yaml", []byte(tc.yaml), WithExprCheck(failExpr), WithLookupEnv(noEnv))
-			var ps Problems
-			if !errors.As(err, &ps) {
-				t.Fatalf("Parse error = %v, want Problems", err)
-			}
-			for _, p := range ps {
-				if p.Pos.Line == tc.line && p.Key == tc.key && strings.Contains(p.Msg, tc.msg) {
-					if p.Pos.File != "t.yaml" {
-						t.Errorf("problem file = %q, want t.yaml", p.Pos.File)
-					}
-					return
-				}
-			}
-			t.Errorf("want problem at line %d key %q containing %q; got:\n%v", tc.line, tc.key, tc.msg, err)
-		})
+		t.Run(tc.name, func(t *testing.T) { wantProblem(t, tc.yaml, tc.line, tc.key, tc.msg) })
 	}
+}
+
+// wantProblem parses yaml (as t.yaml) and checks one of its problems is
+// at line and key, with a message containing msg.
+func wantProblem(t *testing.T, yaml string, line int, key, msg string) {
+	t.Helper()
+	_, err := Parse("t.yaml", []byte(yaml), WithExprCheck(failExpr), WithLookupEnv(noEnv))
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("Parse error = %v, want Problems", err)
+	}
+	for _, p := range ps {
+		if p.Pos.Line == line && p.Key == key && strings.Contains(p.Msg, msg) {
+			if p.Pos.File != "t.yaml" {
+				t.Errorf("problem file = %q, want t.yaml", p.Pos.File)
+			}
+			return
+		}
+	}
+	t.Errorf("want problem at line %d key %q containing %q; got:\n%v", line, key, msg, err)
 }
 
 func TestProblemsMessage(t *testing.T) {
