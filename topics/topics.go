@@ -47,6 +47,11 @@ const (
 	// version and identifiers, so that updates, conditional operations
 	// and If-Match survive a restart (stages/ingest).
 	FHIR = "careflow.fhir"
+	// Replays records each dead letter put back on its original topic
+	// (compacted, JSON, keyed by the letter's id "stage:partition:offset"):
+	// every replay of it, who and why, so that a letter is replayed once
+	// unless someone asks again (stages/replay).
+	Replays = "careflow.replays"
 
 	outboundPrefix = "careflow.out."
 	statePrefix    = "careflow.state."
@@ -68,10 +73,10 @@ var Stages = []string{StageIngest, StageValidate, StageNormalise, StageRoute, St
 
 // IsState reports whether topic is a stage's changelog, which Kafka must
 // compact (keep the last record per key) rather than expire: the
-// careflow.state. topics, the patient index, the review queue and the
-// FHIR resources.
+// careflow.state. topics, the patient index, the review queue, the FHIR
+// resources and the replays of dead letters.
 func IsState(topic string) bool {
-	return strings.HasPrefix(topic, statePrefix) || topic == Patients || topic == Review || topic == FHIR
+	return strings.HasPrefix(topic, statePrefix) || topic == Patients || topic == Review || topic == FHIR || topic == Replays
 }
 
 // Outbound is the topic holding events routed to destination dest.
@@ -106,6 +111,11 @@ const (
 	// HeaderReviewCode is the code of the hold that person approved: the
 	// one hold the message may pass (another hold raises a new item).
 	HeaderReviewCode = "careflow.review_code"
+	// HeaderReplayOf is on a record careflow dlq replay put back on its
+	// original topic: the id of the dead letter it came from, so that a
+	// message's journey shows the replay, and a record that fails again
+	// says which letter it was.
+	HeaderReplayOf = "careflow.replay_of"
 
 	// HeaderStageTimePrefix + stage name holds the time that stage
 	// handled the record (RFC 3339, ms, UTC).

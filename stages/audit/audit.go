@@ -32,6 +32,9 @@ const (
 	TypeConfigurationLoaded  = "configuration_loaded"
 	TypeRegistryWrite        = "registry_write"
 	TypeRegistryWriteRefused = "registry_write_refused"
+	// TypeDeadLetterReplayed is a person putting a dead letter back on
+	// its original topic (careflow dlq replay).
+	TypeDeadLetterReplayed = "dead_letter_replayed"
 )
 
 // Agent types: how the agent was identified.
@@ -41,6 +44,9 @@ const (
 	AgentCertificate = "certificate"
 	AgentAddress     = "address"
 	AgentCareflow    = "careflow"
+	// AgentUser is a person at a careflow tool, named by their
+	// operating-system user.
+	AgentUser = "user"
 )
 
 // Entity types: what was acted on.
@@ -48,6 +54,7 @@ const (
 	EntityInterface     = "interface"
 	EntitySchemaSubject = "schema_subject"
 	EntityConfiguration = "configuration"
+	EntityDeadLetter    = "dead_letter" // EntityWhat: its id, stage:partition:offset
 )
 
 // FoldWindow is how long repeats of one refusal are folded into one

@@ -111,7 +111,7 @@ func (e *Embedded) Cluster() *kfake.Cluster { return e.cluster }
 // Pipeline lists every topic a pipeline with these destinations uses.
 func Pipeline(destinations []string) []string {
 	ts := []string{topics.Raw, topics.Valid, topics.Events, topics.Outcomes, topics.Audit, topics.Exceptions, topics.PatientState, topics.Orders, topics.OrderState,
-		topics.OrderClaims, topics.OrderIndex, topics.Patients, topics.Review, topics.FHIR}
+		topics.OrderClaims, topics.OrderIndex, topics.Patients, topics.Review, topics.FHIR, topics.Replays}
 	for _, d := range destinations {
 		ts = append(ts, topics.Outbound(d))
 	}
