@@ -87,10 +87,10 @@ type Mark struct {
 // outright; Since is inclusive and Until exclusive, on the letter's time;
 // NotReplayed leaves out letters already replayed.
 type Filter struct {
-	IDs                                  []string
+	IDs                                 []string
 	Stage, Code, Interface, Destination string
-	Since, Until                         time.Time
-	NotReplayed                          bool
+	Since, Until                        time.Time
+	NotReplayed                         bool
 }
 
 // empty reports whether f selects nothing in particular: replaying it

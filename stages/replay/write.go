@@ -6,10 +6,12 @@ package replay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/careflow-health/careflow/avro"
@@ -150,7 +152,7 @@ func write(ctx context.Context, cl *kgo.Client, serde *avro.Serde, req Request, 
 	// The originals first, so that each marker can say where its copy
 	// landed; nothing is visible before the commit.
 	if err := cl.ProduceSync(ctx, originals...).FirstErr(); err != nil {
-		return abort(fmt.Errorf("replay: write the original records: %w", err))
+		return abort(fmt.Errorf("replay: write the original records%s: %w", fenced(err), err))
 	}
 	var recs []*kgo.Record
 	for i := range letters {
@@ -178,12 +180,26 @@ func write(ctx context.Context, cl *kgo.Client, serde *avro.Serde, req Request, 
 			&kgo.Record{Topic: topics.Audit, Key: []byte(l.ID), Value: av})
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return abort(fmt.Errorf("replay: write markers and audit records: %w", err))
+		return abort(fmt.Errorf("replay: write markers and audit records%s: %w", fenced(err), err))
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("replay: commit (another replay running at the same time fences this one; nothing was replayed): %w", err)
+		why := fenced(err)
+		if !strings.Contains(why, "fenced") {
+			why = " (whether it committed is unknown: list the letters to see whether they were replayed before retrying)"
+		}
+		return fmt.Errorf("replay: commit%s: %w", why, err)
 	}
 	return nil
+}
+
+// fenced says what a person needs to know when another replay took the
+// transactional id meanwhile: nothing of this one is visible, and listing
+// again shows what the other did.
+func fenced(err error) string {
+	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerIDMapping) {
+		return " (another replay started meanwhile and fenced this one: nothing was replayed; list the letters again and retry)"
+	}
+	return " (the transaction is aborted: nothing was replayed)"
 }
 
 // original is l's original record as it was: topic, partition, key, value
