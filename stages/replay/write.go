@@ -183,9 +183,9 @@ func write(ctx context.Context, cl *kgo.Client, serde *avro.Serde, req Request, 
 		return abort(fmt.Errorf("replay: write markers and audit records%s: %w", fenced(err), err))
 	}
 	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		why := fenced(err)
-		if !strings.Contains(why, "fenced") {
-			why = " (whether it committed is unknown: list the letters to see whether they were replayed before retrying)"
+		why := " (whether it committed is unknown: list the letters to see whether they were replayed before retrying)"
+		if isFenced(err) {
+			why = fenced(err)
 		}
 		return fmt.Errorf("replay: commit%s: %w", why, err)
 	}
@@ -196,7 +196,7 @@ func write(ctx context.Context, cl *kgo.Client, serde *avro.Serde, req Request, 
 // transactional id meanwhile: nothing of this one is visible, and listing
 // again shows what the other did.
 func fenced(err error) string {
-	if errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerIDMapping) {
+	if isFenced(err) {
 		return " (another replay started meanwhile and fenced this one: nothing was replayed; list the letters again and retry)"
 	}
 	return " (the transaction is aborted: nothing was replayed)"
@@ -228,4 +228,8 @@ func (partitioner) ForTopic(topic string) kgo.TopicPartitioner {
 		return kgo.StickyKeyPartitioner(nil).ForTopic(topic)
 	}
 	return kgo.ManualPartitioner().ForTopic(topic)
+}
+
+func isFenced(err error) bool {
+	return errors.Is(err, kerr.InvalidProducerEpoch) || errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerIDMapping)
 }
