@@ -32,6 +32,9 @@ Usage:
   careflow orders [--state S] [--json] [--config FILE]
   careflow patients show IDENTIFIER [--json] [--config FILE]
   careflow review list|show ID|approve ID|reject ID --reason TEXT [--json] [--config FILE]
+  careflow dlq list [--stage S] [--code C] [--interface I] [--destination D] [--since 24h] [--all] [--json]
+  careflow dlq show ID [--show-patient] [--json]
+  careflow dlq replay ID...|--stage S|--code C|--interface I|--destination D|--since 24h --reason TEXT [--again] [--dry-run]
   careflow codes unmapped [--since 24h] [--json] [--config FILE]
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
@@ -78,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdPatients(ctx, args[1:], stdout)
 	case "review":
 		err = cmdReview(ctx, args[1:], stdout)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], stdout)
 	case "load":
 		err = cmdLoad(ctx, args[1:], stdout)
 	case "help", "-h", "--help":

@@ -170,7 +170,7 @@ func (l *Letter) replayable(again bool) error {
 			"so it never reached a topic; the sender must correct it and send it again", l.ID, ErrNotReplayable)
 	case len(l.Replays) > 0 && !again:
 		last := l.Replays[len(l.Replays)-1]
-		return fmt.Errorf("dead letter %s: %w at %s by %s (%s); replay it again only if that is meant (again)",
+		return fmt.Errorf("dead letter %s: %w at %s by %s (%s); to replay it once more, ask again (careflow dlq replay --again)",
 			l.ID, ErrReplayed, last.At.UTC().Format(time.RFC3339), last.By, last.Reason)
 	}
 	return nil
