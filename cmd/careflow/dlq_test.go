@@ -53,7 +53,9 @@ func TestDLQCommand(t *testing.T) {
 		}
 	}
 	base := []string{"--config", "../../examples/demo/careflow.yaml", "--brokers", strings.Join(fx.cluster.ListenAddrs(), ","), "--schema-registry", fx.reg.URL}
-	cli := func(args ...string) (int, string, string) { return runCLI(append(append([]string{"dlq"}, args...), base...)...) }
+	cli := func(args ...string) (int, string, string) {
+		return runCLI(append(append([]string{"dlq"}, args...), base...)...)
+	}
 
 	code, out, errOut := cli("list", "--json")
 	if code != 0 {
