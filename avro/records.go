@@ -339,15 +339,15 @@ const MaxErrorDetail = 1024
 type AuditEvent struct {
 	AuditID        string    `json:"audit_id"`
 	Recorded       time.Time `json:"recorded"`
-	Type           string    `json:"type"`         // writer_refused, configuration_loaded, registry_write, ...
+	Type           string    `json:"type"`         // writer_refused, configuration_loaded, registry_write, dead_letter_replayed, ...
 	Action         string    `json:"action"`       // C, R, U, D, E (AuditEvent.action)
 	Outcome        string    `json:"outcome"`      // "0", "4", "8", "12" (AuditEvent.outcome)
 	OutcomeDesc    string    `json:"outcome_desc"` // why, in careflow's words; never patient data
-	AgentType      string    `json:"agent_type"`   // token, jwt, certificate, address, careflow
+	AgentType      string    `json:"agent_type"`   // token, jwt, certificate, address, careflow, user
 	AgentWho       string    `json:"agent_who"`
 	AgentNetwork   string    `json:"agent_network"`
 	SourceObserver string    `json:"source_observer"`
-	EntityType     string    `json:"entity_type"` // interface, schema_subject, configuration
+	EntityType     string    `json:"entity_type"` // interface, schema_subject, configuration, dead_letter
 	EntityWhat     string    `json:"entity_what"`
 	EntityDetail   string    `json:"entity_detail"`
 	Count          int       `json:"count"` // occurrences folded into this record; at least 1

@@ -78,7 +78,7 @@ func cmdDLQ(ctx context.Context, args []string, stdout io.Writer) error {
 	all := fs.Bool("all", false, "list: replayed dead letters too, not only those waiting")
 	asJSON := fs.Bool("json", false, "list, show: print JSON")
 	showPatient := fs.Bool("show-patient", false, "show: the original record (key, value) and the destination's own words: patient data")
-	reason := fs.String("reason", "", "replay (required): why, recorded with the replay and in careflow.audit")
+	reason := fs.String("reason", "", "replay (required): why, recorded with the replay and in careflow.audit (no patient data)")
 	again := fs.Bool("again", false, "replay: dead letters already replayed too, once more")
 	dryRun := fs.Bool("dry-run", false, "replay: print what would be replayed and refused, and write nothing")
 	pos, err := parseInterspersed(fs, args[1:])

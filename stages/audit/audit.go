@@ -1,8 +1,9 @@
 // Package audit records who did what to careflow on careflow.audit, one
 // avro.AuditEvent a record (shaped after FHIR R4 AuditEvent), for the
 // analytics sink to copy into ClickHouse: writers refused at ingest,
-// configurations loaded, schema registry writes, and later replays and
-// review decisions.
+// configurations loaded, schema registry writes, dead-letter replays
+// (stages/replay writes those itself, in the transaction of the replay,
+// with this package's type and entity names), and later review decisions.
 //
 // Recording never holds up the work it records: a record is handed to the
 // Kafka client without waiting, and when the client's buffer is full it is
