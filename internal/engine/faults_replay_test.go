@@ -1,7 +1,8 @@
 package engine_test
 
-// The replay row of the fault matrix: a dead letter put right as
-// docs/operations.md says, by copying its original record back.
+// The replay row of the fault matrix: a dead letter put right by hand, by
+// copying its original record back, as careflow dlq replay does for an
+// operator (TestDLQReplayDeliversOnce).
 
 import (
 	"bytes"
