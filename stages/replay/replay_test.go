@@ -366,3 +366,48 @@ func TestReplayConcurrentFencing(t *testing.T) {
 		}
 	}
 }
+
+// Letters of one partition are replayed in their originals' order, not
+// newest first: a patient's records stay in order.
+func TestReplayKeepsOriginalOrder(t *testing.T) {
+	fx := newFixture(t)
+	for i, off := range []int64{9, 2, 5} {
+		fx.deadLetter(t, 0, avro.DeadLetter{Stage: topics.StageRoute, ErrorCode: "route.x", Interface: "ehr", OriginalTopic: topics.Events,
+			OriginalPartition: 1, OriginalOffset: off, OriginalValue: []byte{byte(off)}, At: now.Add(time.Duration(i) * time.Minute)})
+	}
+	res, err := replay.Replay(context.Background(), fx.opts, fx.serde, replay.Request{Filter: replay.Filter{Stage: topics.StageRoute}, By: "ann", Reason: "route fixed"})
+	if err != nil || len(res.Replayed) != 3 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	var got []byte
+	for _, r := range fx.records(t, topics.Events) {
+		got = append(got, r.Value...)
+	}
+	if !bytes.Equal(got, []byte{2, 5, 9}) {
+		t.Fatalf("replayed in the order of original offsets %v, want [2 5 9]", got)
+	}
+}
+
+// A record on a dead-letter topic that is not a DeadLetter (its encoding
+// failed when it was written, and the original bytes were kept) is listed
+// from its headers and refused as not replayable.
+func TestUnreadableLetter(t *testing.T) {
+	fx := newFixture(t)
+	r := &kgo.Record{Topic: topics.DeadLetter(topics.StageNormalise), Partition: 2, Value: []byte("original bytes"), Headers: []kgo.RecordHeader{
+		{Key: topics.HeaderDLQCode, Value: []byte("normalise.x")}, {Key: topics.HeaderDLQTopic, Value: []byte(topics.Valid)},
+		{Key: topics.HeaderDLQPartition, Value: []byte("1")}, {Key: topics.HeaderDLQOffset, Value: []byte("3")}}}
+	if err := fx.client.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := replay.Get(context.Background(), fx.opts, fx.serde, "normalise:2:0")
+	if err != nil || l.Code != "normalise.x" || l.OriginalTopic != topics.Valid || l.OriginalPartition != 1 || l.OriginalOffset != 3 {
+		t.Fatalf("Get: %+v, %v", l, err)
+	}
+	res, err := replay.Replay(context.Background(), fx.opts, fx.serde, replay.Request{Filter: replay.Filter{IDs: []string{l.ID}}, By: "ann", Reason: "x"})
+	if err != nil || len(res.Refused) != 1 || !errors.Is(res.Refused[0].Err, replay.ErrNotReplayable) {
+		t.Fatalf("replay of an unreadable letter: %+v, %v", res, err)
+	}
+	if n := len(fx.records(t, topics.Valid)); n != 0 {
+		t.Fatalf("%d records on %s, want none", n, topics.Valid)
+	}
+}

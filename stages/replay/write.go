@@ -4,10 +4,12 @@ package replay
 // in one transaction.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,8 +50,9 @@ type Refusal struct {
 	Err    error // wraps ErrReplayed or ErrNotReplayable
 }
 
-// Result is what a replay did: the letters replayed (each with this
-// replay's Mark last in its Replays, unless a dry run) and those refused.
+// Result is what a replay did: the letters replayed, in their originals'
+// order (each with this replay's Mark last in its Replays, unless a dry
+// run), and those refused.
 type Result struct {
 	Replayed []Letter
 	Refused  []Refusal
@@ -114,6 +117,12 @@ func Replay(ctx context.Context, opts []kgo.Opt, serde *avro.Serde, req Request)
 			res.Replayed = append(res.Replayed, l)
 		}
 	}
+	// In the order the originals had: a patient's records stay in order
+	// on their partition.
+	slices.SortStableFunc(res.Replayed, func(a, b Letter) int {
+		return cmp.Or(strings.Compare(a.OriginalTopic, b.OriginalTopic), cmp.Compare(a.OriginalPartition, b.OriginalPartition),
+			cmp.Compare(a.OriginalOffset, b.OriginalOffset))
+	})
 	if req.DryRun || len(res.Replayed) == 0 {
 		return res, nil
 	}
