@@ -59,6 +59,7 @@ type Attempt struct {
 	IngestTime    time.Time
 	At            time.Time
 	RemoteIDs     []string // the destination's ids for what it stored (FHIR locations)
+	ErrorText     string   // careflow's words for a failure, never the destination's
 }
 
 // DeadLetter is one record a stage dead-lettered. Table: dead_letters.
@@ -162,6 +163,36 @@ type Review struct {
 	DecisionReason string
 }
 
+// Received is one message as ingest accepted it (careflow.raw), with
+// where its raw record is. Table: messages.
+type Received struct {
+	MessageID     string
+	CorrelationID string
+	Interface     string
+	Transport     string
+	ControlID     string // the sender's MSH-10
+	MessageType   string
+	TriggerEvent  string
+	PatientHash   string
+	IngestTime    time.Time // also decides the row's day
+	Raw           Source
+}
+
+// Kinds of MessageKey.
+const (
+	KeyPlacerOrder = "placer_order"
+	KeyFillerOrder = "filler_order"
+)
+
+// MessageKey is one more key a message is known by: an order number of
+// its canonical event, as number^namespace. Table: message_keys.
+type MessageKey struct {
+	MessageID string
+	Kind      string // KeyPlacerOrder, KeyFillerOrder
+	Value     string
+	At        time.Time // the message's ingest time; decides the row's day
+}
+
 // Batch is what the sink inserts at once.
 type Batch struct {
 	Transitions []Transition
@@ -172,18 +203,21 @@ type Batch struct {
 	Exceptions  []Exception
 	Orders      []OrderTransition
 	Reviews     []Review
+	Received    []Received
+	MessageKeys []MessageKey
 }
 
 // Len is the number of rows in b.
 func (b *Batch) Len() int {
 	return len(b.Transitions) + len(b.Attempts) + len(b.DeadLetters) + len(b.SLAs) + len(b.Audits) +
-		len(b.Exceptions) + len(b.Orders) + len(b.Reviews)
+		len(b.Exceptions) + len(b.Orders) + len(b.Reviews) + len(b.Received) + len(b.MessageKeys)
 }
 
 // Reset empties b, keeping its memory.
 func (b *Batch) Reset() {
 	b.Transitions, b.Attempts, b.DeadLetters, b.SLAs, b.Audits = b.Transitions[:0], b.Attempts[:0], b.DeadLetters[:0], b.SLAs[:0], b.Audits[:0]
 	b.Exceptions, b.Orders, b.Reviews = b.Exceptions[:0], b.Orders[:0], b.Reviews[:0]
+	b.Received, b.MessageKeys = b.Received[:0], b.MessageKeys[:0]
 }
 
 func ms(t time.Time) int64 {
@@ -225,9 +259,13 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 		cols := `day, row_id, message_id, correlation_id, interface, destination,
 			message_type, trigger_event, patient_hash, attempt, status, control_id, ack_code, http_status,
 			error_code, error_location, latency_ms, ingest_ms, at_ms, inserted_at`
-		remote := s.version >= 8 // an older schema has no remote_ids column yet
+		// An older schema has no column yet for what a later migration added.
+		remote, text := s.version >= 8, s.version >= 10
 		if remote {
 			cols += ", remote_ids"
+		}
+		if text {
+			cols += ", error_text"
 		}
 		err := s.insert(ctx, "delivery_attempts", cols,
 			len(b.Attempts), func(i int) []any {
@@ -238,6 +276,9 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 					ms(r.IngestTime), ms(r.At), now}
 				if remote {
 					row = append(row, nonNilStrings(r.RemoteIDs))
+				}
+				if text {
+					row = append(row, r.ErrorText)
 				}
 				return row
 			})
@@ -316,6 +357,30 @@ func (s *Store) Insert(ctx context.Context, b *Batch) error {
 				r := &b.Orders[i]
 				return []any{day(r.At), r.TransitionID, r.PlacerOrder, r.FillerOrder, r.PatientHash, r.FromState, r.State,
 					r.MessageID, r.CorrelationID, r.Interface, r.MessageType, r.TriggerEvent, ms(r.At), now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	// Open migrates to the latest version, so only a test's older schema
+	// lacks these tables.
+	if len(b.Received) > 0 && s.version >= 9 {
+		err := s.insert(ctx, "messages", `day, row_id, message_id, correlation_id, interface, transport, control_id,
+			message_type, trigger_event, patient_hash, ingest_ms, raw_topic, raw_partition, raw_offset, inserted_at`,
+			len(b.Received), func(i int) []any {
+				r := &b.Received[i]
+				return []any{day(r.IngestTime), r.MessageID, r.MessageID, r.CorrelationID, r.Interface, r.Transport, r.ControlID,
+					r.MessageType, r.TriggerEvent, r.PatientHash, ms(r.IngestTime), r.Raw.Topic, r.Raw.Partition, r.Raw.Offset, now}
+			})
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.MessageKeys) > 0 && s.version >= 9 {
+		err := s.insert(ctx, "message_keys", `day, row_id, message_id, kind, value, inserted_at`,
+			len(b.MessageKeys), func(i int) []any {
+				r := &b.MessageKeys[i]
+				return []any{day(r.At), r.MessageID + "/" + r.Kind + "/" + r.Value, r.MessageID, r.Kind, r.Value, now}
 			})
 		if err != nil {
 			return err

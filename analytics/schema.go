@@ -227,4 +227,41 @@ var migrations = []migration{
 		// exists" as done (18.16 has no ADD COLUMN IF NOT EXISTS).
 		`ALTER TABLE delivery_attempts ADD COLUMN remote_ids Array(String)`,
 	}},
+	{version: 9, description: "messages, message_keys", statements: []string{
+		// One row per message ingest accepted (careflow.raw): what an
+		// operator searches by (the sender's MSH-10 is on no other table)
+		// and where the raw record is, so the console can fetch the bytes
+		// from Kafka instead of ClickHouse keeping them.
+		`CREATE TABLE IF NOT EXISTS messages (` + commonColumns + `
+			message_id String,
+			correlation_id String,
+			interface String,
+			transport String,
+			control_id String,
+			message_type String,
+			trigger_event String,
+			patient_hash String,
+			ingest_ms Int64,
+			raw_topic String,
+			raw_partition Int32,
+			raw_offset Int64,
+			inserted_at DateTime
+		) ` + factEngine,
+		// The keys a normalised message is known by besides its ids (its
+		// orders' numbers, careflow.events). A table of its own: a second
+		// source writing the same row_id into messages would replace the
+		// raw row instead of adding to it.
+		`CREATE TABLE IF NOT EXISTS message_keys (` + commonColumns + `
+			message_id String,
+			kind String,
+			value String,
+			inserted_at DateTime
+		) ` + factEngine,
+	}},
+	{version: 10, description: "delivery_attempts.error_text", statements: []string{
+		// careflow's words for a failed attempt ("destination lab, attempt
+		// 2: connection refused"), never the destination's, which may name
+		// the patient. "Already exists" is done, as in migration 8.
+		`ALTER TABLE delivery_attempts ADD COLUMN error_text String`,
+	}},
 }

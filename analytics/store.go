@@ -1,6 +1,6 @@
 // Package analytics is careflow's ClickHouse model: the tables the sink
 // stage fills, their versioned migrations, and the queries behind `careflow
-// sla`, `careflow trace` and docs/analytics.md.
+// sla`, `careflow trace`, the operators' web console and docs/analytics.md.
 //
 // Every row has a deterministic identity (row_id: an outcome id, a message
 // id and stage, or a dead letter's topic/partition/offset) and every table

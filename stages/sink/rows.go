@@ -18,6 +18,7 @@ import (
 	"github.com/careflow-health/careflow/analytics"
 	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/avro/registry"
+	"github.com/careflow-health/careflow/stages/lifecycle"
 	"github.com/careflow-health/careflow/topics"
 )
 
@@ -76,6 +77,11 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			Stage: topics.StageIngest, Status: StatusAccepted, IngestTime: m.ReceivedAt,
 			StageTime: stageTime(r, topics.StageIngest, m.ReceivedAt), Source: src,
 		})
+		b.Received = append(b.Received, analytics.Received{
+			MessageID: m.MessageID, CorrelationID: m.CorrelationID, Interface: m.Interface, Transport: m.Transport,
+			ControlID: m.ControlID, MessageType: m.MessageType, TriggerEvent: m.TriggerEvent, PatientHash: hash,
+			IngestTime: m.ReceivedAt, Raw: src,
+		})
 	case r.Topic == topics.Valid:
 		var m avro.RawMessage
 		if err := s.decode(r, &m); err != nil {
@@ -99,6 +105,7 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 			Stage: topics.StageNormalise, Status: StatusNormalised, EventTime: ParseDTM(ev.Provenance.EventTime),
 			IngestTime: ev.Provenance.IngestTime, StageTime: at, Source: src,
 		})
+		b.MessageKeys = appendOrderKeys(b.MessageKeys, &ev)
 	case r.Topic == topics.Outcomes:
 		var o avro.DeliveryOutcome
 		if err := s.decode(r, &o); err != nil {
@@ -122,7 +129,7 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 				Destination: o.Destination, MessageType: o.MessageType, TriggerEvent: o.TriggerEvent, PatientHash: hash,
 				Attempt: o.Attempt, Status: o.Status, ControlID: o.ControlID, AckCode: o.AckCode, HTTPStatus: o.HTTPStatus,
 				ErrorCode: o.ErrorCode, ErrorLocation: o.ErrorLocation, Latency: time.Duration(o.LatencyMillis) * time.Millisecond,
-				IngestTime: o.IngestTime, At: o.At, RemoteIDs: o.RemoteIDs,
+				IngestTime: o.IngestTime, At: o.At, RemoteIDs: o.RemoteIDs, ErrorText: o.ErrorText,
 			})
 		}
 	case strings.HasPrefix(r.Topic, topics.DeadLetter("")):
@@ -201,6 +208,26 @@ func (s *Sink) appendRows(r *kgo.Record, b *analytics.Batch) error {
 		return &decodeError{code: CodeUnknownTopic, err: fmt.Errorf("topic %s is not one the sink reads", r.Topic)}
 	}
 	return nil
+}
+
+// appendOrderKeys appends the order numbers of ev, placer and filler, each
+// as the order lifecycle keys them (number^namespace), once each.
+func appendOrderKeys(keys []analytics.MessageKey, ev *avro.ClinicalEvent) []analytics.MessageKey {
+	seen := map[string]bool{}
+	add := func(kind, number, namespace string) {
+		v := lifecycle.OrderKey(number, namespace)
+		if v == "" || seen[kind+v] {
+			return
+		}
+		seen[kind+v] = true
+		keys = append(keys, analytics.MessageKey{MessageID: ev.EventID, Kind: kind, Value: v, At: ev.Provenance.IngestTime})
+	}
+	for i := range ev.Orders {
+		o := &ev.Orders[i]
+		add(analytics.KeyPlacerOrder, o.PlacerOrderNumber, o.PlacerNamespace)
+		add(analytics.KeyFillerOrder, o.FillerOrderNumber, o.FillerNamespace)
+	}
+	return keys
 }
 
 func (s *Sink) decode(r *kgo.Record, v any) error {

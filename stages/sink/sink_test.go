@@ -297,7 +297,7 @@ func TestSinkOutagesBadRecordsAndReplay(t *testing.T) {
 	// queries still count each message once.
 	f.startSink(t, ch.DSN("careflow"), "careflow-sink-replay", nil)
 	await.For(t, 30*time.Second, 50*time.Millisecond, func() error { return f.caughtUp("careflow-sink-replay") })
-	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1, "audit": 1} {
+	for table, want := range map[string]uint64{"transitions": wantTransitions, "delivery_attempts": first + second, "dead_letters": 1, "audit": 1, "messages": first + second} {
 		if err := expectCount(store, table, want); err != nil {
 			t.Error(err)
 		}
