@@ -44,6 +44,8 @@ type Config struct {
 	Codes []CodeMap `yaml:"codes"`
 	// FHIR is what FHIR interfaces and destinations share (fhir.go).
 	FHIR FHIR `yaml:"fhir"`
+	// Console is the operators' web console on the admin port (console.go).
+	Console Console `yaml:"console"`
 
 	// Path is the file the configuration came from, as given to Load (or
 	// the name given to Parse).
@@ -447,6 +449,7 @@ func (c *Config) resolve(dir string) {
 		}
 	}
 	abs(&c.Kafka.DataDir)
+	abs(&c.Console.UsersFile)
 	for i := range c.Auth.Issuers {
 		abs(&c.Auth.Issuers[i].JWKSFile)
 	}

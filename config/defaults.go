@@ -28,6 +28,7 @@ func Defaults() Config {
 		HTTP:  HTTPListener{Listen: "127.0.0.1:8080"},
 		// No DSN: no sink until a ClickHouse is named.
 		Analytics: Analytics{BatchRows: 1000, BatchInterval: time.Second},
+		Console:   Console{PatientDataRoles: []string{RoleOperator, RoleAdmin}, SessionTTL: 8 * time.Hour},
 	}
 }
 

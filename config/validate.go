@@ -81,6 +81,7 @@ func (d *decoder) validate(c *Config) {
 	d.validateCodes(c)
 	d.checkPorts(listeners)
 	d.validateAnalytics(c.Analytics)
+	d.validateConsole(c.Console)
 
 	dests := map[string]string{}
 	var destNames []string
