@@ -359,6 +359,27 @@ func (e *Engine) startValidate(ctx context.Context) error {
 	})
 }
 
+// destination is how deliver renders for d, without its connector: the
+// deliver stage adds one; the console renders with it as it stands.
+func (e *Engine) destination(d config.Destination) (deliver.Destination, error) {
+	var fields *deliver.Fields
+	if d.Fields != nil {
+		f, err := deliver.CompileFields(d.Fields)
+		if err != nil {
+			return deliver.Destination{}, fmt.Errorf("engine: destination %s: fields: %w", d.Name, err)
+		}
+		fields = f
+	}
+	return deliver.Destination{
+		Name: d.Name, Fields: fields, FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems),
+		FHIRPatientAuthorities: trustedAuthorities(e.cfg.Identity.Trust),
+		Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
+			SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
+			ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},
+		BreakerFailures: uint32(d.Breaker.Failures), BreakerOpenFor: d.Breaker.OpenFor,
+	}, nil
+}
+
 func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deliver.Metrics) error {
 	var conn deliver.Connector
 	switch d.Transport {
@@ -391,26 +412,13 @@ func (e *Engine) startDeliver(ctx context.Context, d config.Destination, m *deli
 	default:
 		return fmt.Errorf("engine: destination %s: unknown transport %q", d.Name, d.Transport)
 	}
-	var fields *deliver.Fields
-	if d.Fields != nil {
-		f, err := deliver.CompileFields(d.Fields)
-		if err != nil {
-			return fmt.Errorf("engine: destination %s: fields: %w", d.Name, err)
-		}
-		fields = f
+	dest, err := e.destination(d)
+	if err != nil {
+		return err
 	}
+	dest.Connector = conn
 	dedup := stages.NewDedup(e.dedupWindow())
-	st, err := deliver.New(deliver.Config{
-		Destination: deliver.Destination{
-			Name: d.Name, Connector: conn, Fields: fields, FHIRSystems: fhir.NewSystems(e.cfg.FHIR.IdentifierSystems),
-			FHIRPatientAuthorities: trustedAuthorities(e.cfg.Identity.Trust),
-			Target: render.Target{Format: d.Format, Version: d.HL7Version, Charset: d.Charset,
-				SendingApplication: d.SendingApplication, SendingFacility: d.SendingFacility,
-				ReceivingApplication: d.ReceivingApplication, ReceivingFacility: d.ReceivingFacility},
-			BreakerFailures: uint32(d.Breaker.Failures), BreakerOpenFor: d.Breaker.OpenFor,
-		},
-		Serde: e.serde, Dedup: dedup, Logger: e.log, Metrics: m,
-	})
+	st, err := deliver.New(deliver.Config{Destination: dest, Serde: e.serde, Dedup: dedup, Logger: e.log, Metrics: m})
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

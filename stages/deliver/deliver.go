@@ -241,15 +241,25 @@ func answered(dest string, r Result) string {
 }
 
 func (s *Stage) render(ev *avro.ClinicalEvent, controlID string) ([]byte, error) {
-	t := s.cfg.Destination.Target
-	switch t.Format {
+	return s.cfg.Destination.render(ev, controlID, s.cfg.Now())
+}
+
+func (d Destination) render(ev *avro.ClinicalEvent, controlID string, now time.Time) ([]byte, error) {
+	switch d.Target.Format {
 	case avro.FormatJSON:
 		return render.JSON(ev, controlID)
 	case avro.FormatFHIR:
-		d := s.cfg.Destination
 		return fhir.TransactionBundle(ev, fhir.BundleOptions{Systems: d.FHIRSystems, ID: controlID, PatientAuthorities: d.FHIRPatientAuthorities})
 	}
-	return render.HL7(ev, t, controlID, s.cfg.Now())
+	return render.HL7(ev, d.Target, controlID, now)
+}
+
+// Render is ev as d is sent it: its fields profile applied, then its
+// format, with the control id deliver gives the event. The console shows
+// it; ev is changed (fields outside the profile removed).
+func (d Destination) Render(ev *avro.ClinicalEvent, now time.Time) ([]byte, error) {
+	d.Fields.Apply(ev)
+	return d.render(ev, identity.ControlID(ev.EventID, d.Name), now)
 }
 
 func (s *Stage) nextAttempt(id string) int {
