@@ -64,6 +64,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var idp *demo.IdP
 	if *withDemo {
+		if err := demoConsoleUsers(cfg, *data, stdout); err != nil {
+			return err
+		}
 		// The engine fetches its JWT issuers' keys as it starts: the
 		// demo's identity provider must be serving them by then.
 		if idp, err = demo.StartIdP(ctx, demoIdPAddr(cfg)); err != nil {
@@ -80,6 +83,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stdout, "careflow running: kafka %s, admin http://%s (metrics, health, schema registry), http ingest %s\n",
 		strings.Join(eng.Brokers(), ","), eng.AdminAddr(), eng.HTTPAddr())
+	if cfg.Console.Enabled() {
+		fmt.Fprintf(stdout, "console: http://%s/console/\n", eng.AdminAddr())
+	}
 	if !*withDemo {
 		return eng.Wait()
 	}

@@ -36,6 +36,7 @@ Usage:
   careflow dlq show ID [--show-patient] [--json]
   careflow dlq replay ID...|--stage S|--code C|--interface I|--destination D|--since 24h --reason TEXT [--again] [--dry-run]
   careflow codes unmapped [--since 24h] [--json] [--config FILE]
+  careflow users add --file FILE --name NAME --role viewer|operator|admin  (password on stdin)
   careflow load  --rate N --duration D --to host:port --corpus DIR [--connections C]
 
 Stages: ingest, validate, normalise, route, deliver, sink (analytics).
@@ -79,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdOrders(ctx, args[1:], stdout, stderr)
 	case "patients":
 		err = cmdPatients(ctx, args[1:], stdout)
+	case "users":
+		err = cmdUsers(args[1:], os.Stdin, stdout)
 	case "review":
 		err = cmdReview(ctx, args[1:], stdout)
 	case "dlq":

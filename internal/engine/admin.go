@@ -12,8 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// startAdmin serves /metrics, /healthz, /readyz and, in embedded mode, the
-// schema registry at the root (registry clients expect it there).
+// startAdmin serves /metrics, /healthz, /readyz, the console under
+// /console/ and, in embedded mode, the schema registry at the root
+// (registry clients expect it there).
 func (e *Engine) startAdmin(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.metrics, promhttp.HandlerOpts{Registry: e.metrics}))
@@ -45,6 +46,9 @@ func (e *Engine) startAdmin(ctx context.Context) error {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	if err := e.mountConsole(ctx, mux); err != nil {
+		return err
+	}
 	if e.store != nil {
 		mux.Handle("/", e.store)
 	}
