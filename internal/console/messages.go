@@ -21,15 +21,15 @@ import (
 var errNoAnalytics = errors.New("this page needs ClickHouse: set analytics.clickhouse.dsn (make run starts one when clickhouse-server is installed)")
 
 type messagesView struct {
-	Query    analytics.MessageQuery
-	Patient  string // the identifier searched for; only for roles that see patient data
+	Query   analytics.MessageQuery
+	Patient string // the identifier searched for; only for roles that see patient data
 	// CanPatient offers the patient search: roles that see patient data.
 	CanPatient bool
 	Interfaces []string
-	Since    string
-	Messages []analytics.Message
-	Searched bool
-	Error    string
+	Since      string
+	Messages   []analytics.Message
+	Searched   bool
+	Error      string
 }
 
 func (c *Console) seesPatients(s *session) bool {

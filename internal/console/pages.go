@@ -55,7 +55,7 @@ var funcs = template.FuncMap{
 		}
 		return ms[len(ms)-1].By
 	},
-	"pct":  func(n, of uint64) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(max(of, 1))) },
+	"pct": func(n, of uint64) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(max(of, 1))) },
 	"rate": func(v float64) string {
 		if v < 0 {
 			return "—"
