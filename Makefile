@@ -5,7 +5,7 @@ DATA     ?= data
 CONFIG   ?= examples/demo/careflow.yaml
 FUZZTIME ?= 10s
 
-.PHONY: all build deps fhir-peers run test test-short fuzz fuzz-long bench bench-backlog bench-micro bench-peers vet tools clean
+.PHONY: all build deps fhir-peers run screenshots test test-short fuzz fuzz-long bench bench-backlog bench-micro bench-peers vet tools clean
 
 all: build
 
@@ -21,6 +21,20 @@ run: build
 	trap 'deploy/clickhouse/demo.sh stop $(DATA)' EXIT INT TERM; \
 	$(BIN) run --config "$$cfg" --data $(DATA) --demo
 
+# The console's screenshots in docs/console/ (docs/console.md shows them):
+# the demo, with ClickHouse, on a fresh $(SHOTS_DATA) for $(SHOTS_SETTLE),
+# then a full-page PNG of every console page from headless Chromium
+# (apt-get install -y chromium). It is the demo run once more, so it needs
+# the demo's ports free: stop a `make run` first (it says so when the admin
+# port, 9464, is taken, before it starts anything but ClickHouse).
+SHOTS_DATA   ?= /tmp/careflow-shots
+SHOTS_SETTLE ?= 60s
+screenshots: build
+	@rm -rf $(SHOTS_DATA); \
+	cfg=$$(deploy/clickhouse/demo.sh start $(SHOTS_DATA) $(CONFIG)); \
+	trap 'deploy/clickhouse/demo.sh stop $(SHOTS_DATA)' EXIT INT TERM; \
+	$(GO) run ./internal/console/shots --careflow $(BIN) --config "$$cfg" --data $(SHOTS_DATA) --out docs/console --settle $(SHOTS_SETTLE)
+
 # Every test, including the end-to-end, crash and fault-matrix tests, then
 # a brief fuzz of every parser of untrusted input (make fuzz, below).
 test: vet deps
@@ -28,7 +42,7 @@ test: vet deps
 	$(MAKE) fuzz
 
 # The independent peers the tests talk to (kcat, mllp_send, ClickHouse,
-# promtool), installed from Debian's packages when missing and run as root;
+# promtool, Chromium), installed from Debian's packages when missing and run as root;
 # and, where npm is, the FHIR peers' npm packages (make fhir-peers).
 deps:
 	@deploy/debian-deps.sh

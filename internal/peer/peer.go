@@ -1,5 +1,6 @@
 // Package peer finds the independent programs careflow's tests talk to
-// (kcat, mllp_send, clickhouse-server, promtool) and starts the FHIR ones
+// (kcat, mllp_send, clickhouse-server, promtool; chromium through
+// internal/browser) and starts the FHIR ones
 // (FHIRServer, FHIRClient: node scripts in fhirserver/). A developer's
 // machine may lack them, so a test skips; CI must not pass by skipping, so
 // with CAREFLOW_REQUIRE_PEERS set (as .ci/run sets it) a missing peer fails.
