@@ -73,7 +73,7 @@ func barChart(title string, codes []analytics.CodeCount) template.HTML {
 		maxV = max(maxV, c.Count)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="%s" font-family="system-ui,sans-serif" font-size="11">`, w, h, esc(title))
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="100%%" style="max-width:%dpx" role="img" aria-label="%s" font-family="system-ui,sans-serif" font-size="11">`, w, h, w, esc(title))
 	fmt.Fprintf(&b, `<text x="4" y="14" font-size="13" font-weight="600" fill="#1d2733">%s</text>`, esc(title))
 	if len(codes) == 0 {
 		fmt.Fprintf(&b, `<text x="4" y="40" fill="#5b6b7c">no rejections in this window</text>`)

@@ -1,12 +1,15 @@
 package console
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/careflow-health/careflow/avro"
 	"github.com/careflow-health/careflow/stages/replay"
 	"github.com/careflow-health/careflow/topics"
 )
@@ -82,7 +85,7 @@ func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 			v.Headers = append(v.Headers, [2]string{h.Key, string(h.Value)})
 		}
 		if v.Patient {
-			v.Value = strings.ReplaceAll(strings.ToValidUTF8(string(l.Record.OriginalValue), "\uFFFD"), "\r", "\n")
+			v.Value = c.original(r.Context(), l)
 			v.Detail = l.Record.ErrorDetail
 			c.record(r, s, TypePatientDataViewed, "R", EntityMessage, l.MessageID, "dead letter "+l.ID)
 		}
@@ -128,4 +131,27 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 	}
 	c.flash(r, strings.Join(msg, "; "))
 	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// original is a dead letter's original record as a person reads it: the
+// message as received for a raw record, the canonical event as JSON for
+// an event, the bytes themselves for what ingest refused (it never became
+// a record).
+func (c *Console) original(ctx context.Context, l *replay.Letter) string {
+	b := l.Record.OriginalValue
+	switch {
+	case l.OriginalTopic == topics.Raw || l.OriginalTopic == topics.Valid:
+		var m avro.RawMessage
+		if err := c.cfg.Serde.DecodeContext(ctx, b, &m); err == nil {
+			b = m.Payload
+		}
+	case l.OriginalTopic == topics.Events || topics.DestinationOf(l.OriginalTopic) != "":
+		var ev avro.ClinicalEvent
+		if err := c.cfg.Serde.DecodeContext(ctx, b, &ev); err == nil {
+			if j, err := json.MarshalIndent(&ev, "", "  "); err == nil {
+				return string(j)
+			}
+		}
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\r", "\n")
 }

@@ -319,6 +319,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		); err != nil {
 			t.Fatal(err)
 		}
+		// The original (a canonical event on careflow.out.lab) is shown
+		// decoded, not as Avro bytes.
+		if orig := text(t, ctx, "#original"); !strings.Contains(orig, `"message_type": "ADT"`) || !strings.Contains(orig, `"value": "CON2"`) {
+			t.Errorf("the dead letter's original on its page:\n%s", orig)
+		}
 		if got := text(t, ctx, "#flash"); !strings.Contains(got, "refused "+letter.ID) {
 			t.Fatalf("a second replay says %q, want it refused", got)
 		}
