@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/careflow-health/careflow/internal/engine"
 	"github.com/careflow-health/careflow/internal/peer"
 	"github.com/careflow-health/careflow/stages/replay"
+	"github.com/careflow-health/careflow/stages/sink"
 )
 
 // consoleRig is an engine with its console, ClickHouse behind it, and a
@@ -257,6 +259,21 @@ func TestConsoleInBrowser(t *testing.T) {
 			if !strings.Contains(forms, want) {
 				t.Errorf("an operator sees no %q on the message page", want)
 			}
+		}
+		// An operator may search by the patient's identifier, as the
+		// interface keys patients (value^authority).
+		var key string
+		for _, id := range []string{"NHSCON1^NHS", "CON1^HOSP"} {
+			if ms, err := r.store.Messages(context.Background(), analytics.MessageQuery{Text: "CON-1"}); err == nil && len(ms) == 1 && ms[0].PatientHash == sink.PatientHash([]byte(id)) {
+				key = id
+			}
+		}
+		if key == "" {
+			t.Fatal("CON-1 is keyed by neither of its identifiers")
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(r.base+"messages?since=1h&patient="+url.QueryEscape(key)),
+			chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#messages tr[data-message=%q]`, messageID)))); err != nil {
+			t.Fatalf("search by patient %s: %v", key, err)
 		}
 		// Seeing patient data is audited, with who.
 		await.For(t, 30*time.Second, 200*time.Millisecond, func() error {
