@@ -175,7 +175,7 @@ func letterOf(ctx context.Context, serde *avro.Serde, stage string, r *kgo.Recor
 func readReplays(ctx context.Context, opts []kgo.Opt, parts []int32) (map[string][]Mark, error) {
 	out := map[string][]Mark{}
 	var bad error
-	err := stages.ReadToEnd(ctx, opts, topics.Replays, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
+	err := stages.ReadToEndStrict(ctx, opts, topics.Replays, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
 		if r.Value == nil {
 			delete(out, string(r.Key))
 			return

@@ -98,7 +98,7 @@ func Read(ctx context.Context, opts []kgo.Opt, serde *avro.Serde) (*Queue, error
 	})
 	q := &Queue{Items: map[string]*avro.Review{}}
 	var bad error
-	err = stages.ReadToEnd(ctx, opts, topics.Review, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
+	err = stages.ReadToEndStrict(ctx, opts, topics.Review, parts, kgo.NewOffset().AtStart(), func(r *kgo.Record) {
 		if r.Value == nil {
 			delete(q.Items, string(r.Key))
 			return
