@@ -71,6 +71,7 @@ type Console struct {
 	log      *slog.Logger
 	pages    *pages
 	sessions *sessions
+	logins   *loginGuard
 	rates    *rates
 	mux      *http.ServeMux
 	store    atomic.Pointer[analytics.Store]
@@ -104,6 +105,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{
 		cfg: cfg, log: cfg.Logger.With("component", "console"), pages: p,
 		sessions: newSessions(cfg.Estate.Console.SessionTTL, cfg.Now),
+		logins:   newLoginGuard(cfg.Now),
 		rates:    newRates(),
 	}
 	if cfg.Analytics != nil {

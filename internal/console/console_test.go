@@ -206,3 +206,101 @@ func TestChartsEscapeAndScale(t *testing.T) {
 		t.Fatalf("bar chart:\n%s", bar)
 	}
 }
+
+func TestSessionsEndWhileThePageRefreshes(t *testing.T) {
+	srv, clk := newTestConsole(t)
+	c := client(t)
+	login(t, srv, c, "viewer", "")
+	poll := func() *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+Prefix+"estate/live", nil)
+		req.Header.Set("HX-Request", "true")
+		req.Header.Set("HX-Current-URL", srv.URL+Prefix+"?x=1")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// The estate refreshing itself every few minutes for 9 hours does not
+	// keep an 8-hour login alive.
+	for range 9 * 12 {
+		clk.add(5 * time.Minute)
+		if resp := poll(); resp.StatusCode != http.StatusOK {
+			if clk.now().Sub(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)) < 8*time.Hour {
+				t.Fatalf("logged out after %v of refreshes", clk.now().Sub(time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)))
+			}
+			// Sent to log in, and back to the page, not to the fragment.
+			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("HX-Redirect") != Prefix+"login?next=%2Fconsole%2F%3Fx%3D1" {
+				t.Fatalf("expired refresh: %d, HX-Redirect %q", resp.StatusCode, resp.Header.Get("HX-Redirect"))
+			}
+			break
+		}
+	}
+	if resp := poll(); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("after 9 hours of refreshes alone: %d, want logged out", resp.StatusCode)
+	}
+	// In use every hour, a login still ends after a day.
+	c = client(t)
+	login(t, srv, c, "viewer", "")
+	for h := 1; h <= 25; h++ {
+		clk.add(time.Hour)
+		resp, _ := do(t, c, "GET", srv.URL+Prefix+"charts", nil)
+		if want := h <= 24; (resp.StatusCode == http.StatusOK) != want {
+			t.Fatalf("hour %d of use: %d", h, resp.StatusCode)
+		}
+	}
+}
+
+func TestWrongLoginsAreThrottled(t *testing.T) {
+	srv, clk := newTestConsole(t)
+	c := client(t)
+	for i := range loginFailures {
+		resp, _ := do(t, c, "POST", srv.URL+Prefix+"login", url.Values{"user": {"admin"}, "password": {"guess " + string(rune('a'+i))}})
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong login %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	// Now even the right password waits: the guesser cannot tell.
+	if resp := login(t, srv, c, "admin", ""); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("after %d wrong logins: %d, want 429 with Retry-After", loginFailures, resp.StatusCode)
+	}
+	clk.add(loginWindow + time.Second)
+	if resp := login(t, srv, c, "admin", ""); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the window: %d, want logged in", resp.StatusCode)
+	}
+}
+
+// The role is checked on the server whatever the page offered: a viewer
+// with a valid CSRF token is refused; an operator's post with the token in
+// htmx's header gets through to the replay (which then wants letters).
+func TestPostsNeedTheRoleAndTheToken(t *testing.T) {
+	srv, _ := newTestConsole(t)
+	token := func(c *http.Client) string {
+		_, body := do(t, c, "GET", srv.URL+Prefix+"charts", nil)
+		m := csrfField.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatal("no CSRF token on the page")
+		}
+		return m[1]
+	}
+	viewer := client(t)
+	login(t, srv, viewer, "viewer", "")
+	if resp, body := do(t, viewer, "POST", srv.URL+Prefix+"deadletters/replay", url.Values{"csrf": {token(viewer)}, "id": {"route:0:1"}, "reason": {"x"}}); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "it needs operator") {
+		t.Fatalf("a viewer's replay with a valid token: %d", resp.StatusCode)
+	}
+	admin := client(t)
+	login(t, srv, admin, "admin", "")
+	req, _ := http.NewRequest("POST", srv.URL+Prefix+"deadletters/replay", strings.NewReader("reason=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-CSRF-Token", token(admin))
+	resp, err := admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "tick the dead letters") {
+		t.Fatalf("an admin's replay with the header token and no letters: %d %s", resp.StatusCode, b)
+	}
+}

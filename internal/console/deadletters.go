@@ -54,8 +54,16 @@ func (c *Console) deadLettersPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		v.Error = err.Error()
-	} else if v.Letters, err = replay.List(r.Context(), c.cfg.Kafka, c.cfg.Serde, f); err != nil {
-		v.Error = "reading the dead-letter topics: " + err.Error()
+	} else {
+		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+		defer cancel()
+		if v.Letters, err = replay.List(ctx, c.cfg.Kafka, c.cfg.Serde, f); err != nil {
+			v.Error = "reading the dead-letter topics: " + err.Error()
+		}
+		if len(v.Letters) > maxRows {
+			v.Error = fmt.Sprintf("%d dead letters match; the newest %d are shown: narrow the filter", len(v.Letters), maxRows)
+			v.Letters = v.Letters[:maxRows]
+		}
 	}
 	c.render(w, r, s, "deadletters", v)
 }
@@ -70,7 +78,9 @@ type deadLetterView struct {
 
 func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 	s := sessionOf(r)
-	l, err := replay.Get(r.Context(), c.cfg.Kafka, c.cfg.Serde, r.PathValue("id"))
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	l, err := replay.Get(ctx, c.cfg.Kafka, c.cfg.Serde, r.PathValue("id"))
 	switch {
 	case errors.Is(err, replay.ErrNotFound):
 		c.fail(w, r, s, http.StatusNotFound, err)
@@ -85,7 +95,7 @@ func (c *Console) deadLetterPage(w http.ResponseWriter, r *http.Request) {
 			v.Headers = append(v.Headers, [2]string{h.Key, string(h.Value)})
 		}
 		if v.Patient {
-			v.Value = c.original(r.Context(), l)
+			v.Value = c.original(ctx, l)
 			v.Detail = l.Record.ErrorDetail
 			c.record(r, s, TypePatientDataViewed, "R", EntityMessage, l.MessageID, "dead letter "+l.ID)
 		}
@@ -103,9 +113,13 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, s, http.StatusBadRequest, errors.New("tick the dead letters to replay"))
 		return
 	}
-	res, err := replay.Replay(r.Context(), c.cfg.Kafka, c.cfg.Serde, replay.Request{
+	// A closed tab must not cut the transaction short: its outcome would
+	// be unknown to the operator who asked for it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), writeTimeout)
+	defer cancel()
+	res, err := replay.Replay(ctx, c.cfg.Kafka, c.cfg.Serde, replay.Request{
 		Filter: replay.Filter{IDs: ids}, By: s.User, Reason: strings.TrimSpace(r.PostFormValue("reason")),
-		Again: r.PostFormValue("again") != "", At: c.cfg.Now(), Observer: c.cfg.Observer + " console",
+		Again: r.PostFormValue("again") != "", At: c.cfg.Now(), Observer: c.cfg.Observer + " console", Network: remoteHost(r),
 	})
 	switch {
 	case errors.Is(err, replay.ErrNoReason):
@@ -155,3 +169,11 @@ func (c *Console) original(ctx context.Context, l *replay.Letter) string {
 	}
 	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\r", "\n")
 }
+
+// Bounds on what one page may cost: reads of careflow's topics, the writes
+// of a replay or decision, and the rows a list shows.
+const (
+	readTimeout  = 20 * time.Second
+	writeTimeout = 30 * time.Second
+	maxRows      = 500
+)

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -71,7 +72,9 @@ type reviewsView struct {
 func (c *Console) reviewsPage(w http.ResponseWriter, r *http.Request) {
 	s := sessionOf(r)
 	v := reviewsView{All: r.URL.Query().Get("all") != "", Patient: c.seesPatients(s)}
-	q, err := review.Read(r.Context(), c.cfg.Kafka, c.cfg.Serde)
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	q, err := review.Read(ctx, c.cfg.Kafka, c.cfg.Serde)
 	if err != nil {
 		v.Error = "reading the review queue: " + err.Error()
 	} else {
@@ -97,7 +100,9 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, s, http.StatusNotFound, fmt.Errorf("no decision %q: approve or reject", decision))
 		return
 	}
-	x, err := review.Decide(r.Context(), c.cfg.Kafka, c.cfg.Serde, review.Decision{
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), writeTimeout)
+	defer cancel()
+	x, err := review.Decide(ctx, c.cfg.Kafka, c.cfg.Serde, review.Decision{
 		ID: id, Approve: decision == "approve", By: s.User, Reason: strings.TrimSpace(r.PostFormValue("reason")), At: c.cfg.Now(),
 	})
 	switch {

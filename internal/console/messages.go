@@ -92,6 +92,7 @@ type messageView struct {
 	Steps    []analytics.Step
 	Acks     []analytics.Step // delivery attempts: each destination's answer
 	Orders   []analytics.OrderTransition
+	Related  []string // messages sharing its correlation id (an order's results)
 	Patient  bool // the viewer sees patient data
 	Forms    []form
 	Problems []string // forms that could not be fetched, and why
@@ -115,8 +116,18 @@ func (c *Console) messagePage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := messageView{Message: m, Patient: c.seesPatients(s)}
-	if v.Steps, err = c.analytics().Trace(ctx, m.MessageID); err != nil && !errors.Is(err, analytics.ErrNoRows) {
+	steps, err := c.analytics().Trace(ctx, m.MessageID)
+	if err != nil && !errors.Is(err, analytics.ErrNoRows) {
 		v.Problems = append(v.Problems, "journey: "+err.Error())
+	}
+	// Trace follows the correlation id too, which a result shares with
+	// its order: those steps are the related messages', not this one's.
+	for _, st := range steps {
+		if st.MessageID == m.MessageID {
+			v.Steps = append(v.Steps, st)
+		} else if !slices.Contains(v.Related, st.MessageID) {
+			v.Related = append(v.Related, st.MessageID)
+		}
 	}
 	for _, st := range v.Steps {
 		if st.Attempt > 0 || st.AckCode != "" || st.HTTPStatus != 0 {
@@ -155,8 +166,12 @@ func (c *Console) forms(ctx context.Context, m analytics.Message, steps []analyt
 	if m.Event.Topic == "" {
 		return out, problems
 	}
+	rec, err := c.fetch(ctx, m.Event)
+	if err != nil {
+		return out, append(problems, "canonical event: "+err.Error())
+	}
 	var ev avro.ClinicalEvent
-	if err := c.fetchInto(ctx, m.Event, &ev); err != nil {
+	if err := c.cfg.Serde.DecodeContext(ctx, rec.Value, &ev); err != nil {
 		return out, append(problems, "canonical event: "+err.Error())
 	}
 	b, _ := json.MarshalIndent(&ev, "", "  ")
@@ -171,8 +186,14 @@ func (c *Console) forms(ctx context.Context, m analytics.Message, steps []analyt
 		}
 	}
 	for _, d := range dests {
-		cp := ev
-		p, err := c.cfg.Render(d, &cp)
+		// Each destination's fields profile removes fields in place: each
+		// gets its own copy of the event, decoded afresh.
+		var own avro.ClinicalEvent
+		if err := c.cfg.Serde.DecodeContext(ctx, rec.Value, &own); err != nil {
+			problems = append(problems, "rendered for "+d+": "+err.Error())
+			continue
+		}
+		p, err := c.cfg.Render(d, &own)
 		if err != nil {
 			problems = append(problems, "rendered for "+d+": "+err.Error())
 			continue
@@ -203,8 +224,13 @@ func (c *Console) fetch(ctx context.Context, src analytics.Source) (*kgo.Record,
 	defer cancel()
 	for {
 		fs := cl.PollFetches(ctx)
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) && !errors.Is(fe.Err, context.Canceled) {
+				return nil, fmt.Errorf("%s partition %d offset %d: %w", src.Topic, src.Partition, src.Offset, fe.Err)
+			}
+		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s partition %d offset %d: not found (expired by retention?)", src.Topic, src.Partition, src.Offset)
+			return nil, fmt.Errorf("%s partition %d offset %d: not found within 5s (expired by retention, or the broker is slow)", src.Topic, src.Partition, src.Offset)
 		}
 		var found *kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {

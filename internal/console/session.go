@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +31,13 @@ type session struct {
 	CSRF    string // every form and htmx post carries it
 	flash   string // the last action's result, shown on the next page
 	expires time.Time
+	ends    time.Time // however busy: a login lasts no longer than this
 }
+
+// maxSession bounds a login however often it is used (at least the
+// session length): a console left open on a shared computer is not
+// logged in for ever.
+const maxSession = 24 * time.Hour
 
 type sessions struct {
 	mu  sync.Mutex
@@ -56,23 +63,27 @@ func (s *sessions) start(u User) (string, *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := token()
-	x := &session{User: u.Name, Role: u.Role, CSRF: token(), expires: s.now().Add(s.ttl)}
+	now := s.now()
+	x := &session{User: u.Name, Role: u.Role, CSRF: token(), expires: now.Add(s.ttl), ends: now.Add(max(s.ttl, maxSession))}
 	s.m[t] = x
 	return t, x
 }
 
-// get returns the live session of token t and extends it.
-func (s *sessions) get(t string) *session {
+// get returns the live session of token t; extend counts the request as
+// use (a person's, not a page refreshing itself).
+func (s *sessions) get(t string, extend bool) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	x, ok := s.m[t]
 	if !ok {
 		return nil
 	}
-	if now := s.now(); now.After(x.expires) {
+	now := s.now()
+	if now.After(x.expires) || now.After(x.ends) {
 		delete(s.m, t)
 		return nil
-	} else {
+	}
+	if extend {
 		x.expires = now.Add(s.ttl)
 	}
 	cp := *x
@@ -90,7 +101,7 @@ func (s *sessions) expire() {
 	defer s.mu.Unlock()
 	now := s.now()
 	for t, x := range s.m {
-		if now.After(x.expires) {
+		if now.After(x.expires) || now.After(x.ends) {
 			delete(s.m, t)
 		}
 	}
@@ -114,12 +125,22 @@ func sessionOf(r *http.Request) *session {
 func (c *Console) authed(least string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var s *session
+		htmx := r.Header.Get("HX-Request") != ""
 		if ck, err := r.Cookie(cookieName); err == nil {
-			s = c.sessions.get(ck.Value)
+			// htmx's timed refreshes (hx-trigger="every …") are not a
+			// person using the console.
+			s = c.sessions.get(ck.Value, !(htmx && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/live")))
 		}
 		if s == nil {
-			login := Prefix + "login?next=" + url.QueryEscape(r.URL.RequestURI())
-			if r.Header.Get("HX-Request") != "" {
+			next := r.URL.RequestURI()
+			if htmx {
+				// Back to the page, not to the fragment it was refreshing.
+				if u, err := url.Parse(r.Header.Get("HX-Current-URL")); err == nil && u.Path != "" {
+					next = u.RequestURI()
+				}
+			}
+			login := Prefix + "login?next=" + url.QueryEscape(safeNext(next))
+			if htmx {
 				w.Header().Set("HX-Redirect", login)
 				w.WriteHeader(http.StatusUnauthorized)
 				return
@@ -152,13 +173,28 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	name, password := r.PostFormValue("user"), r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
-	u, err := c.cfg.Users.Check(name, password)
+	host := remoteHost(r)
+	if wait := c.logins.blocked(host); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		c.renderBlock(w, nil, "login", "layout.html", http.StatusTooManyRequests,
+			map[string]any{"Next": next, "Error": "Too many wrong logins from this address: try again in " + ago(wait) + "."})
+		return
+	}
+	u, err := c.checkLogin(r.Context(), name, password)
 	if err != nil {
-		c.cfg.Audit.Refused(audit.Refusal{Type: TypeLoginRefused, AgentType: audit.AgentUser, AgentWho: name, AgentNetwork: remoteHost(r),
-			EntityType: EntityConsole, EntityWhat: "login", Reason: "wrong user name or password"})
+		c.logins.failed(host)
+		// An unknown name is often a password typed in the wrong box: it
+		// is not recorded.
+		who, reason := name, "wrong password"
+		if !c.cfg.Users.Known(name) {
+			who, reason = "", "unknown user name"
+		}
+		c.cfg.Audit.Refused(audit.Refusal{Type: TypeLoginRefused, AgentType: audit.AgentUser, AgentWho: who, AgentNetwork: host,
+			EntityType: EntityConsole, EntityWhat: "login", Reason: reason})
 		c.renderBlock(w, nil, "login", "layout.html", http.StatusUnauthorized, map[string]any{"Next": next, "Error": "Wrong user name or password."})
 		return
 	}
+	c.logins.succeeded(host)
 	t, s := c.sessions.start(u)
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: t, Path: Prefix, HttpOnly: true,
 		Secure: c.cfg.Secure, SameSite: http.SameSiteStrictMode})
@@ -248,4 +284,74 @@ func (c *Console) popFlash(r *http.Request) string {
 	msg := x.flash
 	x.flash = ""
 	return msg
+}
+
+// Wrong logins from one address: after loginFailures within loginWindow,
+// that address waits out the window. bcrypt is slow by design, so at most
+// loginChecks run at once: a flood of logins cannot take the CPU from the
+// stages sharing the process.
+const (
+	loginFailures = 5
+	loginWindow   = 5 * time.Minute
+	loginChecks   = 2
+)
+
+type loginGuard struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	fails map[string][]time.Time
+	slots chan struct{}
+}
+
+func newLoginGuard(now func() time.Time) *loginGuard {
+	return &loginGuard{now: now, fails: map[string][]time.Time{}, slots: make(chan struct{}, loginChecks)}
+}
+
+// recent keeps host's failures within the window; call with mu held.
+func (g *loginGuard) recent(host string) []time.Time {
+	now := g.now()
+	fs := g.fails[host]
+	for len(fs) > 0 && now.Sub(fs[0]) > loginWindow {
+		fs = fs[1:]
+	}
+	if len(fs) == 0 {
+		delete(g.fails, host)
+		return nil
+	}
+	g.fails[host] = fs
+	return fs
+}
+
+// blocked is how long host must wait before trying again; 0: it may.
+func (g *loginGuard) blocked(host string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fs := g.recent(host)
+	if len(fs) < loginFailures {
+		return 0
+	}
+	return loginWindow - g.now().Sub(fs[len(fs)-loginFailures])
+}
+
+func (g *loginGuard) failed(host string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.fails[host] = append(g.recent(host), g.now())
+}
+
+func (g *loginGuard) succeeded(host string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.fails, host)
+}
+
+// checkLogin checks a password in one of the bcrypt slots.
+func (c *Console) checkLogin(ctx context.Context, name, password string) (User, error) {
+	select {
+	case c.logins.slots <- struct{}{}:
+	case <-ctx.Done():
+		return User{}, ctx.Err()
+	}
+	defer func() { <-c.logins.slots }()
+	return c.cfg.Users.Check(name, password)
 }

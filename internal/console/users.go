@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -92,6 +95,12 @@ func (u *Users) Check(name, password string) (User, error) {
 	return usr, nil
 }
 
+// Known reports whether name is a user.
+func (u *Users) Known(name string) bool {
+	_, ok := u.byName[name]
+	return ok
+}
+
 // List returns the users in name order.
 func (u *Users) List() []User {
 	out := make([]User, 0, len(u.byName))
@@ -104,7 +113,7 @@ func (u *Users) List() []User {
 
 // UserLine is the users-file line for name with role and password.
 func UserLine(name, role, password string) (string, error) {
-	if name == "" || strings.ContainsAny(name, " \t\n#") {
+	if name == "" || strings.ContainsRune(name, '#') || strings.IndexFunc(name, unicode.IsSpace) >= 0 || !utf8.ValidString(name) {
 		return "", fmt.Errorf("console: user name %q: want one word without # or spaces", name)
 	}
 	if !slices.Contains(config.Roles, role) {
@@ -147,7 +156,30 @@ func SetUser(path, name, role, password string) error {
 		}
 		out = append(out, line)
 	}
-	return os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o600)
+	// A new file beside the old, renamed over it: a crash leaves the old
+	// file or the new one, never half of one the engine cannot start with;
+	// and the file is 0600 whatever mode the old one had.
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".console-users-*")
+	if err != nil {
+		return fmt.Errorf("console: users file: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err == nil {
+		_, err = tmp.WriteString(strings.Join(out, "\n") + "\n")
+		if err == nil {
+			err = tmp.Sync()
+		}
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("console: users file %s: %w", path, err)
+	}
+	return nil
 }
 
 // sameString compares secrets in constant time.

@@ -83,3 +83,24 @@ func TestUsersCheckAndSetUser(t *testing.T) {
 		}
 	}
 }
+
+func TestSetUserTightensTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	if err := os.WriteFile(path, []byte("# old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetUser(path, "ann", "viewer", "a long enough password"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v after SetUser on a 0644 file, want 0600", fi.Mode().Perm())
+	}
+	for _, name := range []string{"ann\vx", "ann\u00a0x", "a#b"} {
+		if err := SetUser(path, name, "viewer", "a long enough password"); err == nil {
+			t.Errorf("SetUser(%q) was accepted", name)
+		}
+	}
+	if u, err := LoadUsers(path); err != nil || len(u.List()) != 1 {
+		t.Fatalf("users after refusals: %v", err)
+	}
+}

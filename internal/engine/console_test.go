@@ -251,8 +251,13 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Errorf("the message page has no %s (%v)", css, err)
 			}
 		}
-		if acks := text(t, ctx, `#acks`); !strings.Contains(acks, "AA") || !strings.Contains(acks, "lab → careflow") {
-			t.Errorf("ACKs show no AA from the lab:\n%s", acks)
+		var labAA bool
+		rows, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#acks tr[data-ack="lab"]')].map(r => r.textContent)`))
+		for _, row := range rows {
+			labAA = labAA || (strings.Contains(row, "AA") && strings.Contains(row, "business") && strings.Contains(row, "delivered"))
+		}
+		if err != nil || !labAA {
+			t.Errorf("no ACK row shows the lab's AA: %q (%v)", rows, err)
 		}
 		forms := text(t, ctx, `main`)
 		for _, want := range []string{"Raw, as received", `MSH|^~\&|EHR|HOSP`, "Canonical", "Rendered for lab", "NHSCON1"} {
@@ -395,6 +400,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		status, err = chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/console/messages?patient=CON1%5EHOSP").then(r => r.status)`, chromedp.EvalAwaitPromise))
 		if err != nil || status != http.StatusForbidden {
 			t.Fatalf("a viewer's patient search: %d (%v), want 403", status, err)
+		}
+		href, err := chromedp.Run(ctx, chromedp.AttributeValue(chromedp.CSS(`tr[data-letter] a`), "href"))
+		if err != nil || !href.Exists {
+			t.Fatalf("no dead letter link: %v", err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate("http://"+r.eng.AdminAddr()+href.Value), chromedp.WaitVisible(chromedp.ID("original-hidden"))); err != nil {
+			t.Fatalf("a viewer's dead letter page: %v", err)
+		}
+		if ok, _ := present(ctx, `#original, #replay`); ok {
+			t.Error("a viewer sees a dead letter's original or its replay button")
 		}
 	})
 }

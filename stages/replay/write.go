@@ -42,6 +42,9 @@ type Request struct {
 	// Observer names the tool or instance replaying (the audit record's
 	// source.observer).
 	Observer string
+	// Network is where By replayed from (the console: the browser's
+	// address); "" for the CLI.
+	Network string
 }
 
 // Refusal is a selected letter that was not replayed, and why.
@@ -176,7 +179,7 @@ func write(ctx context.Context, cl *kgo.Client, serde *avro.Serde, req Request, 
 		ev := avro.AuditEvent{
 			AuditID: identity.NewMessageID(), Recorded: r.At, Type: audit.TypeDeadLetterReplayed,
 			Action: avro.AuditExecute, Outcome: avro.AuditSuccess, OutcomeDesc: req.Reason,
-			AgentType: audit.AgentUser, AgentWho: req.By, SourceObserver: req.Observer,
+			AgentType: audit.AgentUser, AgentWho: req.By, AgentNetwork: req.Network, SourceObserver: req.Observer,
 			EntityType: audit.EntityDeadLetter, EntityWhat: l.ID,
 			EntityDetail: fmt.Sprintf("%s partition %d offset %d", l.OriginalTopic, l.OriginalPartition, l.OriginalOffset),
 			Count:        1,
