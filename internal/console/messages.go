@@ -93,7 +93,7 @@ type messageView struct {
 	Acks     []analytics.Step // delivery attempts: each destination's answer
 	Orders   []analytics.OrderTransition
 	Related  []string // messages sharing its correlation id (an order's results)
-	Patient  bool // the viewer sees patient data
+	Patient  bool     // the viewer sees patient data
 	Forms    []form
 	Problems []string // forms that could not be fetched, and why
 }
