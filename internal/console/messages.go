@@ -120,15 +120,7 @@ func (c *Console) messagePage(w http.ResponseWriter, r *http.Request) {
 	if err != nil && !errors.Is(err, analytics.ErrNoRows) {
 		v.Problems = append(v.Problems, "journey: "+err.Error())
 	}
-	// Trace follows the correlation id too, which a result shares with
-	// its order: those steps are the related messages', not this one's.
-	for _, st := range steps {
-		if st.MessageID == m.MessageID {
-			v.Steps = append(v.Steps, st)
-		} else if !slices.Contains(v.Related, st.MessageID) {
-			v.Related = append(v.Related, st.MessageID)
-		}
-	}
+	v.Steps, v.Related = ownSteps(m.MessageID, steps)
 	for _, st := range v.Steps {
 		if st.Attempt > 0 || st.AckCode != "" || st.HTTPStatus != 0 {
 			v.Acks = append(v.Acks, st)
@@ -245,4 +237,19 @@ func (c *Console) fetch(ctx context.Context, src analytics.Source) (*kgo.Record,
 			return found, nil
 		}
 	}
+}
+
+// ownSteps splits a trace into the message's own steps and the other
+// messages it reached: Trace follows the correlation id too, which a
+// result shares with its order, so an order's trace holds its results'
+// deliveries, which are not the order's.
+func ownSteps(id string, steps []analytics.Step) (own []analytics.Step, related []string) {
+	for _, st := range steps {
+		if st.MessageID == id {
+			own = append(own, st)
+		} else if !slices.Contains(related, st.MessageID) {
+			related = append(related, st.MessageID)
+		}
+	}
+	return own, related
 }
