@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -105,9 +104,7 @@ func cmdCodesUnmapped(ctx context.Context, args []string, stdout io.Writer) erro
 			cmp.Compare(a.Code, b.Code), cmp.Compare(a.Field, b.Field))
 	})
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(stdout, out)
 	}
 	if len(out) == 0 {
 		fmt.Fprintf(stdout, "no unmapped codes in the last %s\n", *since)

@@ -147,9 +147,7 @@ func listLetters(w io.Writer, ls []replay.Letter, asJSON, all bool) error {
 		for _, l := range ls {
 			lines = append(lines, letterLineOf(l))
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(lines)
+		return printJSON(w, lines)
 	}
 	if len(ls) == 0 {
 		if all {
@@ -180,9 +178,7 @@ func showLetter(ctx context.Context, w io.Writer, serde *avro.Serde, l *replay.L
 		line.Message = readable(ctx, serde, l.Record.OriginalValue)
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(line)
+		return printJSON(w, line)
 	}
 	original := "never on a topic: ingest refused it and answered the sender AR/CR; the sender must correct it and resend"
 	if l.OriginalTopic != "" {

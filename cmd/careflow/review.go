@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,9 +104,7 @@ func cmdReview(ctx context.Context, args []string, stdout io.Writer) error {
 		for _, x := range items {
 			lines = append(lines, lineOf(x))
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(lines)
+		return printJSON(stdout, lines)
 	}
 	if len(items) == 0 {
 		fmt.Fprintln(stdout, "nothing waits for review")
@@ -140,9 +137,7 @@ func showReview(ctx context.Context, w io.Writer, serde *avro.Serde, x *avro.Rev
 			reviewLine
 			Message string `json:"message,omitempty"`
 		}{lineOf(x), msg}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return printJSON(w, v)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, kv := range [][2]string{
