@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -412,4 +413,23 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Error("a viewer sees a dead letter's original or its replay button")
 		}
 	})
+}
+
+// A users file the console cannot use stops the engine at start, naming
+// the line, rather than serving a console nobody can log in to.
+func TestConsoleRefusesABrokenUsersFile(t *testing.T) {
+	fe := newFaultEstate(t)
+	cfg := fe.config(t)
+	cfg.Console.UsersFile = filepath.Join(t.TempDir(), "console-users")
+	if err := os.WriteFile(cfg.Console.UsersFile, []byte("ann operator plain-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.Start(context.Background(), engine.Options{Config: cfg, DataDir: t.TempDir(), EmbeddedPort: -1})
+	if err == nil {
+		eng.Stop()
+		t.Fatal("the engine started with a broken users file")
+	}
+	if !strings.Contains(err.Error(), "line 1: user ann: the third field is not a bcrypt hash") {
+		t.Fatalf("error %v, want the line and user named", err)
+	}
 }
